@@ -1,0 +1,285 @@
+"""``phip`` command line: thin Typer commands over the same services the API uses.
+
+Errors a user can fix end with a Chinese message and exit code 2; nothing is half-written
+because every write goes through the pipeline's per-batch transactions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
+
+app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
+standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
+orgs_app = typer.Typer(help="医疗机构 (institutions)", no_args_is_help=True)
+db_app = typer.Typer(help="数据库 (database schema)", no_args_is_help=True)
+app.add_typer(standard_app, name="standard")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: str = "ERROR") -> NoReturn:
+    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _dataset(ref: str):  # noqa: ANN202
+    try:
+        return load_standard().dataset(ref)
+    except KeyError:
+        fail(f"数据集“{ref}”不存在；用 phip standard list 查看全部数据集", "UNKNOWN_DATASET")
+
+
+# --- standard ---------------------------------------------------------------------------------
+
+
+@standard_app.command("list")
+def standard_list() -> None:
+    """列出全部数据集 (list the data sets)."""
+    std = load_standard()
+    table = Table(title=f"省平台数据采集标准 {std.version}（{len(std.datasets)}个数据集）")
+    for col in ("序号", "编码", "数据集名称", "英文名称", "分类", "字段数"):
+        table.add_column(col)
+    for ds in std.datasets:
+        table.add_row(str(ds.number), ds.code, ds.name, ds.name_en, CATEGORY_LABELS[ds.category], str(len(ds.fields)))
+    console.print(table)
+
+
+@standard_app.command("show")
+def standard_show(dataset: str = typer.Argument(..., help="数据集编码、序号或中文名称")) -> None:
+    """显示数据集的全部字段 (show every field of a data set)."""
+    std = load_standard()
+    ds = _dataset(dataset)
+    console.print(f"[bold]{ds.number:02d} {ds.name}[/]（{ds.code}，{ds.name_en}）")
+    console.print(f"{ds.description}\n依据：{'；'.join(ds.basis)}")
+    console.print(f"业务主键：{', '.join(ds.natural_key)}    业务发生时间：{ds.event_time}")
+    if ds.person:
+        console.print("患者标识字段：" + "，".join(f"{k}={v}" for k, v in ds.person.items()))
+    table = Table()
+    for col in ("序号", "字段名", "中文名称", "数据元标识符", "类型", "长度", "必填", "值域/校验"):
+        table.add_column(col)
+    for i, f in enumerate(ds.fields, 1):
+        rule = f"{std.domain(f.domain).name}（{f.domain}）" if f.domain else (f.check or "")
+        table.add_row(str(i), f.name, f.label, f.de or "", TYPE_LABELS[f.type], str(f.length or ""),
+                      "是" if f.required else "", rule)
+    console.print(table)
+
+
+@standard_app.command("export")
+def standard_export(
+    format: str = typer.Option(..., "--format", "-f", help="jsonschema | html | xlsx"),
+    out: Path = typer.Option(..., "--out", "-o", help="输出目录"),
+) -> None:
+    """导出下发医疗机构的标准文件 (export the standard for hospitals)."""
+    from phip.standard import export
+
+    std = load_standard()
+    if format == "jsonschema":
+        paths = export.export_jsonschema(std, out)
+        console.print(f"已导出 {len(paths)} 个 JSON Schema 文件到 {out}")
+    elif format == "html":
+        console.print(f"已导出 {export.export_html(std, out)}")
+    elif format == "xlsx":
+        console.print(f"已导出 {export.export_xlsx(std, out)}")
+    else:
+        fail(f"不支持的导出格式“{format}”，可选 jsonschema、html、xlsx", "BAD_FORMAT")
+
+
+# --- institutions -------------------------------------------------------------------------------
+
+
+@orgs_app.command("list")
+def orgs_list() -> None:
+    """按地区列出医疗机构及对接进度 (institutions by region with onboarding status)."""
+    from phip import runtime
+    from phip.orgs.service import METHOD_LABELS, list_institutions
+
+    rows = list_institutions(runtime.engine())
+    table = Table(title=f"对接医疗机构（{len(rows)}家）")
+    for col in ("地区", "区划代码", "医疗机构", "机构代码", "等级", "对接方式", "网络联通", "数据上传", "数据分析"):
+        table.add_column(col)
+    region = None
+    for r in rows:
+        status = r.onboarding
+        table.add_row(r.region_name if r.region_name != region else "", r.region_code if r.region_name != region else "",
+                      r.name, r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), status["network"],
+                      status["upload"], status["analysis"])
+        region = r.region_name
+    console.print(table)
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """升级数据库结构到最新版本 (apply migrations)."""
+    from phip import runtime
+
+    runtime.engine()
+    console.print("数据库已是最新版本")
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def _resolve_org(ref: str) -> str:
+    from phip import runtime
+    from phip.orgs.service import find_institution
+
+    inst = find_institution(runtime.engine(), ref)
+    if inst is None:
+        fail(f"医疗机构“{ref}”未登记或名称不唯一；用 phip orgs list 查看", "UNKNOWN_ORG")
+    return inst.code
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON / NDJSON / CSV / XLSX 文件"),
+    org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
+    dataset: str = typer.Option(..., "--dataset", help="数据集编码或序号"),
+    format: str | None = typer.Option(None, "--format", help="json | ndjson | csv | xlsx（默认按扩展名）"),
+    batch_size: int = typer.Option(1000, "--batch-size", min=1, max=10000),
+    show: int = typer.Option(10, "--show", help="显示前几条拒收记录"),
+) -> None:
+    """导入数据文件 (load a file through the ingest pipeline)."""
+    from phip import runtime
+    from phip.ingest.files import ingest_file
+    from phip.ingest.pipeline import IngestError
+    from phip.ingest.readers import FileFormatError
+
+    ds = _dataset(dataset)
+    org_code = _resolve_org(org)
+    size = file.stat().st_size
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("条"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(f"导入 {file.name} → {ds.name}", total=None)
+        try:
+            receipt = ingest_file(runtime.pipeline(), file, org_code, ds.code, fmt=format, batch_size=batch_size,
+                                  on_batch=lambda r: progress.advance(task, r.total))
+        except FileFormatError as exc:
+            fail(exc.message, exc.code)
+        except IngestError as exc:
+            fail(exc.message, exc.code)
+        progress.update(task, total=progress.tasks[0].completed)
+    _print_receipt(receipt, show, size)
+
+
+def _print_receipt(receipt, show: int, size: int | None = None) -> None:  # noqa: ANN001
+    table = Table(title="回执 (receipt)")
+    for col in ("总数", "新增", "更新", "未变化", "拒收", "含警告"):
+        table.add_column(col, justify="right")
+    table.add_row(*(str(x) for x in (receipt.total, receipt.accepted, receipt.updated, receipt.unchanged,
+                                      receipt.rejected, receipt.warnings)))
+    console.print(table)
+    if receipt.rejections:
+        console.print(f"[bold]前 {min(show, len(receipt.rejections))} 条拒收记录：[/]")
+        for r in receipt.rejections[:show]:
+            reasons = "；".join(f"[{f.code}] {f.message}" for f in r.findings if f.severity == "error")
+            console.print(f"  第{r.index + 1}条 {r.record_key or ''}：{reasons}", highlight=False)
+
+
+# --- synthetic data and demo --------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="输出文件（.ndjson / .json / .csv）"),
+    dataset: str = typer.Option("outpatient_visit", "--dataset"),
+    org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
+    days: int = typer.Option(1, "--days", min=1),
+    visits: int = typer.Option(100, "--visits", help="每天门诊人次"),
+    seed: int = typer.Option(1, "--seed"),
+    error_rate: float = typer.Option(0.0, "--error-rate", min=0.0, max=1.0, help="植入错误的比例"),
+) -> None:
+    """生成合成数据文件 (write a synthetic data file for one data set)."""
+    import csv
+
+    import orjson
+
+    from phip import runtime
+    from phip.orgs.service import find_institution
+    from phip.synth.generator import Generator
+
+    ds = _dataset(dataset)
+    inst = find_institution(runtime.engine(), org)
+    if inst is None:
+        fail(f"医疗机构“{org}”未登记", "UNKNOWN_ORG")
+    gen = Generator(seed=seed, error_rate=error_rate)
+    records = []
+    today = date.today()
+    for d in range(days, 0, -1):
+        for _, _, recs in gen.day([(inst.code, inst.name)], today - timedelta(days=d), visits=visits,
+                                  admissions=max(1, visits // 10), datasets=[ds.code]):
+            records += recs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".json":
+        out.write_bytes(orjson.dumps(records))
+    elif out.suffix == ".csv":
+        with out.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=[fl.name for fl in ds.fields])
+            w.writeheader()
+            w.writerows(records)
+    else:
+        out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    console.print(f"已生成 {len(records)} 条 {ds.name} 记录 → {out}（植入错误 {len(gen.planted)} 条）")
+
+
+@app.command()
+def demo(
+    days: int = typer.Option(3, "--days", min=1, help="生成最近几天的数据"),
+    visits: int = typer.Option(30, "--visits", help="每家机构每天门诊人次"),
+    seed: int = typer.Option(2026, "--seed"),
+    if_empty: bool = typer.Option(False, "--if-empty", help="库中已有数据时跳过"),
+) -> None:
+    """载入演示省份：66家机构最近几天的合成数据 (load the demo province)."""
+    from phip import runtime
+    from phip.demo import load_demo, store_is_empty
+
+    engine = runtime.engine()
+    if if_empty and not store_is_empty(engine):
+        console.print("演示数据已存在，跳过（去掉 --if-empty 可追加）")
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("载入演示数据（机构×天）", total=None)
+        totals = load_demo(runtime.pipeline(), days=days, visits=visits, seed=seed,
+                           on_step=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"演示数据载入完成：新增 {totals.accepted} 条，更新 {totals.updated} 条，拒收 {totals.rejected} 条")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers"),
+) -> None:
+    """启动平台服务 (run the HTTP service)."""
+    import uvicorn
+
+    from phip import runtime
+
+    runtime.engine()  # migrate before workers start
+    console.print(f"PHIP 已启动：http://{host}:{port}/")
+    uvicorn.run("phip.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+

@@ -1,0 +1,114 @@
+"""Person resolution inside the pipeline (the hook the EMPI fills).
+
+Until the EMPI issue lands, a record is tied to a person by its identifiers only: a valid
+18-digit resident ID number (province-wide), the resident health card number
+(province-wide) and the institution's own patient id (scoped to that institution). Records
+with none of these get no person. Resolution is done for a whole batch with one query per
+identifier kind, so it costs a few round trips per batch, not per record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, insert, select
+
+from phip.standard.catalog import DataSet
+from phip.standard.checks import is_valid_id_number
+from phip.store.models import Person, PersonIdentifier
+from phip.store.sql import insert_ignoring_conflicts
+
+IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
+
+
+class PersonResolver(Protocol):
+    def resolve(
+        self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
+    ) -> list[str | None]:
+        """Return the person id of each record (None when the record names no person)."""
+        ...
+
+
+def new_person_id() -> str:
+    return uuid.uuid4().hex
+
+
+def identifier_keys(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
+    """The identifiers of a record, strongest first."""
+    person = dataset.person
+    keys: list[IdentifierKey] = []
+    id_field = person.get("id_no")
+    if id_field and (id_no := record.get(id_field)) and is_valid_id_number(id_no):
+        id_type = record.get(person["id_type"]) if "id_type" in person else None
+        if id_type in (None, "01", "02"):
+            keys.append(("id_no", "", id_no))
+    card_field = person.get("health_card_no")
+    if card_field and (card := record.get(card_field)):
+        keys.append(("health_card", "", card))
+    pid_field = person.get("patient_id")
+    if pid_field and (pid := record.get(pid_field)):
+        keys.append(("patient_id", org_code, pid))
+    return keys
+
+
+class IdentifierResolver:
+    """Deterministic resolution on identifiers; creates persons for unseen identifiers."""
+
+    def resolve(
+        self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
+    ) -> list[str | None]:
+        if not dataset.person:
+            return [None] * len(records)
+        per_record = [identifier_keys(org_code, dataset, r) for r in records]
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for keys in per_record:
+            for kind, scope, value in keys:
+                wanted.setdefault((kind, scope), set()).add(value)
+        known = self._lookup(conn, [(k, s, v) for (k, s), values in wanted.items() for v in values])
+        new_persons: list[dict[str, Any]] = []
+        new_ids: dict[IdentifierKey, str] = {}
+        result: list[str | None] = []
+        for keys in per_record:
+            if not keys:
+                result.append(None)
+                continue
+            person_id = next((known[k] for k in keys if k in known), None)
+            if person_id is None:
+                person_id = new_person_id()
+                new_persons.append({"id": person_id, "created_at": now})
+            for key in keys:
+                if key not in known:
+                    known[key] = person_id
+                    new_ids[key] = person_id
+            result.append(person_id)
+        if new_persons:
+            conn.execute(insert(Person), new_persons)
+        if new_ids:
+            rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in new_ids.items()]
+            conn.execute(insert_ignoring_conflicts(conn, PersonIdentifier.__table__), rows)
+            # Another institution's batch may have registered the same identifier a moment
+            # ago: the stored mapping wins, so read back what is really there.
+            stored = self._lookup(conn, new_ids.keys())
+            moved = {p: stored[k] for k, p in new_ids.items() if stored.get(k) not in (None, p)}
+            if moved:
+                result = [moved.get(p, p) if p else p for p in result]
+        return result
+
+    @staticmethod
+    def _lookup(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[IdentifierKey, str]:
+        pi = PersonIdentifier.__table__
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for kind, scope, value in keys:
+            grouped.setdefault((kind, scope), []).append(value)
+        found: dict[IdentifierKey, str] = {}
+        for (kind, scope), values in grouped.items():
+            for start in range(0, len(values), 500):
+                chunk = values[start : start + 500]
+                for value, person_id in conn.execute(
+                    select(pi.c.value, pi.c.person_id).where(pi.c.kind == kind, pi.c.scope == scope, pi.c.value.in_(chunk))
+                ):
+                    found[(kind, scope, value)] = person_id
+        return found

@@ -1,0 +1,381 @@
+"""The one ingest pipeline: every entry point (push API, file import, pull collection, city
+forwarding, the demo) hands batches to :meth:`Pipeline.ingest` and gets a receipt back.
+
+For each batch:
+
+1. validate and normalise every record against the standard (bad records are rejected with
+   their findings; good ones go on — each record stands alone);
+2. resolve the person of each good record (:mod:`phip.ingest.identity`);
+3. in ONE transaction: compare with the stored heads by natural key and content hash; insert
+   new records, version corrected ones (the old head is copied to ``record_versions``),
+   skip unchanged ones; bump the daily counters; store the receipt and the findings.
+
+Step 3 being one transaction is what makes the pipeline safe to kill: a batch is either
+entirely in the store or not at all, and replaying it is harmless because unchanged content
+is recognised by its hash. On PostgreSQL an advisory lock per (institution, data set)
+serialises concurrent batches of the same stream so the compare-and-write cannot race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from phip.standard.catalog import DataSet, Standard, load_standard
+from phip.standard.validate import Finding, finding, platform_now, validator_for
+from phip.store import models as m
+from phip.store.sql import increment, lock_key
+
+from .identity import IdentifierResolver, PersonResolver
+from .readers import Unreadable
+
+KEY_SEPARATOR = "|"
+_CHUNK = 500
+
+
+class IngestError(Exception):
+    """A batch that cannot enter the pipeline at all (not a record-level problem)."""
+
+    code = "INGEST_ERROR"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownInstitution(IngestError):
+    code = "UNKNOWN_ORG"
+
+
+class UnknownDataset(IngestError):
+    code = "UNKNOWN_DATASET"
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    record_key: str | None
+    findings: list[Finding]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "record_key": self.record_key, "findings": [f.as_dict() for f in self.findings]}
+
+
+@dataclass(slots=True)
+class Receipt:
+    """What the sender is told (回执): one per batch."""
+
+    batch_id: str
+    org_code: str
+    dataset: str
+    source: str
+    received_at: datetime
+    total: int = 0
+    accepted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self, max_rejections: int | None = None) -> dict[str, Any]:
+        shown = self.rejections if max_rejections is None else self.rejections[:max_rejections]
+        return {
+            "batch_id": self.batch_id,
+            "org_code": self.org_code,
+            "dataset": self.dataset,
+            "source": self.source,
+            "received_at": self.received_at.isoformat(sep=" "),
+            "counts": {
+                "total": self.total, "accepted": self.accepted, "updated": self.updated,
+                "unchanged": self.unchanged, "rejected": self.rejected, "warnings": self.warnings,
+            },
+            "rejections": [r.as_dict() for r in shown],
+        }
+
+    def add(self, other: Receipt) -> None:
+        """Fold another receipt into this one (a file import is many batches)."""
+        for name in ("total", "accepted", "updated", "unchanged", "rejected", "warnings"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rejections.extend(other.rejections)
+
+
+def record_key(dataset: DataSet, record: dict[str, Any]) -> str:
+    values = []
+    for name in dataset.natural_key:
+        value = record[name]
+        text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+        values.append(text.replace("\\", "\\\\").replace(KEY_SEPARATOR, "\\" + KEY_SEPARATOR))
+    return KEY_SEPARATOR.join(values)
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """Hash of the canonical JSON of a normalised record: equal content, equal hash."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def _raw_key(dataset: DataSet, raw: Any) -> str | None:
+    """Best-effort key of a rejected record so the hospital can find it."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return KEY_SEPARATOR.join(str(raw[k]) for k in dataset.natural_key)[:200]
+    except KeyError:
+        return None
+
+
+def _jsonable(raw: Any) -> Any:
+    """Rejected payloads are stored as sent; make sure they serialise."""
+    if isinstance(raw, Unreadable):
+        return {"_unreadable": raw.text}
+    try:
+        orjson.dumps(raw)
+        return raw
+    except TypeError:
+        return {"_unserialisable": repr(raw)[:2000]}
+
+
+@dataclass(slots=True)
+class _Good:
+    index: int
+    record: dict[str, Any]
+    key: str
+    hash: str
+    event_time: datetime | None
+    warnings: list[Finding]
+    person_id: str | None = None
+
+
+class Pipeline:
+    """Validate → normalise → identify → upsert → count. Thread-safe; one per process is enough."""
+
+    def __init__(self, engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None):
+        self.engine = engine
+        self.standard = standard or load_standard()
+        self.resolver = resolver or IdentifierResolver()
+        self._org_names: dict[str, str] = {}
+
+    # -- public -------------------------------------------------------------------------
+
+    def dataset(self, ref: str) -> DataSet:
+        try:
+            return self.standard.dataset(ref)
+        except KeyError:
+            raise UnknownDataset(f"数据集“{ref}”不存在，请查阅省平台数据采集标准") from None
+
+    def institution_name(self, org_code: str) -> str:
+        if org_code not in self._org_names:
+            with self.engine.connect() as conn:
+                name = conn.execute(
+                    select(m.Institution.name).where(m.Institution.code == org_code)
+                ).scalar_one_or_none()
+            if name is None:
+                raise UnknownInstitution(f"医疗机构“{org_code}”未在省平台登记")
+            self._org_names[org_code] = name
+        return self._org_names[org_code]
+
+    def ingest(
+        self,
+        org_code: str,
+        dataset_ref: str,
+        records: Sequence[Any],
+        *,
+        source: str = "api",
+        source_ref: str | None = None,
+        batch_id: str | None = None,
+        now: datetime | None = None,
+        index_base: int = 0,
+    ) -> Receipt:
+        """Run one batch through the pipeline; ``index_base`` offsets rejection indices when a
+        caller splits a larger upload (a file) into batches."""
+        dataset = self.dataset(dataset_ref)
+        org_name = self.institution_name(org_code)
+        now = now or platform_now()
+        receipt = Receipt(batch_id or uuid.uuid4().hex, org_code, dataset.code, source, now, total=len(records))
+        good, warned = self._validate(dataset, org_code, org_name, records, now, receipt)
+        stored_rejections = receipt.rejections
+        receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings) for r in stored_rejections]
+        with self.engine.begin() as conn:
+            lock_key(conn, f"{org_code}/{dataset.code}")
+            if good:
+                persons = self.resolver.resolve(conn, org_code, dataset, [g.record for g in good], now)
+                for g, person_id in zip(good, persons, strict=True):
+                    g.person_id = person_id
+                for round_ in _rounds(good):
+                    self._upsert(conn, org_code, dataset, round_, receipt, now)
+            self._bookkeep(conn, dataset, records, good, warned, receipt, stored_rejections, now, source_ref)
+        return receipt
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _validate(
+        self, dataset: DataSet, org_code: str, org_name: str, records: Sequence[Any], now: datetime, receipt: Receipt
+    ) -> tuple[list[_Good], list[_Good]]:
+        validator = validator_for(self.standard, dataset)
+        event_field = dataset.event_time
+        good: list[_Good] = []
+        warned: list[_Good] = []
+        for index, raw in enumerate(records):
+            if isinstance(raw, Unreadable):
+                receipt.rejections.append(Rejection(index, None, [finding("UNREADABLE", None, reason=raw.reason)]))
+                continue
+            if isinstance(raw, dict):
+                claimed = raw.get("org_code")
+                if claimed in (None, ""):
+                    raw = {**raw, "org_code": org_code}
+                    if raw.get("org_name") in (None, ""):
+                        raw["org_name"] = org_name
+                elif str(claimed).strip().upper() != org_code:
+                    receipt.rejections.append(
+                        Rejection(index, _raw_key(dataset, raw), [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)])
+                    )
+                    continue
+            outcome = validator.validate(raw, now)
+            if outcome.record is None:
+                receipt.rejections.append(Rejection(index, _raw_key(dataset, raw), outcome.findings))
+                continue
+            record = outcome.record
+            event = record.get(event_field)
+            if event is not None and not isinstance(event, datetime):
+                event = datetime(event.year, event.month, event.day)
+            item = _Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings)
+            good.append(item)
+            if outcome.findings:
+                warned.append(item)
+        receipt.rejected = len(receipt.rejections)
+        receipt.warnings = len(warned)
+        return good, warned
+
+    def _upsert(
+        self, conn: Connection, org_code: str, dataset: DataSet, items: list[_Good], receipt: Receipt, now: datetime
+    ) -> None:
+        records = m.Record.__table__
+        heads: dict[str, tuple[int, str, int, datetime | None]] = {}
+        keys = [g.key for g in items]
+        for start in range(0, len(keys), _CHUNK):
+            rows = conn.execute(
+                select(records.c.record_key, records.c.id, records.c.content_hash, records.c.version, records.c.event_time)
+                .where(records.c.org_code == org_code, records.c.dataset == dataset.code)
+                .where(records.c.record_key.in_(keys[start : start + _CHUNK]))
+            )
+            for key, id_, hash_, version, event in rows:
+                heads[key] = (id_, hash_, version, event)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        day_delta: dict[date, int] = {}
+        for g in items:
+            head = heads.get(g.key)
+            if head is None:
+                inserts.append({
+                    "org_code": org_code, "dataset": dataset.code, "record_key": g.key, "version": 1,
+                    "content_hash": g.hash, "person_id": g.person_id, "event_time": g.event_time,
+                    "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
+                })
+                if g.event_time is not None:
+                    day = g.event_time.date()
+                    day_delta[day] = day_delta.get(day, 0) + 1
+            elif head[1] == g.hash:
+                receipt.unchanged += 1
+            else:
+                id_, _, version, old_event = head
+                updates.append({
+                    "rid": id_, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
+                    "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
+                })
+                old_day = old_event.date() if old_event else None
+                new_day = g.event_time.date() if g.event_time else None
+                if old_day != new_day:
+                    if old_day is not None:
+                        day_delta[old_day] = day_delta.get(old_day, 0) - 1
+                    if new_day is not None:
+                        day_delta[new_day] = day_delta.get(new_day, 0) + 1
+        if inserts:
+            conn.execute(insert(records), inserts)
+            receipt.accepted += len(inserts)
+        if updates:
+            self._supersede(conn, [u["rid"] for u in updates], now)
+            conn.execute(
+                update(records).where(records.c.id == bindparam("rid")).values(
+                    version=bindparam("version"), content_hash=bindparam("content_hash"),
+                    person_id=bindparam("person_id"), event_time=bindparam("event_time"),
+                    received_at=bindparam("received_at"), batch_id=bindparam("batch_id"), payload=bindparam("payload"),
+                ),
+                updates,
+            )
+            receipt.updated += len(updates)
+        increment(
+            conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),
+            [{"org_code": org_code, "dataset": dataset.code, "day": d, "records": n} for d, n in sorted(day_delta.items()) if n],
+        )
+
+    @staticmethod
+    def _supersede(conn: Connection, record_ids: list[int], now: datetime) -> None:
+        """Copy the current heads into the version history before they are overwritten."""
+        records, versions = m.Record.__table__, m.RecordVersion.__table__
+        cols = ["version", "content_hash", "person_id", "event_time", "received_at", "batch_id", "payload"]
+        for start in range(0, len(record_ids), _CHUNK):
+            chunk = record_ids[start : start + _CHUNK]
+            old = conn.execute(select(records.c.id, *[records.c[c] for c in cols]).where(records.c.id.in_(chunk))).all()
+            conn.execute(
+                insert(versions),
+                [{"record_id": row.id, **{c: getattr(row, c) for c in cols}, "superseded_at": now} for row in old],
+            )
+
+    def _bookkeep(
+        self, conn: Connection, dataset: DataSet, records: Sequence[Any], good: list[_Good],
+        warned: list[_Good], receipt: Receipt, rejections: list[Rejection], now: datetime, source_ref: str | None,
+    ) -> None:
+        conn.execute(insert(m.Batch.__table__), [{
+            "id": receipt.batch_id, "org_code": receipt.org_code, "dataset": dataset.code, "source": receipt.source,
+            "source_ref": source_ref, "received_at": now, "total": receipt.total, "accepted": receipt.accepted,
+            "updated": receipt.updated, "unchanged": receipt.unchanged, "rejected": receipt.rejected,
+            "warnings": receipt.warnings,
+        }])
+        rows = [
+            {"batch_id": receipt.batch_id, "org_code": receipt.org_code, "dataset": dataset.code, "idx": r.index,
+             "record_key": r.record_key, "rejected": True, "findings": [f.as_dict() for f in r.findings],
+             "payload": _jsonable(records[r.index]), "created_at": now}
+            for r in rejections
+        ]
+        rows += [
+            {"batch_id": receipt.batch_id, "org_code": receipt.org_code, "dataset": dataset.code, "idx": g.index,
+             "record_key": g.key, "rejected": False, "findings": [f.as_dict() for f in g.warnings],
+             "payload": None, "created_at": now}
+            for g in warned
+        ]
+        if rows:
+            conn.execute(insert(m.BatchFinding.__table__), rows)
+        increment(conn, m.IngestDaily.__table__, ("org_code", "dataset", "day"), [{
+            "org_code": receipt.org_code, "dataset": dataset.code, "day": now.date(), "received": receipt.total,
+            "accepted": receipt.accepted, "updated": receipt.updated, "unchanged": receipt.unchanged,
+            "rejected": receipt.rejected, "warnings": receipt.warnings,
+        }])
+        if receipt.accepted or receipt.updated:
+            inst = m.Institution.__table__
+            conn.execute(
+                update(inst).where(inst.c.code == receipt.org_code, inst.c.first_upload_at.is_(None)).values(first_upload_at=now)
+            )
+
+
+def _rounds(items: Iterable[_Good]) -> list[list[_Good]]:
+    """Split a batch so that no natural key appears twice in one round.
+
+    A batch may carry the same record twice (a correction sent right after the original);
+    the n-th occurrence goes to round n, so each becomes its own version, in order.
+    """
+    rounds: list[list[_Good]] = []
+    seen: dict[str, int] = {}
+    for g in items:
+        n = seen.get(g.key, 0)
+        seen[g.key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(g)
+    return rounds

@@ -1,0 +1,147 @@
+"""Read upload files (JSON, NDJSON, CSV, XLSX) into records, lazily.
+
+Files come from hospital engineers' exports: CSV is often GBK-encoded (Excel on a Chinese
+Windows), spreadsheet headers are often the Chinese labels of the standard rather than the
+field names, and NDJSON files sometimes carry one broken line. Readers therefore yield
+``(line_or_row_number, record)`` pairs where a record that cannot be parsed is a
+:class:`Unreadable` marker; the pipeline turns it into a rejection for that one record
+instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from phip.standard.catalog import DataSet
+
+FORMATS = ("json", "ndjson", "csv", "xlsx")
+
+
+class FileFormatError(ValueError):
+    """The file as a whole cannot be read (wrong format, undecodable, empty header)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record that could not be parsed; carries the reason in Chinese."""
+
+    reason: str
+    text: str
+
+
+def detect_format(path: Path, explicit: str | None = None) -> str:
+    if explicit:
+        if explicit not in FORMATS:
+            raise FileFormatError("BAD_FORMAT", f"不支持的文件格式“{explicit}”，可选：{', '.join(FORMATS)}")
+        return explicit
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "ndjson"):
+        return "ndjson"
+    if suffix in FORMATS:
+        return suffix
+    raise FileFormatError("BAD_FORMAT", f"无法从扩展名“{path.suffix}”判断文件格式，请用 --format 指定（{', '.join(FORMATS)}）")
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise FileFormatError("BAD_ENCODING", "文件编码无法识别，请使用UTF-8或GBK编码")
+
+
+def header_map(dataset: DataSet, headers: list[str]) -> list[str]:
+    """Map spreadsheet headers (field names or Chinese labels) to field names; unknown stay as is."""
+    by_label = {f.label: f.name for f in dataset.fields}
+    by_name = {f.name: f.name for f in dataset.fields}
+    out = []
+    for h in headers:
+        h = (h or "").strip()
+        out.append(by_name.get(h) or by_name.get(h.lower()) or by_label.get(h) or h)
+    return out
+
+
+def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterator[Any]:
+    """Yield the records of a file one by one (Unreadable for a record that cannot be parsed)."""
+    kind = detect_format(path, fmt)
+    if kind == "xlsx":
+        yield from _read_xlsx(path, dataset)
+        return
+    if kind == "ndjson":
+        with path.open("rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    yield Unreadable(f"第{number}行不是有效的JSON：{exc}", line[:200].decode("utf-8", "replace"))
+        return
+    text = _decode(path.read_bytes())
+    if kind == "json":
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON：{exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            data = data["records"]
+        if not isinstance(data, list):
+            raise FileFormatError("BAD_JSON", "JSON文件应为记录数组，或包含 records 数组的对象")
+        yield from data
+        return
+    reader = csv.reader(io.StringIO(text))
+    try:
+        headers = header_map(dataset, next(reader))
+    except StopIteration:
+        raise FileFormatError("EMPTY_FILE", "CSV文件为空") from None
+    for number, row in enumerate(reader, 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(headers):
+            yield Unreadable(f"第{number}行有{len(row)}列，多于表头的{len(headers)}列", ",".join(row)[:200])
+            continue
+        yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
+
+
+def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several unrelated types for a bad file
+        raise FileFormatError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
+    try:
+        sheet = wb.worksheets[0]
+        rows = sheet.iter_rows(values_only=True)
+        try:
+            headers = header_map(dataset, [str(h) if h is not None else "" for h in next(rows)])
+        except StopIteration:
+            raise FileFormatError("EMPTY_FILE", "Excel工作表为空") from None
+        for row in rows:
+            if row is None or all(c is None or str(c).strip() == "" for c in row):
+                continue
+            yield {h: _cell(v) for h, v in zip(headers, row, strict=False) if v is not None and h}
+    finally:
+        wb.close()
+
+
+def _cell(value: Any) -> Any:
+    """Excel gives datetimes and floats; dates go to ISO text, whole floats to int."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -1,0 +1,86 @@
+"""Institutions (医疗机构) and their onboarding status (对接进度).
+
+The 66 institutions of the docking notice (attachment 1) are seed data; operators edit
+them afterwards. Levels, codes and docking methods in the seed are placeholders to be
+confirmed with each institution's reply form (attachment 3).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, func, insert, select
+
+from phip.standard.validate import platform_now
+from phip.store.models import Institution
+
+SEED = Path(__file__).parent / "data" / "institutions.csv"
+
+NETWORK_LABELS = {"connected": "已联通", "pending": "待联通"}
+METHOD_LABELS = {"push": "接口对接", "pull": "数据采集", None: "未确定", "": "未确定"}
+
+
+def seed_institutions(engine: Engine, path: Path = SEED) -> int:
+    """Insert the seed institutions that are not registered yet; returns how many were added."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    now = platform_now()
+    with engine.begin() as conn:
+        known = set(conn.execute(select(Institution.code)).scalars())
+        new = [{**r, "kind": "hospital", "status": "active", "created_at": now} for r in rows if r["code"] not in known]
+        if new:
+            conn.execute(insert(Institution), new)
+    return len(new)
+
+
+@dataclass(frozen=True)
+class InstitutionRow:
+    code: str
+    name: str
+    region_code: str
+    region_name: str
+    level: str | None
+    docking_method: str | None
+    network_status: str
+    status: str
+    first_upload_at: datetime | None
+
+    @property
+    def onboarding(self) -> dict[str, str]:
+        """The three stages of the Jilin table: network / upload / analysis."""
+        return {
+            "network": NETWORK_LABELS.get(self.network_status, self.network_status),
+            "upload": "实现" if self.first_upload_at else "待实现",
+            "analysis": "待完成",
+        }
+
+
+def list_institutions(engine: Engine) -> list[InstitutionRow]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Institution.code, Institution.name, Institution.region_code, Institution.region_name,
+                Institution.level, Institution.docking_method, Institution.network_status, Institution.status,
+                Institution.first_upload_at,
+            ).order_by(Institution.region_code, Institution.name)
+        ).all()
+    return [InstitutionRow(*r) for r in rows]
+
+
+def find_institution(engine: Engine, ref: str) -> InstitutionRow | None:
+    """Find by code or by (unique part of) name, as operators type either."""
+    ref = ref.strip()
+    rows = list_institutions(engine)
+    for r in rows:
+        if r.code == ref.upper() or r.name == ref:
+            return r
+    matches = [r for r in rows if ref in r.name]
+    return matches[0] if len(matches) == 1 else None
+
+
+def count_institutions(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Institution)).scalar_one()

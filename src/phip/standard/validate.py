@@ -1,0 +1,452 @@
+"""Validation and normalisation of one record against its data set.
+
+A validator is compiled once per data set (a list of small per-field converters), because
+the pipeline runs it for every record and must keep up with tens of thousands of records a
+second. The result is the record in canonical form (ASCII digits, ISO dates, codes as the
+code table spells them, 15-digit ID numbers upgraded) plus findings.
+
+Severity: ``error`` rejects the record, ``warning`` keeps it. Structural problems (missing
+required field, wrong type, too long, code outside its value domain, impossible date,
+times out of order) are errors: the platform cannot store what it cannot interpret. Soft
+problems are warnings: a credit-code check digit (early pilot codes fail it), a phone
+format, an ID number that disagrees with the stated sex or birth date, and an invalid ID
+number in a data set where the ID number is optional (the record is kept, the EMPI will not
+trust that number).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from .catalog import DataSet, FieldSpec, Standard, ValueDomain
+from .checks import IdNumberError, id_birth_date, id_sex, normalize_phone, normalize_text, parse_id_number, uscc_problem
+
+Severity = Literal["error", "warning"]
+PLATFORM_TZ = ZoneInfo("Asia/Shanghai")
+
+#: Every finding code the validator emits, with its severity and Chinese message template.
+#: Hospitals program against these codes, so they never change meaning once published.
+MESSAGES: dict[str, tuple[Severity, str]] = {
+    "UNREADABLE": ("error", "{reason}"),
+    "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
+    "REQUIRED": ("error", "【{label}】为必填项，不能为空"),
+    "BAD_VALUE_TYPE": ("error", "【{label}】应为单个值，不能是数组或对象"),
+    "TOO_LONG": ("error", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
+    "NOT_IN_DOMAIN": ("error", "【{label}】的值“{value}”不在值域【{domain}】内"),
+    "BAD_CODE_FORMAT": ("error", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
+    "BAD_PATTERN": ("error", "【{label}】的值“{value}”格式不正确"),
+    "BAD_INT": ("error", "【{label}】应为整数，实际为“{value}”"),
+    "BAD_DECIMAL": ("error", "【{label}】应为数值，实际为“{value}”"),
+    "BAD_DATE": ("error", "【{label}】不是有效日期（应为YYYY-MM-DD），实际为“{value}”"),
+    "BAD_DATETIME": ("error", "【{label}】不是有效日期时间（应为YYYY-MM-DD HH:MM:SS），实际为“{value}”"),
+    "BAD_BOOL": ("error", "【{label}】应为是/否（true/false、1/0），实际为“{value}”"),
+    "OUT_OF_RANGE": ("error", "【{label}】的值{value}超出允许范围（{bounds}）"),
+    "DATE_IN_FUTURE": ("error", "【{label}】“{value}”晚于当前时间"),
+    "DATE_BEFORE_1900": ("error", "【{label}】“{value}”早于1900年"),
+    "TIME_ORDER": ("error", "【{label}】“{value}”早于【{other_label}】“{other_value}”，时间先后顺序错误"),
+    "ID_NO_FORMAT": ("error", "【{label}】{detail}"),
+    "ID_NO_REGION": ("error", "【{label}】{detail}"),
+    "ID_NO_BIRTH": ("error", "【{label}】{detail}"),
+    "ID_NO_CHECKSUM": ("error", "【{label}】{detail}"),
+    "ID_NO_UPGRADED": ("warning", "【{label}】为15位旧号码，已按GB 11643升级为18位"),
+    "ID_NO_SEX_MISMATCH": ("warning", "【{label}】第17位所示性别与【性别代码】不一致"),
+    "ID_NO_BIRTH_MISMATCH": ("warning", "【{label}】中的出生日期与【出生日期】不一致"),
+    "USCC_FORMAT": ("warning", "【{label}】“{value}”不是18位统一社会信用代码（GB 32100）"),
+    "USCC_CHECKSUM": ("warning", "【{label}】“{value}”统一社会信用代码校验位错误（GB 32100）"),
+    "PHONE_FORMAT": ("warning", "【{label}】不是有效的手机号码或固定电话号码"),
+    "UNKNOWN_FIELD": ("warning", "字段“{name}”不在数据集【{dataset}】的标准中，已忽略"),
+    "ORG_MISMATCH": ("error", "【医疗机构代码】“{value}”与上传机构“{org}”不一致，机构只能上传本机构数据"),
+}
+
+#: Fields whose raw value must never appear in a message (messages reach logs and hospitals).
+_SENSITIVE_CHECKS = {"id_no", "phone"}
+_EPOCH_FLOOR = date(1900, 1, 1)
+_FUTURE_TOLERANCE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: Severity
+    code: str
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"severity": self.severity, "code": self.code, "field": self.field, "message": self.message}
+
+
+def finding(code: str, field_name: str | None, severity: Severity | None = None, **params: Any) -> Finding:
+    default, template = MESSAGES[code]
+    return Finding(severity or default, code, field_name, template.format(**params))
+
+
+@dataclass(slots=True)
+class Outcome:
+    record: dict[str, Any] | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.record is not None
+
+
+class _Bad(Exception):
+    """Raised by a converter; carries the finding code and template parameters."""
+
+    def __init__(self, code: str, **params: Any):
+        self.code = code
+        self.params = params
+
+
+def platform_now() -> datetime:
+    """Naive local time of the platform (Asia/Shanghai): records carry local wall-clock times."""
+    return datetime.now(PLATFORM_TZ).replace(tzinfo=None)
+
+
+# --- value converters ----------------------------------------------------------------------
+
+_DATE_SEPARATORS = str.maketrans({"/": "-", ".": "-"})
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse the spellings hospital systems actually send into a naive local datetime.
+
+    Accepted: ISO 8601 (``2026-11-22T08:30:00``, with or without offset), a space instead of
+    ``T``, ``/`` or ``.`` as date separators, WS 363 DT15 (``20261122T083000``), compact
+    ``20261122083000`` and a bare date (read as midnight).
+    """
+    text = value.translate(_DATE_SEPARATORS) if ("/" in value or "." in value[:10]) else value
+    if len(text) == 14 and text.isdigit():
+        text = f"{text[:8]}T{text[8:]}"
+    elif len(text) == 8 and text.isdigit():
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(PLATFORM_TZ).replace(tzinfo=None)
+    return parsed.replace(microsecond=0)
+
+
+def parse_date(value: str) -> date:
+    text = value.translate(_DATE_SEPARATORS) if ("/" in value or "." in value) else value
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    if len(text) == 8 and text.isdigit():
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    return parse_datetime(value).date()
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return normalize_text(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise _Bad("BAD_VALUE_TYPE")
+
+
+_TRUE = frozenset({"1", "true", "t", "y", "yes", "是"})
+_FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
+
+
+def _domain_lookup(domain: ValueDomain) -> dict[str, str]:
+    """Accepted spellings → canonical code. Numeric codes also match by integer value
+    ("1" and "01" are the same payment method), as regional feeds disagree on code width."""
+    lookup: dict[str, str] = {}
+    for c in domain.codes:
+        lookup[c.code] = c.code
+        if c.code.isdigit():
+            lookup.setdefault(str(int(c.code)), c.code)
+            lookup.setdefault(c.code.zfill(2), c.code)
+    return lookup
+
+
+Converter = Callable[[Any], Any]
+
+
+def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
+    """Build the converter for one field: raw JSON value → canonical value, or raise _Bad."""
+    length = spec.length
+    pattern = re.compile(spec.pattern) if spec.pattern else None
+    lo, hi = spec.min, spec.max
+
+    def bounded(number: float) -> None:
+        if (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise _Bad("OUT_OF_RANGE", value=number, bounds=f"{_fmt(lo)}～{_fmt(hi)}")
+
+    if spec.type in ("string", "text"):
+
+        def convert(value: Any) -> Any:
+            text = _as_text(value)
+            if length and len(text) > length:
+                raise _Bad("TOO_LONG", actual=len(text), length=length)
+            if pattern and not pattern.match(text):
+                raise _Bad("BAD_PATTERN", value=text)
+            return text
+
+        return convert
+
+    if spec.type == "code":
+        domain = standard.domain(spec.domain or "")
+        if domain.kind == "code_system":
+            code_re = re.compile(domain.pattern or ".*")
+
+            def convert(value: Any) -> Any:
+                text = _as_text(value)
+                if not code_re.match(text):
+                    raise _Bad("BAD_CODE_FORMAT", value=text, domain=domain.name, example=domain.example)
+                return text
+
+            return convert
+        lookup = _domain_lookup(domain)
+
+        def convert(value: Any) -> Any:
+            text = _as_text(value)
+            code = lookup.get(text) or lookup.get(text.upper())
+            if code is None:
+                raise _Bad("NOT_IN_DOMAIN", value=text, domain=f"{domain.name} {domain.standard}")
+            return code
+
+        return convert
+
+    if spec.type == "int":
+
+        def convert(value: Any) -> Any:
+            if isinstance(value, bool):
+                raise _Bad("BAD_INT", value=value)
+            if isinstance(value, int):
+                number = value
+            elif isinstance(value, float) and value.is_integer():
+                number = int(value)
+            else:
+                text = _as_text(value)
+                try:
+                    number = int(text)
+                except ValueError:
+                    raise _Bad("BAD_INT", value=text) from None
+            bounded(number)
+            return number
+
+        return convert
+
+    if spec.type == "decimal":
+        scale = spec.scale if spec.scale is not None else 4
+        ceiling = 10 ** ((length or 18) - scale)
+
+        def convert(value: Any) -> Any:
+            if isinstance(value, bool):
+                raise _Bad("BAD_DECIMAL", value=value)
+            if isinstance(value, int | float):
+                number = value
+            else:
+                text = _as_text(value).replace(",", "")
+                try:
+                    number = float(text)
+                except ValueError:
+                    raise _Bad("BAD_DECIMAL", value=text) from None
+            if not math.isfinite(number) or abs(number) >= ceiling:
+                raise _Bad("BAD_DECIMAL", value=value)
+            bounded(number)
+            number = round(number, scale)
+            return int(number) if float(number).is_integer() and scale == 0 else number
+
+        return convert
+
+    if spec.type == "bool":
+
+        def convert(value: Any) -> Any:
+            if isinstance(value, bool):
+                return value
+            text = _as_text(value).lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise _Bad("BAD_BOOL", value=text)
+
+        return convert
+
+    if spec.type == "date":
+
+        def convert(value: Any) -> Any:
+            text = _as_text(value)
+            try:
+                return parse_date(text)
+            except ValueError:
+                raise _Bad("BAD_DATE", value=text) from None
+
+        return convert
+
+    def convert(value: Any) -> Any:  # datetime
+        text = _as_text(value)
+        try:
+            return parse_datetime(text)
+        except ValueError:
+            raise _Bad("BAD_DATETIME", value=text) from None
+
+    return convert
+
+
+def _fmt(bound: float | None) -> str:
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+# --- the compiled validator -----------------------------------------------------------------
+
+
+class RecordValidator:
+    """Validates and normalises records of one data set. Build once, call per record."""
+
+    def __init__(self, dataset: DataSet, standard: Standard):
+        self.dataset = dataset
+        self._fields = [(f.name, f, _compile_field(f, standard)) for f in dataset.fields]
+        self._known = frozenset(f.name for f in dataset.fields)
+        self._required = [f for f in dataset.fields if f.required]
+        self._labels = {f.name: f.label for f in dataset.fields}
+        self._order = list(dataset.time_order)
+        self._id_fields = [f for f in dataset.fields if f.check == "id_no"]
+        self._uscc_fields = [f.name for f in dataset.fields if f.check == "uscc"]
+        self._phone_fields = [f.name for f in dataset.fields if f.check == "phone"]
+        self._dates = [(f.name, f.type == "date") for f in dataset.fields if f.type in ("date", "datetime")]
+        self._future_ok = frozenset(f.name for f in dataset.fields if f.allow_future)
+        person = dataset.person
+        self._id_type_field = person.get("id_type")
+        self._sex_field = person.get("sex")
+        self._birth_field = person.get("birth_date")
+
+    def validate(self, raw: Any, now: datetime | None = None) -> Outcome:
+        if not isinstance(raw, dict):
+            kind = type(raw).__name__
+            return Outcome(None, [finding("NOT_AN_OBJECT", None, kind=kind)])
+        findings: list[Finding] = []
+        record: dict[str, Any] = {}
+        errors = False
+        labels = self._labels
+        for name, spec, convert in self._fields:
+            value = raw.get(name)
+            if value is None or value == "":
+                continue
+            try:
+                value = convert(value)
+            except _Bad as bad:
+                params = dict(bad.params)
+                if spec.check in _SENSITIVE_CHECKS and "value" in params:
+                    params["value"] = "***"
+                findings.append(finding(bad.code, name, label=spec.label, length=spec.length, **params))
+                errors = True
+                continue
+            if value != "":
+                record[name] = value
+        for name in raw.keys() - self._known:
+            findings.append(finding("UNKNOWN_FIELD", str(name), name=name, dataset=self.dataset.name))
+        for spec in self._required:
+            if spec.name not in record and not any(f.field == spec.name for f in findings):
+                findings.append(finding("REQUIRED", spec.name, label=spec.label))
+                errors = True
+        errors |= self._check_dates(record, findings, now or platform_now())
+        errors |= self._check_identifiers(record, findings)
+        if errors:
+            return Outcome(None, findings)
+        return Outcome(record, findings)
+
+    def _check_dates(self, record: dict[str, Any], findings: list[Finding], now: datetime) -> bool:
+        bad = False
+        labels = self._labels
+        today = now.date()
+        latest = now + _FUTURE_TOLERANCE
+        for name, is_date in self._dates:
+            value = record.get(name)
+            if value is None:
+                continue
+            day = value if is_date else value.date()
+            if day < _EPOCH_FLOOR:
+                findings.append(finding("DATE_BEFORE_1900", name, label=labels[name], value=value))
+                del record[name]
+                bad = True
+            elif name not in self._future_ok and (day > today if is_date else value > latest):
+                findings.append(finding("DATE_IN_FUTURE", name, label=labels[name], value=value))
+                del record[name]
+                bad = True
+        for earlier, later in self._order:
+            a, b = record.get(earlier), record.get(later)
+            if a is None or b is None:
+                continue
+            if type(a) is not type(b):
+                a = a.date() if isinstance(a, datetime) else a
+                b = b.date() if isinstance(b, datetime) else b
+            if b < a:
+                findings.append(
+                    finding("TIME_ORDER", later, label=labels[later], value=b, other_label=labels[earlier], other_value=a)
+                )
+                bad = True
+        return bad
+
+    def _check_identifiers(self, record: dict[str, Any], findings: list[Finding]) -> bool:
+        bad = False
+        labels = self._labels
+        for spec in self._id_fields:
+            value = record.get(spec.name)
+            if value is None:
+                continue
+            id_type = record.get(self._id_type_field) if self._id_type_field else None
+            if id_type not in (None, "01", "02"):
+                continue  # passports and other documents follow other rules
+            try:
+                id18, upgraded = parse_id_number(value)
+            except IdNumberError as exc:
+                severity: Severity = "error" if spec.required else "warning"
+                findings.append(finding(exc.code, spec.name, severity, label=spec.label, detail=exc.message))
+                bad |= severity == "error"
+                continue
+            record[spec.name] = id18
+            if upgraded:
+                findings.append(finding("ID_NO_UPGRADED", spec.name, label=spec.label))
+            sex = record.get(self._sex_field) if self._sex_field else None
+            if sex in ("1", "2") and id_sex(id18) != sex:
+                findings.append(finding("ID_NO_SEX_MISMATCH", spec.name, label=spec.label))
+            born = record.get(self._birth_field) if self._birth_field else None
+            if born is not None and id_birth_date(id18) != born:
+                findings.append(finding("ID_NO_BIRTH_MISMATCH", spec.name, label=spec.label))
+        for name in self._uscc_fields:
+            value = record.get(name)
+            if value is not None and (problem := uscc_problem(value)):
+                findings.append(finding(problem, name, label=labels[name], value=value))
+        for name in self._phone_fields:
+            value = record.get(name)
+            if value is None:
+                continue
+            phone = normalize_phone(value)
+            if phone is None:
+                findings.append(finding("PHONE_FORMAT", name, label=labels[name]))
+            else:
+                record[name] = phone
+        return bad
+
+
+_VALIDATORS: dict[tuple[int, str], RecordValidator] = {}
+
+
+def validator_for(standard: Standard, dataset: DataSet) -> RecordValidator:
+    key = (id(standard), dataset.code)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = RecordValidator(dataset, standard)
+    return _VALIDATORS[key]
+
+
+def to_json_value(value: Any) -> Any:
+    """Canonical JSON spelling of a normalised value (dates as ISO text)."""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value

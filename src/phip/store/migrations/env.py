@@ -1,0 +1,19 @@
+"""Alembic environment: runs against the engine handed over by phip.store.db.upgrade."""
+
+from alembic import context
+
+from phip.store.models import Base
+
+config = context.config
+engine = config.attributes.get("engine")
+if engine is None:  # plain `alembic` command line: build from the environment
+    from phip.config import get_settings
+    from phip.store.db import make_engine
+
+    engine = make_engine(get_settings().database_url)
+
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

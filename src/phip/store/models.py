@@ -1,0 +1,191 @@
+"""SQLAlchemy tables of the platform store.
+
+Layout choices (see docs/architecture.md):
+
+* ``records`` holds the *current* version of each (institution, data set, natural key); the
+  fields are a JSON document, the keys that reports and sharing filter on are real columns.
+  A corrected resend copies the old head into ``record_versions`` and then updates the
+  head, so the common case (a new record) is one insert and nothing is ever overwritten
+  without its history.
+* Counters (``ingest_daily`` by receipt day, ``event_daily`` by event day) are maintained by
+  the pipeline in the same transaction as the records, so reports never scan ``records``.
+* Every batch leaves a receipt (``batches``) and the findings of its records
+  (``batch_findings``), which the feedback API and the quality pages read.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: JSON document column: JSONB on PostgreSQL (indexable), JSON text elsewhere.
+Document = JSON().with_variant(JSONB(), "postgresql")
+#: 64-bit ids on servers, INTEGER on SQLite so that it stays the rowid alias (autoincrement).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Institution(Base):
+    """A connected institution (医疗机构) or platform business system (业务系统)."""
+
+    __tablename__ = "institutions"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)  # 统一社会信用代码
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="hospital")  # hospital | business_system | external_system
+    region_code: Mapped[str] = mapped_column(String(6), index=True)  # GB/T 2260 city (prefecture) code
+    region_name: Mapped[str] = mapped_column(String(50))
+    county_code: Mapped[str | None] = mapped_column(String(6))
+    level: Mapped[str | None] = mapped_column(String(20))  # 三级甲等 …
+    ownership: Mapped[str | None] = mapped_column(String(20))  # 公立 / 民营
+    docking_method: Mapped[str | None] = mapped_column(String(10))  # push (接口对接) | pull (数据采集)
+    network_status: Mapped[str] = mapped_column(String(20), default="pending")  # connected | pending
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | closed
+    contact_name: Mapped[str | None] = mapped_column(String(50))
+    contact_title: Mapped[str | None] = mapped_column(String(50))
+    contact_phone: Mapped[str | None] = mapped_column(String(20))
+    docking_start: Mapped[date | None] = mapped_column(Date)
+    first_upload_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Person(Base):
+    """A person known to the platform. The EMPI issue adds linkage state; the id is stable."""
+
+    __tablename__ = "persons"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PersonIdentifier(Base):
+    """An identifier of a person; ``scope`` is the institution for institution patient ids, '' otherwise."""
+
+    __tablename__ = "person_identifiers"
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # id_no | health_card | patient_id
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Record(Base):
+    __tablename__ = "records"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_code: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(String(40))
+    record_key: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[str | None] = mapped_column(String(32))
+    event_time: Mapped[datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    batch_id: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(Document)
+
+    __table_args__ = (
+        UniqueConstraint("org_code", "dataset", "record_key", name="uq_records_natural_key"),
+        Index("ix_records_dataset_event", "dataset", "event_time"),
+        Index("ix_records_person", "person_id"),
+    )
+
+
+class RecordVersion(Base):
+    """A superseded version of a record, kept whole."""
+
+    __tablename__ = "record_versions"
+    record_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[str | None] = mapped_column(String(32))
+    event_time: Mapped[datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    batch_id: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(Document)
+    superseded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Batch(Base):
+    """One batch through the pipeline; its counts are the receipt (回执)."""
+
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_code: Mapped[str] = mapped_column(String(32), index=True)
+    dataset: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(20))  # api | file | collect | forward | demo
+    source_ref: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    warnings: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BatchFinding(Base):
+    """Findings of one record of a batch; rejected records keep their raw payload for correction."""
+
+    __tablename__ = "batch_findings"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(32), index=True)
+    org_code: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(String(40))
+    idx: Mapped[int] = mapped_column(Integer)
+    record_key: Mapped[str | None] = mapped_column(String(200))
+    rejected: Mapped[bool] = mapped_column(Boolean)
+    findings: Mapped[list] = mapped_column(Document)
+    payload: Mapped[dict | None] = mapped_column(Document)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_batch_findings_org_created", "org_code", "created_at"),)
+
+
+class IngestDaily(Base):
+    """Counter: institution × data set × receipt day."""
+
+    __tablename__ = "ingest_daily"
+    org_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    warnings: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class EventDaily(Base):
+    """Counter: institution × data set × event day — distinct current records (e.g. visits that day)."""
+
+    __tablename__ = "event_daily"
+    org_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger, default=0)
+

@@ -1,0 +1,55 @@
+"""Dialect-specific statements behind one portable function each (SQLite, PostgreSQL, MySQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, text
+from sqlalchemy.sql.dml import Insert
+
+
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+    else:  # pragma: no cover - other servers need their own upsert
+        raise NotImplementedError(f"upsert is not implemented for {name}")
+    return insert(table)
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Table) -> Insert:
+    """INSERT that silently skips rows whose key already exists."""
+    stmt = _dialect_insert(conn, table)
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return stmt.prefix_with("IGNORE")
+    return stmt.on_conflict_do_nothing()
+
+
+def increment(conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add each row's non-key values to the stored counters, creating the row if needed."""
+    if not rows:
+        return
+    stmt = _dialect_insert(conn, table)
+    counters = [c for c in rows[0] if c not in keys]
+    if conn.dialect.name in ("mysql", "mariadb"):
+        stmt = stmt.on_duplicate_key_update({c: table.c[c] + stmt.inserted[c] for c in counters})
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys], set_={c: table.c[c] + stmt.excluded[c] for c in counters}
+        )
+    conn.execute(stmt, list(rows))
+
+
+def lock_key(conn: Connection, key: str) -> None:
+    """Serialise writers of one key for the rest of the transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: nothing to do, BEGIN IMMEDIATE
+    already holds the database write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
