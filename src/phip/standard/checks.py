@@ -130,7 +130,7 @@ def uscc_problem(raw: str) -> str | None:
 # --- phone numbers ------------------------------------------------------------------------
 
 _MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
-_FIXED = re.compile(r"^(?:(?:\+?86)?0\d{2,3})?[2-9]\d{6,7}(?:\d{1,6})?$")
+_FIXED = re.compile(r"^(?:(?:\+?86)?0\d{2,3})?[2-9]\d{6,7}$")
 _PHONE_SEPARATORS = str.maketrans("", "", " -()（）")
 
 

@@ -342,7 +342,8 @@ class RecordValidator:
                 params = dict(bad.params)
                 if spec.check in _SENSITIVE_CHECKS and "value" in params:
                     params["value"] = "***"
-                findings.append(finding(bad.code, name, label=spec.label, length=spec.length, **params))
+                params.setdefault("length", spec.length)
+                findings.append(finding(bad.code, name, label=spec.label, **params))
                 errors = True
                 continue
             if value != "":

@@ -440,7 +440,7 @@ def _prefix(name: str) -> str:
 
 def _json(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
+        return value.replace(microsecond=0).isoformat(sep=" ")
     if isinstance(value, date):
         return value.isoformat()
     return value

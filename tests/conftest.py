@@ -1,0 +1,85 @@
+"""Fixtures: every store test runs against a real SQLite file and a real PostgreSQL database.
+
+PostgreSQL comes from ``PHIP_TEST_PG_URL`` (``.ci/run`` creates the database). Outside CI a
+missing server skips the PostgreSQL variants; in CI (``CI=true``) it fails the run instead,
+so a green CI always means both back ends were exercised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from phip.ingest.pipeline import Pipeline
+from phip.orgs.service import seed_institutions
+from phip.store.db import make_engine, upgrade
+from phip.store.models import Base
+
+PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
+_engines: dict[str, Engine] = {}
+
+
+def _create_database(url: str) -> None:
+    """Create the test database when the server is up but the database is not there yet."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = make_engine(target.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def _pg_engine() -> Engine:
+    engine = make_engine(PG_URL)
+    try:
+        _create_database(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    return engine
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'phip.db'}")
+    else:
+        engine = _pg_engine()
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def engine(store_engine: Engine) -> Engine:
+    """A clean store (all tables emptied) with the seed institutions registered."""
+    with store_engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    seed_institutions(store_engine)
+    return store_engine
+
+
+@pytest.fixture()
+def pipeline(engine: Engine) -> Pipeline:
+    return Pipeline(engine)
+
+
+@pytest.fixture(scope="session")
+def orgs() -> list[tuple[str, str]]:
+    import csv
+
+    from phip.orgs.service import SEED
+
+    with SEED.open(encoding="utf-8") as f:
+        return [(r["code"], r["name"]) for r in csv.DictReader(f)]

@@ -1,0 +1,149 @@
+"""The `phip` command as an operator runs it: real processes, a real SQLite file, and a
+SIGKILL in the middle of an import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+PHIP = [sys.executable, "-m", "phip.cli"]
+ORG = "12220104412001376B"
+
+
+def run(args, data_dir: Path, check=True, **kw):
+    env = {**os.environ, "PHIP_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    env.pop("PHIP_DATABASE_URL", None)
+    proc = subprocess.run([*PHIP, *args], env=env, capture_output=True, text=True, timeout=300, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def receipt_numbers(out: str) -> list[int]:
+    """total, accepted, updated, unchanged, rejected, warnings from the receipt table."""
+    row = next(line for line in out.splitlines() if line.startswith("│") and line.replace("│", "").split()[0].isdigit())
+    return [int(x) for x in row.replace("│", " ").split()]
+
+
+def test_standard_commands(tmp_path):
+    out = run(["standard", "list"], tmp_path).stdout
+    assert "72个数据集" in out and "患者基本信息" in out and "临检中心信息" in out
+    out = run(["standard", "show", "outpatient_visit"], tmp_path).stdout
+    assert "DE02.01.030.00" in out and "身份证件号码" in out and "业务主键" in out
+    bad = run(["standard", "show", "nope"], tmp_path, check=False)
+    assert bad.returncode == 2 and "UNKNOWN_DATASET" in bad.stderr
+    for fmt in ("jsonschema", "html", "xlsx"):
+        run(["standard", "export", "--format", fmt, "--out", str(tmp_path / "out")], tmp_path)
+    assert len(list((tmp_path / "out").glob("*.schema.json"))) == 72
+    assert (tmp_path / "out" / "phip-standard.html").exists() and (tmp_path / "out" / "phip-standard.xlsx").exists()
+
+
+def test_orgs_list_groups_by_region(tmp_path):
+    out = run(["orgs", "list"], tmp_path).stdout
+    assert "66家" in out and "长春市" in out and "延边朝鲜族自治州" in out and "222400" in out
+
+
+def _records(tmp_path, n_days=1, visits=20, error_rate=0.0):
+    path = tmp_path / "visits.json"
+    run(["generate", "--org", ORG, "--dataset", "outpatient_visit", "--days", str(n_days), "--visits", str(visits),
+         "--error-rate", str(error_rate), "--out", str(path)], tmp_path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_ingest_every_format(tmp_path):
+    records = _records(tmp_path, visits=12)
+    fields = sorted({k for r in records for k in r})
+    files = {}
+    files["a.json"] = json.dumps(records[:3], ensure_ascii=False)
+    files["b.ndjson"] = "\n".join(json.dumps(r, ensure_ascii=False) for r in records[3:6]) + "\n{broken json\n"
+    (tmp_path / "c.csv").write_bytes(b"")
+    with open(tmp_path / "c.csv", "w", newline="", encoding="gb18030") as f:  # GBK, as Excel writes it
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(records[6:9])
+    wb = Workbook()
+    ws = wb.active
+    from phip.standard.catalog import load_standard
+
+    labels = {fl.name: fl.label for fl in load_standard().dataset("outpatient_visit").fields}
+    ws.append([labels[f] for f in fields])  # Chinese labels as headers
+    for r in records[9:12]:
+        ws.append([r.get(f) for f in fields])
+    wb.save(tmp_path / "d.xlsx")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    expected = {"a.json": (3, 0), "b.ndjson": (3, 1), "c.csv": (3, 0), "d.xlsx": (3, 0)}
+    for name, (accepted, rejected) in expected.items():
+        out = run(["ingest", str(tmp_path / name), "--org", ORG, "--dataset", "3"], tmp_path).stdout
+        numbers = receipt_numbers(out)
+        assert numbers[1] == accepted and numbers[4] == rejected, (name, out)
+    # replay of the CSV: all unchanged
+    out = run(["ingest", str(tmp_path / "c.csv"), "--org", ORG, "--dataset", "outpatient_visit"], tmp_path).stdout
+    assert receipt_numbers(out)[:4] == [3, 0, 0, 3]
+
+
+def test_ingest_reports_rejections_and_bad_input(tmp_path):
+    records = _records(tmp_path, visits=40, error_rate=0.3)
+    path = tmp_path / "bad.ndjson"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    out = run(["ingest", str(path), "--org", "长春中医药大学附院", "--dataset", "outpatient_visit"], tmp_path).stdout
+    assert "拒收记录" in out and "第" in out
+    nope = run(["ingest", str(path), "--org", "不存在的医院", "--dataset", "3"], tmp_path, check=False)
+    assert nope.returncode == 2 and "UNKNOWN_ORG" in nope.stderr
+    (tmp_path / "x.txt").write_text("hello")
+    bad = run(["ingest", str(tmp_path / "x.txt"), "--org", ORG, "--dataset", "3"], tmp_path, check=False)
+    assert bad.returncode == 2 and "BAD_FORMAT" in bad.stderr
+    (tmp_path / "y.json").write_text("{not json")
+    bad = run(["ingest", str(tmp_path / "y.json"), "--org", ORG, "--dataset", "3"], tmp_path, check=False)
+    assert bad.returncode == 2 and "BAD_JSON" in bad.stderr
+
+
+def _store(data_dir: Path):
+    with sqlite3.connect(data_dir / "phip.db") as conn:
+        rows = conn.execute("SELECT record_key, content_hash, version FROM records ORDER BY record_key").fetchall()
+        days = conn.execute("SELECT day, records FROM event_daily ORDER BY day").fetchall()
+    return rows, days
+
+
+@pytest.mark.slow
+def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path):
+    source = tmp_path / "src"
+    records = _records(source, n_days=6, visits=1500)
+    path = tmp_path / "big.ndjson"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    run(["ingest", str(path), "--org", ORG, "--dataset", "3", "--batch-size", "200"], clean_dir)
+    run(["db", "upgrade"], killed_dir)
+    env = {**os.environ, "PHIP_DATA_DIR": str(killed_dir)}
+    proc = subprocess.Popen([*PHIP, "ingest", str(path), "--org", ORG, "--dataset", "3", "--batch-size", "200"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(killed_dir / "phip.db", timeout=1) as conn:
+                stored = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+        except sqlite3.OperationalError:
+            stored = 0
+        if stored >= 1000:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial, _ = _store(killed_dir)
+    assert 0 < len(partial) < len(records), "the kill must land mid-import"
+    assert len(partial) % 200 == 0, "only whole batches may be stored"
+    out = run(["ingest", str(path), "--org", ORG, "--dataset", "3", "--batch-size", "200"], killed_dir).stdout
+    assert receipt_numbers(out)[3] == len(partial)  # what was committed before the kill is unchanged
+    assert _store(killed_dir) == _store(clean_dir)
+    assert len(_store(killed_dir)[0]) == len(records)

@@ -1,0 +1,163 @@
+"""The ingest pipeline on real SQLite and PostgreSQL: versioning, idempotent replay,
+per-record rejection, counters, and a database failure in the middle of a batch."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, func, select, text
+
+from phip.ingest.pipeline import Pipeline, UnknownDataset, UnknownInstitution
+from phip.store import models as m
+from phip.synth.generator import Generator
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+DAY = date(2026, 11, 21)
+
+
+def visits(orgs, n=20, seed=1, day=DAY):
+    gen = Generator(seed=seed)
+    org = orgs[0]
+    records = []
+    for _, code, recs in gen.day([org], day, visits=n, admissions=1, datasets=["outpatient_visit"], now=NOW):
+        records += recs
+    return org[0], records
+
+
+def count(engine, table, *where):
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def test_new_then_replay_is_unchanged(pipeline, engine, orgs):
+    org, records = visits(orgs)
+    first = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    assert (first.accepted, first.updated, first.unchanged, first.rejected) == (len(records), 0, 0, 0)
+    again = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    assert (again.accepted, again.updated, again.unchanged) == (0, 0, len(records))
+    assert count(engine, m.Record) == len(records)
+    with engine.connect() as conn:
+        day_rows = conn.execute(select(m.EventDaily.day, m.EventDaily.records)).all()
+        ingest = conn.execute(select(m.IngestDaily.received, m.IngestDaily.accepted, m.IngestDaily.unchanged)).one()
+    assert sum(n for _, n in day_rows) == len(records) and {d for d, _ in day_rows} == {DAY}
+    assert tuple(ingest) == (2 * len(records), len(records), len(records))
+
+
+def test_correction_adds_a_version_and_keeps_the_old(pipeline, engine, orgs):
+    org, records = visits(orgs, n=3)
+    pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    corrected = {**records[0], "diagnosis_code": "J18.900", "diagnosis_name": "肺炎"}
+    receipt = pipeline.ingest(org, "outpatient_visit", [corrected], now=NOW + timedelta(hours=1))
+    assert (receipt.accepted, receipt.updated, receipt.unchanged) == (0, 1, 0)
+    with engine.connect() as conn:
+        head = conn.execute(select(m.Record).where(m.Record.record_key == records[0]["visit_no"])).one()
+        old = conn.execute(select(m.RecordVersion).where(m.RecordVersion.record_id == head.id)).one()
+    assert head.version == 2 and head.payload["diagnosis_code"] == "J18.900"
+    assert old.version == 1 and old.payload["diagnosis_code"] == records[0]["diagnosis_code"]
+    # a correction that moves the visit to another day moves it in the counters too
+    moved = {**corrected, "visit_time": "2026-11-20 10:00:00", "registration_time": "2026-11-20 09:00:00",
+             "visit_end_time": "2026-11-20 10:30:00"}
+    pipeline.ingest(org, "outpatient_visit", [moved], now=NOW + timedelta(hours=2))
+    with engine.connect() as conn:
+        per_day = dict(conn.execute(select(m.EventDaily.day, m.EventDaily.records)).all())
+    assert per_day[date(2026, 11, 20)] == 1 and per_day[DAY] == 2
+    assert count(engine, m.RecordVersion) == 2
+
+
+def test_same_key_twice_in_one_batch_becomes_two_versions(pipeline, engine, orgs):
+    org, records = visits(orgs, n=1)
+    second = {**records[0], "dept_name": "呼吸内科"}
+    receipt = pipeline.ingest(org, "outpatient_visit", [records[0], second], now=NOW)
+    assert (receipt.accepted, receipt.updated) == (1, 1)
+    assert count(engine, m.Record) == 1 and count(engine, m.RecordVersion) == 1
+
+
+def test_bad_records_are_rejected_alone(pipeline, engine, orgs):
+    org, records = visits(orgs, n=10)
+    records[3] = {**records[3], "sex_code": "7"}
+    records[6] = {k: v for k, v in records[6].items() if k != "visit_time"}
+    records[8] = "not an object"
+    receipt = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    assert receipt.accepted == 7 and receipt.rejected == 3
+    assert [r.index for r in receipt.rejections] == [3, 6, 8]
+    assert receipt.rejections[0].findings[0].code == "NOT_IN_DOMAIN"
+    assert receipt.rejections[0].record_key == records[3]["visit_no"]
+    with engine.connect() as conn:
+        kept = conn.execute(select(m.BatchFinding).where(m.BatchFinding.rejected.is_(True)).order_by(m.BatchFinding.idx)).all()
+    assert [k.idx for k in kept] == [3, 6, 8]
+    assert kept[0].payload["sex_code"] == "7"  # the raw record is kept for the hospital to correct
+
+
+def test_institution_writes_only_its_own_records(pipeline, engine, orgs):
+    org, records = visits(orgs, n=2)
+    other = orgs[1][0]
+    receipt = pipeline.ingest(other, "outpatient_visit", records, now=NOW)
+    assert receipt.rejected == 2 and receipt.rejections[0].findings[0].code == "ORG_MISMATCH"
+    missing_org = [{k: v for k, v in r.items() if k not in ("org_code", "org_name")} for r in records]
+    receipt = pipeline.ingest(other, "outpatient_visit", missing_org, now=NOW)
+    assert receipt.accepted == 2  # the sender's own code is filled in
+    with pytest.raises(UnknownInstitution):
+        pipeline.ingest("91220000000000000X", "outpatient_visit", records, now=NOW)
+    with pytest.raises(UnknownDataset):
+        pipeline.ingest(org, "no_such_dataset", records, now=NOW)
+
+
+def test_person_resolution_links_by_id_number_across_institutions(pipeline, engine, orgs):
+    org, records = visits(orgs, n=3)
+    pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    other = orgs[1]
+    moved = [{**r, "org_code": other[0], "org_name": other[1], "visit_no": "X" + r["visit_no"], "patient_id": "Q" + r["patient_id"]}
+             for r in records]
+    pipeline.ingest(other[0], "outpatient_visit", moved, now=NOW)
+    with engine.connect() as conn:
+        persons = conn.execute(select(m.Record.record_key, m.Record.person_id)).all()
+    by_key = dict(persons)
+    for r in records:
+        assert by_key[r["visit_no"]] == by_key["X" + r["visit_no"]] is not None
+    assert count(engine, m.Person) == len({r["id_no"] for r in records})
+
+
+def test_database_failure_mid_batch_writes_nothing_and_replay_is_clean(pipeline, engine, orgs):
+    """The connection dies after the records are inserted but before the counters: the whole
+    batch must vanish (no half-written record), and replaying it must store it exactly once."""
+    org, records = visits(orgs, n=30)
+    pipeline.ingest(org, "outpatient_visit", records[:10], now=NOW)
+
+    def die(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if "ingest_daily" in statement and statement.lstrip().upper().startswith("INSERT"):
+            if conn.dialect.name == "postgresql":
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                with engine.connect() as killer:
+                    killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            else:
+                raise OSError("disk I/O error (simulated power loss)")
+
+    event.listen(engine, "before_cursor_execute", die)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
+            pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", die)
+    engine.dispose()  # drop the dead connection
+    assert count(engine, m.Record) == 10
+    assert count(engine, m.Batch) == 1
+    replay = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    assert (replay.accepted, replay.unchanged) == (20, 10)
+    assert count(engine, m.Record) == 30
+    with engine.connect() as conn:
+        assert conn.execute(select(func.sum(m.EventDaily.records))).scalar_one() == 30
+
+
+def test_every_dataset_flows_through(pipeline, engine, orgs):
+    gen = Generator(seed=11)
+    totals = {}
+    for org_code, code, recs in gen.day(orgs[:1], DAY, visits=15, admissions=3, now=NOW):
+        r = pipeline.ingest(org_code, code, recs, now=NOW)
+        assert r.rejected == 0, (code, r.rejections[:1] and r.rejections[0].as_dict())
+        totals[code] = r.accepted
+    assert len(totals) >= 65
+    assert count(engine, m.Record) == sum(totals.values())
+    with engine.connect() as conn:
+        first_upload = conn.execute(select(m.Institution.first_upload_at).where(m.Institution.code == orgs[0][0])).scalar_one()
+    assert first_upload == NOW

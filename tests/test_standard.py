@@ -1,0 +1,80 @@
+"""The standard as data: coverage and coherence of the 72 data sets and their value domains."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+from openpyxl import load_workbook
+
+from phip.standard import export
+from phip.standard.catalog import load_standard
+from phip.synth.generator import Generator
+
+STD = load_standard()
+
+
+def test_seventy_two_datasets_numbered_like_the_notice():
+    assert [d.number for d in STD.datasets] == list(range(1, 73))
+    assert STD.dataset("1").code == "patient_info"
+    assert STD.dataset("门诊/急诊就诊记录").code == "outpatient_visit"
+    assert STD.dataset(72).name == "临检中心信息"
+
+
+@pytest.mark.parametrize("ds", STD.datasets, ids=lambda d: d.code)
+def test_dataset_is_complete(ds):
+    assert len(ds.fields) >= 8
+    assert ds.natural_key and ds.event_time
+    assert ds.fields[0].name == "org_code"
+    for f in ds.fields:
+        assert f.type in ("string", "text", "code", "int", "decimal", "date", "datetime", "bool")
+        if f.type == "code":
+            assert f.domain in STD.domains, f"{ds.code}.{f.name} is bound to no known domain"
+        if f.name.endswith("_code") and not f.name.endswith("_local_code") and f.name not in ("org_code", "dept_code"):
+            assert f.type == "code", f"{ds.code}.{f.name} looks coded but has no value domain"
+    if ds.category in ("patient", "outpatient", "prescription", "fee", "inpatient", "emr", "surgery", "nursing", "consent"):
+        assert {"patient_id", "name"} <= set(ds.person), f"{ds.code} names no person"
+
+
+def test_patient_master_data_is_rich():
+    assert len(STD.dataset("patient_info").fields) >= 25
+
+
+def test_required_value_domains():
+    for id, minimum in {"sex": 4, "id_type": 8, "ethnicity": 56, "marital_status": 8, "abo_blood": 5, "rh_blood": 4,
+                        "visit_type": 4, "admission_route": 4, "discharge_disposition": 6, "payment_method": 9}.items():
+        assert len(STD.domain(id).codes) >= minimum, id
+    ethnic = STD.domain("ethnicity").code_map
+    assert ethnic["01"] == "汉族" and ethnic["56"] == "基诺族"
+    assert STD.domain("icd10").kind == "code_system" and STD.domain("icd9cm3").pattern
+
+
+def test_jsonschema_export_accepts_generated_records_and_rejects_bad_ones(tmp_path):
+    paths = export.export_jsonschema(STD, tmp_path)
+    assert len(paths) == 72 and (tmp_path / "outpatient_visit.schema.json").exists()
+    schema = export.dataset_schema(STD, STD.dataset("outpatient_visit"))
+    assert schema["properties"]["sex_code"]["enum"] == ["0", "1", "2", "9"]
+    assert schema["properties"]["name"]["title"] == "患者姓名"
+    assert "visit_no" in schema["required"]
+    gen = Generator(seed=5)
+    import datetime as dt
+
+    for _, code, records in gen.day([("12220104412001376B", "测试医院")], dt.date.today() - dt.timedelta(days=1),
+                                    visits=5, admissions=2):
+        validator = jsonschema.Draft202012Validator(export.dataset_schema(STD, STD.dataset(code)))
+        for r in records:
+            errors = list(validator.iter_errors(r))
+            assert not errors, (code, errors[0].message)
+    bad = {"org_code": "x", "sex_code": "7"}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
+
+
+def test_html_and_xlsx_exports(tmp_path):
+    page = export.export_html(STD, tmp_path).read_text(encoding="utf-8")
+    assert "全民健康信息平台医疗机构数据采集标准" in page and "<script" not in page
+    assert page.count("<h2 id=") == 72 + 1
+    wb = load_workbook(export.export_xlsx(STD, tmp_path), read_only=True)
+    names = wb.sheetnames
+    assert names[0] == "数据集目录" and "01_patient_info" in names and "值域_ethnicity" in names
+    assert sum(1 for n in names if n[:2].isdigit()) == 72
+    rows = list(wb["值域_ethnicity"].iter_rows(values_only=True))
+    assert len(rows) == 2 + 58

@@ -1,0 +1,138 @@
+"""Record validation: each rule with the finding code, field and Chinese message hospitals see."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from phip.standard.catalog import load_standard
+from phip.standard.validate import MESSAGES, validator_for
+
+STD = load_standard()
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+ORG = "12220104412001376B"
+
+
+def visit(**overrides):
+    base = {
+        "org_code": ORG, "org_name": "长春中医药大学附院", "visit_no": "MZ0001", "patient_id": "P0001",
+        "name": "张三", "sex_code": "2", "birth_date": "1949-12-31", "id_type_code": "01", "id_no": "11010519491231002X",
+        "visit_type_code": "1", "dept_code": "0301", "dept_name": "心血管内科", "visit_time": "2026-11-21 09:30:00",
+        "diagnosis_code": "I10.x00", "diagnosis_name": "原发性高血压",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def check(record, dataset="outpatient_visit"):
+    return validator_for(STD, STD.dataset(dataset)).validate(record, NOW)
+
+
+def codes(outcome):
+    return {(f.code, f.field, f.severity) for f in outcome.findings}
+
+
+def test_clean_record_is_normalised():
+    out = check(visit(sex_code=2, id_no="１１０１０５１９４９１２３１００２x", visit_time="2026/11/21 09:30", name="  张三\u3000"))
+    assert out.accepted and not out.findings
+    r = out.record
+    assert r["sex_code"] == "2" and r["id_no"] == "11010519491231002X" and r["name"] == "张三"
+    assert r["visit_time"] == datetime(2026, 11, 21, 9, 30)
+
+
+@pytest.mark.parametrize("spelling", ["2026-11-21T09:30:00", "2026-11-21 09:30:00", "20261121093000",
+                                      "20261121T093000", "2026-11-21T01:30:00Z", "2026.11.21 09:30:00"])
+def test_datetime_spellings(spelling):
+    out = check(visit(visit_time=spelling))
+    assert out.accepted and out.record["visit_time"] == datetime(2026, 11, 21, 9, 30)
+
+
+@pytest.mark.parametrize(
+    "overrides, code, field",
+    [
+        ({"visit_no": None}, "REQUIRED", "visit_no"),
+        ({"visit_no": "  "}, "REQUIRED", "visit_no"),
+        ({"sex_code": "7"}, "NOT_IN_DOMAIN", "sex_code"),
+        ({"diagnosis_code": "高血压"}, "BAD_CODE_FORMAT", "diagnosis_code"),
+        ({"dept_name": "科" * 51}, "TOO_LONG", "dept_name"),
+        ({"age_years": "三十"}, "BAD_INT", "age_years"),
+        ({"age_years": 200}, "OUT_OF_RANGE", "age_years"),
+        ({"total_fee": "abc"}, "BAD_DECIMAL", "total_fee"),
+        ({"first_visit_flag": "maybe"}, "BAD_BOOL", "first_visit_flag"),
+        ({"visit_time": "2026-02-30 10:00:00"}, "BAD_DATETIME", "visit_time"),
+        ({"visit_time": "2026-11-23 10:00:00"}, "DATE_IN_FUTURE", "visit_time"),
+        ({"birth_date": "1899-12-31"}, "DATE_BEFORE_1900", "birth_date"),
+        ({"registration_time": "2026-11-21 10:00:00"}, "TIME_ORDER", "visit_time"),
+        ({"name": ["张三"]}, "BAD_VALUE_TYPE", "name"),
+        ({"org_code": "X"}, None, None),
+    ],
+)
+def test_errors_reject(overrides, code, field):
+    out = check(visit(**overrides))
+    if code is None:  # a non-USCC org code only warns
+        assert out.accepted and ("USCC_FORMAT", "org_code", "warning") in codes(out)
+        return
+    assert not out.accepted
+    assert (code, field, "error") in codes(out)
+    message = next(f.message for f in out.findings if f.code == code)
+    assert "【" in message  # Chinese label of the field
+
+
+def test_id_number_required_vs_optional():
+    # optional in visits: a bad number warns and keeps the record
+    out = check(visit(id_no="110105194912310021"))
+    assert out.accepted and ("ID_NO_CHECKSUM", "id_no", "warning") in codes(out)
+    # required in the patient master: it rejects
+    patient = {"org_code": ORG, "org_name": "x", "patient_id": "P1", "name": "张三", "sex_code": "1",
+               "birth_date": "1949-12-31", "id_type_code": "01", "id_no": "110105194912310021",
+               "create_time": "2026-01-01 08:00:00", "update_time": "2026-01-01 08:00:00"}
+    out = check(patient, "patient_info")
+    assert not out.accepted and ("ID_NO_CHECKSUM", "id_no", "error") in codes(out)
+    # the message never repeats the number itself
+    assert all("110105194912310021" not in f.message for f in out.findings)
+
+
+def test_id_number_upgrade_and_consistency():
+    out = check(visit(id_no="110105491231002", birth_date="1949-12-31", sex_code="2"))
+    assert out.accepted
+    assert out.record["id_no"] == "11010519491231002X"
+    found = codes(out)
+    assert ("ID_NO_UPGRADED", "id_no", "warning") in found
+    assert ("ID_NO_SEX_MISMATCH", "id_no", "warning") not in found  # 17th digit 2 is even: female
+    out = check(visit(birth_date="1950-01-01"))
+    assert ("ID_NO_BIRTH_MISMATCH", "id_no", "warning") in codes(out)
+
+
+def test_passport_numbers_are_not_checked_as_id_cards():
+    out = check(visit(id_type_code="03", id_no="E12345678"))
+    assert out.accepted and not out.findings
+
+
+def test_domain_aliases_and_unknown_fields():
+    out = check(visit(payment_method_code="1", hobby="钓鱼"))
+    assert out.accepted and out.record["payment_method_code"] == "01"
+    assert "hobby" not in out.record
+    assert ("UNKNOWN_FIELD", "hobby", "warning") in codes(out)
+
+
+def test_phone_is_normalised_or_warned():
+    record = {"org_code": ORG, "org_name": "x", "patient_id": "P1", "name": "张三", "sex_code": "2",
+              "birth_date": "1949-12-31", "id_type_code": "01", "id_no": "11010519491231002X",
+              "create_time": "2026-01-01 08:00:00", "update_time": "2026-01-01 08:00:00", "phone": "138 0431 1234"}
+    out = check(record, "patient_info")
+    assert out.record["phone"] == "13804311234"
+    out = check({**record, "phone": "12345"}, "patient_info")
+    assert out.accepted and ("PHONE_FORMAT", "phone", "warning") in codes(out)
+
+
+def test_not_an_object():
+    out = check(["a", "b"])
+    assert not out.accepted and out.findings[0].code == "NOT_AN_OBJECT"
+
+
+def test_every_message_template_is_chinese():
+    for code, (severity, template) in MESSAGES.items():
+        assert severity in ("error", "warning")
+        assert code.isupper()
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in template) or template in ("{reason}", "【{label}】{detail}")
