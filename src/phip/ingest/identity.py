@@ -14,12 +14,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from phip.standard.catalog import DataSet
 from phip.standard.checks import is_valid_id_number
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import insert_ignoring_conflicts
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
@@ -85,10 +85,10 @@ class IdentifierResolver:
                     new_ids[key] = person_id
             result.append(person_id)
         if new_persons:
-            conn.execute(insert(Person), new_persons)
+            bulk_insert(conn, Person.__table__, new_persons)
         if new_ids:
             rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in new_ids.items()]
-            conn.execute(insert_ignoring_conflicts(conn, PersonIdentifier.__table__), rows)
+            bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
             # Another institution's batch may have registered the same identifier a moment
             # ago: the stored mapping wins, so read back what is really there.
             stored = self._lookup(conn, new_ids.keys())

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
-from phip.store.sql import increment, lock_key
+from phip.store.sql import bulk_insert, increment, lock_key
 
 from .identity import IdentifierResolver, PersonResolver
 from .readers import Unreadable
@@ -297,7 +297,7 @@ class Pipeline:
                     if new_day is not None:
                         day_delta[new_day] = day_delta.get(new_day, 0) + 1
         if inserts:
-            conn.execute(insert(records), inserts)
+            bulk_insert(conn, records, inserts)
             receipt.accepted += len(inserts)
         if updates:
             self._supersede(conn, [u["rid"] for u in updates], now)

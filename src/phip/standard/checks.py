@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
 
 # --- normaliser -------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ def parse_id_number(raw: str, today: date | None = None) -> tuple[str, bool]:
     return value, upgraded
 
 
+@lru_cache(maxsize=65536)
 def is_valid_id_number(raw: str) -> bool:
     try:
         parse_id_number(raw)

@@ -142,7 +142,9 @@ def parse_date(value: str) -> date:
 
 
 def _as_text(value: Any) -> str:
-    if isinstance(value, str):
+    if type(value) is str:
+        if value.isascii():
+            return value.strip()
         return normalize_text(value)
     if isinstance(value, bool):
         return "1" if value else "0"

@@ -53,3 +53,47 @@ def lock_key(conn: Connection, key: str) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many new rows as fast as the server allows.
+
+    PostgreSQL: COPY (several times faster than row-by-row INSERT through the driver);
+    JSON columns are sent as serialised text. Elsewhere: executemany, which the SQLite
+    driver runs in one prepared loop.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), list(rows))
+        return
+    import orjson
+    from sqlalchemy import JSON
+
+    columns = list(rows[0].keys())
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON) or "JSON" in type(table.c[c].type).__name__.upper()}
+    cursor = conn.connection.dbapi_connection.cursor()
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([orjson.dumps(row[c]).decode() if c in json_cols and row[c] is not None else row[c] for c in columns])
+
+
+def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows, skipping those whose key exists. PostgreSQL: COPY into a temporary
+    twin, then one INSERT … SELECT … ON CONFLICT DO NOTHING; elsewhere an executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert_ignoring_conflicts(conn, table), list(rows))
+        return
+    temp = f"tmp_{table.name}"
+    conn.execute(text(f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'))
+    conn.execute(text(f'TRUNCATE "{temp}"'))
+    columns = list(rows[0].keys())
+    names = ", ".join(f'"{c}"' for c in columns)
+    cursor = conn.connection.dbapi_connection.cursor()
+    with cursor.copy(f'COPY "{temp}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+    conn.execute(text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{temp}" ON CONFLICT DO NOTHING'))
