@@ -238,7 +238,7 @@ def generate(
 @app.command()
 def demo(
     days: int = typer.Option(3, "--days", min=1, help="生成最近几天的数据"),
-    visits: int = typer.Option(30, "--visits", help="每家机构每天门诊人次"),
+    visits: int = typer.Option(20, "--visits", help="每家机构每天门诊人次"),
     seed: int = typer.Option(2026, "--seed"),
     if_empty: bool = typer.Option(False, "--if-empty", help="库中已有数据时跳过"),
 ) -> None:

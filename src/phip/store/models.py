@@ -86,9 +86,10 @@ class PersonIdentifier(Base):
     """An identifier of a person; ``scope`` is the institution for institution patient ids, '' otherwise."""
 
     __tablename__ = "person_identifiers"
+    # value leads the key for the same reason as records.record_key (batch `value IN (…)`).
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # id_no | health_card | patient_id
     scope: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[str] = mapped_column(String(64), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -108,7 +109,9 @@ class Record(Base):
     payload: Mapped[dict] = mapped_column(Document)
 
     __table_args__ = (
-        UniqueConstraint("org_code", "dataset", "record_key", name="uq_records_natural_key"),
+        # record_key leads: batch lookups are `record_key IN (…)`, and a leading column is
+        # an index condition on every planner, with or without fresh statistics.
+        UniqueConstraint("record_key", "dataset", "org_code", name="uq_records_natural_key"),
         Index("ix_records_dataset_event", "dataset", "event_time"),
         Index("ix_records_person", "person_id"),
     )

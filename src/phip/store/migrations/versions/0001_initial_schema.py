@@ -126,7 +126,7 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.String(length=32), nullable=False),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_records')),
-    sa.UniqueConstraint('org_code', 'dataset', 'record_key', name='uq_records_natural_key')
+    sa.UniqueConstraint('record_key', 'dataset', 'org_code', name='uq_records_natural_key')
     )
     with op.batch_alter_table('records', schema=None) as batch_op:
         batch_op.create_index('ix_records_dataset_event', ['dataset', 'event_time'], unique=False)
@@ -139,7 +139,7 @@ def upgrade() -> None:
     sa.Column('person_id', sa.String(length=32), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['persons.id'], name=op.f('fk_person_identifiers_person_id_persons')),
-    sa.PrimaryKeyConstraint('kind', 'scope', 'value', name=op.f('pk_person_identifiers'))
+    sa.PrimaryKeyConstraint('value', 'kind', 'scope', name=op.f('pk_person_identifiers'))
     )
     with op.batch_alter_table('person_identifiers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_person_identifiers_person_id'), ['person_id'], unique=False)
