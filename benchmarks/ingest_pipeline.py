@@ -43,7 +43,7 @@ NOW = datetime(2026, 11, 22, 12, 0, 0)
 def generate(n: int, orgs: list[tuple[str, str]]) -> list[tuple[str, list[dict]]]:
     """(org, batch) pairs of outpatient visits, ~n records in all."""
     gen = Generator(seed=42)
-    per_org_day = 500
+    per_org_day = 1000
     batches: list[tuple[str, list[dict]]] = []
     total, day = 0, date(2026, 10, 1)
     while total < n:

@@ -104,11 +104,14 @@ class IdentifierResolver:
         for kind, scope, value in keys:
             grouped.setdefault((kind, scope), []).append(value)
         found: dict[IdentifierKey, str] = {}
-        for (kind, scope), values in grouped.items():
-            for start in range(0, len(values), 500):
-                chunk = values[start : start + 500]
-                for value, person_id in conn.execute(
-                    select(pi.c.value, pi.c.person_id).where(pi.c.kind == kind, pi.c.scope == scope, pi.c.value.in_(chunk))
-                ):
+        wanted = {(k, s) for k, s in grouped}
+        values = sorted({v for vs in grouped.values() for v in vs})
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            # `value` leads the primary key; kind and scope are filtered here (see pipeline._upsert).
+            for value, kind, scope, person_id in conn.execute(
+                select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(pi.c.value.in_(chunk))
+            ):
+                if (kind, scope) in wanted:
                     found[(kind, scope, value)] = person_id
         return found

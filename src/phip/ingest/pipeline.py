@@ -260,13 +260,19 @@ class Pipeline:
         heads: dict[str, tuple[int, str, int, datetime | None]] = {}
         keys = [g.key for g in items]
         for start in range(0, len(keys), _CHUNK):
+            # Only `record_key IN (…)` goes to the database: it is the leading column of the
+            # natural-key index, so every planner uses that index, with or without fresh
+            # statistics (with `dataset = …` too, PostgreSQL picked the dataset/event index
+            # on a freshly loaded table and scanned the whole data set per batch). The few
+            # rows of other institutions or data sets sharing a key are dropped here.
             rows = conn.execute(
-                select(records.c.record_key, records.c.id, records.c.content_hash, records.c.version, records.c.event_time)
-                .where(records.c.org_code == org_code, records.c.dataset == dataset.code)
+                select(records.c.record_key, records.c.id, records.c.content_hash, records.c.version,
+                       records.c.event_time, records.c.org_code, records.c.dataset)
                 .where(records.c.record_key.in_(keys[start : start + _CHUNK]))
             )
-            for key, id_, hash_, version, event in rows:
-                heads[key] = (id_, hash_, version, event)
+            for key, id_, hash_, version, event, row_org, row_dataset in rows:
+                if row_org == org_code and row_dataset == dataset.code:
+                    heads[key] = (id_, hash_, version, event)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         day_delta: dict[date, int] = {}

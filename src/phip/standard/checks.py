@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import lru_cache
+from operator import mul
 
 # --- normaliser -------------------------------------------------------------------------
 
@@ -25,9 +26,12 @@ _FULLWIDTH = {cp: cp - 0xFEE0 for cp in (*range(0xFF10, 0xFF1A), *range(0xFF21, 
 _WHITESPACE = " \t\r\n\u3000\u00a0\ufeff"
 
 
+_HAS_FULLWIDTH = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]").search
+
+
 def normalize_text(value: str) -> str:
     """Fold full-width digits/letters to ASCII and strip surrounding (also ideographic) spaces."""
-    if not value.isascii():
+    if not value.isascii() and _HAS_FULLWIDTH(value):
         value = value.translate(_FULLWIDTH)
     return value.strip(_WHITESPACE)
 
@@ -45,8 +49,7 @@ PROVINCE_CODES = frozenset(
 
 def id_check_char(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11]
+    return _ID_CHECK[sum(map(mul, map(int, first17), _ID_WEIGHTS)) % 11]
 
 
 def upgrade_id15(id15: str) -> str:
@@ -78,8 +81,25 @@ def parse_id_number(raw: str, today: date | None = None) -> tuple[str, bool]:
     """Validate a resident ID number; return (18-digit form, was_upgraded).
 
     Raises IdNumberError with a stable code and a Chinese message when the number is not
-    a valid GB 11643 number.
+    a valid GB 11643 number. Results are cached: the same patients recur across records.
     """
+    if today is None:
+        result = _parse_id_cached(raw, date.today())
+        if isinstance(result, IdNumberError):
+            raise result
+        return result
+    return _parse_id(raw, today)
+
+
+@lru_cache(maxsize=65536)
+def _parse_id_cached(raw: str, today: date) -> tuple[str, bool] | IdNumberError:
+    try:
+        return _parse_id(raw, today)
+    except IdNumberError as exc:
+        return exc
+
+
+def _parse_id(raw: str, today: date) -> tuple[str, bool]:
     value = raw.upper()
     upgraded = False
     if _ID15.match(value):
@@ -90,7 +110,7 @@ def parse_id_number(raw: str, today: date | None = None) -> tuple[str, bool]:
     if value[:2] not in PROVINCE_CODES:
         raise IdNumberError("ID_NO_REGION", f"身份证号码前两位“{value[:2]}”不是有效的省级行政区划代码")
     born = id_birth_date(value)
-    if born is None or born.year < 1900 or born > (today or date.today()):
+    if born is None or born.year < 1900 or born > today:
         raise IdNumberError("ID_NO_BIRTH", f"身份证号码中的出生日期“{value[6:14]}”无效")
     if not upgraded and id_check_char(value[:17]) != value[17]:
         raise IdNumberError("ID_NO_CHECKSUM", "身份证号码校验位错误（GB 11643）")
@@ -119,6 +139,7 @@ def uscc_check_char(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
+@lru_cache(maxsize=4096)
 def uscc_problem(raw: str) -> str | None:
     """None when ``raw`` is a valid USCC, else a stable problem code (USCC_FORMAT / USCC_CHECKSUM)."""
     value = raw.upper()

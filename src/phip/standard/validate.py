@@ -121,6 +121,11 @@ def parse_datetime(value: str) -> datetime:
     ``T``, ``/`` or ``.`` as date separators, WS 363 DT15 (``20261122T083000``), compact
     ``20261122083000`` and a bare date (read as midnight).
     """
+    if len(value) == 19 and value[10] in " T" and value[4] == "-":  # the canonical spelling: fast path
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
     text = value.translate(_DATE_SEPARATORS) if ("/" in value or "." in value[:10]) else value
     if len(text) == 14 and text.isdigit():
         text = f"{text[:8]}T{text[8:]}"
@@ -187,7 +192,10 @@ def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
     if spec.type in ("string", "text"):
 
         def convert(value: Any) -> Any:
-            text = _as_text(value)
+            if type(value) is str:
+                text = value.strip() if value.isascii() else normalize_text(value)
+            else:
+                text = _as_text(value)
             if length and len(text) > length:
                 raise _Bad("TOO_LONG", actual=len(text), length=length)
             if pattern and not pattern.match(text):
@@ -312,7 +320,7 @@ class RecordValidator:
     def __init__(self, dataset: DataSet, standard: Standard):
         self.dataset = dataset
         self._fields = [(f.name, f, _compile_field(f, standard)) for f in dataset.fields]
-        self._known = frozenset(f.name for f in dataset.fields)
+        self._by_name = {name: (spec, convert) for name, spec, convert in self._fields}
         self._required = [f for f in dataset.fields if f.required]
         self._labels = {f.name: f.label for f in dataset.fields}
         self._order = list(dataset.time_order)
@@ -333,11 +341,15 @@ class RecordValidator:
         findings: list[Finding] = []
         record: dict[str, Any] = {}
         errors = False
-        labels = self._labels
-        for name, spec, convert in self._fields:
-            value = raw.get(name)
+        by_name = self._by_name
+        for name, value in raw.items():
+            entry = by_name.get(name)
+            if entry is None:
+                findings.append(finding("UNKNOWN_FIELD", str(name), name=name, dataset=self.dataset.name))
+                continue
             if value is None or value == "":
                 continue
+            spec, convert = entry
             try:
                 value = convert(value)
             except _Bad as bad:
@@ -350,8 +362,6 @@ class RecordValidator:
                 continue
             if value != "":
                 record[name] = value
-        for name in raw.keys() - self._known:
-            findings.append(finding("UNKNOWN_FIELD", str(name), name=name, dataset=self.dataset.name))
         for spec in self._required:
             if spec.name not in record and not any(f.field == spec.name for f in findings):
                 findings.append(finding("REQUIRED", spec.name, label=spec.label))
