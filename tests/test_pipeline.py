@@ -161,3 +161,42 @@ def test_every_dataset_flows_through(pipeline, engine, orgs):
     with engine.connect() as conn:
         first_upload = conn.execute(select(m.Institution.first_upload_at).where(m.Institution.code == orgs[0][0])).scalar_one()
     assert first_upload == NOW
+
+
+def test_identifier_registered_meanwhile_wins(pipeline, engine, orgs):
+    """Another institution registered the same ID number between our lookup and our insert:
+    the stored mapping wins and our record follows it instead of creating a second person."""
+    from phip.ingest.identity import IdentifierResolver
+    from phip.standard.validate import validator_for
+
+    org, records = visits(orgs, n=1)
+    first_person = "0" * 32
+    with engine.begin() as conn:
+        conn.execute(m.Person.__table__.insert(), [{"id": first_person, "created_at": NOW}])
+        conn.execute(m.PersonIdentifier.__table__.insert(), [
+            {"kind": "id_no", "scope": "", "value": records[0]["id_no"], "person_id": first_person, "created_at": NOW}])
+    resolver = IdentifierResolver()
+    lookups = []
+
+    def blind_first_lookup(conn, keys):  # noqa: ANN001 - the first lookup runs "before" the other insert
+        lookups.append(1)
+        return {} if len(lookups) == 1 else IdentifierResolver._lookup(conn, keys)
+
+    resolver._lookup = blind_first_lookup  # type: ignore[method-assign]
+    ds = pipeline.standard.dataset("outpatient_visit")
+    record = validator_for(pipeline.standard, ds).validate(records[0], NOW).record
+    with engine.begin() as conn:
+        assert resolver.resolve(conn, org, ds, [record], NOW) == [first_person]
+    assert len(lookups) == 2
+
+
+def test_awkward_text_round_trips_exactly(pipeline, engine, orgs):
+    """Tabs, newlines, backslashes, quotes and NUL-free control characters survive the bulk path."""
+    org, records = visits(orgs, n=2)
+    awkward = "第一行\n第二行\t制表符 \\反斜杠\\N \"引号\" 'single' \r回车"
+    records[0] = {**records[0], "present_illness": awkward, "chief_complaint": "\\N"}
+    pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    with engine.connect() as conn:
+        payload = conn.execute(select(m.Record.payload).where(m.Record.record_key == records[0]["visit_no"])).scalar_one()
+    assert payload["present_illness"] == awkward and payload["chief_complaint"] == "\\N"
+    assert pipeline.ingest(org, "outpatient_visit", records, now=NOW).unchanged == 2

@@ -88,9 +88,11 @@ class IdentifierResolver:
             bulk_insert(conn, Person.__table__, new_persons)
         if new_ids:
             rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in new_ids.items()]
-            bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
-            # Another institution's batch may have registered the same identifier a moment
-            # ago: the stored mapping wins, so read back what is really there.
+            inserted = bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
+            if inserted == len(rows):
+                return result
+            # Another institution's batch registered some of these identifiers a moment ago:
+            # the stored mapping wins, so read back what is really there.
             stored = self._lookup(conn, new_ids.keys())
             moved = {p: stored[k] for k, p in new_ids.items() if stored.get(k) not in (None, p)}
             if moved:

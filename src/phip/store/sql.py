@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, text
+import orjson
+from sqlalchemy import JSON, Connection, Table, text
 from sqlalchemy.sql.dml import Insert
 
 
@@ -67,9 +68,6 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if conn.dialect.name != "postgresql":
         conn.execute(table.insert(), list(rows))
         return
-    import orjson
-    from sqlalchemy import JSON
-
     columns = list(rows[0].keys())
     json_cols = {c for c in columns if isinstance(table.c[c].type, JSON) or "JSON" in type(table.c[c].type).__name__.upper()}
     cursor = conn.connection.dbapi_connection.cursor()
@@ -79,14 +77,14 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             copy.write_row([orjson.dumps(row[c]).decode() if c in json_cols and row[c] is not None else row[c] for c in columns])
 
 
-def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert many rows, skipping those whose key exists. PostgreSQL: COPY into a temporary
-    twin, then one INSERT … SELECT … ON CONFLICT DO NOTHING; elsewhere an executemany."""
+def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert many rows, skipping those whose key exists; returns how many were inserted
+    (-1 when the driver cannot tell). PostgreSQL: COPY into a temporary twin, then one
+    INSERT … SELECT … ON CONFLICT DO NOTHING; elsewhere an executemany."""
     if not rows:
-        return
+        return 0
     if conn.dialect.name != "postgresql":
-        conn.execute(insert_ignoring_conflicts(conn, table), list(rows))
-        return
+        return conn.execute(insert_ignoring_conflicts(conn, table), list(rows)).rowcount
     temp = f"tmp_{table.name}"
     conn.execute(text(f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'))
     conn.execute(text(f'TRUNCATE "{temp}"'))
@@ -96,4 +94,4 @@ def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequenc
     with cursor.copy(f'COPY "{temp}" ({names}) FROM STDIN') as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])
-    conn.execute(text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{temp}" ON CONFLICT DO NOTHING'))
+    return conn.execute(text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{temp}" ON CONFLICT DO NOTHING')).rowcount
