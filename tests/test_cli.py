@@ -147,3 +147,15 @@ def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert receipt_numbers(out)[3] == len(partial)  # what was committed before the kill is unchanged
     assert _store(killed_dir) == _store(clean_dir)
     assert len(_store(killed_dir)[0]) == len(records)
+
+
+def test_api_keys_are_shown_once_and_revocable(tmp_path):
+    out = run(["orgs", "key", "create", "长春市中心医院", "--label", "HIS接口"], tmp_path).stdout
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("phip_") and len(key) > 40
+    listed = run(["orgs", "key", "list"], tmp_path).stdout
+    assert key[:12] in listed and key not in listed and "有效" in listed
+    run(["orgs", "key", "revoke", key[:12]], tmp_path)
+    assert "已吊销" in run(["orgs", "key", "list"], tmp_path).stdout
+    again = run(["orgs", "key", "revoke", key[:12]], tmp_path, check=False)
+    assert again.returncode == 2 and "UNKNOWN_KEY" in again.stderr

@@ -118,6 +118,48 @@ def orgs_list() -> None:
     console.print(table)
 
 
+keys_app = typer.Typer(help="接口密钥 (API keys of an institution)", no_args_is_help=True)
+orgs_app.add_typer(keys_app, name="key")
+
+
+@keys_app.command("create")
+def key_create(org: str = typer.Argument(..., help="医疗机构代码或名称"), label: str | None = typer.Option(None, "--label")) -> None:
+    """生成接口密钥（只显示一次）(create a key; it is shown once)."""
+    from phip import runtime
+    from phip.orgs.keys import create_key
+
+    org_code = _resolve_org(org)
+    key_id, key = create_key(runtime.engine(), org_code, label)
+    console.print(f"已为 {org_code} 生成接口密钥（编号 {key_id}），请立即妥善保存，平台不保存明文、无法再次显示：")
+    print(key)
+
+
+@keys_app.command("list")
+def key_list(org: str | None = typer.Argument(None, help="医疗机构代码或名称（默认全部）")) -> None:
+    """列出接口密钥 (list keys; never the key itself)."""
+    from phip import runtime
+    from phip.orgs.keys import list_keys
+
+    table = Table(title="接口密钥")
+    for col in ("编号", "医疗机构代码", "前缀", "备注", "创建时间", "状态"):
+        table.add_column(col)
+    for k in list_keys(runtime.engine(), _resolve_org(org) if org else None):
+        table.add_row(str(k.id), k.org_code, k.prefix + "…", k.label or "", f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"已吊销 {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "有效")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def key_revoke(ref: str = typer.Argument(..., help="密钥编号或前缀")) -> None:
+    """吊销接口密钥，立即生效 (revoke a key, effective at once)."""
+    from phip import runtime
+    from phip.orgs.keys import revoke_key
+
+    if revoke_key(runtime.engine(), ref) == 0:
+        fail(f"没有可吊销的密钥“{ref}”（不存在或已吊销）", "UNKNOWN_KEY")
+    console.print(f"密钥 {ref} 已吊销")
+
+
 # --- database -----------------------------------------------------------------------------------
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 
 from phip import runtime
+from phip.api import errors, push
+from phip.api.errors import ApiError
+from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
 from phip.standard.export import dataset_schema, render_html
 from phip.standard.validate import platform_now
@@ -17,13 +20,20 @@ from phip.store.models import EventDaily, IngestDaily
 from phip.web.render import render
 
 
-def create_app() -> FastAPI:
+def create_app(engine: Engine | None = None) -> FastAPI:
+    """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
+    if engine is None:
+        engine, pipeline = runtime.engine(), runtime.pipeline()
+    else:
+        pipeline = Pipeline(engine, std)
+    errors.install(app)
+    app.include_router(push.build_router(engine, pipeline))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
-        with runtime.engine().connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return "ok"
 
@@ -43,7 +53,7 @@ def create_app() -> FastAPI:
         try:
             ds = std.dataset(dataset)
         except KeyError:
-            raise HTTPException(404, detail={"code": "UNKNOWN_DATASET", "message": f"数据集“{dataset}”不存在"}) from None
+            raise ApiError(404, "UNKNOWN_DATASET", f"数据集“{dataset}”不存在") from None
         return JSONResponse(dataset_schema(std, ds), media_type="application/schema+json")
 
     @app.get("/standard", response_class=HTMLResponse)
@@ -54,7 +64,6 @@ def create_app() -> FastAPI:
     def home() -> str:
         from phip.orgs.service import list_institutions
 
-        engine = runtime.engine()
         today = platform_now().date()
         with engine.connect() as conn:
             received = dict(conn.execute(

@@ -192,3 +192,17 @@ class EventDaily(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     records: Mapped[int] = mapped_column(BigInteger, default=0)
 
+
+
+class ApiKey(Base):
+    """An institution's credential for the push API. Only the SHA-256 of the key is stored:
+    keys are 32 random bytes, so a fast hash is enough and a lookup is one index probe."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_code: Mapped[str] = mapped_column(String(32), ForeignKey("institutions.code"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, to tell keys apart in lists
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,0 +1,176 @@
+"""Push API (接口对接): hospitals send records of a data set; the answer is the receipt.
+
+Everything a request can get wrong is answered before the pipeline runs, with a stable
+code and a Chinese message, and nothing is stored: wrong content type (415), body too large
+or too many records (413), undecodable or malformed body (400), unknown data set (404), a
+record naming another institution (403). What passes goes through the one pipeline, where
+each record is accepted or rejected on its own.
+"""
+
+
+import gzip
+import zlib
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import Engine, select
+
+from phip.ingest.pipeline import Pipeline
+from phip.orgs.keys import authenticate
+from phip.standard.validate import parse_datetime
+from phip.store.models import Batch, BatchFinding
+
+from .errors import ApiError
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_RECORDS = 5000
+JSON_TYPES = {"application/json"}
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonlines", "application/x-jsonlines"}
+
+
+def build_router(engine: Engine, pipeline: Pipeline) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["接口对接 push API"])
+
+    def institution(
+        authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
+        x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None,
+    ) -> str:
+        key = x_api_key
+        if authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
+        org = authenticate(engine, key)
+        if org is None:
+            raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
+        return org
+
+    Org = Annotated[str, Depends(institution)]
+
+    @router.post(
+        "/datasets/{dataset}/records",
+        summary="上传数据集记录",
+        description=f"请求体为JSON数组或NDJSON（每行一条），可gzip压缩；每批最多{MAX_RECORDS}条、{MAX_BODY_BYTES // 1024 // 1024} MB。"
+        "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
+        responses={400: {"description": "请求体无法解析"}, 401: {"description": "未认证"}, 403: {"description": "记录属于其他机构"},
+                   404: {"description": "数据集不存在"}, 413: {"description": "请求过大"}, 415: {"description": "内容类型不支持"},
+                   503: {"description": "数据库暂不可用，请按 Retry-After 重试"}},
+    )
+    async def push_records(dataset: str, request: Request, org: Org) -> dict[str, Any]:
+        try:
+            ds = pipeline.standard.dataset(dataset)
+        except KeyError:
+            raise ApiError(404, "UNKNOWN_DATASET", f"数据集“{dataset}”不存在，请查阅 /api/v1/standard") from None
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media not in JSON_TYPES | NDJSON_TYPES:
+            raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"不支持的内容类型“{media or '未提供'}”，请使用 application/json 或 application/x-ndjson")
+        body = await _read_body(request)
+        records = _parse(body, media in NDJSON_TYPES)
+        for index, record in enumerate(records):
+            if isinstance(record, dict):
+                claimed = record.get("org_code")
+                if claimed not in (None, "") and str(claimed).strip().upper() != org:
+                    raise ApiError(403, "FORBIDDEN_ORG",
+                                   f"第{index + 1}条记录的医疗机构代码“{claimed}”不是本机构（{org}），机构只能上传本机构数据；本批未保存",
+                                   field="org_code")
+        receipt = pipeline.ingest(org, ds.code, records, source="api")
+        return receipt.as_dict()
+
+    @router.get("/receipts/{batch_id}", summary="查询回执")
+    def get_receipt(batch_id: str, org: Org) -> dict[str, Any]:
+        with engine.connect() as conn:
+            batch = conn.execute(select(Batch).where(Batch.id == batch_id, Batch.org_code == org)).first()
+            if batch is None:
+                raise ApiError(404, "UNKNOWN_RECEIPT", f"回执“{batch_id}”不存在")
+            rows = conn.execute(
+                select(BatchFinding.idx, BatchFinding.record_key, BatchFinding.findings)
+                .where(BatchFinding.batch_id == batch_id, BatchFinding.rejected.is_(True)).order_by(BatchFinding.idx)
+            ).all()
+        return {
+            "batch_id": batch.id, "org_code": batch.org_code, "dataset": batch.dataset, "source": batch.source,
+            "received_at": batch.received_at.isoformat(sep=" "),
+            "counts": {"total": batch.total, "accepted": batch.accepted, "updated": batch.updated,
+                       "unchanged": batch.unchanged, "rejected": batch.rejected, "warnings": batch.warnings},
+            "rejections": [{"index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows],
+        }
+
+    @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）")
+    def feedback(
+        org: Org,
+        since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    ) -> dict[str, Any]:
+        stmt = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
+                       BatchFinding.record_key, BatchFinding.findings)
+                .where(BatchFinding.org_code == org, BatchFinding.rejected.is_(True))
+                .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
+        if since:
+            try:
+                start: datetime = parse_datetime(since)
+            except ValueError:
+                raise ApiError(400, "BAD_SINCE", f"since 参数“{since}”不是有效的日期时间", field="since") from None
+            stmt = stmt.where(BatchFinding.created_at >= start)
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return {"org_code": org, "items": [
+            {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
+             "index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows]}
+
+    return router
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "BODY_TOO_LARGE", f"请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "BODY_TOO_LARGE", f"请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(body, MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+                raise ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+        except (zlib.error, gzip.BadGzipFile):
+            raise ApiError(400, "BAD_GZIP", "请求体声明为gzip压缩，但无法解压") from None
+    return body
+
+
+def _parse(body: bytes, ndjson: bool) -> list[Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "BAD_ENCODING", f"请求体不是UTF-8编码（第{exc.start + 1}字节）") from None
+    if ndjson:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "BAD_JSON", f"第{number}行不是有效的JSON：{exc}；本批未保存") from None
+            if len(records) > MAX_RECORDS:
+                raise ApiError(413, "TOO_MANY_RECORDS", f"每批最多{MAX_RECORDS}条记录，请分批上传")
+    else:
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "BAD_JSON", f"请求体不是有效的JSON：{exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            data = data["records"]
+        if not isinstance(data, list):
+            raise ApiError(400, "NOT_AN_ARRAY", "请求体应为记录数组（或包含 records 数组的对象）")
+        records = data
+        if len(records) > MAX_RECORDS:
+            raise ApiError(413, "TOO_MANY_RECORDS", f"每批最多{MAX_RECORDS}条记录，本批{len(records)}条，请分批上传")
+    if not records:
+        raise ApiError(400, "EMPTY_BATCH", "请求中没有记录")
+    return records

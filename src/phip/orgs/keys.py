@@ -1,0 +1,65 @@
+"""Institution API keys (接口密钥): created once, shown once, stored as a hash, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, insert, select, update
+
+from phip.standard.validate import platform_now
+from phip.store.models import ApiKey
+
+KEY_PREFIX = "phip_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    org_code: str
+    prefix: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def create_key(engine: Engine, org_code: str, label: str | None = None) -> tuple[int, str]:
+    """Return (key id, the key itself); the key is not stored and cannot be shown again."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        key_id = conn.execute(
+            insert(ApiKey).values(org_code=org_code, key_hash=hash_key(key), prefix=key[:12], label=label,
+                                  created_at=platform_now()).returning(ApiKey.id)
+        ).scalar_one()
+    return key_id, key
+
+
+def list_keys(engine: Engine, org_code: str | None = None) -> list[KeyInfo]:
+    stmt = select(ApiKey.id, ApiKey.org_code, ApiKey.prefix, ApiKey.label, ApiKey.created_at, ApiKey.revoked_at).order_by(ApiKey.id)
+    if org_code:
+        stmt = stmt.where(ApiKey.org_code == org_code)
+    with engine.connect() as conn:
+        return [KeyInfo(*r) for r in conn.execute(stmt)]
+
+
+def revoke_key(engine: Engine, ref: str) -> int:
+    """Revoke by key id or by the key's shown prefix; returns how many keys were revoked."""
+    with engine.begin() as conn:
+        cond = ApiKey.id == int(ref) if ref.isdigit() else ApiKey.prefix == ref
+        return conn.execute(update(ApiKey).where(cond, ApiKey.revoked_at.is_(None)).values(revoked_at=platform_now())).rowcount
+
+
+def authenticate(engine: Engine, key: str) -> str | None:
+    """The institution a key belongs to, or None when the key is unknown or revoked.
+
+    Looked up on every request (one indexed probe), so a revocation takes effect at once."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(ApiKey.org_code).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        ).scalar_one_or_none()

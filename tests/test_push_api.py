@@ -1,0 +1,145 @@
+"""Push API against the real app on SQLite and PostgreSQL: every error answer, the
+cross-institution write, replay and correction, receipts and feedback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from phip.api import push
+from phip.api.app import create_app
+from phip.orgs.keys import create_key, revoke_key
+from phip.store import models as m
+from phip.store.db import make_engine
+from phip.synth.generator import Generator
+from tests.test_pipeline import DAY, NOW
+
+URL = "/api/v1/datasets/outpatient_visit/records"
+
+
+@pytest.fixture()
+def api(engine, orgs):
+    client = TestClient(create_app(engine))
+    org, other = orgs[0][0], orgs[1][0]
+    _, key = create_key(engine, org)
+    _, other_key = create_key(engine, other)
+    return client, org, {"Authorization": f"Bearer {key}"}, {"X-API-Key": other_key}
+
+
+def records(orgs, n=5, seed=1):
+    gen = Generator(seed=seed)
+    out = []
+    for _, _, recs in gen.day([orgs[0]], DAY, visits=n, admissions=1, datasets=["outpatient_visit"], now=NOW):
+        out += recs
+    return out
+
+
+def stored(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(m.Record)).scalar_one()
+
+
+def error(resp):
+    return resp.json()["error"]["code"]
+
+
+def test_push_replay_and_correct(api, engine, orgs):
+    client, org, auth, _ = api
+    batch = records(orgs)
+    r = client.post(URL, json=batch, headers=auth)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["counts"]["accepted"] == len(batch) and body["org_code"] == org
+    again = client.post(URL, json=batch, headers=auth).json()
+    assert again["counts"]["unchanged"] == len(batch) and again["counts"]["accepted"] == 0
+    fixed = [{**batch[0], "dept_name": "呼吸内科"}]
+    assert client.post(URL, json=fixed, headers=auth).json()["counts"]["updated"] == 1
+    receipt = client.get(f"/api/v1/receipts/{body['batch_id']}", headers=auth).json()
+    assert receipt["counts"] == body["counts"]
+
+
+def test_ndjson_gzip_and_rejections_with_feedback(api, engine, orgs):
+    client, org, auth, _ = api
+    batch = records(orgs, n=6)
+    batch[2] = {**batch[2], "sex_code": "7"}
+    payload = gzip.compress("\n".join(json.dumps(r, ensure_ascii=False) for r in batch).encode())
+    r = client.post(URL, content=payload, headers={**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+    body = r.json()
+    assert r.status_code == 200 and body["counts"]["rejected"] == 1 and body["counts"]["accepted"] == 5
+    rej = body["rejections"][0]
+    assert rej["index"] == 2 and rej["record_key"] == batch[2]["visit_no"]
+    assert rej["findings"][0] == {"severity": "error", "code": "NOT_IN_DOMAIN", "field": "sex_code",
+                                  "message": rej["findings"][0]["message"]}
+    fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00"}, headers=auth).json()
+    assert [i["record_key"] for i in fb["items"]] == [batch[2]["visit_no"]]
+    assert client.get("/api/v1/feedback", params={"since": "昨天"}, headers=auth).status_code == 400
+
+
+def test_institution_writes_only_its_own(api, engine, orgs):
+    client, org, auth, other_auth = api
+    batch = records(orgs)
+    r = client.post(URL, json=batch, headers=other_auth)
+    assert r.status_code == 403 and error(r) == "FORBIDDEN_ORG" and "本机构" in r.json()["error"]["message"]
+    assert stored(engine) == 0
+    ok = client.post(URL, json=batch, headers=auth).json()
+    assert client.get(f"/api/v1/receipts/{ok['batch_id']}", headers=other_auth).status_code == 404
+
+
+def test_authentication(api, engine, orgs):
+    client, org, auth, _ = api
+    batch = records(orgs, n=1)
+    assert error(client.post(URL, json=batch)) == "AUTH_REQUIRED"
+    assert client.post(URL, json=batch, headers={"Authorization": "Bearer phip_wrong"}).status_code == 401
+    key = auth["Authorization"].split()[1]
+    assert client.post(URL, json=batch, headers=auth).status_code == 200
+    assert revoke_key(engine, key[:12]) == 1
+    r = client.post(URL, json=batch, headers=auth)
+    assert r.status_code == 401 and error(r) == "AUTH_INVALID"
+
+
+@pytest.mark.parametrize(
+    "content, headers, status, code",
+    [
+        (b"[{]", {"Content-Type": "application/json"}, 400, "BAD_JSON"),
+        (b'{"a": 1}', {"Content-Type": "application/json"}, 400, "NOT_AN_ARRAY"),
+        (b"[]", {"Content-Type": "application/json"}, 400, "EMPTY_BATCH"),
+        ("[{\"name\": \"张三\"}]".encode("gbk"), {"Content-Type": "application/json"}, 400, "BAD_ENCODING"),
+        (b'{"a":1}\n{oops\n', {"Content-Type": "application/x-ndjson"}, 400, "BAD_JSON"),
+        (b"<xml/>", {"Content-Type": "application/xml"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (b"[]", {}, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (b"not gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "BAD_GZIP"),
+    ],
+)
+def test_bad_requests_store_nothing(api, engine, content, headers, status, code):
+    client, _, auth, _ = api
+    r = client.post(URL, content=content, headers={**auth, **headers})
+    assert (r.status_code, error(r)) == (status, code), r.text
+    assert stored(engine) == 0
+
+
+def test_limits_and_unknown_dataset(api, engine, orgs, monkeypatch):
+    client, _, auth, _ = api
+    monkeypatch.setattr(push, "MAX_RECORDS", 3)
+    r = client.post(URL, json=records(orgs, n=5), headers=auth)
+    assert (r.status_code, error(r)) == (413, "TOO_MANY_RECORDS")
+    monkeypatch.setattr(push, "MAX_BODY_BYTES", 100)
+    r = client.post(URL, json=records(orgs, n=2), headers=auth)
+    assert (r.status_code, error(r)) == (413, "BODY_TOO_LARGE")
+    bomb = gzip.compress(b"[" + b" " * 10_000 + b"]")
+    r = client.post(URL, content=bomb, headers={**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert (r.status_code, error(r)) == (413, "BODY_TOO_LARGE")
+    r = client.post("/api/v1/datasets/nope/records", json=[{}], headers=auth)
+    assert (r.status_code, error(r)) == (404, "UNKNOWN_DATASET")
+    assert stored(engine) == 0
+
+
+def test_database_down_answers_503_with_retry_after():
+    dead = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", connect_args={"connect_timeout": 1})
+    client = TestClient(create_app(dead), raise_server_exceptions=False)
+    r = client.post(URL, json=[{}], headers={"Authorization": "Bearer phip_x"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert error(r) == "DATABASE_UNAVAILABLE"
