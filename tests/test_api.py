@@ -28,7 +28,7 @@ def test_health_standard_and_home(client):
     schema = client.get("/api/v1/standard/outpatient_visit/schema")
     assert schema.status_code == 200 and schema.json()["properties"]["sex_code"]["title"] == "性别代码"
     missing = client.get("/api/v1/standard/nope/schema")
-    assert missing.status_code == 404 and missing.json()["detail"]["code"] == "UNKNOWN_DATASET"
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "UNKNOWN_DATASET"
     home = client.get("/")
     assert home.status_code == 200 and "医疗机构对接进度" in home.text and "梅河口市中心医院" in home.text
     assert "数据集目录" in client.get("/standard").text
