@@ -143,3 +143,30 @@ def test_database_down_answers_503_with_retry_after():
     r = client.post(URL, json=[{}], headers={"Authorization": "Bearer phip_x"})
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
     assert error(r) == "DATABASE_UNAVAILABLE"
+
+
+def test_rate_limit_answers_429_per_institution(engine, orgs):
+    from phip.api.limits import RateLimiter
+
+    client = TestClient(create_app(engine, limiter=RateLimiter(per_minute=60, burst=2)))
+    _, key = create_key(engine, orgs[0][0])
+    _, other = create_key(engine, orgs[1][0])
+    batch = records(orgs, n=1)
+    codes = [client.post(URL, json=batch, headers={"X-API-Key": key}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.post(URL, json=batch, headers={"X-API-Key": key})
+    assert error(r) == "RATE_LIMITED" and int(r.headers["Retry-After"]) >= 1
+    # another institution has its own bucket
+    assert client.post(URL, json=[{k: v for k, v in batch[0].items() if k not in ("org_code", "org_name")}],
+                       headers={"X-API-Key": other}).status_code == 200
+
+
+def test_metrics_count_requests_and_records(api, orgs):
+    client, _, auth, _ = api
+    batch = records(orgs, n=4)
+    batch[0] = {**batch[0], "sex_code": "7"}
+    client.post(URL, json=batch, headers=auth)
+    text = client.get("/metrics").text
+    assert 'phip_records_total{dataset="outpatient_visit",outcome="rejected"}' in text
+    assert 'phip_http_requests_total{method="POST",route="/api/v1/datasets/{dataset}/records",status="200"}' in text
+    assert "phip_http_request_seconds_bucket" in text

@@ -3,15 +3,21 @@ the push API (issue 3) and dashboards (issue 5) add routers here."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
-from fastapi import FastAPI
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select, text
 
 from phip import runtime
 from phip.api import errors, push
 from phip.api.errors import ApiError
+from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
 from phip.standard.export import dataset_schema, render_html
@@ -20,7 +26,7 @@ from phip.store.models import EventDaily, IngestDaily
 from phip.web.render import render
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
     """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
@@ -29,7 +35,31 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     else:
         pipeline = Pipeline(engine, std)
     errors.install(app)
-    app.include_router(push.build_router(engine, pipeline))
+    app.include_router(push.build_router(engine, pipeline, limiter))
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(path).observe(time.perf_counter() - start)
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    # Swagger UI from the installed swagger-ui-bundle package: no CDN on a closed network.
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="PHIP 接口文档",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:

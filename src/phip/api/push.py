@@ -9,6 +9,7 @@ each record is accepted or rejected on its own.
 
 
 import gzip
+import math
 import zlib
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from phip.standard.validate import parse_datetime
 from phip.store.models import Batch, BatchFinding
 
 from .errors import ApiError
+from .limits import RECORDS, RateLimiter
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
@@ -30,8 +32,9 @@ JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonlines", "application/x-jsonlines"}
 
 
-def build_router(engine: Engine, pipeline: Pipeline) -> APIRouter:
+def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["接口对接 push API"])
+    limiter = limiter or RateLimiter()
 
     def institution(
         authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
@@ -45,6 +48,10 @@ def build_router(engine: Engine, pipeline: Pipeline) -> APIRouter:
         org = authenticate(engine, key)
         if org is None:
             raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
+        wait = limiter.acquire(org)
+        if wait:
+            raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",
+                           headers={"Retry-After": str(math.ceil(wait))})
         return org
 
     Org = Annotated[str, Depends(institution)]
@@ -56,6 +63,7 @@ def build_router(engine: Engine, pipeline: Pipeline) -> APIRouter:
         "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
         responses={400: {"description": "请求体无法解析"}, 401: {"description": "未认证"}, 403: {"description": "记录属于其他机构"},
                    404: {"description": "数据集不存在"}, 413: {"description": "请求过大"}, 415: {"description": "内容类型不支持"},
+                   429: {"description": "请求过于频繁，请按 Retry-After 重试"},
                    503: {"description": "数据库暂不可用，请按 Retry-After 重试"}},
     )
     async def push_records(dataset: str, request: Request, org: Org) -> dict[str, Any]:
@@ -76,6 +84,10 @@ def build_router(engine: Engine, pipeline: Pipeline) -> APIRouter:
                                    f"第{index + 1}条记录的医疗机构代码“{claimed}”不是本机构（{org}），机构只能上传本机构数据；本批未保存",
                                    field="org_code")
         receipt = pipeline.ingest(org, ds.code, records, source="api")
+        RECORDS.labels(ds.code, "accepted").inc(receipt.accepted)
+        RECORDS.labels(ds.code, "updated").inc(receipt.updated)
+        RECORDS.labels(ds.code, "unchanged").inc(receipt.unchanged)
+        RECORDS.labels(ds.code, "rejected").inc(receipt.rejected)
         return receipt.as_dict()
 
     @router.get("/receipts/{batch_id}", summary="查询回执")

@@ -1,0 +1,54 @@
+"""The service as operators run it: `phip serve` in a real uvicorn process, a key from the CLI,
+a push over HTTP, and Swagger UI served without any external asset."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.test_cli import ORG, run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_push_to_a_real_uvicorn_process(tmp_path):
+    key = run(["orgs", "key", "create", ORG], tmp_path).stdout.strip().splitlines()[-1]
+    records_file = tmp_path / "v.json"
+    run(["generate", "--org", ORG, "--visits", "20", "--out", str(records_file)], tmp_path)
+    port = free_port()
+    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path)}
+    env.pop("PHIP_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("server did not start")
+        r = httpx.post(f"{base}/api/v1/datasets/outpatient_visit/records", content=records_file.read_bytes(),
+                       headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        counts = r.json()["counts"]
+        assert counts["accepted"] == counts["total"] > 0
+        docs = httpx.get(f"{base}/docs").text
+        assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+        assert httpx.get(f"{base}/static/swagger/swagger-ui-bundle.js").status_code == 200
+        spec = httpx.get(f"{base}/openapi.json").json()
+        assert "/api/v1/datasets/{dataset}/records" in spec["paths"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
