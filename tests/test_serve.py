@@ -52,3 +52,30 @@ def test_push_to_a_real_uvicorn_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_simulate_push_plays_a_hospital(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path)}
+    env.pop("PHIP_DATABASE_URL", None)
+    run(["db", "upgrade"], tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        out = run(["simulate", "push", "--org", ORG, "--days", "1", "--visits", "10",
+                   "--url", f"http://127.0.0.1:{port}"], tmp_path).stdout
+        assert "上传完成" in out and "rejected 0" in out
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "phip.db") as conn:
+            datasets = conn.execute("SELECT count(DISTINCT dataset) FROM records").fetchone()[0]
+        assert datasets >= 40  # rare data sets (e.g. rescue records) need more than 10 visits to appear
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

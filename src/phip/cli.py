@@ -300,6 +300,62 @@ def demo(
     console.print(f"演示数据载入完成：新增 {totals.accepted} 条，更新 {totals.updated} 条，拒收 {totals.rejected} 条")
 
 
+simulate_app = typer.Typer(help="模拟医疗机构 (play a hospital)", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.command("push")
+def simulate_push(
+    org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
+    days: int = typer.Option(1, "--days", min=1),
+    visits: int = typer.Option(50, "--visits", help="每天门诊人次"),
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="平台地址"),
+    key: str | None = typer.Option(None, "--key", envvar="PHIP_API_KEY", help="接口密钥（默认在本地平台新建一个）"),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """模拟医院通过接口上传最近N天的全部数据集 (generate N days and push them over HTTP)."""
+    import time
+
+    import httpx
+
+    from phip import runtime
+    from phip.orgs.keys import create_key
+    from phip.orgs.service import find_institution
+    from phip.synth.generator import Generator
+
+    org_code = _resolve_org(org)
+    name = find_institution(runtime.engine(), org_code).name  # type: ignore[union-attr]
+    if key is None:
+        key = create_key(runtime.engine(), org_code, "simulate push")[1]
+    gen = Generator(seed=seed)
+    today = date.today()
+    batches = []
+    for d in range(days - 1, -1, -1):
+        batches += list(gen.day([(org_code, name)], today - timedelta(days=d), visits=visits, admissions=max(1, visits // 10)))
+    totals = {"accepted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"上传 {name}", total=sum(len(r) for _, _, r in batches))
+        for _, dataset, records in batches:
+            for start in range(0, len(records), 5000):
+                chunk = records[start : start + 5000]
+                for attempt in range(5):
+                    resp = client.post(f"/api/v1/datasets/{dataset}/records", json=chunk)
+                    if resp.status_code in (429, 503):
+                        time.sleep(float(resp.headers.get("Retry-After", "1")))
+                        continue
+                    break
+                if resp.status_code != 200:
+                    fail(f"{dataset}: HTTP {resp.status_code} {resp.text[:300]}", "PUSH_FAILED")
+                for k, v in resp.json()["counts"].items():
+                    if k in totals:
+                        totals[k] += v
+                progress.advance(task, len(chunk))
+    console.print("上传完成：" + "，".join(f"{k} {v}" for k, v in totals.items()))
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
