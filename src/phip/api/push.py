@@ -26,6 +26,11 @@ from phip.store.models import Batch, BatchFinding
 from .errors import ApiError
 from .limits import RECORDS, RateLimiter
 
+EXAMPLE_VISIT = {
+    "visit_no": "MZ202611210001", "patient_id": "P000123", "name": "张三", "sex_code": "1", "birth_date": "1980-05-06",
+    "id_type_code": "01", "id_no": "220102198005060017", "visit_type_code": "1", "dept_code": "0301",
+    "dept_name": "心血管内科", "visit_time": "2026-11-21 09:30:00", "diagnosis_code": "I10.x00", "diagnosis_name": "原发性高血压",
+}
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
 JSON_TYPES = {"application/json"}
@@ -59,6 +64,11 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     @router.post(
         "/datasets/{dataset}/records",
         summary="上传数据集记录",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_RECORDS},
+                                 "example": [EXAMPLE_VISIT]},
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": orjson.dumps(EXAMPLE_VISIT).decode()},
+        }}},
         description=f"请求体为JSON数组或NDJSON（每行一条），可gzip压缩；每批最多{MAX_RECORDS}条、{MAX_BODY_BYTES // 1024 // 1024} MB。"
         "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
         responses={400: {"description": "请求体无法解析"}, 401: {"description": "未认证"}, 403: {"description": "记录属于其他机构"},
