@@ -170,3 +170,35 @@ def test_metrics_count_requests_and_records(api, orgs):
     assert 'phip_records_total{dataset="outpatient_visit",outcome="rejected"}' in text
     assert 'phip_http_requests_total{method="POST",route="/api/v1/datasets/{dataset}/records",status="200"}' in text
     assert "phip_http_request_seconds_bucket" in text
+
+
+def test_database_dying_mid_request_answers_503_and_writes_nothing(api, engine, orgs):
+    """The connection dies after the records are written but before the batch commits: the
+    sender gets 503 + Retry-After, nothing of the batch is stored, and the resend succeeds."""
+    import sqlite3
+
+    from sqlalchemy import event, text
+
+    client, org, auth, _ = api
+    client = TestClient(client.app, raise_server_exceptions=False)
+    batch = records(orgs, n=8)
+
+    def die(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("INSERT INTO INGEST_DAILY"):
+            if conn.dialect.name == "postgresql":
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                with engine.connect() as killer:
+                    killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            else:
+                raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(engine, "before_cursor_execute", die)
+    try:
+        r = client.post(URL, json=batch, headers=auth)
+    finally:
+        event.remove(engine, "before_cursor_execute", die)
+    assert r.status_code == 503 and r.headers["Retry-After"] and error(r) == "DATABASE_UNAVAILABLE"
+    engine.dispose()
+    assert stored(engine) == 0
+    again = client.post(URL, json=batch, headers=auth)
+    assert again.status_code == 200 and again.json()["counts"]["accepted"] == 8
