@@ -32,8 +32,8 @@ from phip.ingest.pipeline import Pipeline, content_hash, record_key  # noqa: E40
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.standard.catalog import load_standard  # noqa: E402
 from phip.standard.validate import validator_for  # noqa: E402
-from phip.store.db import make_engine, upgrade  # noqa: E402
-from phip.store.models import Base, Record  # noqa: E402
+from phip.store.db import create_database, make_engine, upgrade  # noqa: E402
+from phip.store.models import Record  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
 
 BATCH = 1000
@@ -162,7 +162,7 @@ def main() -> None:
 
         targets: list[tuple[str, Engine]] = [("SQLite", make_engine(f"sqlite:///{tmp}/bench.db"))]
         try:
-            _ensure_pg_database(args.pg)
+            create_database(args.pg)
             targets.append(("PostgreSQL", make_engine(args.pg)))
         except Exception as exc:  # noqa: BLE001
             print(f"PostgreSQL skipped: {exc}")
@@ -178,17 +178,5 @@ def main() -> None:
             engine.dispose()
 
 
-def _ensure_pg_database(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = make_engine(target.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname=:d"), {"d": target.database}).first():
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
-
-
 if __name__ == "__main__":
-    _ = Base
     main()

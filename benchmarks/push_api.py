@@ -29,12 +29,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_pipeline import NOW, _ensure_pg_database, fresh  # noqa: E402
+from ingest_pipeline import NOW, fresh  # noqa: E402
 
 from phip.ingest.pipeline import Pipeline  # noqa: E402
 from phip.orgs.keys import create_key  # noqa: E402
 from phip.orgs.service import list_institutions  # noqa: E402
-from phip.store.db import make_engine  # noqa: E402
+from phip.store.db import create_database, make_engine  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
 
 BATCH = 1000
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_api"))
     args = parser.parse_args()
-    _ensure_pg_database(args.pg)
+    create_database(args.pg)
     engine = make_engine(args.pg)
     fresh(engine)
     orgs = [(r.code, r.name) for r in list_institutions(engine)][: args.uploaders]

@@ -15,30 +15,17 @@ from sqlalchemy import Engine, text
 
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.service import seed_institutions
-from phip.store.db import make_engine, upgrade
+from phip.store.db import create_database, make_engine, upgrade
 from phip.store.models import Base
 
 PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
 _engines: dict[str, Engine] = {}
 
 
-def _create_database(url: str) -> None:
-    """Create the test database when the server is up but the database is not there yet."""
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = make_engine(target.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}).first()
-        if not exists:
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
-
-
 def _pg_engine() -> Engine:
     engine = make_engine(PG_URL)
     try:
-        _create_database(PG_URL)
+        create_database(PG_URL)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text
 
-from phip.ingest.pipeline import Pipeline, UnknownDataset, UnknownInstitution
+from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
 from phip.store import models as m
 from phip.synth.generator import Generator
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -20,12 +23,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_push_to_a_real_uvicorn_process(tmp_path):
-    key = run(["orgs", "key", "create", ORG], tmp_path).stdout.strip().splitlines()[-1]
-    records_file = tmp_path / "v.json"
-    run(["generate", "--org", ORG, "--visits", "20", "--out", str(records_file)], tmp_path)
+@contextmanager
+def serving(data_dir) -> Iterator[str]:  # noqa: ANN001
+    """`phip serve` on a free port over ``data_dir``; yields its base URL once /healthz answers."""
     port = free_port()
-    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "PHIP_DATA_DIR": str(data_dir)}
     env.pop("PHIP_DATABASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -39,6 +41,17 @@ def test_push_to_a_real_uvicorn_process(tmp_path):
                 time.sleep(0.1)
         else:
             raise AssertionError("server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_push_to_a_real_uvicorn_process(tmp_path):
+    key = run(["orgs", "key", "create", ORG], tmp_path).stdout.strip().splitlines()[-1]
+    records_file = tmp_path / "v.json"
+    run(["generate", "--org", ORG, "--visits", "20", "--out", str(records_file)], tmp_path)
+    with serving(tmp_path) as base:
         r = httpx.post(f"{base}/api/v1/datasets/outpatient_visit/records", content=records_file.read_bytes(),
                        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=30)
         assert r.status_code == 200, r.text
@@ -49,33 +62,13 @@ def test_push_to_a_real_uvicorn_process(tmp_path):
         assert httpx.get(f"{base}/static/swagger/swagger-ui-bundle.js").status_code == 200
         spec = httpx.get(f"{base}/openapi.json").json()
         assert "/api/v1/datasets/{dataset}/records" in spec["paths"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_simulate_push_plays_a_hospital(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path)}
-    env.pop("PHIP_DATABASE_URL", None)
     run(["db", "upgrade"], tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        out = run(["simulate", "push", "--org", ORG, "--days", "1", "--visits", "10",
-                   "--url", f"http://127.0.0.1:{port}"], tmp_path).stdout
-        assert "上传完成" in out and "rejected 0" in out
-        import sqlite3
-
-        with sqlite3.connect(tmp_path / "phip.db") as conn:
-            datasets = conn.execute("SELECT count(DISTINCT dataset) FROM records").fetchone()[0]
-        assert datasets >= 40  # rare data sets (e.g. rescue records) need more than 10 visits to appear
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serving(tmp_path) as base:
+        out = run(["simulate", "push", "--org", ORG, "--days", "1", "--visits", "10", "--url", base], tmp_path).stdout
+    assert "上传完成" in out and "rejected 0" in out
+    with sqlite3.connect(tmp_path / "phip.db") as conn:
+        datasets = conn.execute("SELECT count(DISTINCT dataset) FROM records").fetchone()[0]
+    assert datasets >= 40  # rare data sets (e.g. rescue records) need more than 10 visits to appear

@@ -128,7 +128,7 @@ def key_create(org: str = typer.Argument(..., help="医疗机构代码或名称"
     from phip import runtime
     from phip.orgs.keys import create_key
 
-    org_code = _resolve_org(org)
+    org_code = _resolve_org(org).code
     key_id, key = create_key(runtime.engine(), org_code, label)
     console.print(f"已为 {org_code} 生成接口密钥（编号 {key_id}），请立即妥善保存，平台不保存明文、无法再次显示：")
     print(key)
@@ -143,7 +143,7 @@ def key_list(org: str | None = typer.Argument(None, help="医疗机构代码或�
     table = Table(title="接口密钥")
     for col in ("编号", "医疗机构代码", "前缀", "备注", "创建时间", "状态"):
         table.add_column(col)
-    for k in list_keys(runtime.engine(), _resolve_org(org) if org else None):
+    for k in list_keys(runtime.engine(), _resolve_org(org).code if org else None):
         table.add_row(str(k.id), k.org_code, k.prefix + "…", k.label or "", f"{k.created_at:%Y-%m-%d %H:%M}",
                       f"已吊销 {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "有效")
     console.print(table)
@@ -175,14 +175,14 @@ def db_upgrade() -> None:
 # --- ingest -------------------------------------------------------------------------------------
 
 
-def _resolve_org(ref: str) -> str:
+def _resolve_org(ref: str):  # noqa: ANN202 - InstitutionRow, imported lazily to keep start-up light
     from phip import runtime
     from phip.orgs.service import find_institution
 
     inst = find_institution(runtime.engine(), ref)
     if inst is None:
         fail(f"医疗机构“{ref}”未登记或名称不唯一；用 phip orgs list 查看", "UNKNOWN_ORG")
-    return inst.code
+    return inst
 
 
 @app.command()
@@ -201,8 +201,7 @@ def ingest(
     from phip.ingest.readers import FileFormatError
 
     ds = _dataset(dataset)
-    org_code = _resolve_org(org)
-    size = file.stat().st_size
+    org_code = _resolve_org(org).code
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("条"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         task = progress.add_task(f"导入 {file.name} → {ds.name}", total=None)
@@ -214,10 +213,10 @@ def ingest(
         except IngestError as exc:
             fail(exc.message, exc.code)
         progress.update(task, total=progress.tasks[0].completed)
-    _print_receipt(receipt, show, size)
+    _print_receipt(receipt, show)
 
 
-def _print_receipt(receipt, show: int, size: int | None = None) -> None:  # noqa: ANN001
+def _print_receipt(receipt, show: int) -> None:  # noqa: ANN001
     table = Table(title="回执 (receipt)")
     for col in ("总数", "新增", "更新", "未变化", "拒收", "含警告"):
         table.add_column(col, justify="right")
@@ -249,14 +248,10 @@ def generate(
 
     import orjson
 
-    from phip import runtime
-    from phip.orgs.service import find_institution
     from phip.synth.generator import Generator
 
     ds = _dataset(dataset)
-    inst = find_institution(runtime.engine(), org)
-    if inst is None:
-        fail(f"医疗机构“{org}”未登记", "UNKNOWN_ORG")
+    inst = _resolve_org(org)
     gen = Generator(seed=seed, error_rate=error_rate)
     records = []
     today = date.today()
@@ -320,11 +315,10 @@ def simulate_push(
 
     from phip import runtime
     from phip.orgs.keys import create_key
-    from phip.orgs.service import find_institution
     from phip.synth.generator import Generator
 
-    org_code = _resolve_org(org)
-    name = find_institution(runtime.engine(), org_code).name  # type: ignore[union-attr]
+    inst = _resolve_org(org)
+    org_code, name = inst.code, inst.name
     if key is None:
         key = create_key(runtime.engine(), org_code, "simulate push")[1]
     gen = Generator(seed=seed)

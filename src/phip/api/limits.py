@@ -25,7 +25,7 @@ class RateLimiter:
 
     def __init__(self, per_minute: float | None = None, burst: int | None = None):
         self.per_minute = per_minute if per_minute is not None else float(os.environ.get("PHIP_RATE_LIMIT", "600"))
-        self.burst = burst if burst is not None else int(os.environ.get("PHIP_RATE_BURST", str(max(1, int(self.per_minute // 6) or 1))))
+        self.burst = burst if burst is not None else int(os.environ.get("PHIP_RATE_BURST", str(max(1, int(self.per_minute // 6)))))
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 

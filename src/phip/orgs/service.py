@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, or_, select
 
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
@@ -58,27 +58,27 @@ class InstitutionRow:
         }
 
 
+_ROW = select(
+    Institution.code, Institution.name, Institution.region_code, Institution.region_name, Institution.level,
+    Institution.docking_method, Institution.network_status, Institution.status, Institution.first_upload_at,
+)
+
+
 def list_institutions(engine: Engine) -> list[InstitutionRow]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                Institution.code, Institution.name, Institution.region_code, Institution.region_name,
-                Institution.level, Institution.docking_method, Institution.network_status, Institution.status,
-                Institution.first_upload_at,
-            ).order_by(Institution.region_code, Institution.name)
-        ).all()
+        rows = conn.execute(_ROW.order_by(Institution.region_code, Institution.name)).all()
     return [InstitutionRow(*r) for r in rows]
 
 
 def find_institution(engine: Engine, ref: str) -> InstitutionRow | None:
     """Find by code or by (unique part of) name, as operators type either."""
     ref = ref.strip()
-    rows = list_institutions(engine)
-    for r in rows:
-        if r.code == ref.upper() or r.name == ref:
-            return r
-    matches = [r for r in rows if ref in r.name]
-    return matches[0] if len(matches) == 1 else None
+    with engine.connect() as conn:
+        exact = conn.execute(_ROW.where(or_(Institution.code == ref.upper(), Institution.name == ref))).first()
+        if exact is not None:
+            return InstitutionRow(*exact)
+        matches = conn.execute(_ROW.where(Institution.name.contains(ref, autoescape=True)).limit(2)).all()
+    return InstitutionRow(*matches[0]) if len(matches) == 1 else None
 
 
 def count_institutions(engine: Engine) -> int:

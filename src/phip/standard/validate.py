@@ -454,12 +454,3 @@ def validator_for(standard: Standard, dataset: DataSet) -> RecordValidator:
     if key not in _VALIDATORS:
         _VALIDATORS[key] = RecordValidator(dataset, standard)
     return _VALIDATORS[key]
-
-
-def to_json_value(value: Any) -> Any:
-    """Canonical JSON spelling of a normalised value (dates as ISO text)."""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value

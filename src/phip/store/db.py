@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,6 +50,18 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     return create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
                          pool_pre_ping=True, **kwargs)
+
+
+def create_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` when the server lacks it (tests, benchmarks)."""
+    target = make_url(url)
+    admin = make_engine(target.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": target.database}).first():
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
 
 
 def alembic_config(engine: Engine) -> Config:

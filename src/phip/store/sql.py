@@ -69,7 +69,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         conn.execute(table.insert(), list(rows))
         return
     columns = list(rows[0].keys())
-    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON) or "JSON" in type(table.c[c].type).__name__.upper()}
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
     cursor = conn.connection.dbapi_connection.cursor()
     names = ", ".join(f'"{c}"' for c in columns)
     with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:

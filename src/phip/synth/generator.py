@@ -236,7 +236,7 @@ class Generator:
     def _value(self, dataset: DataSet, f: FieldSpec, base: datetime, item: int, unique: bool = False) -> Any:
         rng = self.rng
         t = f.type
-        if unique and t in ("string", "code") and f.type != "code":
+        if unique and t == "string":
             return self.serial(_prefix(f.name))[-(f.length or 32):]
         if t == "code":
             domain = self.standard.domain(f.domain or "")
@@ -362,7 +362,7 @@ class Generator:
                         if e.kind == kind:
                             recs += self.records(ds, org, self._ctx(e))
                 elif ds.person and ds.category in ENCOUNTER_OUT | ENCOUNTER_IN:
-                    kind = "out" if ds.category in ENCOUNTER_OUT and ds.code not in ("high_value_consumable",) else "in"
+                    kind = "out" if ds.category in ENCOUNTER_OUT else "in"
                     share = OUT_SHARE.get(ds.code, 0.5 if kind == "in" else 0.2)
                     for e in encounters:
                         if e.kind != kind and not (ds.code in ITEMS and ds.category in ("prescription", "fee", "lab_exam")):
