@@ -200,3 +200,42 @@ def test_awkward_text_round_trips_exactly(pipeline, engine, orgs):
         payload = conn.execute(select(m.Record.payload).where(m.Record.record_key == records[0]["visit_no"])).scalar_one()
     assert payload["present_illness"] == awkward and payload["chief_complaint"] == "\\N"
     assert pipeline.ingest(org, "outpatient_visit", records, now=NOW).unchanged == 2
+
+
+def test_stream_commits_batches_in_order_with_stream_indices(pipeline, engine, orgs):
+    """ingest_stream overlaps validation with writing but keeps ingest's contract: one
+    receipt per batch, in order, rejection indices counted from the stream's start."""
+    org, records = visits(orgs, n=30)
+    records[14] = {**records[14], "visit_time": "明天"}
+    batches = [records[0:10], records[10:20], records[20:30]]
+    receipts = list(pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW))
+    assert [r.accepted for r in receipts] == [10, 9, 10]
+    assert [r.index for r in receipts[1].rejections] == [14]
+    assert len({r.batch_id for r in receipts}) == 3
+    assert count(engine, m.Record) == 29 and count(engine, m.Batch) == 3
+
+
+def test_stream_failure_keeps_committed_batches_and_resume_fills_the_gap(pipeline, engine, orgs):
+    """The database dies while the second batch is written: the first stays, the second is
+    absent, and streaming everything again stores each record exactly once."""
+    org, records = visits(orgs, n=30)
+    batches = [records[0:10], records[10:20], records[20:30]]
+    written = []
+
+    def die(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if "ingest_daily" in statement and statement.lstrip().upper().startswith("INSERT"):
+            written.append(1)
+            if len(written) == 2:
+                raise OSError("connection lost (simulated)")
+
+    event.listen(engine, "before_cursor_execute", die)
+    try:
+        with pytest.raises(OSError):
+            for _ in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW):
+                pass
+    finally:
+        event.remove(engine, "before_cursor_execute", die)
+    assert count(engine, m.Record) == 10
+    receipts = list(pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW))
+    assert [(r.accepted, r.unchanged) for r in receipts] == [(0, 10), (10, 0), (10, 0)]
+    assert count(engine, m.Record) == 30

@@ -1,6 +1,7 @@
 """File import (文件导入): a file is read lazily and fed to the pipeline in batches.
 
-Each batch commits on its own, so an import that is killed half-way keeps the batches it
+Batches stream through :meth:`Pipeline.ingest_stream` (the next batch is read and validated
+while the previous one is written). Each batch commits on its own, so an import that is killed half-way keeps the batches it
 finished; running the same import again finds them unchanged (content hash) and stores the
 rest — no gap, no duplicate.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
+
+from phip.standard.validate import platform_now
 
 from .pipeline import Pipeline, Receipt
 from .readers import read_records
@@ -28,20 +31,10 @@ def ingest_file(
     dataset = pipeline.dataset(dataset_ref)
     pipeline.institution_name(org_code)  # fail before reading a large file
     records = read_records(path, dataset, fmt)
-    total: Receipt | None = None
-    offset = 0
-    while chunk := list(islice(records, batch_size)):
-        receipt = pipeline.ingest(org_code, dataset.code, chunk, source="file", source_ref=path.name, index_base=offset)
-        offset += len(chunk)
-        if total is None:
-            total = receipt
-            total.rejections = list(receipt.rejections)
-        else:
-            total.add(receipt)
+    batches = iter(lambda: list(islice(records, batch_size)), [])
+    total = Receipt("-", org_code, dataset.code, "file", platform_now())
+    for receipt in pipeline.ingest_stream(org_code, dataset.code, batches, source="file", source_ref=path.name):
+        total.add(receipt)
         if on_batch:
             on_batch(receipt)
-    if total is None:
-        from phip.standard.validate import platform_now
-
-        total = Receipt("-", org_code, dataset.code, "file", platform_now())
     return total

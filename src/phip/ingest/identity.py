@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from phip.standard.catalog import DataSet
 from phip.standard.checks import is_valid_id_number
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, matching
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
@@ -108,11 +108,10 @@ class IdentifierResolver:
         found: dict[IdentifierKey, str] = {}
         wanted = {(k, s) for k, s in grouped}
         values = sorted({v for vs in grouped.values() for v in vs})
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            # `value` leads the primary key; kind and scope are filtered here (see pipeline._upsert).
+        # `value` leads the primary key; kind and scope are filtered here (see pipeline._upsert).
+        for condition in matching(conn, pi.c.value, values):
             for value, kind, scope, person_id in conn.execute(
-                select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(pi.c.value.in_(chunk))
+                select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(condition)
             ):
                 if (kind, scope) in wanted:
                     found[(kind, scope, value)] = person_id

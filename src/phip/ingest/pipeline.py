@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
@@ -31,13 +32,12 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
-from phip.store.sql import bulk_insert, increment, lock_key
+from phip.store.sql import bulk_insert, increment, lock_key, matching
 
 from .identity import IdentifierResolver, PersonResolver
 from .readers import Unreadable
 
 KEY_SEPARATOR = "|"
-_CHUNK = 500
 
 
 class IngestError(Exception):
@@ -153,6 +153,29 @@ class _Good:
     person_id: str | None = None
 
 
+class BatchOptions(TypedDict, total=False):
+    """Keyword options of :meth:`Pipeline.ingest`, as :meth:`Pipeline.prepare` defines them."""
+
+    source: str
+    source_ref: str | None
+    batch_id: str | None
+    now: datetime | None
+    index_base: int
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated batch waiting for its transaction (see :meth:`Pipeline.prepare`)."""
+
+    dataset: DataSet
+    records: Sequence[Any]
+    receipt: Receipt
+    good: list[_Good]
+    warned: list[_Good]
+    stored_rejections: list[Rejection]
+    source_ref: str | None
+
+
 class Pipeline:
     """Validate → normalise → identify → upsert → count. Thread-safe; one per process is enough."""
 
@@ -181,7 +204,45 @@ class Pipeline:
             self._org_names[org_code] = name
         return self._org_names[org_code]
 
-    def ingest(
+    def ingest(self, org_code: str, dataset_ref: str, records: Sequence[Any], **options: Unpack[BatchOptions]) -> Receipt:
+        """Run one batch through the pipeline (:meth:`prepare`, then :meth:`commit`)."""
+        return self.commit(self.prepare(org_code, dataset_ref, records, **options))
+
+    def ingest_stream(
+        self,
+        org_code: str,
+        dataset_ref: str,
+        batches: Iterable[Sequence[Any]],
+        *,
+        source: str,
+        source_ref: str | None = None,
+        now: datetime | None = None,
+    ) -> Iterator[Receipt]:
+        """Ingest a stream of batches of one (institution, data set), yielding their receipts in
+        order; rejection indices count from the start of the stream.
+
+        The same two steps as :meth:`ingest`, overlapped: while batch k is written in its
+        transaction by a writer thread, batch k+1 is validated here. The database's share of
+        the work (the server's CPU and the round trips, during which the driver releases the
+        GIL) then hides behind validation instead of adding to it. Batches still commit one by
+        one, in order, each in its own transaction, so the kill-and-resume guarantees of
+        :meth:`ingest` hold unchanged.
+        """
+        offset = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="phip-writer") as writer:
+            pending: Future[Receipt] | None = None
+            for records in batches:
+                prepared = self.prepare(
+                    org_code, dataset_ref, records, source=source, source_ref=source_ref, now=now, index_base=offset,
+                )
+                offset += len(records)
+                if pending is not None:
+                    yield pending.result()
+                pending = writer.submit(self.commit, prepared)
+            if pending is not None:
+                yield pending.result()
+
+    def prepare(
         self,
         org_code: str,
         dataset_ref: str,
@@ -192,9 +253,9 @@ class Pipeline:
         batch_id: str | None = None,
         now: datetime | None = None,
         index_base: int = 0,
-    ) -> Receipt:
-        """Run one batch through the pipeline; ``index_base`` offsets rejection indices when a
-        caller splits a larger upload (a file) into batches."""
+    ) -> Prepared:
+        """Step one, without the database: validate and normalise every record, key and hash it.
+        ``index_base`` offsets rejection indices when a caller splits a larger upload into batches."""
         dataset = self.dataset(dataset_ref)
         org_name = self.institution_name(org_code)
         now = now or platform_now()
@@ -202,6 +263,12 @@ class Pipeline:
         good, warned = self._validate(dataset, org_code, org_name, records, now, receipt)
         stored_rejections = receipt.rejections
         receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings) for r in stored_rejections]
+        return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref)
+
+    def commit(self, prepared: Prepared) -> Receipt:
+        """Step two, one transaction: resolve persons, upsert, count, store the receipt."""
+        dataset, receipt, good = prepared.dataset, prepared.receipt, prepared.good
+        org_code, now = receipt.org_code, receipt.received_at
         with self.engine.begin() as conn:
             lock_key(conn, f"{org_code}/{dataset.code}")
             if good:
@@ -210,7 +277,10 @@ class Pipeline:
                     g.person_id = person_id
                 for round_ in _rounds(good):
                     self._upsert(conn, org_code, dataset, round_, receipt, now)
-            self._bookkeep(conn, dataset, records, good, warned, receipt, stored_rejections, now, source_ref)
+            self._bookkeep(
+                conn, dataset, prepared.records, good, prepared.warned, receipt, prepared.stored_rejections, now,
+                prepared.source_ref,
+            )
         return receipt
 
     # -- steps --------------------------------------------------------------------------
@@ -258,17 +328,15 @@ class Pipeline:
     ) -> None:
         records = m.Record.__table__
         heads: dict[str, tuple[int, str, int, datetime | None]] = {}
-        keys = [g.key for g in items]
-        for start in range(0, len(keys), _CHUNK):
-            # Only `record_key IN (…)` goes to the database: it is the leading column of the
-            # natural-key index, so every planner uses that index, with or without fresh
-            # statistics (with `dataset = …` too, PostgreSQL picked the dataset/event index
-            # on a freshly loaded table and scanned the whole data set per batch). The few
-            # rows of other institutions or data sets sharing a key are dropped here.
+        # Only the key goes to the database: `record_key` leads the natural-key index, so every
+        # planner uses that index, with or without fresh statistics (with `dataset = …` too,
+        # PostgreSQL picked the dataset/event index on a freshly loaded table and scanned the
+        # whole data set per batch). The few rows of other institutions or data sets sharing
+        # a key are dropped here.
+        for condition in matching(conn, records.c.record_key, [g.key for g in items]):
             rows = conn.execute(
                 select(records.c.record_key, records.c.id, records.c.content_hash, records.c.version,
-                       records.c.event_time, records.c.org_code, records.c.dataset)
-                .where(records.c.record_key.in_(keys[start : start + _CHUNK]))
+                       records.c.event_time, records.c.org_code, records.c.dataset).where(condition)
             )
             for key, id_, hash_, version, event, row_org, row_dataset in rows:
                 if row_org == org_code and row_dataset == dataset.code:
@@ -326,9 +394,8 @@ class Pipeline:
         """Copy the current heads into the version history before they are overwritten."""
         records, versions = m.Record.__table__, m.RecordVersion.__table__
         cols = ["version", "content_hash", "person_id", "event_time", "received_at", "batch_id", "payload"]
-        for start in range(0, len(record_ids), _CHUNK):
-            chunk = record_ids[start : start + _CHUNK]
-            old = conn.execute(select(records.c.id, *[records.c[c] for c in cols]).where(records.c.id.in_(chunk))).all()
+        for condition in matching(conn, records.c.id, record_ids):
+            old = conn.execute(select(records.c.id, *[records.c[c] for c in cols]).where(condition)).all()
             conn.execute(
                 insert(versions),
                 [{"record_id": row.id, **{c: getattr(row, c) for c in cols}, "superseded_at": now} for row in old],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, text
+from sqlalchemy import JSON, ColumnElement, Connection, Table, any_, bindparam, text
 from sqlalchemy.sql.dml import Insert
 
 
@@ -46,6 +46,25 @@ def increment(conn: Connection, table: Table, keys: Sequence[str], rows: Sequenc
     conn.execute(stmt, list(rows))
 
 
+def matching(conn: Connection, column: ColumnElement[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
+    """``column`` equal to one of ``values``, as conditions of at most a few thousand values.
+
+    PostgreSQL gets ``column = ANY(:array)``: one parameter whatever the count, so neither the
+    driver nor the server parses a statement with hundreds of placeholders per batch (that
+    parsing cost more than the index probes). Elsewhere, ``IN (…)`` in chunks of 500
+    (SQLite allows 32,766 host parameters, older builds 999).
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        size = 10_000
+        for start in range(0, len(values), size):
+            yield column == any_(bindparam(None, list(values[start : start + size]), type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), 500):
+        yield column.in_(values[start : start + 500])
+
+
 def lock_key(conn: Connection, key: str) -> None:
     """Serialise writers of one key for the rest of the transaction.
 
@@ -79,12 +98,22 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 
 def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert many rows, skipping those whose key exists; returns how many were inserted
-    (-1 when the driver cannot tell). PostgreSQL: COPY into a temporary twin, then one
-    INSERT … SELECT … ON CONFLICT DO NOTHING; elsewhere an executemany."""
+    (-1 when the driver cannot tell). Elsewhere than PostgreSQL: an executemany."""
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
         return conn.execute(insert_ignoring_conflicts(conn, table), list(rows)).rowcount
+    from psycopg.errors import UniqueViolation
+
+    # The caller has just looked these keys up, so a conflict means another transaction won
+    # a race: rare. Try the plain COPY under a savepoint first (one pass over the rows); only
+    # when it meets a conflict, go through a temporary twin and ON CONFLICT DO NOTHING.
+    try:
+        with conn.begin_nested():
+            bulk_insert(conn, table, rows)
+        return len(rows)
+    except UniqueViolation:
+        pass
     temp = f"tmp_{table.name}"
     conn.execute(text(f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'))
     conn.execute(text(f'TRUNCATE "{temp}"'))
