@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -202,3 +203,38 @@ def test_database_dying_mid_request_answers_503_and_writes_nothing(api, engine, 
     assert stored(engine) == 0
     again = client.post(URL, json=batch, headers=auth)
     assert again.status_code == 200 and again.json()["counts"]["accepted"] == 8
+
+
+def test_every_endpoint_documents_examples_that_tell_the_truth(api, engine):
+    """/docs shows an example answer (and request body) for every endpoint, and the examples
+    are not fiction: the example visit is accepted as sent, the schema example is a part of
+    the served schema, and every documented error code is one the API really answers with."""
+    from phip.api import examples
+
+    client, org, auth, _ = api
+    spec = client.get("/openapi.json").json()
+    for path, ops in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue  # pages and probes
+        for method, op in ops.items():
+            ok = op["responses"]["200"]["content"]
+            assert any("example" in media for media in ok.values()), f"{method.upper()} {path}: no example"
+            for status, answer in op["responses"].items():
+                if status not in ("200", "422"):
+                    example = next(iter(answer["content"].values()))["example"]
+                    assert example["error"]["code"], f"{method.upper()} {path} {status}"
+            if "requestBody" in op:
+                assert all("example" in media for media in op["requestBody"]["content"].values())
+
+    sent = client.post(URL, json=[examples.EXAMPLE_VISIT], headers=auth).json()
+    assert sent["counts"]["accepted"] == 1, sent
+    served = client.get("/api/v1/standard/outpatient_visit/schema").json()
+    assert examples.SCHEMA["required"] == served["required"] and examples.SCHEMA["title"] == served["title"]
+    for name, prop in examples.SCHEMA["properties"].items():
+        assert prop.items() <= served["properties"][name].items()
+    listed = {d["code"]: d for d in client.get("/api/v1/standard").json()["datasets"]}
+    assert examples.STANDARD_INDEX["datasets"][0] == listed["outpatient_visit"]
+    source = "".join(p.read_text(encoding="utf-8") for p in (Path(push.__file__), Path(push.__file__).with_name("errors.py"),
+                                                             Path(push.__file__).with_name("limits.py")))
+    for code, _, _ in examples.ERRORS.values():
+        assert f'"{code}"' in source, code

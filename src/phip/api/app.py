@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select, text
 from phip import runtime
 from phip.api import errors, push
 from phip.api.errors import ApiError
+from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
@@ -61,13 +62,15 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", response_class=PlainTextResponse)
+    @app.get("/healthz", response_class=PlainTextResponse, summary="健康检查", tags=["运维 operations"],
+             responses={**responses("ok", 503, media="text/plain")})
     def healthz() -> str:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return "ok"
 
-    @app.get("/api/v1/standard")
+    @app.get("/api/v1/standard", summary="数据采集标准：数据集列表", tags=["数据采集标准 standard"],
+             responses=responses(STANDARD_INDEX))
     def standard_index() -> dict:
         return {
             "version": std.version,
@@ -78,7 +81,9 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
             ],
         }
 
-    @app.get("/api/v1/standard/{dataset}/schema")
+    @app.get("/api/v1/standard/{dataset}/schema", summary="数据集的 JSON Schema（上传前自校验）",
+             tags=["数据采集标准 standard"], responses=responses(SCHEMA, 404, media="application/schema+json",
+                                                           overrides={404: ("UNKNOWN_DATASET", "数据集“outpatient”不存在", None)}))
     def standard_schema(dataset: str) -> JSONResponse:
         try:
             ds = std.dataset(dataset)
@@ -86,11 +91,11 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
             raise ApiError(404, "UNKNOWN_DATASET", f"数据集“{dataset}”不存在") from None
         return JSONResponse(dataset_schema(std, ds), media_type="application/schema+json")
 
-    @app.get("/standard", response_class=HTMLResponse)
+    @app.get("/standard", response_class=HTMLResponse, include_in_schema=False)
     def standard_page() -> str:
         return render_html(std)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
         from phip.orgs.service import list_institutions
 

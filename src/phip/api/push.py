@@ -23,13 +23,9 @@ from phip.standard.validate import parse_datetime
 from phip.store.models import Batch, BatchFinding
 
 from .errors import ApiError
+from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
 from .limits import RECORDS, RateLimiter
 
-EXAMPLE_VISIT = {
-    "visit_no": "MZ202611210001", "patient_id": "P000123", "name": "张三", "sex_code": "1", "birth_date": "1980-05-06",
-    "id_type_code": "01", "id_no": "220102198005060017", "visit_type_code": "1", "dept_code": "0301",
-    "dept_name": "心血管内科", "visit_time": "2026-11-21 09:30:00", "diagnosis_code": "I10.x00", "diagnosis_name": "原发性高血压",
-}
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
 JSON_TYPES = {"application/json"}
@@ -70,10 +66,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         }}},
         description=f"请求体为JSON数组或NDJSON（每行一条），可gzip压缩；每批最多{MAX_RECORDS}条、{MAX_BODY_BYTES // 1024 // 1024} MB。"
         "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
-        responses={400: {"description": "请求体无法解析"}, 401: {"description": "未认证"}, 403: {"description": "记录属于其他机构"},
-                   404: {"description": "数据集不存在"}, 413: {"description": "请求过大"}, 415: {"description": "内容类型不支持"},
-                   429: {"description": "请求过于频繁，请按 Retry-After 重试"},
-                   503: {"description": "数据库暂不可用，请按 Retry-After 重试"}},
+        responses=responses(RECEIPT, 400, 401, 403, 404, 413, 415, 429, 503),
     )
     async def push_records(dataset: str, request: Request, org: Org) -> dict[str, Any]:
         try:
@@ -99,7 +92,9 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         RECORDS.labels(ds.code, "rejected").inc(receipt.rejected)
         return receipt.as_dict()
 
-    @router.get("/receipts/{batch_id}", summary="查询回执")
+    @router.get("/receipts/{batch_id}", summary="查询回执", description="按回执编号再次取回某批次的回执（含拒收明细）。",
+                responses=responses(RECEIPT, 401, 404, 429, 503, overrides={
+                    404: ("UNKNOWN_RECEIPT", "回执“3f2a9c1e”不存在", None)}))
     def get_receipt(batch_id: str, org: Org) -> dict[str, Any]:
         with engine.connect() as conn:
             batch = conn.execute(select(Batch).where(Batch.id == batch_id, Batch.org_code == org)).first()
@@ -117,7 +112,10 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             "rejections": [{"index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows],
         }
 
-    @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）")
+    @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
+                description="返回本机构自 since 起被拒收的记录及原因，供机构修正后重传。",
+                responses=responses(FEEDBACK, 400, 401, 429, 503, overrides={
+                    400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))
     def feedback(
         org: Org,
         since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
