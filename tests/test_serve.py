@@ -24,11 +24,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir) -> Iterator[str]:  # noqa: ANN001
-    """`phip serve` on a free port over ``data_dir``; yields its base URL once /healthz answers."""
+def serving(data_dir, database_url: str | None = None) -> Iterator[str]:  # noqa: ANN001
+    """`phip serve` on a free port over ``data_dir`` (or ``database_url``); yields its base URL
+    once /healthz answers."""
     port = free_port()
     env = {**os.environ, "PHIP_DATA_DIR": str(data_dir)}
     env.pop("PHIP_DATABASE_URL", None)
+    if database_url:
+        env["PHIP_DATABASE_URL"] = database_url
     proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -62,6 +65,29 @@ def test_push_to_a_real_uvicorn_process(tmp_path):
         assert httpx.get(f"{base}/static/swagger/swagger-ui-bundle.js").status_code == 200
         spec = httpx.get(f"{base}/openapi.json").json()
         assert "/api/v1/datasets/{dataset}/records" in spec["paths"]
+
+
+def test_uvicorn_on_each_store_replays_and_keeps_institutions_apart(engine, orgs, tmp_path):
+    """The real server on SQLite and on PostgreSQL: a push lands once, its replay changes
+    nothing, and another institution's key cannot write this institution's records."""
+    from sqlalchemy import func, select
+
+    from phip.orgs.keys import create_key
+    from phip.store.models import Record
+    from tests.test_push_api import records
+
+    batch = records(orgs, n=12)
+    _, key = create_key(engine, orgs[0][0])
+    _, other = create_key(engine, orgs[1][0])
+    url = "/api/v1/datasets/outpatient_visit/records"
+    with serving(tmp_path, engine.url.render_as_string(hide_password=False)) as base:
+        first = httpx.post(base + url, json=batch, headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+        again = httpx.post(base + url, json=batch, headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+        foreign = httpx.post(base + url, json=batch, headers={"Authorization": f"Bearer {other}"}, timeout=30)
+    assert first["counts"]["accepted"] == 12 and again["counts"]["unchanged"] == 12
+    assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "FORBIDDEN_ORG"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Record)).scalar_one() == 12
 
 
 def test_simulate_push_plays_a_hospital(tmp_path):
