@@ -88,3 +88,61 @@ def test_rerun_replaces_findings(engine, pipeline, orgs):
     with engine.connect() as conn:
         mark = conn.execute(select(AnalysedMark)).one()
     assert mark.runs == 2 and mark.last_run_id == second.run_id
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_duplicate_and_no_gap(tmp_path):
+    """SIGKILL `phip quality run` after some data sets are written; the re-run ends with exactly
+    the findings and scores of an uninterrupted run."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from phip.ingest.pipeline import Pipeline
+    from phip.runtime import prepare
+    from phip.store.db import make_engine
+
+    engine = prepare(make_engine(f"sqlite:///{tmp_path / 'phip.db'}"))
+    now = platform_now()
+    org = ("12220104412001376B", "长春中医药大学附院")
+    gen = Generator(seed=14)
+    pipeline = Pipeline(engine)
+    for offset in (2, 1, 0):
+        batches = {ds: recs for _, ds, recs in gen.day([org], now.date() - timedelta(days=offset), visits=40, admissions=8, now=now)}
+        if offset == 0:
+            gen.plant_quality(batches)
+        ingest_all(pipeline, org[0], batches, now)
+    engine.dispose()
+    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path)}
+    env.pop("PHIP_DATABASE_URL", None)
+    cmd = [sys.executable, "-m", "phip.cli", "quality", "run", "--org", org[0]]
+
+    def state() -> tuple[list, list]:
+        with sqlite3.connect(tmp_path / "phip.db") as db:
+            f = db.execute("SELECT dataset, record_key, code FROM quality_findings ORDER BY 1, 2, 3").fetchall()
+            s = db.execute("SELECT dataset, day, dimension, checked, failed FROM quality_scores ORDER BY 1, 2, 3").fetchall()
+        return f, s
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with sqlite3.connect(tmp_path / "phip.db", timeout=30) as db:
+            done = db.execute("SELECT count(DISTINCT dataset) FROM quality_scores").fetchone()[0]
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        assert db.execute("SELECT count(*) FROM quality_runs WHERE finished_at IS NULL").fetchone()[0] == 1  # killed mid-run
+        assert db.execute("SELECT count(*) FROM onboarding_analysed").fetchone()[0] == 0
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+    resumed = state()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)  # an uninterrupted run over the same data
+    assert state() == resumed
+    assert len(resumed[0]) == len(set(resumed[0])) > 0  # no duplicate finding
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        assert db.execute("SELECT count(*) FROM onboarding_analysed").fetchone()[0] == 1

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, Integer, String
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from phip.store.models import Base, BigId
+from phip.store.models import Base, BigId, EventDaily, IngestDaily
+
+# A period report filters the counters by day across every institution: without these the
+# primary keys (institution first) make it read every counter row ever kept.
+Index("ix_ingest_daily_day", IngestDaily.day)
+Index("ix_event_daily_day", EventDaily.day)
 
 
 class MeasureDaily(Base):
@@ -15,6 +20,7 @@ class MeasureDaily(Base):
     day, hypertension visits). Measures are data (reports/data/measures.yaml)."""
 
     __tablename__ = "measure_daily"
+    __table_args__ = (Index("ix_measure_daily_day", "day"),)
     org_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     measure: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
