@@ -15,7 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phip.quality.cli import app as quality_app
+from phip.reports.cli import app as reports_app
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
+from phip.web.cli import app as users_app
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
 standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
@@ -24,6 +27,9 @@ db_app = typer.Typer(help="数据库 (database schema)", no_args_is_help=True)
 app.add_typer(standard_app, name="standard")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(db_app, name="db")
+app.add_typer(quality_app, name="quality")
+app.add_typer(reports_app, name="reports")
+app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
 

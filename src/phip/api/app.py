@@ -24,6 +24,7 @@ from phip.standard.catalog import CATEGORY_LABELS, load_standard
 from phip.standard.export import dataset_schema, render_html
 from phip.standard.validate import platform_now
 from phip.store.models import EventDaily, IngestDaily
+from phip.web import dashboard
 from phip.web.render import render
 
 
@@ -37,6 +38,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         pipeline = Pipeline(engine, std)
     errors.install(app)
     app.include_router(push.build_router(engine, pipeline, limiter))
+    dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.keys import authenticate
+from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
 from phip.store.models import Batch, BatchFinding
 
@@ -123,6 +124,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         org: Org,
         since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+        quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
     ) -> dict[str, Any]:
         stmt = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
                        BatchFinding.record_key, BatchFinding.findings)
@@ -136,9 +138,12 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             stmt = stmt.where(BatchFinding.created_at >= start)
         with engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return {"org_code": org, "items": [
+        answer: dict[str, Any] = {"org_code": org, "items": [
             {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
              "index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows]}
+        if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
+            answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
+        return answer
 
     return router
 

@@ -29,6 +29,7 @@ from typing import Any, TypedDict, Unpack
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
@@ -373,8 +374,9 @@ class Pipeline:
         if inserts:
             bulk_insert(conn, records, inserts)
             receipt.accepted += len(inserts)
+        old_payloads: dict[int, dict[str, Any]] = {}
         if updates:
-            self._supersede(conn, [u["rid"] for u in updates], now)
+            old_payloads = self._supersede(conn, [u["rid"] for u in updates], now)
             conn.execute(
                 update(records).where(records.c.id == bindparam("rid")).values(
                     version=bindparam("version"), content_hash=bindparam("content_hash"),
@@ -384,22 +386,29 @@ class Pipeline:
                 updates,
             )
             receipt.updated += len(updates)
+        if is_measured(dataset.code):  # report counters beyond event_daily (reports/data/measures.yaml)
+            count_measures(conn, org_code, dataset, [r["payload"] for r in inserts],
+                           [(old_payloads.get(u["rid"]), u["payload"]) for u in updates])
         increment(
             conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),
             [{"org_code": org_code, "dataset": dataset.code, "day": d, "records": n} for d, n in sorted(day_delta.items()) if n],
         )
 
     @staticmethod
-    def _supersede(conn: Connection, record_ids: list[int], now: datetime) -> None:
-        """Copy the current heads into the version history before they are overwritten."""
+    def _supersede(conn: Connection, record_ids: list[int], now: datetime) -> dict[int, dict[str, Any]]:
+        """Copy the current heads into the version history before they are overwritten;
+        returns the old payloads by record id (the measure counters move by them)."""
         records, versions = m.Record.__table__, m.RecordVersion.__table__
         cols = ["version", "content_hash", "person_id", "event_time", "received_at", "batch_id", "payload"]
+        payloads: dict[int, dict[str, Any]] = {}
         for condition in matching(conn, records.c.id, record_ids):
             old = conn.execute(select(records.c.id, *[records.c[c] for c in cols]).where(condition)).all()
             conn.execute(
                 insert(versions),
                 [{"record_id": row.id, **{c: getattr(row, c) for c in cols}, "superseded_at": now} for row in old],
             )
+            payloads.update((row.id, row.payload) for row in old)
+        return payloads
 
     def _bookkeep(
         self, conn: Connection, dataset: DataSet, records: Sequence[Any], good: list[_Good],

@@ -206,3 +206,5 @@ class ApiKey(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+import phip.quality.tables, phip.reports.tables, phip.web.tables  # noqa: E401,E402,F401  (issue 5 tables)

@@ -45,6 +45,8 @@ OUT_SHARE = {
     "lab_report": 0.3, "exam_report": 0.15, "outpatient_order": 0.4, "emergency_observation": 0.03,
     "appointment": 0.4, "health_checkup": 0.02,
 }
+#: inpatient data sets every discharged stay carries (quality checks expect these companions).
+IN_SHARE = {"front_page": 1.0, "discharge_summary": 1.0}
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Planted:
     index: int
     code: str
     field: str | None
+    key: str | None = None  # natural key of the planted record (quality plants)
 
 
 class Generator:
@@ -88,6 +91,7 @@ class Generator:
         self.fake.seed_instance(seed)
         self.error_rate = error_rate
         self.planted: list[Planted] = []
+        self._aside: set[int] = set()  # ids of records drawn from a side stream (never planted, keeps seeds stable)
         self._counters: dict[str, int] = {}
         self._names = [self.fake.name() for _ in range(400)]
         self._addresses = [(self.fake.province(), self.fake.city_name(), self.fake.district(), self.fake.street_address()) for _ in range(200)]
@@ -150,6 +154,10 @@ class Generator:
             span = end - start
             end = latest
             start = max(datetime.combine(day, time(0, 1)), end - span)
+            room = int((end - start).total_seconds() // 60)
+            if room > 2 and start == datetime.combine(day, time(0, 1)):  # spread clamped starts: no twin admissions
+                aside = random.Random(f"{patient.patient_id}/{self._counters.get('ZY', 0)}")  # main stream untouched
+                start += timedelta(minutes=aside.randrange(0, room - 1))
         dx_code, dx_name = rng.choice(vocab.DIAGNOSES)
         visit_no = self.serial("MZ" if kind == "out" else "ZY")
         age = (start.date() - patient.birth_date).days // 365
@@ -337,6 +345,7 @@ class Generator:
         chosen = [std.dataset(d) for d in datasets] if datasets else list(std.datasets)
         pool = patients if patients is not None else {}
         for org in orgs:
+            self._aside.clear()  # ids are only meaningful while this org-day's records live
             batches: dict[str, list[dict[str, Any]]] = {}
             people = pool.setdefault(org[0], [])
             new_people: list[Patient] = []
@@ -368,6 +377,14 @@ class Generator:
                         if e.kind != kind and not (ds.code in ITEMS and ds.category in ("prescription", "fee", "lab_exam")):
                             continue
                         if self.rng.random() > share:
+                            if ds.code in IN_SHARE:  # a companion every stay has: drawn aside, the main stream stays as it was
+                                main, self.rng = self.rng, random.Random(f"{ds.code}/{e.visit_no}")
+                                try:
+                                    extra = self.records(ds, org, self._ctx(e))
+                                    self._aside.update(id(r) for r in extra)
+                                    recs += extra
+                                finally:
+                                    self.rng = main
                             continue
                         lo, hi = ITEMS.get(ds.code, (1, 1))
                         recs += self.records(ds, org, self._ctx(e), self.rng.randint(lo, hi))
@@ -376,6 +393,7 @@ class Generator:
                            "stat_date": day}
                     for _ in range(self.rng.randint(2, 5)):
                         recs += self.records(ds, org, ctx)
+            harmonise(batches)
             for code, recs in batches.items():
                 if recs:
                     if self.error_rate:
@@ -387,10 +405,75 @@ class Generator:
 
     # -- planted errors -------------------------------------------------------------------------
 
+    def plant_quality(self, batches: dict[str, list[dict[str, Any]]]) -> list[Planted]:
+        """Plant one error of each quality kind in an institution-day's records (in place).
+
+        Every planted record still passes validation (quality never rejects); each Planted
+        names the finding code the quality run must report for it. Needs at least 7
+        outpatient visits with fee items, 4 discharged stays and one prescription.
+        """
+        std = self.standard
+        planted: list[Planted] = []
+        visits, stays = batches["outpatient_visit"], batches["inpatient_visit"]
+        out_ds, in_ds = std.dataset("outpatient_visit"), std.dataset("inpatient_visit")
+        fee_visits = {f["visit_no"] for f in batches.get("fee_detail", [])}
+        free = [i for i, v in enumerate(visits) if v["visit_no"] in fee_visits and "total_fee" in v]
+
+        def mark(ds: str, index: int, code: str, fld: str | None) -> None:
+            rec = batches[ds][index]
+            planted.append(Planted(ds, index, code, fld, "|".join(str(rec[k]) for k in std.dataset(ds).natural_key)))
+
+        i = free.pop(0)  # completeness: an expected field left empty
+        visits[i].pop("birth_date", None)
+        mark("outpatient_visit", i, "QC_EXPECTED_MISSING", "birth_date")
+        i = free.pop(0)  # validity: an invalid optional ID number (validation keeps it with a warning)
+        v = visits[i]["id_no"]
+        visits[i]["id_no"] = v[:-1] + next(c for c in "0123456789X" if c != v[-1])
+        mark("outpatient_visit", i, "QC_ID_INVALID", "id_no")
+        i = free.pop(0)  # consistency: total fee differs from the sum of the fee items
+        visits[i]["total_fee"] = round(float(visits[i]["total_fee"]) + 10.0, 2)
+        mark("outpatient_visit", i, "QC_SUM_MISMATCH", "total_fee")
+        i = free.pop(0)  # timeliness: the visit happened 5 days before it was sent
+        _shift(visits[i], out_ds, timedelta(days=-5))
+        mark("outpatient_visit", i, "QC_LATE_UPLOAD", None)
+        i = free.pop(0)  # uniqueness: the same visit sent again under a new key
+        copy = {**visits[i], "visit_no": self.serial("MZD")}
+        visits.append(copy)
+        mark("outpatient_visit", len(visits) - 1, "QC_DUPLICATE_EVENT", None)
+        i = free.pop(0)  # linkage: a patient known only by a passport and a fresh patient id
+        visits[i].update(patient_id=self.serial("PX"), id_type_code="03", id_no=f"E{self.rng.randrange(10**8):08d}")
+        visits[i].pop("health_card_no", None)
+        mark("outpatient_visit", i, "QC_NOT_LINKED", None)
+        rx = batches["western_prescription"]  # consistency: a prescription whose visit was never sent
+        rx[0]["visit_no"] = self.serial("MZX")
+        mark("western_prescription", 0, "QC_REFERENCE_MISSING", "visit_no")
+
+        stays_left = list(range(len(stays)))
+        i = stays_left.pop(0)  # validity: a phone number that is no phone number
+        stays[i]["phone"] = "12345"
+        mark("inpatient_visit", i, "QC_PHONE_INVALID", "phone")
+        i = stays_left.pop(0)  # consistency: sex code contradicts the ID number
+        stays[i]["sex_code"] = "2" if stays[i]["sex_code"] == "1" else "1"
+        mark("inpatient_visit", i, "QC_ID_SEX_MISMATCH", "id_no")
+        i = stays_left.pop(0)  # completeness: a discharge without its front page
+        gone = stays[i]["visit_no"]
+        for ds in ("front_page", "tcm_front_page"):
+            batches[ds] = [r for r in batches.get(ds, []) if r["visit_no"] != gone]
+        mark("inpatient_visit", i, "QC_COMPANION_MISSING", "visit_no")
+        i = stays_left.pop(0)  # consistency: a front page whose discharge precedes the admission
+        target = stays[i]["visit_no"]
+        fp_ds = std.dataset("front_page")
+        j = next(k for k, r in enumerate(batches["front_page"]) if r["visit_no"] == target)
+        fp = batches["front_page"][j]
+        admitted = datetime.fromisoformat(str(stays[i]["admission_time"]))
+        _shift(fp, fp_ds, admitted - timedelta(hours=2) - datetime.fromisoformat(str(fp["discharge_time"])))
+        mark("front_page", j, "QC_CROSS_TIME_ORDER", "discharge_time")
+        return planted
+
     def plant(self, dataset: DataSet, records: list[dict[str, Any]]) -> None:
         """Corrupt some records in place, remembering what validation must find."""
         for index, rec in enumerate(records):
-            if self.rng.random() >= self.error_rate:
+            if id(rec) in self._aside or self.rng.random() >= self.error_rate:
                 continue
             code, fld = self._corrupt(dataset, rec)
             self.planted.append(Planted(dataset.code, index, code, fld))
@@ -431,6 +514,36 @@ class Generator:
         wrong = next(c for c in "0123456789X" if c != value[-1])
         rec[f.name] = value[:-1] + wrong
         return "ID_NO_CHECKSUM", f.name
+
+
+def harmonise(batches: dict[str, list[dict[str, Any]]]) -> None:
+    """Make one institution-day's records agree across data sets, as a sound hospital feed does:
+    a visit's total fee is the sum of its fee items (refunds are separate settlements, not
+    generated here), and a lab or exam order has its report on the same visit."""
+    totals: dict[tuple[bool, str], float] = {}
+    for item in batches.get("fee_detail", []):
+        item["refund_flag"] = False
+        item.pop("original_fee_detail_no", None)
+        key = (item["visit_type_code"] == "3", item["visit_no"])
+        totals[key] = totals.get(key, 0.0) + float(item["amount"])
+    for code in ("outpatient_visit", "inpatient_visit"):
+        for visit in batches.get(code, []):
+            key = (code == "inpatient_visit", visit["visit_no"])
+            if key in totals and "total_fee" in visit:
+                visit["total_fee"] = round(totals[key], 2)
+    reported = {t: {r["visit_no"] for r in batches.get(ds, [])} for t, ds in (("03", "lab_report"), ("02", "exam_report"))}
+    for code in ("outpatient_order", "inpatient_order"):
+        for order in batches.get(code, []):
+            kind = order.get("order_item_type_code")
+            if kind in reported and order.get("visit_no") not in reported[kind]:
+                order["order_item_type_code"] = "07"  # 嘱托类医嘱: needs no report
+
+
+def _shift(record: dict[str, Any], dataset: DataSet, delta: timedelta) -> None:
+    """Move every datetime field of a record by ``delta`` (keeps their order)."""
+    for f in dataset.fields:
+        if f.type == "datetime" and record.get(f.name):
+            record[f.name] = _json(datetime.fromisoformat(str(record[f.name])) + delta)
 
 
 def _prefix(name: str) -> str:

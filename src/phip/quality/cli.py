@@ -1,0 +1,100 @@
+"""``phip quality …``: run the analysis and look at findings (thin layer over the services)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="数据质控 (quality control)", no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str, code: str) -> None:
+    Console(stderr=True).print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _day(text: str | None, default: date) -> date:
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        _fail(f"日期“{text}”无效，应为 YYYY-MM-DD", "BAD_DATE")
+        raise
+
+
+@app.command("run")
+def run(
+    org: list[str] = typer.Option(None, "--org", help="医疗机构代码或名称（可多次给出；默认全部已上传数据的机构）"),
+    dataset: str | None = typer.Option(None, "--dataset", help="只分析一个数据集"),
+    day_from: str | None = typer.Option(None, "--from", help="业务发生日起（默认7天前）"),
+    day_to: str | None = typer.Option(None, "--to", help="业务发生日止（默认今天）"),
+) -> None:
+    """对机构已存储的数据进行质控分析 (analyse stored records; findings and scores)."""
+    from phip import runtime
+    from phip.orgs.service import find_institution, list_institutions
+    from phip.quality.run import analyse
+    from phip.standard.catalog import load_standard
+    from phip.standard.validate import platform_now
+
+    engine = runtime.engine()
+    today = platform_now().date()
+    start, end = _day(day_from, today - timedelta(days=7)), _day(day_to, today)
+    if end < start:
+        _fail("结束日期早于开始日期", "BAD_PERIOD")
+    if dataset:
+        try:
+            dataset = load_standard().dataset(dataset).code
+        except KeyError:
+            _fail(f"数据集“{dataset}”不存在", "UNKNOWN_DATASET")
+    if org:
+        codes = []
+        for ref in org:
+            inst = find_institution(engine, ref)
+            if inst is None:
+                _fail(f"医疗机构“{ref}”未登记或名称不唯一", "UNKNOWN_ORG")
+            codes.append(inst.code)
+    else:
+        codes = [r.code for r in list_institutions(engine) if r.first_upload_at]
+    table = Table(title=f"质控分析 {start} ~ {end}")
+    for col in ("机构", "记录数", "问题数", "主要问题"):
+        table.add_column(col)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("分析机构", total=len(codes))
+        for code in codes:
+            result = analyse(engine, code, start, end, dataset=dataset)
+            top = sorted(result.by_code.items(), key=lambda kv: -kv[1])[:3]
+            table.add_row(code, str(result.records), str(result.findings), "，".join(f"{c} {n}" for c, n in top))
+            progress.advance(task)
+    console.print(table)
+
+
+@app.command("findings")
+def findings(
+    org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
+    dimension: str | None = typer.Option(None, "--dimension"),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+) -> None:
+    """列出机构的质控问题（证件号、电话已脱敏）(list findings, masked)."""
+    from phip import runtime
+    from phip.orgs.service import find_institution
+    from phip.quality.service import find
+
+    engine = runtime.engine()
+    inst = find_institution(engine, org)
+    if inst is None:
+        _fail(f"医疗机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
+    items, total = find(engine, org_code=inst.code, dimension=dimension, size=limit)
+    table = Table(title=f"{inst.name} 质控问题（共{total}条，显示{len(items)}条）")
+    for col in ("业务日", "数据集", "记录", "代码", "问题", "示例"):
+        table.add_column(col)
+    for f in items:
+        table.add_row(str(f.day), f.dataset_name, f.record_key or "", f.code, f.message,
+                      " ".join(f"{k} {v}" for k, v in f.example.items()))
+    console.print(table)

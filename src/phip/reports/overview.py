@@ -1,0 +1,52 @@
+"""Figures of the province overview and the institution page, from counters only."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from phip.standard.catalog import load_standard
+from phip.store.models import EventDaily, IngestDaily, Institution
+
+STORED = IngestDaily.accepted + IngestDaily.updated
+
+
+def daily_uploads(engine: Engine, start: date, end: date, org_code: str | None = None) -> list[tuple[date, int]]:
+    """Records stored per receipt day (new + corrected), every day of the window (zeros included)."""
+    stmt = select(IngestDaily.day, func.sum(STORED)).where(IngestDaily.day >= start, IngestDaily.day <= end)
+    if org_code:
+        stmt = stmt.where(IngestDaily.org_code == org_code)
+    with engine.connect() as conn:
+        got = {d: int(n or 0) for d, n in conn.execute(stmt.group_by(IngestDaily.day))}
+    return [(start + timedelta(days=i), got.get(start + timedelta(days=i), 0)) for i in range((end - start).days + 1)]
+
+
+def totals(engine: Engine, today: date) -> dict[str, int]:
+    month_start = today.replace(day=1)
+    with engine.connect() as conn:
+        def total(start: date) -> int:
+            return int(conn.execute(select(func.coalesce(func.sum(STORED), 0))
+                                    .where(IngestDaily.day >= start, IngestDaily.day <= today)).scalar_one())
+        return {"today": total(today), "month": total(month_start)}
+
+
+def institution(engine: Engine, org_code: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(Institution.__table__).where(Institution.code == org_code)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def datasets_of(engine: Engine, org_code: str, start: date, end: date) -> list[dict[str, Any]]:
+    """Records per data set by event day in the window, and the last day with records."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(EventDaily.dataset, func.sum(EventDaily.records), func.max(EventDaily.day))
+            .where(EventDaily.org_code == org_code, EventDaily.day >= start, EventDaily.day <= end)
+            .group_by(EventDaily.dataset)
+        ).all()
+    std = load_standard()
+    order = {d.code: d.number for d in std.datasets}
+    return sorted(({"dataset": ds, "name": std.dataset(ds).label, "records": int(n or 0), "last_day": last}
+                   for ds, n, last in rows), key=lambda e: order[e["dataset"]])

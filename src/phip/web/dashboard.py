@@ -1,0 +1,232 @@
+"""The operations dashboard (运维看板): server-rendered pages in Simplified Chinese behind a login.
+
+Pages: province overview, upload statistics (filters, sorting, XLSX/CSV export), institution
+detail, findings browser, onboarding status. Everything is read through the quality and
+reports services; templates autoescape, so names are always text, never markup. Charts use
+the vendored ECharts (static/vendor/echarts), fed by JSON embedded with ``tojson``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Engine
+
+from phip.quality import service as quality
+from phip.quality.rules import load_rules
+from phip.reports import export, onboarding, overview
+from phip.reports.period import Period, PeriodError, month_of, parse_period
+from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
+from phip.standard.catalog import load_standard
+from phip.standard.validate import platform_now
+
+from . import auth
+
+HERE = Path(__file__).parent
+COOKIE = "phip_session"
+LOGIN_CSRF = "phip_login_csrf"
+PREFIX = "/ops"
+
+_env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+_env.filters["num"] = lambda v: "" if v is None else (f"{v:,}" if isinstance(v, int) else v)
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str):
+        self.next_url = next_url
+
+
+def _page(name: str, **ctx: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(prefix=PREFIX, **ctx),
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+
+
+def _safe_next(url: str | None) -> str:
+    return url if url and url.startswith(PREFIX) and not url.startswith("//") else f"{PREFIX}/"
+
+
+def build_router(engine: Engine) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    std = load_standard()
+    rules = load_rules()
+
+    def user(request: Request) -> auth.SessionInfo:
+        info = auth.session(engine, request.cookies.get(COOKIE))
+        if info is None:
+            raise LoginRequired(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        return info
+
+    def period_of(text: str | None) -> Period:
+        if not text:
+            return month_of(platform_now().date())
+        try:
+            return parse_period(text)
+        except PeriodError:
+            return month_of(platform_now().date())
+
+    # --- login ------------------------------------------------------------------------
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str | None = None, error: str | None = None) -> HTMLResponse:
+        token = secrets.token_urlsafe(24)
+        resp = _page("login.html", csrf=token, next=_safe_next(next), error=error)
+        resp.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/login")
+        return resp
+
+    @router.post("/login")
+    def login_submit(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
+                     csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "") -> Response:
+        if not auth.csrf_ok(request.cookies.get(LOGIN_CSRF, ""), csrf_token):
+            return RedirectResponse(f"/login?error={quote('页面已过期，请重新登录')}", status_code=303)
+        try:
+            token, info = auth.login(engine, username.strip(), password)
+        except auth.AuthError as exc:
+            return RedirectResponse(f"/login?error={quote(exc.message)}&next={quote(_safe_next(next))}", status_code=303)
+        resp = RedirectResponse(_safe_next(next), status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=int(auth.session_ttl().total_seconds()), path="/")
+        resp.delete_cookie(LOGIN_CSRF, path="/login")
+        return resp
+
+    @router.post("/logout")
+    def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+        info = auth.session(engine, request.cookies.get(COOKIE))
+        if info is not None and auth.csrf_ok(info.csrf_token, csrf_token):
+            auth.logout(engine, request.cookies.get(COOKIE))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    # --- pages ------------------------------------------------------------------------
+
+    @router.get(f"{PREFIX}/", response_class=HTMLResponse)
+    def overview_page(request: Request) -> HTMLResponse:
+        me = user(request)
+        today = platform_now().date()
+        statuses = onboarding.onboarding_status(engine, "hospital")
+        by_region: dict[str, dict[str, int]] = {}
+        for s in statuses:
+            r = by_region.setdefault(s.region_name, {"total": 0, "connected": 0, "uploading": 0, "analysed": 0})
+            r["total"] += 1
+            r["connected"] += s.network == "connected"
+            r["uploading"] += s.uploading
+            r["analysed"] += bool(s.analysed)
+        trend = overview.daily_uploads(engine, today - timedelta(days=29), today)
+        return _page("overview.html", me=me, active="overview", summary=onboarding.summary(statuses),
+                     by_region=by_region, totals=overview.totals(engine, today), today=today,
+                     trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
+                     pending=[s for s in statuses if not s.uploading][:20])
+
+    def _report(period: str | None, level: str, region: str | None, sort: str | None, order: str):
+        p = period_of(period)
+        lvl = level if level in ("region", "institution") else "institution"
+        key = sort if sort in SORT_KEYS else None
+        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc")  # type: ignore[arg-type]
+        return rep, key
+
+    @router.get(f"{PREFIX}/uploads", response_class=HTMLResponse)
+    def uploads_page(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
+                     sort: str | None = None, order: str = "desc") -> HTMLResponse:
+        me = user(request)
+        rep, key = _report(period, level, region, sort, order)
+        region_options = overview_regions(engine)
+        query = {"period": str(rep.period), "level": rep.level, "region": region or ""}
+        return _page("uploads.html", me=me, active="uploads", report=rep, columns=COLUMNS, sort=key, order=order,
+                     query=query, region_options=region_options, title=export.title(rep))
+
+    @router.get(f"{PREFIX}/uploads.xlsx")
+    def uploads_xlsx(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
+                     sort: str | None = None, order: str = "desc") -> Response:
+        user(request)
+        rep, _ = _report(period, level, region, sort, order)
+        name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.xlsx"
+        return Response(export.to_xlsx(rep), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @router.get(f"{PREFIX}/uploads.csv")
+    def uploads_csv(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
+                    sort: str | None = None, order: str = "desc") -> Response:
+        user(request)
+        rep, _ = _report(period, level, region, sort, order)
+        name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.csv"
+        return Response(export.to_csv(rep).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @router.get(PREFIX + "/institutions/{code}", response_class=HTMLResponse)
+    def institution_page(request: Request, code: str, days: int = 30) -> HTMLResponse:
+        me = user(request)
+        inst = overview.institution(engine, code)
+        if inst is None:
+            return _page("error.html", me=me, message=f"医疗机构“{code}”不存在")
+        today = platform_now().date()
+        days = max(1, min(days, 366))
+        start = today - timedelta(days=days - 1)
+        volumes = overview.daily_uploads(engine, start, today, code)
+        status = next((s for s in onboarding.onboarding_status(engine) if s.code == code), None)
+        return _page("institution.html", me=me, active="uploads", inst=inst, status=status, days=days,
+                     datasets=overview.datasets_of(engine, code, start, today),
+                     scores=quality.dataset_scores(engine, code, start, today), dimensions=rules.dimensions,
+                     top=quality.top_findings(engine, code, role=me.role),
+                     trend={"days": [d.isoformat() for d, _ in volumes], "values": [n for _, n in volumes]})
+
+    @router.get(f"{PREFIX}/findings", response_class=HTMLResponse)
+    def findings_page(request: Request, org: str | None = None, dataset: str | None = None, dimension: str | None = None,
+                      code: str | None = None, page: Annotated[int, Query(ge=1, le=100000)] = 1) -> HTMLResponse:
+        me = user(request)
+        items, total = quality.find(engine, org_code=org or None, dataset=dataset or None, dimension=dimension or None,
+                                    code=code or None, page=page, size=50, role=me.role)
+        orgs = [(s.code, s.name) for s in onboarding.onboarding_status(engine, "hospital")]
+        return _page("findings.html", me=me, active="findings", items=items, total=total, page=page,
+                     pages=max(1, (total + 49) // 50), orgs=orgs, datasets=std.datasets, dimensions=rules.dimensions,
+                     codes=sorted(rules.codes), query={"org": org or "", "dataset": dataset or "",
+                                                       "dimension": dimension or "", "code": code or ""})
+
+    @router.get(f"{PREFIX}/onboarding", response_class=HTMLResponse)
+    def onboarding_page(request: Request) -> HTMLResponse:
+        me = user(request)
+        statuses = onboarding.onboarding_status(engine)
+        groups = [(label, [s for s in statuses if s.kind == kind]) for kind, label in onboarding.KIND_LABELS.items()]
+        # staff contact phones of the reply form are shown to operators (they call them); patients' never
+        return _page("onboarding.html", me=me, active="onboarding", groups=[g for g in groups if g[1]],
+                     methods=onboarding.METHODS)
+
+    @router.post(PREFIX + "/onboarding/{code}/network")
+    def set_network(request: Request, code: str, status: Annotated[str, Form()] = "",
+                    csrf_token: Annotated[str, Form()] = "") -> Response:
+        me = user(request)
+        if not auth.csrf_ok(me.csrf_token, csrf_token):
+            return _page("error.html", me=me, message="表单已过期或来源不明（CSRF校验失败），请刷新页面后重试")
+        if status in onboarding.NETWORK:
+            onboarding.set_network(engine, code, status)
+        return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
+
+    return router
+
+
+def overview_regions(engine: Engine) -> list[tuple[str, str]]:
+    from phip.orgs.service import list_institutions
+
+    return sorted({(r.region_code, r.region_name) for r in list_institutions(engine)})
+
+
+def install(app: FastAPI, engine: Engine) -> None:
+    """Add the dashboard to the service: routes, static files, and the login redirect."""
+    app.include_router(build_router(engine))
+    app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> Response:  # noqa: ARG001
+        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.get(PREFIX, include_in_schema=False)
+    def _root() -> Response:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)

@@ -1,0 +1,122 @@
+"""The dashboard behind its login (TestClient, SQLite and PostgreSQL): redirects, wrong
+passwords, CSRF, session expiry, escaping of names, and quality findings in the feedback API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from phip.api.app import create_app
+from phip.orgs.keys import create_key
+from phip.quality.run import analyse
+from phip.standard.validate import platform_now
+from phip.store.models import Institution
+from phip.synth.generator import Generator
+from phip.web.auth import AuthError, create_user
+from phip.web.tables import User, WebSession
+
+PASSWORD = "correct horse battery"
+SCRIPT = '<script>alert("x")</script>'
+
+
+def login(client: TestClient, password: str = PASSWORD):  # noqa: ANN201
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+    return client.post("/login", data={"username": "ops", "password": password, "csrf_token": token, "next": "/ops/uploads"},
+                       follow_redirects=False)
+
+
+@pytest.fixture()
+def client(engine):  # noqa: ANN001
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    return TestClient(create_app(engine))
+
+
+def test_login_required_and_password_checked(client, engine):
+    r = client.get("/ops/findings?code=QC_NOT_LINKED", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/ops/findings")
+    assert client.get("/ops/uploads.xlsx", follow_redirects=False).status_code == 303
+    bad = login(client, "wrong password!")
+    assert bad.status_code == 303 and "error=" in bad.headers["location"]
+    assert "phip_session" not in bad.cookies
+    with engine.connect() as conn:
+        stored = conn.execute(select(User.password_hash)).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    ok = login(client)
+    assert ok.status_code == 303 and ok.headers["location"] == "/ops/uploads"
+    cookie = ok.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    page = client.get("/ops/uploads")
+    assert page.status_code == 200 and "数据上传统计" in page.text and "值班员" in page.text
+    with pytest.raises(AuthError):
+        create_user(engine, "weak", "short")
+
+
+def test_login_form_needs_its_csrf_token(client):
+    client.get("/login")
+    r = client.post("/login", data={"username": "ops", "password": PASSWORD, "csrf_token": "forged"}, follow_redirects=False)
+    assert "phip_session" not in r.cookies and "error=" in r.headers["location"]
+
+
+def test_sessions_expire(client, engine):
+    login(client)
+    assert client.get("/ops/", follow_redirects=False).status_code == 200
+    with engine.begin() as conn:
+        conn.execute(update(WebSession).values(expires_at=platform_now() - timedelta(seconds=1)))
+    assert client.get("/ops/", follow_redirects=False).status_code == 303
+
+
+def test_forms_need_the_session_csrf_token(client, engine, orgs):
+    login(client)
+    code = orgs[0][0]
+    page = client.get("/ops/onboarding").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    r = client.post(f"/ops/onboarding/{code}/network", data={"status": "pending", "csrf_token": "forged"})
+    assert "CSRF" in r.text
+
+    def network() -> str:
+        with engine.connect() as conn:
+            return conn.execute(select(Institution.network_status).where(Institution.code == code)).scalar_one()
+
+    assert network() == "connected"
+    r = client.post(f"/ops/onboarding/{code}/network", data={"status": "pending", "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303 and network() == "pending"
+
+
+def test_names_are_text_and_identifiers_masked(client, engine, pipeline, orgs):
+    code = orgs[0][0]
+    with engine.begin() as conn:
+        conn.execute(update(Institution).where(Institution.code == code).values(name=f"{SCRIPT}医院"))
+    now = platform_now()
+    gen = Generator(seed=21)
+    batches = {ds: recs for _, ds, recs in gen.day([(code, "x")], now.date(), visits=12, admissions=6, now=now)}
+    planted = gen.plant_quality(batches)
+    target = next(p for p in planted if p.code == "QC_SUM_MISMATCH")
+    batches[target.dataset][target.index]["name"] = SCRIPT
+    id_no = batches[target.dataset][target.index]["id_no"]
+    for ds, recs in batches.items():
+        for r in recs:
+            r["org_name"] = "x"
+        pipeline.ingest(code, ds, recs, now=now)
+    analyse(engine, code, now.date() - timedelta(days=7), now.date(), as_of=now + timedelta(days=10))
+    login(client)
+    for path in ("/ops/", f"/ops/institutions/{code}", f"/ops/findings?org={code}&code=QC_SUM_MISMATCH", "/ops/onboarding",
+                 "/ops/uploads?region=220100"):
+        html = client.get(path).text
+        assert SCRIPT not in html, path
+        assert id_no not in html, path
+    findings = client.get(f"/ops/findings?org={code}&code=QC_SUM_MISMATCH").text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in findings
+    assert f"{id_no[:6]}********{id_no[-4:]}" in findings
+    assert "&lt;script&gt;" in client.get(f"/ops/institutions/{code}").text
+
+    # the hospital fetches its quality findings with its key (additive to rejections)
+    key = create_key(engine, code, "test")[1]
+    fb = client.get("/api/v1/feedback", params={"quality": "true"}, headers={"Authorization": f"Bearer {key}"}).json()
+    got = {(q["dataset"], q["record_key"], q["code"]) for q in fb["quality"]}
+    assert {(p.dataset, p.key, p.code) for p in planted} <= got
+    assert "quality" not in client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()

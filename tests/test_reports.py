@@ -1,0 +1,188 @@
+"""Upload statistics from counters: the figures equal what the records say, and stay the same
+when the records are gone (the report never reads them); not reported ≠ reported zero; a
+closed or unconnected institution does not count against its region; the XLSX holds the
+report's numbers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import delete, func, select, update
+
+from phip.reports import export
+from phip.reports.onboarding import onboarding_status, set_network
+from phip.reports.period import PeriodError, parse_period
+from phip.reports.reported import import_reported
+from phip.reports.sheet import SheetError
+from phip.reports.tables import MeasureDaily, ReportedFigure
+from phip.reports.uploads import COLUMNS, upload_report
+from phip.store import models as m
+from phip.synth.generator import Generator
+
+DAYS = [date(2026, 10, 5), date(2026, 10, 6), date(2026, 10, 20)]
+OCT = parse_period("2026-10")
+
+
+def load(pipeline, orgs_):  # noqa: ANN001
+    """Three days of two institutions in two regions, each day received the same evening."""
+    gen = Generator(seed=5)
+    for day in DAYS:
+        now = datetime.combine(day, time(21, 0))
+        for org, ds, recs in gen.day(orgs_, day, visits=8, admissions=2, now=now):
+            assert pipeline.ingest(org, ds, recs, now=now).rejected == 0
+
+
+def truth(engine, org: str) -> dict[str, int]:  # noqa: ANN001
+    """The same figures computed the slow way, from the records (tests only)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(m.Record.dataset, m.Record.payload, m.Record.event_time).where(m.Record.org_code == org)).all()
+    out = {"outpatient": 0, "lab_exam": 0, "basic": 0, "discharges": 0, "hypertension": 0, "diabetes": 0}
+    for ds, payload, event in rows:
+        in_oct = event.date().month == 10
+        out["outpatient"] += ds == "outpatient_visit" and in_oct
+        out["lab_exam"] += ds in ("lab_report", "exam_report") and in_oct
+        out["basic"] += ds == "patient_info" and in_oct
+        if ds == "inpatient_visit" and payload.get("discharge_time", "")[:7] == "2026-10":
+            out["discharges"] += 1
+        if ds in ("outpatient_visit", "inpatient_visit") and in_oct:
+            codes = [payload.get("diagnosis_code") or "", payload.get("admission_diagnosis_code") or ""]
+            out["hypertension"] += any(c.startswith(("I10", "I11", "I12", "I13", "I15")) for c in codes)
+            out["diabetes"] += any(c.startswith(("E10", "E11", "E12", "E13", "E14")) for c in codes)
+    return out
+
+
+@pytest.fixture()
+def two_orgs(orgs):  # noqa: ANN001
+    return [orgs[0], orgs[-1]]  # 长春 and 梅河口: two regions
+
+
+def test_report_reads_counters_only(engine, pipeline, two_orgs):
+    load(pipeline, two_orgs)
+    expected = {code: truth(engine, code) for code, _ in two_orgs}
+    with engine.connect() as conn:
+        volume = dict(conn.execute(select(m.Record.org_code, func.count()).group_by(m.Record.org_code)).all())
+    report = upload_report(engine, OCT, "institution")
+    rows = {r.key: r for r in report.rows}
+    for code, _ in two_orgs:
+        row = rows[code]
+        assert row.volume == volume[code] and row.days == 3
+        assert {k: row.value(k) for k in expected[code]} == expected[code]
+        assert row.outpatient > 0 and row.discharges >= 0 and row.lab_exam > 0
+    assert sum(expected[c]["hypertension"] + expected[c]["diabetes"] for c, _ in two_orgs) > 0
+    # the records are gone: a report that read them would change; this one does not
+    with engine.begin() as conn:
+        conn.execute(delete(m.Record))
+    again = {r.key: r for r in upload_report(engine, OCT, "institution").rows}
+    for code, _ in two_orgs:
+        assert [again[code].value(k) for k, _, _ in COLUMNS] == [rows[code].value(k) for k, _, _ in COLUMNS]
+    regional = upload_report(engine, OCT, "region")
+    assert len([r for r in regional.rows if r.volume]) == 2
+    assert regional.total.volume == sum(volume.values()) and regional.total.days == 3
+    nov = upload_report(engine, parse_period("2026-11"), "institution")
+    assert nov.total.volume == 0 and nov.total.outpatient == 0
+
+
+def test_discharge_counter_follows_corrections(engine, pipeline, orgs):
+    gen = Generator(seed=6)
+    now = datetime(2026, 10, 10, 20, 0)
+    stays = [r for _, ds, recs in gen.day(orgs[:1], date(2026, 10, 1), visits=1, admissions=3, now=now,
+                                          datasets=["inpatient_visit"]) for r in recs]
+    open_stay = {k: v for k, v in stays[0].items() if k != "discharge_time"}
+    pipeline.ingest(orgs[0][0], "inpatient_visit", [open_stay], now=now)
+
+    def discharges(day: date) -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.sum(MeasureDaily.records), 0)).where(
+                MeasureDaily.measure == "discharges", MeasureDaily.day == day)).scalar_one()
+
+    assert discharges(date(2026, 10, 5)) == 0
+    pipeline.ingest(orgs[0][0], "inpatient_visit", [{**open_stay, "discharge_time": "2026-10-05 10:00:00"}], now=now)
+    assert discharges(date(2026, 10, 5)) == 1  # discharged on a later update: counted then
+    pipeline.ingest(orgs[0][0], "inpatient_visit", [{**open_stay, "discharge_time": "2026-10-06 09:00:00"}], now=now)
+    assert (discharges(date(2026, 10, 5)), discharges(date(2026, 10, 6))) == (0, 1)  # a corrected day moves
+
+
+def write_csv(path, rows):  # noqa: ANN001
+    path.write_text("\n".join(",".join(r) for r in rows), encoding="utf-8")
+    return path
+
+
+def test_reported_figures_keep_not_reported_apart_from_zero(engine, pipeline, two_orgs, tmp_path):
+    load(pipeline, two_orgs)
+    (a, a_name), (b, _) = two_orgs
+    f = write_csv(tmp_path / "r.csv", [["医疗机构", "统计期", "门急诊人次", "出院人次"],
+                                       [a_name, "2026年10月", "48", ""], [b, "2026-10", "0", "7"]])
+    result = import_reported(engine, f)
+    assert (result.rows, result.not_reported) == (2, 1)
+    rows = {r.key: r for r in upload_report(engine, OCT, "institution").rows}
+    assert rows[a].outpatient_reported == 48 and rows[a].discharges_reported is None
+    assert rows[a].rate_text("outpatient") == f"{rows[a].outpatient / 48 * 100:.2f}%"
+    assert rows[a].rate_text("discharges") == "未报告"
+    assert rows[b].rate_text("outpatient") == "报告为0" and rows[b].outpatient_rate is None
+    other = next(r for r in rows.values() if r.key not in (a, b))
+    assert other.rate_text("outpatient") == "未报告"
+    # a bad row: clear message with the row number, nothing written
+    bad = write_csv(tmp_path / "bad.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"], [a, "2026-11", "12", "3"],
+                                           [b, "2026-11", "-5", "1"]])
+    with pytest.raises(SheetError, match="第3行") as err:
+        import_reported(engine, bad)
+    assert err.value.code == "BAD_COUNT"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ReportedFigure)).scalar_one() == 2
+
+
+def test_region_rate_leaves_out_closed_and_unconnected(engine, pipeline, orgs, tmp_path):
+    region = [o for o in orgs if o[0] in {r.code for r in onboarding_status(engine) if r.region_name == "长春市"}][:3]
+    load(pipeline, region[:2])
+    write_csv(tmp_path / "r.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"],
+                                   *[[code, "2026-10", "100", "10"] for code, _ in region]])
+    import_reported(engine, tmp_path / "r.csv")
+    set_network(engine, region[2][0], "pending")  # reported, not connected: must not drag the rate down
+    with engine.begin() as conn:
+        conn.execute(update(m.Institution).where(m.Institution.code == region[1][0]).values(status="closed"))
+    rows = {r.key: r for r in upload_report(engine, OCT, "institution", region_code="220100").rows}
+    changchun = next(r for r in upload_report(engine, OCT, "region").rows if r.key == "220100")
+    assert changchun.outpatient_reported == 100  # only the active, connected institution that reported
+    assert changchun.rate_text("outpatient") == f"{rows[region[0][0]].outpatient / 100 * 100:.2f}%"
+    assert changchun.outpatient == sum(r.outpatient for r in rows.values())  # the upload itself still counts
+
+
+def test_xlsx_and_csv_hold_the_report(engine, pipeline, two_orgs, tmp_path):
+    load(pipeline, two_orgs)
+    write_csv(tmp_path / "r.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"], [two_orgs[0][0], "2026-10", "30", "0"]])
+    import_reported(engine, tmp_path / "r.csv")
+    report = upload_report(engine, OCT, "institution", sort="volume")
+    path = tmp_path / "r.xlsx"
+    export.to_xlsx(report, path)
+    ws = load_workbook(path).active
+    assert ws.cell(1, 1).value == export.title(report) and "2026年10月1日-10月31日" in ws.cell(1, 1).value
+    assert (ws.cell(2, 4).value, ws.cell(3, 4).value, ws.cell(3, 5).value) == ("门急诊信息", "上传人次", "上传率")
+    for i, row in enumerate([*report.rows, report.total]):
+        got = [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(COLUMNS) + 2)]
+        assert got == [row.name, *export.cells(row)]
+    i = next(i for i, r in enumerate(report.rows) if r.key == two_orgs[0][0])
+    first = report.rows[i]
+    assert ws.cell(export.FIRST_DATA_ROW + i, 5).value == pytest.approx(first.outpatient / 30)
+    assert ws.cell(export.FIRST_DATA_ROW + i, 7).value == "报告为0"
+    csv_text = export.to_csv(report)
+    assert csv_text.startswith("\ufeff接入单位,数据上传量") and f"{first.outpatient / 30 * 100:.2f}%" in csv_text
+    assert [r.volume for r in report.rows] == sorted((r.volume for r in report.rows), reverse=True)
+
+
+@pytest.mark.parametrize(("text", "start", "end"), [
+    ("2021-03", date(2021, 3, 1), date(2021, 3, 31)),
+    ("2021-03..2021-04", date(2021, 3, 1), date(2021, 4, 30)),
+    ("2021年3月1日~2021年4月30日", date(2021, 3, 1), date(2021, 4, 30)),
+    ("2024.2", date(2024, 2, 1), date(2024, 2, 29)),
+])
+def test_periods(text, start, end):
+    p = parse_period(text)
+    assert (p.start, p.end) == (start, end)
+
+
+@pytest.mark.parametrize("text", ["2021-13", "2021-04..2021-03", "last month", "2021-02-30"])
+def test_bad_periods(text):
+    with pytest.raises(PeriodError):
+        parse_period(text)
