@@ -53,6 +53,19 @@ def test_standard_commands(tmp_path):
 def test_orgs_list_groups_by_region(tmp_path):
     out = run(["orgs", "list"], tmp_path).stdout
     assert "66家" in out and "长春市" in out and "延边朝鲜族自治州" in out and "222400" in out
+    assert ORG in out and "待实现" in out and "完成" not in out.replace("待完成", "")
+
+
+def test_orgs_list_follows_upload_and_analysis(tmp_path):
+    """数据上传 turns 实现 with the first accepted record, 数据分析 完成 with a finished quality run."""
+    path = tmp_path / "visits.json"
+    run(["generate", "--org", ORG, "--dataset", "outpatient_visit", "--visits", "5", "--out", str(path)], tmp_path)
+    run(["ingest", str(path), "--org", ORG, "--dataset", "outpatient_visit"], tmp_path)
+    row = next(line for line in run(["orgs", "list"], tmp_path).stdout.splitlines() if ORG in line)
+    assert "实现" in row.replace("待实现", "") and "待完成" in row
+    run(["quality", "run", "--org", ORG], tmp_path)
+    row = next(line for line in run(["orgs", "list"], tmp_path).stdout.splitlines() if ORG in line)
+    assert "待完成" not in row and "完成" in row
 
 
 def _records(tmp_path, n_days=1, visits=20, error_rate=0.0):

@@ -108,15 +108,16 @@ def standard_export(
 def orgs_list() -> None:
     """按地区列出医疗机构及对接进度 (institutions by region with onboarding status)."""
     from phip import runtime
-    from phip.orgs.service import METHOD_LABELS, list_institutions
+    from phip.orgs.service import METHOD_LABELS
+    from phip.reports.onboarding import onboarding_status
 
-    rows = list_institutions(runtime.engine())
+    rows = onboarding_status(runtime.engine(), "hospital")
     table = Table(title=f"对接医疗机构（{len(rows)}家）")
     for col in ("地区", "区划代码", "医疗机构", "机构代码", "等级", "对接方式", "网络联通", "数据上传", "数据分析"):
         table.add_column(col)
     region = None
     for r in rows:
-        status = r.onboarding
+        status = r.labels
         table.add_row(r.region_name if r.region_name != region else "", r.region_code if r.region_name != region else "",
                       r.name, r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), status["network"],
                       status["upload"], status["analysis"])

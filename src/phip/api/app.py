@@ -99,7 +99,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> str:
-        from phip.orgs.service import list_institutions
+        from phip.reports.onboarding import onboarding_status
 
         today = platform_now().date()
         with engine.connect() as conn:
@@ -110,7 +110,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
             visits = conn.execute(
                 select(func.coalesce(func.sum(EventDaily.records), 0)).where(EventDaily.dataset == "outpatient_visit")
             ).scalar_one()
-        orgs = list_institutions(engine)
+        orgs = onboarding_status(engine, "hospital")
         return render("home.html", orgs=orgs, received=sorted(received.items()), visits=visits,
                       datasets=std.datasets, categories=CATEGORY_LABELS, version=std.version)
 

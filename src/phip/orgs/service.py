@@ -1,4 +1,6 @@
-"""Institutions (医疗机构) and their onboarding status (对接进度).
+"""Institutions (医疗机构): registration from the seed, lookup by code or name.
+
+Their onboarding status (对接进度) lives in :mod:`phip.reports.onboarding`.
 
 The 66 institutions of the docking notice (attachment 1) are seed data; operators edit
 them afterwards. Levels, codes and docking methods in the seed are placeholders to be
@@ -19,7 +21,6 @@ from phip.store.models import Institution
 
 SEED = Path(__file__).parent / "data" / "institutions.csv"
 
-NETWORK_LABELS = {"connected": "已联通", "pending": "待联通"}
 METHOD_LABELS = {"push": "接口对接", "pull": "数据采集", None: "未确定", "": "未确定"}
 
 
@@ -47,15 +48,6 @@ class InstitutionRow:
     network_status: str
     status: str
     first_upload_at: datetime | None
-
-    @property
-    def onboarding(self) -> dict[str, str]:
-        """The three stages of the Jilin table: network / upload / analysis."""
-        return {
-            "network": NETWORK_LABELS.get(self.network_status, self.network_status),
-            "upload": "实现" if self.first_upload_at else "待实现",
-            "analysis": "待完成",
-        }
 
 
 _ROW = select(

@@ -45,6 +45,8 @@ class Status:
     contact_phone: str | None
     docking_start: date | None
     status: str
+    region_code: str | None = None
+    level: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -57,7 +59,8 @@ class Status:
 def onboarding_status(engine: Engine, kind: str | None = None) -> list[Status]:
     i, a = Institution, AnalysedMark
     stmt = (select(i.code, i.name, i.kind, i.region_name, i.network_status, i.first_upload_at, a.last_analysed_at,
-                   i.docking_method, i.contact_name, i.contact_title, i.contact_phone, i.docking_start, i.status)
+                   i.docking_method, i.contact_name, i.contact_title, i.contact_phone, i.docking_start, i.status,
+                   i.region_code, i.level)
             .outerjoin(a, a.org_code == i.code).order_by(i.kind, i.region_code, i.name))
     if kind:
         stmt = stmt.where(i.kind == kind)
@@ -68,7 +71,7 @@ def onboarding_status(engine: Engine, kind: str | None = None) -> list[Status]:
         out.append(Status(r.code, r.name, r.kind, r.region_name, r.network_status, r.first_upload_at is not None,
                           None if r.kind != "hospital" else r.last_analysed_at is not None, r.first_upload_at,
                           r.last_analysed_at, r.docking_method, r.contact_name, r.contact_title, r.contact_phone,
-                          r.docking_start, r.status))
+                          r.docking_start, r.status, r.region_code, r.level))
     return out
 
 
