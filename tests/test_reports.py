@@ -133,6 +133,20 @@ def test_reported_figures_keep_not_reported_apart_from_zero(engine, pipeline, tw
         assert conn.execute(select(func.count()).select_from(ReportedFigure)).scalar_one() == 2
 
 
+def test_region_rate_leaves_out_reported_zero(engine, pipeline, orgs, tmp_path):
+    """An institution that reported zero has no rate of its own; its uploads must not push
+    its region's rate up (they did: 49 uploaded against 40 reported showed 122.50%)."""
+    region = [o for o in orgs if o[0] in {r.code for r in onboarding_status(engine) if r.region_name == "长春市"}][:2]
+    load(pipeline, region)
+    (a, _), (zero, _) = region
+    import_reported(engine, write_csv(tmp_path / "r.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"],
+                                                           [a, "2026-10", "40", "10"], [zero, "2026-10", "0", "0"]]))
+    rows = {r.key: r for r in upload_report(engine, OCT, "institution").rows}
+    assert rows[zero].outpatient > 0 and rows[zero].rate_text("outpatient") == "报告为0"
+    city = next(r for r in upload_report(engine, OCT, "region").rows if r.key == rows[a].region_code)
+    assert city.rate_text("outpatient") == rows[a].rate_text("outpatient") == f"{rows[a].outpatient / 40 * 100:.2f}%"
+
+
 def test_region_rate_leaves_out_closed_and_unconnected(engine, pipeline, orgs, tmp_path):
     region = [o for o in orgs if o[0] in {r.code for r in onboarding_status(engine) if r.region_name == "长春市"}][:3]
     load(pipeline, region[:2])

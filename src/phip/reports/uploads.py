@@ -181,8 +181,11 @@ def _aggregate(name: str, key: str, members: list[Row], days_by_org: dict[str, s
             setattr(agg, k, getattr(agg, k) + getattr(r, k))
     agg.days = len(set().union(*(days_by_org.get(o, set()) for o in orgs))) if orgs else 0
     # rates: numerator and denominator over the same institutions — counted ones that reported
+    # a figure. One that reported zero has no rate of its own, so its uploads stay out of the
+    # region's numerator too (else 24 uploads against a reported 0 push a region past 100%).
     for measure in ("outpatient", "discharges"):
-        rep = [r for r in members if r.counted and getattr(r, f"{measure}_reported") is not None]
+        reported = [r for r in members if r.counted and getattr(r, f"{measure}_reported") is not None]
+        rep = [r for r in reported if getattr(r, f"{measure}_reported") > 0] or reported
         if rep:
             setattr(agg, f"{measure}_reported", sum(getattr(r, f"{measure}_reported") for r in rep))
             setattr(agg, f"{measure}_num", sum(getattr(r, measure) for r in rep))
