@@ -206,3 +206,5 @@ class ApiKey(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+from phip.collect import tables as _collect_tables  # noqa: E402,F401  (pull collection tables)
