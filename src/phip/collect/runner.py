@@ -103,8 +103,11 @@ class Collector:
         self.sleep = sleep
 
     def run(self, mapping: Mapping, jobs: Sequence[str] | None = None, *, full: bool = False,
-            progress: Progress | None = None, count: bool = False) -> list[JobResult]:
-        """Run the selected jobs (all by default); raises SourceBusy when another holder runs it."""
+            progress: Progress | None = None, count: bool = False,
+            guard: Callable[[], bool] | None = None) -> list[JobResult]:
+        """Run the selected jobs (all by default); raises SourceBusy when another holder runs it.
+        ``guard`` is asked once the lease is held; False means "nothing to do" (the scheduler's
+        second due-check)."""
         selected = [mapping.job(j) for j in jobs] if jobs else list(mapping.datasets)
         for job in selected:
             self.pipeline.dataset(job.dataset)  # unknown data set: fail before taking the lease
@@ -113,6 +116,8 @@ class Collector:
         results: list[JobResult] = []
         source = None
         try:
+            if guard is not None and not guard():
+                return results
             source = open_source(mapping)
             down: str | None = None
             for job in selected:
@@ -238,6 +243,8 @@ class Collector:
                 result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
                 partitions = result.partitions()
             except Exception as exc:  # noqa: BLE001
+                if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
+                    raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
                 if _is_driver_error(exc):
                     raise SourceError(f"{where}查询失败：{describe_error(exc, url)}") from None
                 raise
@@ -258,3 +265,9 @@ def _is_driver_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     return isinstance(exc, DBAPIError | OperationalError | InterfaceError | OSError | ConnectionError)
+
+
+def _is_query_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import ProgrammingError
+
+    return isinstance(exc, ProgrammingError)
