@@ -570,15 +570,16 @@ def load(engine: Engine, data: HisData, chunk: int = 5000) -> dict[str, int]:
 
 
 def build(admin_url: str, *, seed: int = 1, days: int = 2, visits: int = 30, admissions: int = 4,
-          now: datetime | None = None) -> HisData:
-    """Reset the database at ``admin_url`` and fill it with a synthetic HIS; returns the data."""
+          now: datetime | None = None, tables: Iterable[str] | None = None) -> HisData:
+    """Reset the database at ``admin_url`` and fill it with a synthetic HIS; returns the data.
+    ``tables`` limits the rows produced (all tables are created)."""
     from sqlalchemy import create_engine
 
     reset_database(admin_url)
     engine = create_engine(admin_url)
     try:
         create_schema(engine)
-        data = HisSynth(seed=seed, now=now).generate(days=days, visits=visits, admissions=admissions)
+        data = HisSynth(seed=seed, now=now).generate(days=days, visits=visits, admissions=admissions, tables=tables)
         load(engine, data)
     finally:
         engine.dispose()

@@ -241,7 +241,7 @@ class Collector:
                 if progress is not None:
                     progress.start(job, total)
                 result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
-                partitions = result.partitions()
+                partitions = result.partitions(batch_size)
             except Exception as exc:  # noqa: BLE001
                 if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
                     raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
