@@ -197,8 +197,9 @@ class Collector:
             start = since - cursor.overlap_value
             if source.dialect.name == "sqlite" and isinstance(start, datetime):
                 start = start.isoformat(sep=" ")  # SQLite holds times as text
+        check_query(job.sql, source.dialect.name, f"数据集{job.key}的查询")  # the mapping's own text, then
         sql, count_sql, params = build_sql(job, start)
-        check_query(sql, source.dialect.name, f"数据集{job.key}的查询")
+        check_query(sql, source.dialect.name, f"数据集{job.key}的查询")  # what is actually sent
         dataset = self.pipeline.dataset(job.dataset)
         batch_size = job.batch_size or mapping.source.batch_size
         ref = f"{mapping.name}/{job.key}#{result.run_id}"
