@@ -38,8 +38,9 @@ class PassReport:
 
 
 def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
+    """After the n-th failure in a row: 1, 2, 4 … minutes, never longer than the schedule."""
     interval = mapping.source.interval or timedelta(hours=1)
-    return min(interval, mapping.source.backoff_delta * 2 ** max(failures - 1, 0) * 15)
+    return min(interval, timedelta(minutes=2 ** min(max(failures - 1, 0), 16)))
 
 
 class Worker:
