@@ -22,6 +22,8 @@ Chinese reason and the remaining jobs of the source are not attempted.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -203,13 +205,19 @@ class Collector:
         dataset = self.pipeline.dataset(job.dataset)
         batch_size = job.batch_size or mapping.source.batch_size
         ref = f"{mapping.name}/{job.key}#{result.run_id}"
-        for rows, mapper in self._batches(mapping, job, source, sql, count_sql, params, batch_size, progress, count):
-            records = [mapper(row, result.rows_read + i + 1) for i, row in enumerate(rows)]
-            batch_high = None
-            if mapper.cursor_index is not None:
-                idx = mapper.cursor_index
-                values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
-                batch_high = max(values) if values else None
+        def mapped() -> Iterator[tuple[int, list[Any], Any]]:
+            number = result.rows_read
+            for rows, mapper in self._batches(mapping, job, source, sql, count_sql, params, batch_size, progress, count):
+                records = [mapper(row, number + i + 1) for i, row in enumerate(rows)]
+                number += len(rows)
+                batch_high = None
+                if mapper.cursor_index is not None:
+                    idx = mapper.cursor_index
+                    values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
+                    batch_high = max(values) if values else None
+                yield len(rows), records, batch_high
+
+        for n_rows, records, batch_high in _prefetch(mapped()):
             receipt = self.pipeline.ingest(mapping.source.org, dataset.code, records, source="collect", source_ref=ref)
             if batch_high is not None and (high is None or batch_high > high):
                 high = batch_high
@@ -218,13 +226,13 @@ class Collector:
                 if cursor is not None and high is not None:
                     state.set_cursor(conn, mapping.name, job.key, kind, high, result.run_id or 0)
                 encoded = state.encode_cursor(kind, high) if high is not None else None
-                state.add_to_run(conn, result.run_id or 0, rows=len(rows), receipt=receipt, cursor_to=encoded)
-            result.rows_read += len(rows)
+                state.add_to_run(conn, result.run_id or 0, rows=n_rows, receipt=receipt, cursor_to=encoded)
+            result.rows_read += n_rows
             for name in ("accepted", "updated", "unchanged", "rejected", "warnings"):
                 setattr(result, name, getattr(result, name) + getattr(receipt, name))
             result.cursor = encoded
             if progress is not None:
-                progress.advance(job, len(rows))
+                progress.advance(job, n_rows)
         return high
 
     def _batches(self, mapping: Mapping, job: Job, source: Engine, sql: str, count_sql: str, params: dict[str, Any],
@@ -272,3 +280,51 @@ def _is_query_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import ProgrammingError
 
     return isinstance(exc, ProgrammingError)
+
+
+_END = object()
+
+
+def _prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Read and map the next batches in a thread while the pipeline writes the current one.
+
+    The source connection lives and dies in that thread; at most ``depth`` batches wait in
+    the queue, so memory stays bounded. An exception of the reader (SourceError …) is
+    raised here, in the caller, where the retry logic is.
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                if not put(item):
+                    break
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
+    reader = threading.Thread(target=produce, name="phip-collect-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=30)
