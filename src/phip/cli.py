@@ -373,6 +373,11 @@ def serve(
     uvicorn.run("phip.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
+from phip.collect.cli import app as collect_app, worker as collect_worker  # noqa: E402  (issue 4: pull collection)
+
+app.add_typer(collect_app, name="collect"); app.command("worker")(collect_worker)  # noqa: E702
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -207,4 +207,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-import phip.quality.tables, phip.reports.tables, phip.web.tables  # noqa: E401,E402,F401  (issue 5 tables)
+# Tables of other areas, declared on the same Base so migrations and the test fixture see them.
+import phip.collect.tables  # noqa: E402,F401
+import phip.quality.tables  # noqa: E402,F401
+import phip.reports.tables  # noqa: E402,F401
+import phip.web.tables  # noqa: E402,F401

@@ -1,0 +1,196 @@
+"""``phip collect probe|run|status`` and ``phip worker``: thin commands over the collect services.
+
+A source is named by its mapping file (a path) or by its name in the sources directory
+(``PHIP_COLLECT_DIR``, default ``<data dir>/collect``). URLs are only ever printed masked.
+Errors end with a Chinese message, a stable code and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .mapping import Job, Mapping, MappingError
+
+app = typer.Typer(help="数据采集 (pull collection from hospital databases through read-only accounts)", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+STATUS_LABELS = {"ok": "成功", "failed": "失败", "running": "运行中", "interrupted": "中断", "skipped": "未执行"}
+
+
+def _fail(message: str, code: str) -> None:
+    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _mapping(ref: str) -> Mapping:
+    from .mapping import find_mapping
+
+    try:
+        return find_mapping(ref)
+    except MappingError as exc:
+        _fail(exc.message, exc.code)
+        raise  # unreachable
+
+
+class _Bars:
+    """Rich progress: one bar per data set."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, job: Job, total: int | None) -> None:
+        if job.key not in self.tasks:
+            self.tasks[job.key] = self.progress.add_task(f"{job.key}", total=total)
+        else:
+            self.progress.update(self.tasks[job.key], total=total)
+
+    def advance(self, job: Job, rows: int) -> None:
+        self.progress.advance(self.tasks[job.key], rows)
+
+
+@app.command("probe")
+def probe(
+    source: str = typer.Argument(..., help="映射文件、数据源名称，或数据库连接串（可含 ${变量}）"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="映射草稿输出文件（默认 <名称>.skeleton.yaml）"),
+    org: str = typer.Option("<医疗机构代码>", "--org", help="写入草稿的医疗机构代码"),
+    name: str | None = typer.Option(None, "--name", help="写入草稿的数据源名称"),
+    count: bool = typer.Option(True, "--count/--no-count", help="统计每张表的行数"),
+) -> None:
+    """探查数据源：列出表、列（含注释）、类型、行数，并生成映射草稿 (list tables and write a mapping skeleton)."""
+    from .mapping import SourceSpec
+    from .probe import inspect_source, propose, skeleton
+    from .source import describe_error, mask_url, open_source, source_url
+
+    if "://" in source:
+        mapping = Mapping.model_construct(source=SourceSpec.model_construct(
+            name=name or "new_source", org=org, url=source, connect_timeout=10, dialect=None))
+        raw_url = source
+    else:
+        mapping = _mapping(source)
+        raw_url = mapping.source.url
+        org = mapping.source.org if org.startswith("<") else org
+    label = name or mapping.source.name
+    try:
+        url = source_url(mapping)
+        engine = open_source(mapping)
+    except MappingError as exc:
+        _fail(exc.message, exc.code)
+    try:
+        with console.status(f"正在探查 {mask_url(url)} …"):
+            tables = inspect_source(engine, count=count)
+    except Exception as exc:  # noqa: BLE001 - any driver failure: say so without the password
+        _fail(f"无法探查数据源（{mask_url(url)}）：{describe_error(exc, url)}", "SOURCE_DOWN")
+    finally:
+        engine.dispose()
+    for t in tables:
+        table = Table(title=f"{t.name}  {t.comment or ''}  {'' if t.rows is None else f'{t.rows}行'}", title_justify="left")
+        for col in ("列名", "类型", "可空", "注释"):
+            table.add_column(col)
+        for c in t.columns:
+            table.add_row(c.name, c.type, "是" if c.nullable else "", c.comment or "")
+        console.print(table)
+    proposals = propose(tables)
+    target = out or Path(f"{label}.skeleton.yaml")
+    # The URL written is the one given, placeholders intact; a literal password is masked.
+    target.write_text(skeleton(label, org, mask_url(raw_url) if "${" not in raw_url else raw_url, proposals), encoding="utf-8")
+    console.print(f"共 {len(tables)} 张表；为 {len(proposals)} 个数据集建议了映射 → {target}")
+
+
+@app.command("run")
+def run(
+    source: str = typer.Argument(..., help="映射文件或数据源名称"),
+    dataset: list[str] = typer.Option(None, "--dataset", "-d", help="只采集这些数据集（可重复）"),
+    full: bool = typer.Option(False, "--full", help="忽略游标，全量重采（已有数据按内容去重，不会重复）"),
+) -> None:
+    """按映射采集数据源并送入统一入库流程 (extract, map and ingest)."""
+    from phip import runtime
+
+    from .runner import Collector
+    from .source import mask_url
+    from .state import SourceBusy
+
+    mapping = _mapping(source)
+    collector = Collector(runtime.engine(), runtime.pipeline())
+    console.print(f"数据源 {mapping.name}（{mask_url(mapping.source.url)}）→ 机构 {mapping.source.org}"
+                  + ("，全量" if full else "，增量"), highlight=False)
+    from phip.ingest.pipeline import IngestError
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("行"),
+                  TimeElapsedColumn(), console=console) as progress:
+        try:
+            results = collector.run(mapping, dataset or None, full=full, progress=_Bars(progress), count=True)
+        except SourceBusy as exc:
+            _fail(exc.message, exc.code)
+        except (MappingError, IngestError) as exc:
+            _fail(exc.message, exc.code)
+    table = Table(title="采集结果")
+    for col in ("数据集", "状态", "读取", "新增", "更新", "未变化", "拒收", "含警告", "游标", "错误"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.job, STATUS_LABELS.get(r.status, r.status), str(r.rows_read), str(r.accepted), str(r.updated),
+                      str(r.unchanged), str(r.rejected), str(r.warnings), r.cursor or "", r.error or "")
+    console.print(table)
+    if any(r.rejected for r in results):
+        console.print("拒收记录及原因已保存，医疗机构可通过 GET /api/v1/feedback 获取。")
+    if any(r.status != "ok" for r in results):
+        raise typer.Exit(2)
+
+
+@app.command("status")
+def status(source: str | None = typer.Argument(None, help="数据源名称（默认全部）")) -> None:
+    """各数据源、数据集的游标、最近一次采集、读取/入库/拒收条数和最近错误 (status)."""
+    from phip import runtime
+
+    from .state import status as collect_status
+
+    rows = collect_status(runtime.engine(), source)
+    table = Table(title="数据采集状态")
+    for col in ("数据源", "数据集", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
+        table.add_column(col)
+    for r in rows:
+        run = r.run
+        started = f"{run.started_at:%Y-%m-%d %H:%M:%S}" if run else ""
+        state = STATUS_LABELS.get(run.status, run.status) if run else ""
+        if run is not None and run.status == "running" and r.lease_holder is None:
+            state = "中断"
+        table.add_row(r.source, r.job, r.cursor or "", started, state, str(run.rows_read if run else 0),
+                      str(run.accepted if run else 0), str(run.updated if run else 0), str(run.rejected if run else 0),
+                      (run.error or "") if run else "", f"{r.next_run_at:%Y-%m-%d %H:%M}" if r.next_run_at else "")
+    console.print(table)
+    if not rows:
+        console.print("尚无采集记录：用 phip collect run <数据源> 开始采集")
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="只检查一轮（调试、cron）"),
+    poll: float = typer.Option(30.0, "--poll", min=0.1, help="两轮检查的间隔秒数"),
+) -> None:
+    """采集进程：按各数据源的 schedule 定时采集；多个进程可同时运行，同一数据源不会被重复采集 (scheduled collection)."""
+    from phip import runtime
+
+    from .mapping import sources_dir
+    from .scheduler import PassReport, Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    w = Worker(runtime.engine(), runtime.pipeline())
+    console.print(f"采集进程 {w.holder} 启动，数据源目录 {sources_dir()}", highlight=False)
+
+    def report(p: PassReport) -> None:
+        for name, results in p.ran.items():
+            bad = [r for r in results if r.status != "ok"]
+            console.print(f"{name}：读取 {sum(r.rows_read for r in results)} 行，新增 {sum(r.accepted for r in results)}，"
+                          f"拒收 {sum(r.rejected for r in results)}" + (f"，失败：{bad[0].error}" if bad else ""), highlight=False)
+        for name in p.busy:
+            console.print(f"{name}：正由其他采集进程处理，跳过", highlight=False)
+        for name, message in p.broken.items():
+            console.print(f"[red]{name}：{message}[/]", highlight=False)
+
+    w.loop(poll=poll, once=once, on_pass=report)

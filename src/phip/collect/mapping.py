@@ -1,0 +1,334 @@
+"""The mapping file of a source (采集映射): one YAML per hospital database.
+
+It says where the database is (a SQLAlchemy URL whose secrets are ``${NAME}`` placeholders
+resolved from the environment or a secrets file), when to pull (``schedule``), and for each
+data set of the standard: the SELECT (or a table), how columns become fields (column, concat,
+constant, date format, trim, local-code map) and the incremental cursor. Keeping it as data
+means a new hospital is a new file, not new code. The format is documented with a complete
+worked example in docs/collect-mapping.md; ``examples/his_demo.yaml`` is that example.
+
+Loading checks everything that can be checked without the source: data sets and fields exist
+in the standard, every required field is mapped, code maps exist, and every query passes the
+read-only guard — so a bad mapping fails before any connection is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from phip.standard.catalog import Standard, load_standard
+
+from .guard import DIALECTS, ReadOnlyViolation, check_query
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+#: Fields the pipeline fills from the sending institution; a mapping need not map them.
+PIPELINE_FILLED = frozenset({"org_code", "org_name"})
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used; ``code`` is stable, ``message`` Chinese."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """``90`` (seconds), ``"30s"``, ``"10m"``, ``"2h"``, ``"1d"``."""
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"时长“{value}”格式不正确，应为数字加单位 s/m/h/d，如 10m")
+    number, unit = int(match.group(1)), match.group(2) or "s"
+    return timedelta(seconds=number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    org: str = Field(min_length=1, max_length=32, description="医疗机构代码（统一社会信用代码）")
+    url: str = Field(min_length=1, description="SQLAlchemy URL; secrets as ${NAME}")
+    dialect: str | None = None
+    schedule: str | None = None  # "15m" = every 15 minutes; None = manual runs only
+    batch_size: int = Field(1000, ge=1, le=50000)
+    retries: int = Field(3, ge=0, le=20)
+    backoff: str = "2s"
+    connect_timeout: int = Field(10, ge=1, le=600)
+
+    @field_validator("schedule", "backoff")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @property
+    def interval(self) -> timedelta | None:
+        return parse_duration(self.schedule) if self.schedule else None
+
+    @property
+    def backoff_delta(self) -> timedelta:
+        return parse_duration(self.backoff)
+
+    @property
+    def backend(self) -> str | None:
+        """SQLAlchemy backend name, from ``dialect`` or the URL scheme when it is not a placeholder."""
+        if self.dialect:
+            return self.dialect
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0]
+        return scheme if scheme in DIALECTS else None
+
+
+class CursorSpec(BaseModel):
+    """The incremental cursor (增量游标): an update-time column or an increasing id."""
+
+    model_config = ConfigDict(extra="forbid")
+    column: str = Field(pattern=IDENTIFIER.pattern)
+    kind: Literal["time", "id"] = "time"
+    overlap: str | int = "10m"  # time: a duration re-read on every run; id: a number of ids
+
+    @model_validator(mode="after")
+    def _overlap(self) -> CursorSpec:
+        if self.kind == "time":
+            parse_duration(self.overlap)
+        elif not isinstance(self.overlap, int) or self.overlap < 0:
+            raise ValueError("id 类游标的 overlap 应为非负整数（回读的编号个数）")
+        return self
+
+    @property
+    def overlap_value(self) -> timedelta | int:
+        return parse_duration(self.overlap) if self.kind == "time" else int(self.overlap)
+
+
+class FieldMap(BaseModel):
+    """How one standard field is made from a row: exactly one of column / concat / const."""
+
+    model_config = ConfigDict(extra="forbid")
+    column: str | None = None
+    concat: list[str] | None = None
+    sep: str = ""
+    const: Any = None
+    format: str | None = None  # strptime format for a date/datetime held as text, e.g. "%Y%m%d"
+    codes: str | dict[str, str] | None = None  # name in the top-level codes section, or inline
+    trim: bool = True
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldMap:
+        given = [k for k in ("column", "concat", "const") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("每个字段须且只须指定 column、concat、const 之一")
+        return self
+
+    def columns(self) -> list[str]:
+        return [self.column] if self.column else list(self.concat or [])
+
+
+class Job(BaseModel):
+    """One data set pulled by one query."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    dataset: str
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    query: str | None = None
+    from_: str | None = Field(None, alias="from", pattern=IDENTIFIER.pattern)
+    cursor: CursorSpec | None = None
+    batch_size: int | None = Field(None, ge=1, le=50000)
+    fields: dict[str, str | FieldMap]
+
+    @model_validator(mode="after")
+    def _source(self) -> Job:
+        if (self.query is None) == (self.from_ is None):
+            raise ValueError("须且只须指定 query（SELECT语句）或 from（表名）之一")
+        self.fields = {k: FieldMap(column=v) if isinstance(v, str) else v for k, v in self.fields.items()}
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or self.dataset
+
+    @property
+    def sql(self) -> str:
+        return self.query.strip().rstrip(";") if self.query else f"SELECT * FROM {self.from_}"
+
+
+class Mapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: SourceSpec
+    codes: dict[str, dict[str, str]] = Field(default_factory=dict)
+    datasets: list[Job] = Field(min_length=1)
+    path: Path | None = Field(None, exclude=True)
+
+    @field_validator("codes", mode="before")
+    @classmethod
+    def _codes_as_text(cls, v: Any) -> Any:
+        # YAML reads 1: 男 as an int key; local codes are text.
+        if isinstance(v, dict):
+            return {name: {str(k): str(val) for k, val in (table or {}).items()} for name, table in v.items()}
+        return v
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def job(self, ref: str) -> Job:
+        for job in self.datasets:
+            if ref in (job.key, job.dataset):
+                return job
+        raise MappingError("UNKNOWN_JOB", f"数据源{self.name}的映射中没有数据集“{ref}”")
+
+    def code_map(self, ref: str | dict[str, str]) -> dict[str, str]:
+        if isinstance(ref, dict):
+            return {str(k): str(v) for k, v in ref.items()}
+        return self.codes[ref]
+
+
+def check_mapping(mapping: Mapping, standard: Standard | None = None) -> Mapping:
+    """The checks that need the standard and the guard (see the module docstring)."""
+    std = standard or load_standard()
+    keys = [j.key for j in mapping.datasets]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise MappingError("DUPLICATE_JOB", f"数据集映射重名：{', '.join(dup)}（同一数据集多段查询时请用 name 区分）")
+    for job in mapping.datasets:
+        try:
+            ds = std.dataset(job.dataset)
+        except KeyError:
+            raise MappingError("UNKNOWN_DATASET", f"数据集“{job.dataset}”不存在，请查阅省平台数据采集标准") from None
+        where = f"数据集{job.key}"
+        names = {f.name for f in ds.fields}
+        unknown = [f for f in job.fields if f not in names]
+        if unknown:
+            raise MappingError("UNKNOWN_FIELD", f"{where}映射了标准中没有的字段：{', '.join(unknown)}")
+        missing = [f"{f.name}（{f.label}）" for f in ds.fields if f.required and f.name not in job.fields
+                   and f.name not in PIPELINE_FILLED]
+        if missing:
+            raise MappingError("REQUIRED_UNMAPPED", f"{where}的必填字段未映射：{'、'.join(missing)}")
+        for name, fm in job.fields.items():
+            assert isinstance(fm, FieldMap)
+            for col in fm.columns():
+                if not IDENTIFIER.match(col):
+                    raise MappingError("BAD_COLUMN", f"{where}字段{name}的列名“{col}”不合法")
+            if isinstance(fm.codes, str) and fm.codes not in mapping.codes:
+                raise MappingError("UNKNOWN_CODES", f"{where}字段{name}引用的代码对照表“{fm.codes}”未在 codes 中定义")
+            if fm.codes is not None and ds.field(name).type != "code":
+                raise MappingError("CODES_ON_NON_CODE", f"{where}字段{name}不是代码字段，不能配置代码对照")
+        try:
+            check_query(job.sql, mapping.source.backend, f"{where}的查询")
+        except ReadOnlyViolation as exc:
+            raise MappingError(exc.code, exc.message) from None
+    return mapping
+
+
+def load_mapping(source: str | Path, standard: Standard | None = None) -> Mapping:
+    """Load and check a mapping file (a path) or YAML text."""
+    path = Path(source) if not isinstance(source, str) or "\n" not in source else None
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None else str(source)
+    except OSError as exc:
+        raise MappingError("MAPPING_NOT_FOUND", f"无法读取映射文件{path}：{exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError("MAPPING_YAML", f"映射文件不是有效的YAML：{exc}") from None
+    if not isinstance(data, dict):
+        raise MappingError("MAPPING_YAML", "映射文件应为包含 source、datasets 的YAML对象")
+    try:
+        mapping = Mapping.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise MappingError("MAPPING_INVALID", f"映射文件第“{loc}”项有误：{first['msg']}") from None
+    mapping.path = path
+    return check_mapping(mapping, standard)
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def _secrets_file() -> Path:
+    explicit = os.environ.get("PHIP_SECRETS_FILE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("PHIP_DATA_DIR", "data")) / "secrets.env"
+
+
+def read_secrets(path: Path | None = None) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments, optional quotes); a missing file is empty."""
+    path = path or _secrets_file()
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return values
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def resolve_url(spec: SourceSpec) -> str:
+    """The URL with every ``${NAME}`` replaced (environment first, then the secrets file)."""
+    names = _PLACEHOLDER.findall(spec.url)
+    if not names:
+        return spec.url
+    secrets = None
+    values = {}
+    for name in names:
+        if name in os.environ:
+            values[name] = os.environ[name]
+            continue
+        if secrets is None:
+            secrets = read_secrets()
+        if name not in secrets:
+            raise MappingError(
+                "SECRET_MISSING", f"数据源{spec.name}的连接串引用的变量{name}未在环境变量或密钥文件（{_secrets_file()}）中设置"
+            )
+        values[name] = secrets[name]
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], spec.url)
+
+
+def sources_dir() -> Path:
+    explicit = os.environ.get("PHIP_COLLECT_DIR")
+    return Path(explicit) if explicit else Path(os.environ.get("PHIP_DATA_DIR", "data")) / "collect"
+
+
+def find_mapping(ref: str, standard: Standard | None = None) -> Mapping:
+    """A source by path, or by name among ``*.yaml`` in the sources directory."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_mapping(path, standard)
+    directory = sources_dir()
+    for candidate in sorted(directory.glob("*.y*ml")):
+        if candidate.stem == ref:
+            return load_mapping(candidate, standard)
+    for candidate in sorted(directory.glob("*.y*ml")):
+        mapping = load_mapping(candidate, standard)
+        if mapping.name == ref:
+            return mapping
+    raise MappingError("UNKNOWN_SOURCE", f"数据源“{ref}”不存在：既不是映射文件路径，也不在采集目录{directory}中")
+
+
+def all_mappings(standard: Standard | None = None) -> tuple[list[Mapping], list[tuple[Path, MappingError]]]:
+    """Every mapping in the sources directory, and the files that failed to load."""
+    good, bad = [], []
+    for path in sorted(sources_dir().glob("*.y*ml")):
+        try:
+            good.append(load_mapping(path, standard))
+        except MappingError as exc:
+            bad.append((path, exc))
+    return good, bad

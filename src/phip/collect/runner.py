@@ -1,0 +1,330 @@
+"""Run a source: extract → map → THE ingest pipeline → advance the cursor.
+
+For each job of the mapping:
+
+1. read the watermark (the highest cursor value already committed) and query the source for
+   rows at or after *watermark − overlap*, ordered by the cursor, through a server-side
+   cursor (``stream_results`` + ``yield_per``) so memory stays flat whatever the table size;
+2. map each batch of rows to records and hand it to :meth:`Pipeline.ingest` — the only way
+   a record enters the platform (``source="collect"``);
+3. only after the pipeline has committed the batch, in a second transaction: move the
+   watermark to the batch's highest cursor value, add the counts to the run, renew the lease.
+
+A kill between 2 and 3 leaves the watermark behind the committed data; the next run re-reads
+those rows and the pipeline recognises them by content hash (unchanged), so there is no gap
+and no duplicate. The overlap window does the same for rows whose transaction committed on
+the source after later rows were read.
+
+Source failures (down, timeout, connection dropped mid-stream) are retried with exponential
+backoff, resuming from the watermark; after the last retry the run is marked failed with a
+Chinese reason and the remaining jobs of the source are not attempted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, text
+
+from phip.ingest.pipeline import IngestError, Pipeline
+from phip.standard.validate import parse_datetime
+
+from . import state
+from .guard import ReadOnlyViolation, check_query
+from .mapping import Job, Mapping, MappingError
+from .source import SourceError, describe_error, mask_url, open_source, source_url
+from .transform import RowMapper
+
+
+class Progress(Protocol):
+    def start(self, job: Job, total: int | None) -> None: ...
+    def advance(self, job: Job, rows: int) -> None: ...
+
+
+@dataclass
+class JobResult:
+    source: str
+    job: str
+    dataset: str
+    run_id: int | None
+    status: str  # ok | failed | skipped
+    rows_read: int = 0
+    accepted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    cursor: str | None = None
+    error: str | None = None
+    code: str | None = None
+
+
+class _JobFailed(Exception):
+    def __init__(self, result: JobResult, source_down: bool):
+        super().__init__(result.error)
+        self.result = result
+        self.source_down = source_down
+
+
+def build_sql(job: Job, since: Any) -> tuple[str, str, dict[str, Any]]:
+    """(query, count query, parameters) for one extraction from ``since`` (None = from the start)."""
+    base = job.sql
+    if job.cursor is None:
+        return base, f"SELECT COUNT(*) FROM ({base}) src", {}
+    col = job.cursor.column.split(".")[-1]
+    where = f" WHERE src.{col} >= :since" if since is not None else ""
+    params = {"since": since} if since is not None else {}
+    return (f"SELECT * FROM ({base}) src{where} ORDER BY src.{col}",
+            f"SELECT COUNT(*) FROM ({base}) src{where}", params)
+
+
+def _cursor_value(kind: str, raw: Any) -> Any:
+    if raw is None:
+        return None
+    if kind == "id":
+        return int(raw)
+    if isinstance(raw, datetime):
+        return raw
+    return parse_datetime(str(raw))
+
+
+class Collector:
+    """Runs the jobs of a source under its lease. One per process is enough."""
+
+    def __init__(self, engine: Engine, pipeline: Pipeline | None = None, holder: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.engine = engine
+        self.pipeline = pipeline or Pipeline(engine)
+        self.holder = holder or state.new_holder()
+        self.sleep = sleep
+
+    def run(self, mapping: Mapping, jobs: Sequence[str] | None = None, *, full: bool = False,
+            progress: Progress | None = None, count: bool = False,
+            guard: Callable[[], bool] | None = None) -> list[JobResult]:
+        """Run the selected jobs (all by default); raises SourceBusy when another holder runs it.
+        ``guard`` is asked once the lease is held; False means "nothing to do" (the scheduler's
+        second due-check)."""
+        selected = [mapping.job(j) for j in jobs] if jobs else list(mapping.datasets)
+        for job in selected:
+            self.pipeline.dataset(job.dataset)  # unknown data set: fail before taking the lease
+        self.pipeline.institution_name(mapping.source.org)
+        state.acquire_lease(self.engine, mapping.name, mapping.source.org, self.holder)
+        results: list[JobResult] = []
+        source = None
+        try:
+            if guard is not None and not guard():
+                return results
+            source = open_source(mapping)
+            down: str | None = None
+            for job in selected:
+                if down is not None:
+                    results.append(JobResult(mapping.name, job.key, job.dataset, None, "skipped",
+                                             error=f"数据源不可用，未执行：{down}", code="SOURCE_DOWN"))
+                    continue
+                try:
+                    results.append(self._run_job(mapping, job, source, full, progress, count))
+                except _JobFailed as failed:
+                    results.append(failed.result)
+                    if failed.source_down:
+                        down = failed.result.error
+        finally:
+            if source is not None:
+                source.dispose()
+            state.release_lease(self.engine, mapping.name, self.holder)
+        return results
+
+    # -- one job ---------------------------------------------------------------------------
+
+    def _run_job(self, mapping: Mapping, job: Job, source: Engine, full: bool,
+                 progress: Progress | None, count: bool) -> JobResult:
+        kind = job.cursor.kind if job.cursor else "none"
+        with self.engine.connect() as conn:
+            stored = state.get_cursor(conn, mapping.name, job.key, kind) if job.cursor else None
+        since = None if full else stored
+        run_id = state.start_run(self.engine, mapping.name, job.key, job.dataset, self.holder, full, since, kind)
+        result = JobResult(mapping.name, job.key, job.dataset, run_id, "running",
+                           cursor=state.encode_cursor(kind, stored) if stored is not None else None)
+        spec = mapping.source
+        failures = 0
+        high = stored
+        while True:
+            committed_before = result.rows_read
+            try:
+                high = self._extract(mapping, job, source, since, high, result, progress, count and failures == 0)
+                result.status = "ok"
+                state.finish_run(self.engine, run_id, "ok", attempts=failures + 1)
+                return result
+            except SourceError as exc:
+                if result.rows_read > committed_before:
+                    failures = 0  # progress was made: count consecutive failures only
+                failures += 1
+                if failures > spec.retries:
+                    return self._fail(result, run_id, exc.message, "SOURCE_DOWN", failures, source_down=True)
+                self.sleep(spec.backoff_delta.total_seconds() * 2 ** (failures - 1))
+                if high is not None:
+                    since = high  # resume from what this run has committed
+            except (MappingError, ReadOnlyViolation) as exc:
+                return self._fail(result, run_id, exc.message, exc.code, failures + 1)
+            except IngestError as exc:
+                return self._fail(result, run_id, exc.message, exc.code, failures + 1)
+            except state.LeaseLost as exc:
+                return self._fail(result, run_id, exc.message, exc.code, failures + 1, source_down=True)
+            except Exception as exc:
+                # The platform store failed (the source's errors are SourceError): stop this
+                # source; the worker retries it on its backoff schedule.
+                return self._fail(result, run_id, f"平台数据库错误：{describe_error(exc)}", "PLATFORM_ERROR",
+                                  failures + 1, source_down=True)
+            except BaseException:
+                state.finish_run(self.engine, run_id, "interrupted", "采集被中断（Ctrl-C 或进程退出）", failures + 1)
+                raise
+
+    def _fail(self, result: JobResult, run_id: int, message: str, code: str, attempts: int,
+              source_down: bool = False) -> JobResult:
+        result.status, result.error, result.code = "failed", f"[{code}] {message}", code
+        state.finish_run(self.engine, run_id, "failed", result.error, attempts)
+        raise _JobFailed(result, source_down)
+
+    def _extract(self, mapping: Mapping, job: Job, source: Engine, since: Any, high: Any, result: JobResult,
+                 progress: Progress | None, count: bool) -> Any:
+        cursor = job.cursor
+        kind = cursor.kind if cursor else "none"
+        start = None
+        if cursor is not None and since is not None:
+            start = since - cursor.overlap_value
+            if source.dialect.name == "sqlite" and isinstance(start, datetime):
+                start = start.isoformat(sep=" ")  # SQLite holds times as text
+        check_query(job.sql, source.dialect.name, f"数据集{job.key}的查询")  # the mapping's own text, then
+        sql, count_sql, params = build_sql(job, start)
+        check_query(sql, source.dialect.name, f"数据集{job.key}的查询")  # what is actually sent
+        dataset = self.pipeline.dataset(job.dataset)
+        batch_size = job.batch_size or mapping.source.batch_size
+        ref = f"{mapping.name}/{job.key}#{result.run_id}"
+        def mapped() -> Iterator[tuple[int, list[Any], Any]]:
+            number = result.rows_read
+            for rows, mapper in self._batches(mapping, job, source, sql, count_sql, params, batch_size, progress, count):
+                records = [mapper(row, number + i + 1) for i, row in enumerate(rows)]
+                number += len(rows)
+                batch_high = None
+                if mapper.cursor_index is not None:
+                    idx = mapper.cursor_index
+                    values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
+                    batch_high = max(values) if values else None
+                yield len(rows), records, batch_high
+
+        for n_rows, records, batch_high in _prefetch(mapped()):
+            receipt = self.pipeline.ingest(mapping.source.org, dataset.code, records, source="collect", source_ref=ref)
+            if batch_high is not None and (high is None or batch_high > high):
+                high = batch_high
+            with self.engine.begin() as conn:  # only now: the pipeline has committed the batch
+                state.renew_lease(conn, mapping.name, self.holder)
+                if cursor is not None and high is not None:
+                    state.set_cursor(conn, mapping.name, job.key, kind, high, result.run_id or 0)
+                encoded = state.encode_cursor(kind, high) if high is not None else None
+                state.add_to_run(conn, result.run_id or 0, rows=n_rows, receipt=receipt, cursor_to=encoded)
+            result.rows_read += n_rows
+            for name in ("accepted", "updated", "unchanged", "rejected", "warnings"):
+                setattr(result, name, getattr(result, name) + getattr(receipt, name))
+            result.cursor = encoded
+            if progress is not None:
+                progress.advance(job, n_rows)
+        return high
+
+    def _batches(self, mapping: Mapping, job: Job, source: Engine, sql: str, count_sql: str, params: dict[str, Any],
+                 batch_size: int, progress: Progress | None, count: bool) -> Iterator[tuple[Sequence[Any], RowMapper]]:
+        """Batches of rows from a server-side cursor; every driver failure becomes SourceError."""
+        url = source_url(mapping)
+        where = f"数据源{mapping.name}（{mask_url(url)}）"
+        try:
+            conn = source.connect()
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is the source's
+            raise SourceError(f"无法连接{where}：{describe_error(exc, url)}") from None
+        with conn:
+            try:
+                total = conn.execute(text(count_sql), params).scalar() if count else None
+                if progress is not None:
+                    progress.start(job, total)
+                result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
+                partitions = result.partitions(batch_size)
+            except Exception as exc:  # noqa: BLE001
+                if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
+                    raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
+                if _is_driver_error(exc):
+                    raise SourceError(f"{where}查询失败：{describe_error(exc, url)}") from None
+                raise
+            mapper = RowMapper(mapping, job, self.pipeline.dataset(job.dataset), list(result.keys()))
+            while True:
+                try:
+                    rows = next(partitions)
+                except StopIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    if _is_driver_error(exc):
+                        raise SourceError(f"{where}读取中断：{describe_error(exc, url)}") from None
+                    raise
+                yield rows, mapper
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    return isinstance(exc, DBAPIError | OperationalError | InterfaceError | OSError | ConnectionError)
+
+
+def _is_query_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import ProgrammingError
+
+    return isinstance(exc, ProgrammingError)
+
+
+_END = object()
+
+
+def _prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Read and map the next batches in a thread while the pipeline writes the current one.
+
+    The source connection lives and dies in that thread; at most ``depth`` batches wait in
+    the queue, so memory stays bounded. An exception of the reader (SourceError …) is
+    raised here, in the caller, where the retry logic is.
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                if not put(item):
+                    break
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
+    reader = threading.Thread(target=produce, name="phip-collect-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=30)

@@ -1,0 +1,134 @@
+"""Scheduled collection: the ``phip worker`` loop (and the same loop in a service thread).
+
+Every pass reloads the mapping files of the sources directory (an edited mapping applies at
+the next pass), and for each source with a schedule whose next run is due: takes the lease,
+checks again that the run is still due (another worker may have just finished it), runs it
+and sets the next run — the schedule's interval after a success, an exponential backoff
+(capped at the interval) after a failure. Workers share nothing but the platform database,
+so any number can run on any number of machines; the lease keeps them off each other's
+sources.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from phip.ingest.pipeline import IngestError, Pipeline
+from phip.standard.validate import platform_now
+
+from . import state
+from .mapping import Mapping, all_mappings
+from .runner import Collector, JobResult
+
+log = logging.getLogger("phip.collect")
+
+
+@dataclass
+class PassReport:
+    ran: dict[str, list[JobResult]] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
+    not_due: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # mapping file → error
+
+
+def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
+    """After the n-th failure in a row: 1, 2, 4 … minutes, never longer than the schedule."""
+    interval = mapping.source.interval or timedelta(hours=1)
+    return min(interval, timedelta(minutes=2 ** min(max(failures - 1, 0), 16)))
+
+
+class Worker:
+    def __init__(self, engine: Engine, pipeline: Pipeline | None = None, holder: str | None = None):
+        self.engine = engine
+        self.collector = Collector(engine, pipeline, holder)
+
+    @property
+    def holder(self) -> str:
+        return self.collector.holder
+
+    def run_pass(self, mappings: list[Mapping] | None = None) -> PassReport:
+        """One look at every scheduled source; runs those that are due."""
+        report = PassReport()
+        if mappings is None:
+            mappings, bad = all_mappings()
+            for path, exc in bad:
+                report.broken[str(path)] = exc.message
+                log.error("mapping %s unusable: [%s] %s", path, exc.code, exc.message)
+        for mapping in mappings:
+            if mapping.source.interval is None:
+                continue
+            if not self._due(mapping):
+                report.not_due.append(mapping.name)
+                continue
+            try:
+                results = self._run_if_still_due(mapping)
+            except state.SourceBusy as exc:
+                report.busy.append(mapping.name)
+                log.info("%s", exc.message)
+                continue
+            except IngestError as exc:  # unknown institution or data set: a mapping to fix
+                report.broken[mapping.name] = exc.message
+                continue
+            if results is None:
+                report.not_due.append(mapping.name)
+            else:
+                report.ran[mapping.name] = results
+        return report
+
+    def _due(self, mapping: Mapping) -> bool:
+        row = state.source_state(self.engine, mapping.name)
+        return row is None or row.next_run_at is None or row.next_run_at <= platform_now()
+
+    def _run_if_still_due(self, mapping: Mapping) -> list[JobResult] | None:
+        # The collector takes the lease; checking "due" again inside it closes the window in
+        # which another worker finished this source between our first check and the lease.
+        checked: dict[str, bool] = {}
+
+        def still_due() -> bool:
+            checked["due"] = self._due(mapping)
+            return checked["due"]
+
+        results = self.collector.run(mapping, guard=still_due)
+        if not checked.get("due", True):
+            return None
+        failed = [r for r in results if r.status != "ok"]
+        row = state.source_state(self.engine, mapping.name)
+        now = platform_now()
+        if failed:
+            failures = (row.failures if row else 0) + 1
+            state.set_schedule(self.engine, mapping.name, next_run_at=now + next_after_failure(mapping, failures),
+                               failures=failures, last_error=failed[0].error)
+            log.warning("source %s failed (%d in a row): %s", mapping.name, failures, failed[0].error)
+        else:
+            state.set_schedule(self.engine, mapping.name, next_run_at=now + (mapping.source.interval or timedelta()),
+                               failures=0, last_error=None)
+            log.info("source %s: %d rows read", mapping.name, sum(r.rows_read for r in results))
+        return results
+
+    def loop(self, poll: float = 30.0, stop: threading.Event | None = None, once: bool = False,
+             on_pass: Callable[[PassReport], None] | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                report = self.run_pass()
+                if on_pass is not None:
+                    on_pass(report)
+            except Exception:  # noqa: BLE001 - the platform database may be down: keep the worker alive
+                log.exception("collection pass failed")
+            if once:
+                return
+            stop.wait(poll)
+
+
+def start_in_background(engine: Engine, pipeline: Pipeline | None = None, poll: float = 30.0) -> threading.Event:
+    """Run the worker loop in a daemon thread of the service; set the returned event to stop it."""
+    stop = threading.Event()
+    worker = Worker(engine, pipeline)
+    threading.Thread(target=worker.loop, kwargs={"poll": poll, "stop": stop}, name="phip-collect", daemon=True).start()
+    return stop

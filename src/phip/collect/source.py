@@ -1,0 +1,116 @@
+"""Connections to hospital databases: read-only sessions, streaming, masked URLs.
+
+The guard refuses writing SQL; the session refuses writes too, where the dialect allows:
+MariaDB/MySQL ``SET SESSION TRANSACTION READ ONLY`` (pymysql ``init_command``), PostgreSQL
+``default_transaction_read_only`` (libpq ``options``), SQLite ``mode=ro`` URI plus
+``PRAGMA query_only``. SQL Server and Oracle have no session-wide switch a client can set;
+there the read-only account and the guard carry the rule.
+
+Passwords never leave this module: URLs are shown with ``***`` and driver messages are
+scrubbed of the password before they reach a log, a status table or the terminal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .mapping import Mapping, MappingError, resolve_url
+
+
+class SourceError(Exception):
+    """The source cannot be reached or failed while being read (retried with backoff)."""
+
+    code = "SOURCE_ERROR"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ``***`` (safe to print and log)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<无法解析的连接串>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def describe_error(exc: BaseException, url: URL | None = None) -> str:
+    """A short, password-free description of a driver error."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()[0] if str(orig if orig is not None else exc).strip() else type(exc).__name__
+    text = _scrub(text, url.password if url is not None and url.password else None)
+    return text[:500]
+
+
+def source_url(mapping: Mapping) -> URL:
+    try:
+        return make_url(resolve_url(mapping.source))
+    except ArgumentError:
+        raise MappingError("BAD_URL", f"数据源{mapping.name}的连接串格式不正确：{mask_url(mapping.source.url)}") from None
+
+
+def open_source(mapping: Mapping) -> Engine:
+    """An engine whose every session is read-only where the dialect allows it."""
+    url = source_url(mapping)
+    backend = url.get_backend_name()
+    timeout = mapping.source.connect_timeout
+    kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_size": 1, "max_overflow": 1} if backend != "sqlite" else {}
+    connect_args: dict[str, Any] = {}
+    if backend in ("mysql", "mariadb"):
+        # net_write_timeout: the server waits that long for us to read the next rows of a
+        # streamed result while a batch is in the pipeline.
+        connect_args = {"init_command": "SET SESSION TRANSACTION READ ONLY", "connect_timeout": timeout,
+                        "read_timeout": max(timeout, 600), "charset": url.query.get("charset", "utf8mb4")}
+    elif backend == "postgresql":
+        connect_args = {"options": "-c default_transaction_read_only=on", "connect_timeout": timeout,
+                        "application_name": "phip-collect"}
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        url = _sqlite_read_only(url)
+        connect_args = {"uri": True, "timeout": timeout}
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if backend == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _query_only(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.execute("PRAGMA query_only = ON")
+
+    elif backend in ("mysql", "mariadb"):
+
+        @event.listens_for(engine, "connect")
+        def _net_timeout(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET SESSION net_write_timeout = 600")
+
+    elif backend == "oracle":
+
+        @event.listens_for(engine, "begin")
+        def _read_only_tx(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
+def _sqlite_read_only(url: URL) -> URL:
+    """``sqlite:///path`` → ``sqlite:///file:path?mode=ro&uri=true`` (fails if the file is missing)."""
+    database = url.database or ""
+    if database.startswith("file:"):
+        query = dict(url.query)
+        query.setdefault("mode", "ro")
+        query["uri"] = "true"
+        return url.set(query=query)
+    if not database or database == ":memory:":
+        raise MappingError("BAD_URL", "SQLite数据源须指定数据库文件路径")
+    return url.set(database=f"file:{Path(database).resolve()}", query={"mode": "ro", "uri": "true"})

@@ -1,0 +1,101 @@
+"""The worked example pulled from a synthetic HIS on MariaDB, PostgreSQL and SQLite into the
+platform on SQLite and PostgreSQL: counts and values row for row, the planted bad rows kept as
+findings the hospital can fetch, incremental reruns, corrections and a full re-pull."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from phip.api.app import create_app
+from phip.collect import his_synth
+from phip.collect.runner import Collector
+from phip.orgs.keys import create_key
+from phip.standard.validate import platform_now
+from phip.store import models as m
+from tests.collect_support import ORG_CODE, assert_matches_truth, demo_mapping, execute, source_url, stored
+
+
+@pytest.fixture(scope="module", params=["mariadb", "postgresql", "sqlite"])
+def his(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("his")
+    url = source_url(request.param, "test", tmp)
+    data = his_synth.build(url, seed=7, days=1, visits=20, admissions=4)
+    return url, data, tmp
+
+
+def _by_job(results):
+    return {r.job: r for r in results}
+
+
+def test_worked_example_row_for_row(his, engine):
+    url, data, tmp = his
+    mapping = demo_mapping(url, tmp)
+    first = _by_job(Collector(engine).run(mapping))
+    assert {r.status for r in first.values()} == {"ok"}, [r.error for r in first.values()]
+    assert len(first) == 10
+    for job in mapping.datasets:
+        r = first[job.key]
+        assert r.accepted == len(data.truth.get(job.dataset, {})), job.key
+        assert r.rejected == len(data.bad.get(job.dataset, {})), job.key
+        assert r.rows_read == r.accepted + r.rejected
+    assert_matches_truth(engine, data)
+
+    # The planted rows are kept as rejections with the precise finding, never dropped.
+    with engine.connect() as conn:
+        rejected = conn.execute(select(m.BatchFinding.dataset, m.BatchFinding.record_key, m.BatchFinding.findings)
+                                .where(m.BatchFinding.rejected.is_(True))).all()
+        sources = set(conn.execute(select(m.Batch.source).distinct()).scalars())
+    assert sources == {"collect"}
+    found = {(r.dataset, r.record_key): {f["code"] for f in r.findings} for r in rejected}
+    planted = {(ds, key): code for ds, bad in data.bad.items() for key, code in bad.items()}
+    assert set(found) == set(planted)
+    for where, code in planted.items():
+        assert code in found[where]
+    bad_patient = next(r for r in rejected if r.dataset == "patient_info")
+    assert bad_patient.findings[0]["field"] == "birth_date" and "19850230" in bad_patient.findings[0]["message"]
+
+    # An incremental rerun only re-reads the overlap window and changes nothing.
+    second = _by_job(Collector(engine).run(mapping))
+    assert sum(r.rows_read for r in second.values()) < sum(r.rows_read for r in first.values())
+    assert sum(r.accepted + r.updated for r in second.values()) == 0
+    assert_matches_truth(engine, data)
+
+
+def test_corrections_new_rows_and_full_repull(engine, tmp_path):
+    url = source_url("sqlite", "changes", tmp_path)
+    data = his_synth.build(url, seed=3, days=1, visits=10, admissions=2)
+    mapping = demo_mapping(url, tmp_path)
+    collector = Collector(engine)
+    collector.run(mapping, ["patient_info", "fee_detail"])
+    patient = next(iter(data.truth["patient_info"]))
+    now = platform_now().replace(microsecond=0)
+    execute(url, "UPDATE BR_JBXX SET BRXM = :n, XGSJ = :t WHERE BRID = :b", n="王更正", t=now, b=patient)
+    top = max(r["MXID"] for r in data.rows["MZ_FYMX"])
+    row = {**data.rows["MZ_FYMX"][-1], "MXID": top + 1, "SFSJ": now - timedelta(minutes=5)}
+    execute(url, "INSERT INTO MZ_FYMX (MXID, JZXH, BRID, BRXM, FYLB, SFXMDM, SFXMMC, DJ, SL, JE, KSDM, KSMC, SFSJ) "
+                 "VALUES (:MXID, :JZXH, :BRID, :BRXM, :FYLB, :SFXMDM, :SFXMMC, :DJ, :SL, :JE, :KSDM, :KSMC, :SFSJ)", **row)
+    again = _by_job(collector.run(mapping, ["patient_info", "fee_detail"]))
+    assert again["patient_info"].updated == 1 and again["patient_info"].accepted == 0
+    assert again["fee_detail"].accepted == 1 and again["fee_detail"].rows_read <= 101 + 1  # id overlap: 100
+    assert stored(engine, "patient_info")[patient]["name"] == "王更正"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.RecordVersion)).scalar_one() == 1
+
+    full = _by_job(collector.run(mapping, ["fee_detail"], full=True))["fee_detail"]
+    assert full.rows_read == len(data.rows["MZ_FYMX"]) + 1
+    assert full.accepted == 0 and full.unchanged == full.rows_read
+
+
+def test_hospital_fetches_collect_findings(engine, tmp_path):
+    url = source_url("sqlite", "feedback", tmp_path)
+    his_synth.build(url, seed=5, days=1, visits=8, admissions=1)
+    Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_registration"])
+    _, key = create_key(engine, ORG_CODE)
+    body = TestClient(create_app(engine)).get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()
+    codes = {(item["dataset"], f["code"], f["field"]) for item in body["items"] for f in item["findings"]}
+    assert ("patient_info", "BAD_DATE", "birth_date") in codes
+    assert ("outpatient_registration", "NOT_IN_DOMAIN", "registration_type_code") in codes
