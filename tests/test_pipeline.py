@@ -239,3 +239,19 @@ def test_stream_failure_keeps_committed_batches_and_resume_fills_the_gap(pipelin
     receipts = list(pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW))
     assert [(r.accepted, r.unchanged) for r in receipts] == [(0, 10), (10, 0), (10, 0)]
     assert count(engine, m.Record) == 30
+
+
+def test_stream_hands_back_the_written_batch_before_a_source_error(pipeline, engine, orgs):
+    """The batch source fails while batch 1 is being written: batch 1 still commits and its
+    receipt comes out before the error, so a cursor kept per receipt covers it."""
+    org, records = visits(orgs, n=20)
+
+    def source():
+        yield records[:10]
+        raise ConnectionError("source went away")
+
+    seen = []
+    with pytest.raises(ConnectionError):
+        for receipt in pipeline.ingest_stream(org, "outpatient_visit", source(), source="collect", now=NOW):
+            seen.append(receipt.accepted)
+    assert seen == [10] and count(engine, m.Record) == 10

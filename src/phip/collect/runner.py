@@ -22,6 +22,8 @@ Chinese reason and the remaining jobs of the source are not attempted.
 
 from __future__ import annotations
 
+from collections import deque
+
 import queue
 import threading
 import time
@@ -217,8 +219,19 @@ class Collector:
                     batch_high = max(values) if values else None
                 yield len(rows), records, batch_high
 
-        for n_rows, records, batch_high in _prefetch(mapped()):
-            receipt = self.pipeline.ingest(mapping.source.org, dataset.code, records, source="collect", source_ref=ref)
+        # The pipeline validates batch k+1 while it writes batch k (ingest_stream) and a reader
+        # thread fetches ahead (_prefetch); each receipt arrives only once its batch is
+        # committed, so the cursor below still trails the platform, never leads it.
+        pending: deque[tuple[int, Any]] = deque()
+
+        def batches() -> Iterator[list[Any]]:
+            for n_rows, records, batch_high in _prefetch(mapped()):
+                pending.append((n_rows, batch_high))
+                yield records
+
+        for receipt in self.pipeline.ingest_stream(mapping.source.org, dataset.code, batches(), source="collect",
+                                                   source_ref=ref):
+            n_rows, batch_high = pending.popleft()
             if batch_high is not None and (high is None or batch_high > high):
                 high = batch_high
             with self.engine.begin() as conn:  # only now: the pipeline has committed the batch

@@ -230,12 +230,24 @@ class Pipeline:
         :meth:`ingest` hold unchanged.
         """
         offset = 0
+        source_batches = iter(batches)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="phip-writer") as writer:
             pending: Future[Receipt] | None = None
-            for records in batches:
-                prepared = self.prepare(
-                    org_code, dataset_ref, records, source=source, source_ref=source_ref, now=now, index_base=offset,
-                )
+            while True:
+                try:
+                    records = next(source_batches, None)
+                    if records is None:
+                        break
+                    prepared = self.prepare(
+                        org_code, dataset_ref, records, source=source, source_ref=source_ref, now=now, index_base=offset,
+                    )
+                except BaseException:
+                    # The source (or a record set) failed: the batch being written still
+                    # commits, so its receipt goes out first — a caller that advances a
+                    # cursor per receipt must not lose track of a committed batch.
+                    if pending is not None:
+                        yield pending.result()
+                    raise
                 offset += len(records)
                 if pending is not None:
                     yield pending.result()
