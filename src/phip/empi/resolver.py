@@ -191,7 +191,7 @@ class _Batch:
             best, best_p, best_w = None, 0.0, 0.0
             seen: set[str] = set()
             for key in block_keys(row):
-                for pid in stored.get(key, ()) + self.batch_index.get(key, []):
+                for pid in [*stored.get(key, ()), *self.batch_index.get(key, ())]:
                     person = self.persons.get(pid)
                     if pid in seen or person is None or person["status"] != "active" or not person["match"]:
                         continue
