@@ -341,3 +341,81 @@ def test_similarities_match_duckdb():
         assert jaro_winkler(a, b) == pytest.approx(jw, abs=1e-12), (a, b)
         if a.isascii() and b.isascii():
             assert within_one_edit(a, b) == (dl <= 1), (a, b)
+
+
+# --- batch relink, API, CLI ----------------------------------------------------------------------------
+
+
+def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
+    """Persons that escaped real-time resolution (loaded as if resolved on identifiers only) are
+    merged by the batch relink; a twin with another ID number is not; each merge can be undone."""
+    from phip.empi.golden import person_row
+    from phip.empi.relink import relink
+    from phip.empi.store import insert_persons
+
+    born = date(1961, 10, 3)
+    people = {
+        "p1": {"name": "欧阳晓华", "sex": "2", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
+        "p2": {"name": "歐陽曉華", "sex": "2", "birth_date": born, "id_no": None, "phone": "13812345678", "address": "南关区 人民大街1号"},
+        "p3": {"name": "欧阳晓花", "sex": "2", "birth_date": born, "id_no": id_number(born, 24), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
+        "p4": {"name": "李四", "sex": "1", "birth_date": date(1990, 1, 1), "id_no": None, "phone": "13900000000", "address": None},
+    }
+    with engine.begin() as conn:
+        rows, blocks = [], {}
+        for pid, values in people.items():
+            cols, keys = person_row(values)
+            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+            blocks[pid] = keys
+        insert_persons(conn, rows, blocks)
+        conn.execute(m.Record.__table__.insert(), [
+            {"org_code": orgs[0][0], "dataset": DATASET, "record_key": f"K{i}", "version": 1, "content_hash": "h",
+             "person_id": pid, "event_time": NOW, "received_at": NOW, "batch_id": "b", "payload": {}}
+            for i, pid in enumerate(people)])
+    before = _state(engine)
+    summary = relink(engine)
+    assert (summary.persons, summary.persons_merged, summary.records_moved) == (4, 1, 1)
+    assert summary.blocked_by_id >= 1  # p3 (twin, other ID number) joins nobody
+    records, _, golden = _state(engine)
+    assert golden["p2"][0] == "merged" and records == {**before[0], **{k: "p1" for k, v in before[0].items() if v == "p2"}}
+    assert golden["p3"][0] == "active"
+    with engine.connect() as conn:
+        event = conn.execute(select(EmpiEvent.__table__).where(EmpiEvent.action == "relink")).one()
+    service.undo(engine, event.id, actor="op1")
+    assert _state(engine)[0] == before[0]
+    again = relink(engine, dry_run=True)
+    assert again.persons_merged == 1
+
+
+def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+
+    a, b = two_orgs
+    born = date(1990, 4, 12)
+    known = registration(a, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61), phone="13512345678")
+    ingest(pipeline, a, known)
+    ingest(pipeline, b, registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13)))
+    client = TestClient(create_app(engine))
+    pid = person_of(engine, known)
+    hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
+    assert hits[0]["person_id"] == pid and hits[0]["id_no"].count("*") == 11
+    by_id = client.get("/api/v1/empi/persons", params={"id_no": id_number(born, 61)}).json()["persons"]
+    assert [h["person_id"] for h in by_id] == [pid]
+    bad = client.get("/api/v1/empi/persons", params={"id_no": "220102199004120610"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_ID_NO"
+    assert client.get("/api/v1/empi/persons").json()["error"]["code"] == "BAD_QUERY"
+    ids = client.get(f"/api/v1/empi/persons/{pid}/identifiers").json()["identifiers"]
+    assert {i["kind"] for i in ids} == {"id_no", "patient_id"}
+    gold = client.get(f"/api/v1/empi/persons/{pid}").json()
+    assert gold["fields"]["name"] == {"value": "张伟", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
+    assert client.get("/api/v1/empi/persons/nobody").json()["error"]["code"] == "PERSON_NOT_FOUND"
+    queue = client.get("/api/v1/empi/reviews").json()["reviews"]
+    assert len(queue) == 1
+    decided = client.post(f"/api/v1/empi/reviews/{queue[0]['id']}/decision", json={"decision": "link", "operator": "op1"})
+    assert decided.json()["status"] == "linked"
+    assert client.post(f"/api/v1/empi/reviews/{queue[0]['id']}/decision",
+                       json={"decision": "maybe", "operator": "op1"}).json()["error"]["code"] == "BAD_REQUEST"
+    undo = client.post(f"/api/v1/empi/events/{decided.json()['event_id']}/undo", json={"operator": "op2"})
+    assert undo.status_code == 200
+    assert [e["action"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]] == ["link", "unmerge"]

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phip.empi import cli as empi_cli
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
@@ -24,6 +25,7 @@ db_app = typer.Typer(help="数据库 (database schema)", no_args_is_help=True)
 app.add_typer(standard_app, name="standard")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(db_app, name="db")
+app.add_typer(empi_cli.app, name="empi")
 console = Console()
 err = Console(stderr=True)
 

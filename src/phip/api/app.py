@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select, text
 from phip import runtime
 from phip.api import errors, push
 from phip.api.errors import ApiError
+from phip.empi import api as empi_api
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
@@ -36,6 +37,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         pipeline = Pipeline(engine, std)
     errors.install(app)
     app.include_router(push.build_router(engine, pipeline, limiter))
+    app.include_router(empi_api.build_router(engine))
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -85,3 +85,31 @@ def synthetic_model(rows: int = 100_000, seed: int = 1, max_pairs: float = 2e6) 
     register = Register(seed).rows(rows)
     return train(demographic_frame((str(r.rec_id), r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address)
                                    for r in register), max_pairs=max_pairs, seed=seed)
+
+
+def train_on_store(engine: Any, max_pairs: float = 5e6, link_threshold: float | None = None,
+                   review_threshold: float | None = None, synthetic: int = 0) -> int:
+    """Train on the platform's own active persons (or a synthetic register of ``synthetic`` rows),
+    store the model and make it the active one; returns its id."""
+    from sqlalchemy import insert, update
+
+    from phip.standard.validate import platform_now
+
+    from .model import LINK_THRESHOLD, REVIEW_THRESHOLD
+    from .relink import read_persons
+    from .tables import EmpiModel
+
+    if synthetic:
+        settings, source, n = synthetic_model(synthetic, max_pairs=max_pairs), f"synthetic register ({synthetic} rows)", synthetic
+    else:
+        con = duckdb.connect()
+        table = read_persons(engine, con)
+        if table.num_rows < 1000:
+            raise ValueError(f"only {table.num_rows} persons in the store: too few to train on (need 1000)")
+        settings, source, n = train(table, max_pairs=max_pairs), "platform persons", table.num_rows
+    with engine.begin() as conn:
+        conn.execute(update(EmpiModel).values(active=False))
+        return conn.execute(insert(EmpiModel).values(
+            created_at=platform_now(), trained_on=source, persons=n, active=True, settings=settings,
+            link_threshold=link_threshold or LINK_THRESHOLD, review_threshold=review_threshold or REVIEW_THRESHOLD,
+        ).returning(EmpiModel.id)).scalar_one()
