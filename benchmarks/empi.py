@@ -36,7 +36,7 @@ import pyarrow as pa  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from phip.empi.features import match_row  # noqa: E402
-from phip.empi.model import LINK_THRESHOLD  # noqa: E402
+from phip.empi.model import LINK_THRESHOLD, splink_settings  # noqa: E402
 from phip.empi.relink import _Clusters  # noqa: E402
 from phip.empi.synth import Register, true_pairs  # noqa: E402
 from phip.empi.training import demographic_frame, frame, predict, train  # noqa: E402
@@ -110,7 +110,20 @@ def febrl4() -> None:
             exact[pid] = (given, surname, dob)
     table = frame(rows)
     start = time.perf_counter()
-    model = train(table, max_pairs=2e6)
+    # FEBRL's soc_sec_id has no check digit: let EM estimate what GB 11643 lets us fix for IDs
+    settings = splink_settings().create_settings_dict("duckdb")
+    for comp in settings["comparisons"]:
+        for level in comp["comparison_levels"]:
+            if comp["output_column_name"] == "id_no" and level.get("fix_m_probability"):
+                level["fix_m_probability"] = False
+    model = train(table, max_pairs=2e6, settings=settings)
+    # blocking is per data set (FEBRL has no phone; its addresses are clean and unshared):
+    # the EMPI's rules plus whole address, name prefixes, and birth date alone
+    model["blocking_rules_to_generate_predictions"] += [
+        {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in (
+            'l."address_key" = r."address_key"',
+            'substr(l."given_py", 1, 2) = substr(r."given_py", 1, 2) AND substr(l."surname_py", 1, 2) = substr(r."surname_py", 1, 2)',
+            'l."dob" = r."dob"')]
     pairs = predict(table, model, 0.01)
     elapsed = time.perf_counter() - start
     cross = [(l, r, p) for l, r, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),
@@ -210,7 +223,7 @@ def relink_child(url: str) -> None:
     summary = relink(engine)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "peak_mib": peak, **summary.as_dict()}))
+    print(json.dumps({**summary.as_dict(), "wall": elapsed, "peak_mib": peak}))
 
 
 def splink_child(url: str) -> None:
@@ -286,13 +299,12 @@ def speed(url: str, n: int) -> None:
     rows = load_store(url, n)
     base = child("splink", url)
     result = child("relink", url)
-    print(f"  relink of {result['persons']:,} persons from the store: {result['seconds']:.1f} s, peak RSS {result['peak_mib']:.0f} MiB"
-          f"  (stages {result['seconds_'] if 'seconds_' in result else result['seconds']})")
-    print(f"    stages: {json.dumps(result['seconds'] if isinstance(result['seconds'], dict) else {})}")
+    print(f"  relink of {result['persons']:,} persons from the store: {result['wall']:.1f} s, peak RSS {result['peak_mib']:.0f} MiB")
+    print(f"    stages (s): {json.dumps(result['seconds'])}")
     print(f"    merged {result['persons_merged']:,} persons in {result['clusters_merged']:,} clusters, moved {result['records_moved']:,} records "
           f"and {result['identifiers_moved']:,} identifiers, {result['reviews_added']:,} review items, {result['blocked_by_id']:,} links refused (two ID numbers)")
     print(f"  baseline plain Splink predict + cluster in memory: {base['seconds']:.1f} s, peak RSS {base['peak_mib']:.0f} MiB")
-    print(f"  ratio relink / baseline: {result['seconds'] / base['seconds']:.2f}")
+    print(f"  ratio relink / baseline: {result['wall'] / base['seconds']:.2f}")
     realtime(url, rows, 400)
 
 

@@ -144,8 +144,12 @@ class _Batch:
         if id_key is not None and id_key in self.known:
             holder = self.known[id_key]
             demo = self._demographics(i)
+            person = self._person(holder)
+            if demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
+                self._link(i, holder, keys)  # the common case: exactly what the person is known as
+                return True
             row = match_row(demo["name"], demo["sex"], demo["birth_date"], None, None, None)
-            problems = guard(self.model, row, self._person(holder)["match"] or {})
+            problems = guard(self.model, row, person["match"] or {})
             if not problems:
                 self._link(i, holder, keys)
                 return True
@@ -246,7 +250,10 @@ class _Batch:
         person = self.persons.get(pid)
         if person is None:
             return
-        values, sources, changed = golden.survive(person, person.get("sources"), self._demographics(i), self._source(i))
+        demo = self._demographics(i)
+        if all(v is None or v == person.get(f) for f, v in demo.items()):
+            return  # nothing new: the usual repeat visit
+        values, sources, changed = golden.survive(person, person.get("sources"), demo, self._source(i))
         if not changed:
             return
         columns, keys = golden.person_row(values)

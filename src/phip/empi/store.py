@@ -72,8 +72,9 @@ def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[s
 
 def insert_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]]) -> None:
     bulk_insert(conn, Person.__table__, rows)
-    block_rows = [{"key": k, "person_id": pid} for pid, keys in blocks.items() for k in keys]
-    bulk_insert_ignoring_conflicts(conn, EmpiBlock.__table__, block_rows)
+    # a new person's keys cannot collide with stored ones (the person id is part of the key)
+    bulk_insert(conn, EmpiBlock.__table__, [{"key": k, "person_id": pid} for pid, keys in blocks.items()
+                                            for k in dict.fromkeys(keys)])
 
 
 def update_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]], now: datetime) -> None:

@@ -54,11 +54,12 @@ def linker(table: pa.Table, settings: Any, con: duckdb.DuckDBPyConnection | None
     return Linker(source, settings)
 
 
-def train(table: pa.Table, max_pairs: float = 5e6, seed: int = 1) -> dict[str, Any]:
-    """EM-train the comparisons on ``table``; returns the Splink model as a dict."""
+def train(table: pa.Table, max_pairs: float = 5e6, seed: int = 1, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """EM-train the comparisons on ``table``; returns the Splink model as a dict. ``settings``
+    (a settings dict) replaces the default one, e.g. to free a fixed m for another kind of data."""
     from splink import block_on
 
-    lk = linker(table, splink_settings())
+    lk = linker(table, settings or splink_settings())
     lk.training.estimate_probability_two_random_records_match(
         [block_on("id_no"), block_on("name_key", "dob", "phone")], recall=0.8)
     lk.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
