@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, select, text
 
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
@@ -32,7 +32,7 @@ from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 from . import golden
 from .features import GOLDEN_FIELDS, MATCH_COLUMNS
 from .resolver import load_active_model, pair_key
-from .store import chunks, load_persons, lock_exclusive, replace_blocks
+from .store import chunks, load_persons, lock_exclusive
 from .tables import EmpiBlock, EmpiEvent, EmpiReview
 from .training import predict
 
@@ -206,14 +206,13 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
             moved_records.setdefault(retired, []).append(rid)
         summary.identifiers_moved = sum(map(len, moved_ids.values()))
         summary.records_moved = sum(map(len, moved_records.values()))
-        sub = "(SELECT t.survivor FROM empi_relink_pairs t WHERE t.retired = {tbl}.person_id)"
+        # UPDATE … FROM joins the staged pairs (PostgreSQL and SQLite ≥ 3.33); no per-row statements
+        for table in ("person_identifiers", "records"):
+            conn.execute(text(f"UPDATE {table} SET person_id = t.survivor FROM empi_relink_pairs t "
+                              f"WHERE {table}.person_id = t.retired"))
+        conn.execute(text("UPDATE persons SET status = 'merged', updated_at = :now, merged_into = t.survivor "
+                          "FROM empi_relink_pairs t WHERE persons.id = t.retired"), {"now": now})
         where = "person_id IN (SELECT retired FROM empi_relink_pairs)"
-        conn.execute(text(f"UPDATE person_identifiers SET person_id = {sub.format(tbl='person_identifiers')} WHERE {where}"))
-        conn.execute(text(f"UPDATE records SET person_id = {sub.format(tbl='records')} WHERE {where}"))
-        conn.execute(text(
-            "UPDATE persons SET status = 'merged', updated_at = :now, merged_into = "
-            "(SELECT t.survivor FROM empi_relink_pairs t WHERE t.retired = persons.id) "
-            "WHERE id IN (SELECT retired FROM empi_relink_pairs)"), {"now": now})
         conn.execute(text(f"DELETE FROM empi_blocks WHERE {where}"))
         tick("write", 1, 3)
         # survivors' golden records: fold each retired person's in (latest trustworthy value wins)
@@ -234,12 +233,7 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
             columns, keys = golden.person_row(values)
             updates.append({"pid": pid, **columns, "sources": sources})
             blocks[pid] = keys
-        p = Person.__table__
-        cols = [c for c in updates[0] if c != "pid"]
-        for chunk in chunks(updates, 5000):
-            conn.execute(update(p).where(p.c.id == bindparam("pid")).values(
-                {**{c: bindparam(c) for c in cols}, "updated_at": now}), list(chunk))
-        replace_blocks(conn, blocks)
+        _update_survivors(conn, updates, blocks, now)
         tick("write", 2, 3)
         bulk_insert(conn, EmpiEvent.__table__, events)
         conn.execute(text("DROP TABLE empi_relink_pairs"))
@@ -262,6 +256,27 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
             conn.execute(insert_ignoring_conflicts(conn, EmpiReview.__table__), list(chunk))
         summary.reviews_added = len(fresh)
     tick("write", 3, 3)
+
+
+def _update_survivors(conn: Connection, updates: list[dict[str, Any]], blocks: dict[str, list[str]], now: datetime) -> None:
+    """New golden records of the survivors: staged in a temporary table with one bulk load, then
+    one UPDATE … FROM; their index keys deleted and re-inserted in bulk (ids are unique per key)."""
+    from sqlalchemy import JSON, Column, Date, MetaData, String, Table
+
+    cols = [c for c in updates[0] if c != "pid"]
+    types = {"birth_date": Date(), "match": JSON(), "sources": JSON()}
+    staged = Table("empi_relink_golden", MetaData(), Column("pid", String(32), primary_key=True),
+                   *[Column(c, types.get(c, String(200))) for c in cols], prefixes=["TEMPORARY"])
+    staged.create(conn)
+    bulk_insert(conn, staged, updates)
+    cast = "::json" if conn.dialect.name == "postgresql" else ""
+    sets = ", ".join(f"{c} = g.{c}{cast if c in ('match', 'sources') else ''}" for c in cols)
+    conn.execute(text(f"UPDATE persons SET {sets}, updated_at = :now FROM empi_relink_golden g WHERE persons.id = g.pid"),
+                 {"now": now})
+    conn.execute(text("DELETE FROM empi_blocks WHERE person_id IN (SELECT pid FROM empi_relink_golden)"))
+    bulk_insert(conn, EmpiBlock.__table__, [{"key": k, "person_id": pid} for pid, keys in blocks.items()
+                                            for k in dict.fromkeys(keys)])
+    staged.drop(conn)
 
 
 def _snap(golden_pair: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
