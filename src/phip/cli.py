@@ -17,6 +17,7 @@ from rich.table import Table
 
 from phip.quality.cli import app as quality_app
 from phip.reports.cli import app as reports_app
+from phip.empi import cli as empi_cli
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.web.cli import app as users_app
 
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(quality_app, name="quality")
 app.add_typer(reports_app, name="reports")
 app.add_typer(users_app, name="users")
+app.add_typer(empi_cli.app, name="empi")
 console = Console()
 err = Console(stderr=True)
 

@@ -18,6 +18,7 @@ from phip import runtime
 from phip.api import errors, push
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
+from phip.empi import api as empi_api
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
@@ -39,6 +40,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     errors.install(app)
     app.include_router(push.build_router(engine, pipeline, limiter))
     dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
+    app.include_router(empi_api.build_router(engine))
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -35,7 +35,9 @@ from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
 from phip.store.sql import bulk_insert, increment, lock_key, matching
 
-from .identity import IdentifierResolver, PersonResolver
+from phip.empi.resolver import EmpiResolver
+
+from .identity import PersonResolver
 from .readers import Unreadable
 
 KEY_SEPARATOR = "|"
@@ -183,7 +185,7 @@ class Pipeline:
     def __init__(self, engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None):
         self.engine = engine
         self.standard = standard or load_standard()
-        self.resolver = resolver or IdentifierResolver()
+        self.resolver = resolver or EmpiResolver()
         self._org_names: dict[str, str] = {}
 
     # -- public -------------------------------------------------------------------------
@@ -286,8 +288,14 @@ class Pipeline:
             lock_key(conn, f"{org_code}/{dataset.code}")
             if good:
                 persons = self.resolver.resolve(conn, org_code, dataset, [g.record for g in good], now)
-                for g, person_id in zip(good, persons, strict=True):
+                extra = getattr(persons, "findings", {})  # the EMPI's Resolution: per-record findings too
+                for g, person_id in zip(good, getattr(persons, "person_ids", persons), strict=True):
                     g.person_id = person_id
+                for index, found in extra.items():
+                    if not good[index].warnings:
+                        prepared.warned.append(good[index])
+                        receipt.warnings += 1
+                    good[index].warnings.extend(found)
                 for round_ in _rounds(good):
                     self._upsert(conn, org_code, dataset, round_, receipt, now)
             self._bookkeep(

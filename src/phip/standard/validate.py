@@ -61,6 +61,7 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "USCC_CHECKSUM": ("warning", "【{label}】“{value}”统一社会信用代码校验位错误（GB 32100）"),
     "PHONE_FORMAT": ("warning", "【{label}】不是有效的手机号码或固定电话号码"),
     "UNKNOWN_FIELD": ("warning", "字段“{name}”不在数据集【{dataset}】的标准中，已忽略"),
+    "EMPI_ID_CONFLICT": ("warning", "【{label}】与平台已登记同一证件号码的居民{what}不一致，已转人工核对，本记录暂未关联到该居民"),
     "ORG_MISMATCH": ("error", "【医疗机构代码】“{value}”与上传机构“{org}”不一致，机构只能上传本机构数据"),
 }
 

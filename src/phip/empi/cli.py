@@ -1,0 +1,160 @@
+"""``phip empi …``: thin commands over phip.empi services (患者主索引)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import service
+
+app = typer.Typer(help="患者主索引 EMPI (master patient index)", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+STAGE_LABELS = {"read": "读取居民", "predict": "Splink 评分", "cluster": "聚类", "write": "写回变更"}
+
+
+def _engine():  # noqa: ANN202
+    from phip import runtime
+
+    return runtime.engine()
+
+
+def _fail(exc: service.EmpiError) -> None:
+    err.print(f"[bold red]错误[/] [{exc.code}] {exc.message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _run(fn, *args):  # noqa: ANN001, ANN002, ANN202
+    try:
+        return fn(*args)
+    except service.EmpiError as exc:
+        _fail(exc)
+
+
+@app.command()
+def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，不写回")) -> None:
+    """用存储的模型对全部居民批量重新关联 (batch relink with Splink on DuckDB)."""
+    from .relink import STAGES
+    from .relink import relink as run
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console) as progress:
+        tasks = {s: progress.add_task(STAGE_LABELS[s], total=1) for s in STAGES}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            progress.update(tasks[stage], completed=done, total=total)
+
+        summary = run(_engine(), progress=tick, dry_run=dry_run)
+    table = Table(title=f"批量重新关联 {summary.run_id}" + ("（试运行，未写回）" if dry_run else ""))
+    table.add_column("项目")
+    table.add_column("数量", justify="right")
+    for label, value in (
+        ("参与关联的居民", summary.persons), ("候选对（≥审核阈值）", summary.candidate_pairs),
+        ("自动关联对（≥关联阈值）", summary.linked_pairs), ("合并的人群", summary.clusters_merged),
+        ("被合并的居民", summary.persons_merged), ("随居民迁移的记录", summary.records_moved),
+        ("迁移的标识", summary.identifiers_moved), ("新增审核项", summary.reviews_added),
+        ("因身份证号不同而拒绝的连接", summary.blocked_by_id),
+    ):
+        table.add_row(label, f"{value:,}")
+    table.add_row("用时（秒）", " / ".join(f"{k} {v}" for k, v in summary.seconds.items()))
+    console.print(table)
+
+
+@app.command()
+def train(
+    synthetic: int = typer.Option(0, "--synthetic", help="改用 N 行合成登记数据训练（平台数据不足时）"),
+    max_pairs: float = typer.Option(5e6, "--max-pairs", help="估计 u 概率的随机对数"),
+) -> None:
+    """用平台自己的居民数据 EM 训练模型并启用 (train the model on the store and make it active)."""
+    from .training import train_on_store
+
+    try:
+        model_id = train_on_store(_engine(), max_pairs=max_pairs, synthetic=synthetic)
+    except ValueError as exc:
+        err.print(f"[bold red]错误[/] [TOO_FEW_PERSONS] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"模型 {model_id} 已训练并启用")
+
+
+@app.command()
+def reviews(status: str = typer.Option("pending", help="pending | linked | rejected | merged"),
+            limit: int = typer.Option(20)) -> None:
+    """审核队列 (the review queue)."""
+    items = service.reviews(_engine(), status, limit)
+    for item in items:
+        table = Table(title=f"审核项 {item['id']}（{item['kind']}，匹配概率 {item['probability'] or 0:.3f}）")
+        for col in ("字段", "比较结果", "本记录", "已有居民", "权重"):
+            table.add_column(col)
+        for ev in item["evidence"] or []:
+            table.add_row(ev["label"], ev["level"], str(ev["left"]), str(ev["right"]), f"{ev['weight']:+.2f}")
+        console.print(table)
+    if not items:
+        console.print("审核队列为空")
+
+
+@app.command()
+def decide(review_id: int, decision: str = typer.Argument(..., help="link | reject"),
+           operator: str = typer.Option(..., "--operator", help="操作人"), note: str | None = typer.Option(None)) -> None:
+    """处理审核项 (link the pair or reject it)."""
+    result = _run(service.decide, _engine(), review_id, decision, operator, note)
+    console.print(f"审核项 {review_id}：{result['status']}（操作记录 {result['event_id']}）")
+
+
+@app.command()
+def merge(survivor: str, retired: str, operator: str = typer.Option(..., "--operator"),
+          reason: str | None = typer.Option(None)) -> None:
+    """合并两位居民 (merge RETIRED into SURVIVOR)."""
+    event_id = _run(service.merge, _engine(), survivor, retired, operator, reason)
+    console.print(f"已合并，操作记录 {event_id}（phip empi undo {event_id} 可撤销）")
+
+
+@app.command()
+def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
+    """撤销一次合并/关联/拆分 (undo a merge, link, relink merge or split)."""
+    console.print(f"已撤销，操作记录 {_run(service.undo, _engine(), event_id, operator, reason)}")
+
+
+@app.command()
+def show(person_id: str) -> None:
+    """居民最优记录与全部标识 (golden record and identifiers)."""
+    engine = _engine()
+    try:
+        record = service.golden_record(engine, person_id)
+        ids = service.identifiers(engine, person_id)
+    except service.EmpiError as exc:
+        _fail(exc)
+    table = Table(title=f"居民 {record['person_id']}（{record['records']} 条记录）")
+    for col in ("字段", "值", "来源机构", "数据集", "时间"):
+        table.add_column(col)
+    for name, item in record["fields"].items():
+        src = item["source"] or {}
+        table.add_row(name, str(item["value"] or ""), src.get("org") or "", src.get("dataset") or "", src.get("at") or "")
+    console.print(table)
+    for i in ids["identifiers"]:
+        console.print(f"  {i['label']}：{i['value']}" + (f"（{i['scope']}）" if i["scope"] else ""))
+
+
+@app.command()
+def find(name: str | None = typer.Option(None), birth_date: str | None = typer.Option(None, "--birth-date"),
+         id_no: str | None = typer.Option(None, "--id-no"), phone: str | None = typer.Option(None)) -> None:
+    """按人口学信息查找居民 (PDQ-like search)."""
+    try:
+        born = date.fromisoformat(birth_date) if birth_date else None
+    except ValueError:
+        _fail(service.EmpiError("BAD_DATE", f"出生日期“{birth_date}”应为 YYYY-MM-DD"))
+    try:
+        hits = service.find(_engine(), id_no=id_no, name=name, birth_date=born, phone=phone)
+    except service.EmpiError as exc:
+        _fail(exc)
+    table = Table(title=f"找到 {len(hits)} 位居民")
+    for col in ("居民", "姓名", "性别", "出生日期", "身份证号", "电话", "匹配概率"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(h["person_id"], h["name"] or "", h["sex"] or "", h["birth_date"] or "", h["id_no"] or "",
+                      h["phone"] or "", f"{h['match_probability']:.4f}")
+    console.print(table)

@@ -1,0 +1,63 @@
+"""Identifiers of a person (身份标识) and their strength.
+
+Kinds (``person_identifiers.kind``; scope '' unless stated):
+
+* ``id_no`` — resident ID number (居民身份证号码, GB 11643), 18-digit form; 15-digit numbers are
+  upgraded, a number failing the check character is not an identifier at all (the matcher
+  still compares it as a string: a typo is evidence). Household-register (户口簿) numbers are
+  the same number.
+* ``health_card`` — resident health card (电子健康卡), province-wide.
+* ``insurance`` — medical insurance number (医保号).
+* ``doc`` — passport and other documents; scope = the document type code (id_type 03–99),
+  so a passport number never collides with a Taiwan permit number.
+* ``patient_id`` — the institution's own patient id; scope = the institution code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phip.standard.catalog import DataSet
+from phip.standard.checks import IdNumberError, parse_id_number
+
+IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
+
+RESIDENT_ID_TYPES = (None, "01", "02")
+KIND_LABELS = {
+    "id_no": "居民身份证号码", "health_card": "电子健康卡号", "insurance": "医保号",
+    "doc": "其他证件号码", "patient_id": "院内患者ID",
+}
+#: Province-wide identifiers (an exact hit links across institutions).
+GLOBAL_KINDS = ("id_no", "health_card", "insurance", "doc")
+
+
+def normalize_id_number(raw: Any) -> str | None:
+    """The 18-digit form of a valid resident ID number, else None."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return parse_id_number(raw.strip())[0]
+    except IdNumberError:
+        return None
+
+
+def record_identifiers(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
+    """The identifiers a record carries, strongest first."""
+    person = dataset.person
+    keys: list[IdentifierKey] = []
+    id_field = person.get("id_no")
+    if id_field and (raw := record.get(id_field)):
+        id_type = record.get(person["id_type"]) if "id_type" in person else None
+        if id_type in RESIDENT_ID_TYPES:
+            if (id18 := normalize_id_number(raw)) is not None:
+                keys.append(("id_no", "", id18))
+        else:
+            keys.append(("doc", str(id_type), str(raw).strip().upper()))
+    for role, kind in (("health_card_no", "health_card"), ("insurance_no", "insurance")):
+        field = person.get(role)
+        if field and (value := record.get(field)):
+            keys.append((kind, "", str(value).strip()))
+    pid_field = person.get("patient_id")
+    if pid_field and (pid := record.get(pid_field)):
+        keys.append(("patient_id", org_code, str(pid).strip()))
+    return keys

@@ -1,0 +1,290 @@
+"""Batch relink (批量重新关联): all active persons through Splink on DuckDB, changes written back.
+
+1. read every active person's matching row from the store into DuckDB (Arrow, no CSV);
+2. predict scored pairs with the stored model (no training at relink time) down to the review
+   threshold;
+3. cluster: union pairs at or above the link threshold, strongest first, never joining two
+   different valid ID numbers (one person has one ID number; a chain through a record without
+   one must not weld two residents together);
+4. write back in one transaction under the EMPI lock, set-based: every cluster merges into one
+   survivor (the holder of the ID number, else the oldest id), records and identifiers follow,
+   each merge is an audited ``relink`` event that :func:`service.undo` reverses; pairs between
+   the thresholds not seen before become review items.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, select, text
+
+from phip.standard.validate import platform_now
+from phip.store.models import Person, PersonIdentifier, Record
+from phip.store.sql import bulk_insert, insert_ignoring_conflicts
+
+from . import golden
+from .features import GOLDEN_FIELDS, MATCH_COLUMNS
+from .resolver import load_active_model, pair_key
+from .store import chunks, load_persons, lock_exclusive
+from .tables import EmpiBlock, EmpiEvent, EmpiReview
+from .training import predict
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+STAGES = ("read", "predict", "cluster", "write")
+
+
+@dataclass
+class RelinkSummary:
+    run_id: str
+    persons: int = 0
+    candidate_pairs: int = 0
+    linked_pairs: int = 0
+    clusters_merged: int = 0
+    persons_merged: int = 0
+    records_moved: int = 0
+    identifiers_moved: int = 0
+    reviews_added: int = 0
+    blocked_by_id: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _read(engine: Engine) -> pa.Table:
+    """Active persons' matching rows as Arrow; the JSON is unpacked inside DuckDB."""
+    ids: list[str] = []
+    docs: list[str] = []
+    with engine.connect() as conn:
+        cast = "CAST(match AS TEXT)" if conn.dialect.name == "postgresql" else "match"
+        result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+            text(f"SELECT id, {cast} FROM persons WHERE status = 'active' AND match IS NOT NULL"))
+        for part in result.partitions():
+            for pid, doc in part:
+                ids.append(pid)
+                docs.append(doc)
+    return pa.table({"person_id": pa.array(ids, pa.string()), "doc": pa.array(docs, pa.string())})
+
+
+def read_persons(engine: Engine, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every active person's matching row, as the Arrow table Splink reads."""
+    raw = _read(engine)
+    con.register("raw_persons", raw)
+    cols = ", ".join(
+        f"CAST(json_extract(doc, '$.{c}') AS BOOLEAN) AS {c}" if c == "id_valid" else f"json_extract_string(doc, '$.{c}') AS {c}"
+        for c in MATCH_COLUMNS)
+    table = con.sql(f"SELECT person_id, {cols}, substr(json_extract_string(doc, '$.dob'), 1, 4) AS birth_year "
+                        "FROM raw_persons").to_arrow_table()
+    con.unregister("raw_persons")
+    return table
+
+
+class _Clusters:
+    """Union–find that refuses to join two different valid ID numbers."""
+
+    def __init__(self, ids: dict[str, str]):
+        self.parent: dict[str, str] = {}
+        self.id_of = ids  # root -> its valid ID number
+
+    def find(self, x: str) -> str:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: str, b: str) -> bool | None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return None
+        ia, ib = self.id_of.get(ra), self.id_of.get(rb)
+        if ia and ib and ia != ib:
+            return False
+        self.parent[rb] = ra
+        if ib and not ia:
+            self.id_of[ra] = ib
+        return True
+
+
+def relink(engine: Engine, actor: str = "relink", progress: Progress | None = None, dry_run: bool = False) -> RelinkSummary:
+    summary = RelinkSummary(run_id=uuid.uuid4().hex[:12])
+    tick = progress or (lambda stage, done, total: None)
+    with engine.connect() as conn:
+        model = load_active_model(conn)
+    clock = time.perf_counter()
+
+    con = duckdb.connect()
+    table = read_persons(engine, con)
+    summary.persons = table.num_rows
+    summary.seconds["read"] = round(time.perf_counter() - clock, 2)
+    tick("read", 1, 1)
+
+    clock = time.perf_counter()
+    pairs = predict(table, model.settings, model.review_threshold, con) if table.num_rows > 1 else None
+    summary.seconds["predict"] = round(time.perf_counter() - clock, 2)
+    tick("predict", 1, 1)
+
+    clock = time.perf_counter()
+    merges, review_pairs = [], []
+    if pairs is not None and pairs.num_rows:
+        summary.candidate_pairs = pairs.num_rows
+        con.register("scored", pairs)
+        con.register("persons_in", table)
+        strong = con.execute(
+            "SELECT s.person_id_l, s.person_id_r, s.match_probability FROM scored s "
+            f"WHERE s.match_probability >= {model.link_threshold} ORDER BY s.match_weight DESC").fetchall()
+        ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
+        clusters = _Clusters(ids)
+        for left, right, _ in strong:
+            joined = clusters.union(left, right)
+            summary.blocked_by_id += joined is False
+        summary.linked_pairs = len(strong)
+        members: dict[str, list[str]] = {}
+        for pid in list(clusters.parent):
+            members.setdefault(clusters.find(pid), []).append(pid)
+        for root, group in members.items():
+            group = sorted(set(group) | {root})
+            holder = sorted(p for p in group if p in ids) or group
+            survivor = holder[0]
+            merges += [(survivor, p) for p in group if p != survivor]
+            summary.clusters_merged += 1
+        summary.persons_merged = len(merges)
+        review_pairs = [(l, r, p, w) for l, r, p, w in con.execute(
+            "SELECT person_id_l, person_id_r, match_probability, match_weight FROM scored "
+            f"WHERE match_probability < {model.link_threshold}").fetchall()
+            if clusters.find(l) != clusters.find(r)]
+    summary.seconds["cluster"] = round(time.perf_counter() - clock, 2)
+    tick("cluster", 1, 1)
+    con.close()
+
+    clock = time.perf_counter()
+    if not dry_run and (merges or review_pairs):
+        with engine.begin() as conn:
+            lock_exclusive(conn)
+            _write(conn, summary, merges, review_pairs, model, actor, platform_now(), tick)
+    summary.seconds["write"] = round(time.perf_counter() - clock, 2)
+    tick("write", 1, 1)
+    return summary
+
+
+def _stage_pairs(conn: Connection, merges: list[tuple[str, str]]) -> None:
+    conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS empi_relink_pairs (retired VARCHAR(32) PRIMARY KEY, survivor VARCHAR(32))"))
+    conn.execute(text("DELETE FROM empi_relink_pairs"))
+    table = _temp_table()
+    bulk_insert(conn, table, [{"retired": r, "survivor": s} for s, r in merges])
+
+
+def _temp_table() -> Any:
+    from sqlalchemy import Column, MetaData, String, Table
+
+    return Table("empi_relink_pairs", MetaData(), Column("retired", String(32), primary_key=True), Column("survivor", String(32)))
+
+
+def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
+           review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
+    involved = {p for pair in merges for p in pair} | {p for l, r, *_ in review_pairs for p in (l, r)}
+    persons = load_persons(conn, involved)
+    if merges:
+        _stage_pairs(conn, merges)
+        moved_ids: dict[str, list[list[str]]] = {}
+        for kind, scope, value, retired in conn.execute(text(
+                "SELECT i.kind, i.scope, i.value, i.person_id FROM person_identifiers i "
+                "JOIN empi_relink_pairs t ON i.person_id = t.retired")):
+            moved_ids.setdefault(retired, []).append([kind, scope, value])
+        moved_records: dict[str, list[int]] = {}
+        for rid, retired in conn.execute(text(
+                "SELECT r.id, r.person_id FROM records r JOIN empi_relink_pairs t ON r.person_id = t.retired")):
+            moved_records.setdefault(retired, []).append(rid)
+        summary.identifiers_moved = sum(map(len, moved_ids.values()))
+        summary.records_moved = sum(map(len, moved_records.values()))
+        # UPDATE … FROM joins the staged pairs (PostgreSQL and SQLite ≥ 3.33); no per-row statements
+        for table in ("person_identifiers", "records"):
+            conn.execute(text(f"UPDATE {table} SET person_id = t.survivor FROM empi_relink_pairs t "
+                              f"WHERE {table}.person_id = t.retired"))
+        conn.execute(text("UPDATE persons SET status = 'merged', updated_at = :now, merged_into = t.survivor "
+                          "FROM empi_relink_pairs t WHERE persons.id = t.retired"), {"now": now})
+        where = "person_id IN (SELECT retired FROM empi_relink_pairs)"
+        conn.execute(text(f"DELETE FROM empi_blocks WHERE {where}"))
+        tick("write", 1, 3)
+        # survivors' golden records: fold each retired person's in (latest trustworthy value wins)
+        state: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        events = []
+        for survivor, retired in merges:
+            keep = state.get(survivor) or ({f: persons[survivor].get(f) for f in GOLDEN_FIELDS}, persons[survivor].get("sources") or {})
+            before = {"survivor": _snap(keep), "retired": _snap(({f: persons[retired].get(f) for f in GOLDEN_FIELDS},
+                                                                   persons[retired].get("sources") or {}))}
+            state[survivor] = golden.combine(keep, ({f: persons[retired].get(f) for f in GOLDEN_FIELDS},
+                                                    persons[retired].get("sources") or {}))
+            events.append({"action": "relink", "at": now, "actor": actor, "reason": f"批量重新关联 {summary.run_id}",
+                           "person_id": survivor, "other_id": retired,
+                           "detail": {"identifiers": moved_ids.get(retired, []), "records": moved_records.get(retired, []),
+                                      "before": before, "run": summary.run_id}})
+        updates, blocks = [], {}
+        for pid, (values, sources) in state.items():
+            columns, keys = golden.person_row(values)
+            updates.append({"pid": pid, **columns, "sources": sources})
+            blocks[pid] = keys
+        _update_survivors(conn, updates, blocks, now)
+        tick("write", 2, 3)
+        bulk_insert(conn, EmpiEvent.__table__, events)
+        conn.execute(text("DROP TABLE empi_relink_pairs"))
+    if review_pairs:
+        rows = []
+        for left, right, prob, weight in review_pairs:
+            a, b = persons.get(left), persons.get(right)
+            if not a or not b or not a.get("match") or not b.get("match"):
+                continue
+            rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", left, right),
+                         "person_id": max(left, right), "candidate_id": min(left, right), "probability": prob,
+                         "weight": weight, "evidence": [e.as_dict() for e in model.evidence(a["match"], b["match"])],
+                         "created_at": now})
+        known = set()
+        keys = [r["pair_key"] for r in rows]
+        for chunk in chunks(keys):
+            known |= set(conn.execute(select(EmpiReview.pair_key).where(EmpiReview.pair_key.in_(chunk))).scalars())
+        fresh = [r for r in rows if r["pair_key"] not in known]
+        for chunk in chunks(fresh, 1000):
+            conn.execute(insert_ignoring_conflicts(conn, EmpiReview.__table__), list(chunk))
+        summary.reviews_added = len(fresh)
+    tick("write", 3, 3)
+
+
+def _update_survivors(conn: Connection, updates: list[dict[str, Any]], blocks: dict[str, list[str]], now: datetime) -> None:
+    """New golden records of the survivors: staged in a temporary table with one bulk load, then
+    one UPDATE … FROM; their index keys deleted and re-inserted in bulk (ids are unique per key)."""
+    from sqlalchemy import JSON, Column, Date, MetaData, String, Table
+
+    cols = [c for c in updates[0] if c != "pid"]
+    types = {"birth_date": Date(), "match": JSON(), "sources": JSON()}
+    staged = Table("empi_relink_golden", MetaData(), Column("pid", String(32), primary_key=True),
+                   *[Column(c, types.get(c, String(200))) for c in cols], prefixes=["TEMPORARY"])
+    staged.create(conn)
+    bulk_insert(conn, staged, updates)
+    cast = "::json" if conn.dialect.name == "postgresql" else ""
+    sets = ", ".join(f"{c} = g.{c}{cast if c in ('match', 'sources') else ''}" for c in cols)
+    conn.execute(text(f"UPDATE persons SET {sets}, updated_at = :now FROM empi_relink_golden g WHERE persons.id = g.pid"),
+                 {"now": now})
+    conn.execute(text("DELETE FROM empi_blocks WHERE person_id IN (SELECT pid FROM empi_relink_golden)"))
+    bulk_insert(conn, EmpiBlock.__table__, [{"key": k, "person_id": pid} for pid, keys in blocks.items()
+                                            for k in dict.fromkeys(keys)])
+    staged.drop(conn)
+
+
+def _snap(golden_pair: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    values, sources = golden_pair
+    out = dict(values)
+    if out.get("birth_date") is not None and not isinstance(out["birth_date"], str):
+        out["birth_date"] = out["birth_date"].isoformat()
+    return {**out, "sources": sources}
+
+
+__all__ = ["RelinkSummary", "relink", "PersonIdentifier", "Record", "EmpiBlock"]

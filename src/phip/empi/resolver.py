@@ -1,0 +1,317 @@
+"""The pipeline's person resolver (实时患者识别): exact on identifiers, guarded, else probabilistic.
+
+Per batch, with a handful of set-based queries whatever the batch size:
+
+1. one lookup of every identifier the batch carries (``value IN (…)``) and one read of the
+   persons found (their golden name and birth date for the guard);
+2. a record with a valid ID number that is known links to its person — unless the name or
+   birth date is incompatible with that person: then the record goes to a provisional person,
+   a review item (``id_conflict``) is queued and the record carries the warning
+   ``EMPI_ID_CONFLICT``; never a silent link;
+3. a record whose other identifiers (health card, insurance, passport, the institution's own
+   patient id) are known links to that person; a new valid ID number creates a person;
+4. the rest (no strong key) are matched probabilistically: one ``key IN (…)`` on the
+   candidate index, one read of the candidates, Fellegi–Sunter scoring in Python with the
+   stored model: link above the upper threshold, review item between the two, new person below;
+5. new persons, their index keys and identifiers are written with bulk inserts; persons whose
+   golden values changed (a newer trustworthy value) are updated.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from phip.standard.catalog import DataSet
+from phip.standard.validate import Finding, finding
+from phip.store.sql import insert_ignoring_conflicts
+
+from . import golden
+from .features import block_keys, match_row, record_demographics
+from .identifiers import IdentifierKey, record_identifiers
+from .model import COMPARISONS, Model, default_model
+from .store import (
+    blocks_to_persons, insert_identifiers, insert_persons, load_persons, lock_shared, lookup_identifiers, update_persons,
+)
+from .tables import EmpiModel, EmpiReview
+
+_NAME = next(i for i, c in enumerate(COMPARISONS) if c.name == "name")
+_DOB = next(i for i, c in enumerate(COMPARISONS) if c.name == "dob")
+_MODEL_TTL = 60.0
+
+
+@dataclass
+class Resolution:
+    """What the resolver hands back: the person of each record and extra findings by record index."""
+
+    person_ids: list[str | None]
+    findings: dict[int, list[Finding]] = field(default_factory=dict)
+
+
+def new_person_id() -> str:
+    return uuid.uuid4().hex
+
+
+def guard(model: Model, record_row: dict[str, Any], person_row: dict[str, Any]) -> list[str]:
+    """The fields on which a record contradicts the person its ID number names ([] = compatible).
+    Compatible means any name level but "different" (typos, homophones, traditional forms pass)
+    and a birth date that is equal, missing or one keystroke away."""
+    problems = []
+    if record_row.get("name_key") and person_row.get("name_key"):
+        if model.level_of(_NAME, record_row, person_row) == len(COMPARISONS[_NAME].levels) - 1:
+            problems.append("name")
+    if record_row.get("dob") and person_row.get("dob"):
+        if model.level_of(_DOB, record_row, person_row) > 2:
+            problems.append("birth_date")
+    return problems
+
+
+def pair_key(kind: str, a: str, b: str) -> str:
+    lo, hi = sorted((a, b))
+    return f"{kind}:{lo}:{hi}"
+
+
+class EmpiResolver:
+    """Default resolver of the ingest pipeline (satisfies ``ingest.identity.PersonResolver``)."""
+
+    def __init__(self, model: Model | None = None):
+        self._fixed = model
+        self._model: Model | None = model
+        self._loaded_at = 0.0
+
+    def model(self, conn: Connection) -> Model:
+        if self._fixed is not None:
+            return self._fixed
+        if self._model is None or time.monotonic() - self._loaded_at > _MODEL_TTL:
+            self._model = load_active_model(conn)
+            self._loaded_at = time.monotonic()
+        return self._model
+
+    def reload(self) -> None:
+        self._loaded_at = 0.0
+
+    def resolve(
+        self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
+    ) -> Resolution:
+        if not dataset.person:
+            return Resolution([None] * len(records))
+        lock_shared(conn)
+        return _Batch(self.model(conn), conn, org_code, dataset, records, now).run()
+
+
+class _Batch:
+    def __init__(self, model: Model, conn: Connection, org_code: str, dataset: DataSet,
+                 records: Sequence[dict[str, Any]], now: datetime):
+        self.model, self.conn, self.org, self.dataset, self.records, self.now = model, conn, org_code, dataset, records, now
+        self.result: list[str | None] = [None] * len(records)
+        self.findings: dict[int, list[Finding]] = {}
+        self.known: dict[IdentifierKey, str] = {}
+        self.persons: dict[str, dict[str, Any]] = {}  # golden rows of every person touched
+        self.new_persons: dict[str, dict[str, Any]] = {}
+        self.new_blocks: dict[str, list[str]] = {}
+        self.changed: set[str] = set()
+        self.new_ids: dict[IdentifierKey, str] = {}
+        self.reviews: list[dict[str, Any]] = []
+        self.batch_index: dict[str, list[str]] = {}  # blocking key -> new persons of this batch
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def run(self) -> Resolution:
+        per_record = [record_identifiers(self.org, self.dataset, r) for r in self.records]
+        self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys})
+        self.persons = load_persons(self.conn, set(self.known.values())) if self.known else {}
+        deferred: list[int] = []
+        for i, keys in enumerate(per_record):
+            if not self._exact(i, keys):
+                deferred.append(i)
+        if deferred:
+            self._probabilistic(deferred, per_record)
+        self._write()
+        return Resolution(self.result, self.findings)
+
+    def _demographics(self, i: int) -> dict[str, Any]:
+        return record_demographics(self.dataset, self.records[i])
+
+    def _exact(self, i: int, keys: list[IdentifierKey]) -> bool:
+        """Resolve record i on its identifiers; False when it needs probabilistic matching."""
+        id_key = next((k for k in keys if k[0] == "id_no"), None)
+        if id_key is not None and id_key in self.known:
+            holder = self.known[id_key]
+            demo = self._demographics(i)
+            person = self._person(holder)
+            if demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
+                self._link(i, holder, keys)  # the common case: exactly what the person is known as
+                return True
+            row = match_row(demo["name"], demo["sex"], demo["birth_date"], None, None, None)
+            problems = guard(self.model, row, person["match"] or {})
+            if not problems:
+                self._link(i, holder, keys)
+                return True
+            self._conflict(i, holder, problems)
+            others = [k for k in keys if k != id_key]
+            target = next((self.known[k] for k in others if k in self.known and self.known[k] != holder), None)
+            if target is None:
+                target = self._create(i, demo_without_id(demo))
+            self._link(i, target, others, observe=False)
+            self.reviews.append(self._review("id_conflict", target, holder, i, row))
+            return True
+        person_id = next((self.known[k] for k in keys if k in self.known), None)
+        if person_id is not None:
+            self._link(i, person_id, keys)
+            return True
+        if id_key is not None:  # a valid ID number seen for the first time: a new person, no guessing
+            self._link(i, self._create(i, self._demographics(i)), keys, observe=False)
+            return True
+        return False
+
+    def _probabilistic(self, deferred: list[int], per_record: list[list[IdentifierKey]]) -> None:
+        rows: dict[int, dict[str, Any]] = {}
+        for i in deferred:
+            demo = self._demographics(i)
+            rows[i] = match_row(demo["name"], demo["sex"], demo["birth_date"], demo["id_no"], demo["phone"], demo["address"])
+        stored = blocks_to_persons(self.conn, {k for row in rows.values() for k in block_keys(row)})
+        candidates = {p for ps in stored.values() for p in ps}
+        missing = candidates - self.persons.keys()
+        if missing:
+            self.persons.update(load_persons(self.conn, missing))
+        for i in deferred:
+            keys = per_record[i]
+            person_id = next((self.known[k] for k in keys if k in self.known), None)
+            if person_id is not None:  # an earlier record of this batch registered the identifier
+                self._link(i, person_id, keys)
+                continue
+            row = rows[i]
+            if not row["name_key"]:
+                # nothing to match on: an institution patient id alone still makes a person
+                if keys:
+                    self._link(i, self._create(i, self._demographics(i)), keys, observe=False)
+                continue
+            best, best_p, best_w = None, 0.0, 0.0
+            seen: set[str] = set()
+            for key in block_keys(row):
+                for pid in [*stored.get(key, ()), *self.batch_index.get(key, ())]:
+                    person = self.persons.get(pid)
+                    if pid in seen or person is None or person["status"] != "active" or not person["match"]:
+                        continue
+                    seen.add(pid)
+                    weight, prob = self.model.score(row, person["match"])
+                    if prob > best_p:
+                        best, best_p, best_w = pid, prob, weight
+            if best is not None and best_p >= self.model.link_threshold:
+                self._link(i, best, keys)
+                continue
+            person_id = self._create(i, self._demographics(i))
+            self._link(i, person_id, keys, observe=False)
+            if best is not None and best_p >= self.model.review_threshold:
+                self.reviews.append(self._review("possible_match", person_id, best, i, row, best_p, best_w))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _person(self, pid: str) -> dict[str, Any]:
+        return self.persons[pid]
+
+    def _event_time(self, i: int) -> date | datetime | None:
+        value = self.records[i].get(self.dataset.event_time)
+        return value if isinstance(value, date) else None
+
+    def _source(self, i: int) -> dict[str, Any]:
+        return golden.source_of(self.org, self.dataset.code, self._event_time(i) or self.now)
+
+    def _create(self, i: int, demo: dict[str, Any]) -> str:
+        pid = new_person_id()
+        values, sources, _ = golden.survive({}, {}, demo, self._source(i))
+        columns, keys = golden.person_row(values)
+        person = {"id": pid, "created_at": self.now, "updated_at": self.now, "status": "active",
+                  "merged_into": None, **columns, "sources": sources}
+        self.persons[pid] = person
+        self.new_persons[pid] = person
+        self.new_blocks[pid] = keys
+        for key in keys:
+            self.batch_index.setdefault(key, []).append(pid)
+        return pid
+
+    def _link(self, i: int, pid: str, keys: list[IdentifierKey], observe: bool = True) -> None:
+        self.result[i] = pid
+        for key in keys:
+            if key not in self.known:
+                self.known[key] = pid
+                self.new_ids[key] = pid
+        if observe:
+            self._observe(i, pid)
+
+    def _observe(self, i: int, pid: str) -> None:
+        """Survivorship: fold the record's demographics into the person's golden record."""
+        person = self.persons.get(pid)
+        if person is None:
+            return
+        demo = self._demographics(i)
+        if all(v is None or v == person.get(f) for f, v in demo.items()):
+            return  # nothing new: the usual repeat visit
+        values, sources, changed = golden.survive(person, person.get("sources"), demo, self._source(i))
+        if not changed:
+            return
+        columns, keys = golden.person_row(values)
+        person.update(columns, sources=sources)
+        if pid in self.new_persons:
+            self.new_blocks[pid] = keys
+        else:
+            self.changed.add(pid)
+            self.new_blocks[pid] = keys
+
+    def _conflict(self, i: int, holder: str, problems: list[str]) -> None:
+        what = "和".join({"name": "姓名", "birth_date": "出生日期"}[p] for p in problems)
+        label = next((f.label for f in self.dataset.fields if f.name == self.dataset.person.get("id_no")), "身份证件号码")
+        self.findings.setdefault(i, []).append(
+            finding("EMPI_ID_CONFLICT", self.dataset.person.get("id_no"), label=label, what=what))
+
+    def _review(self, kind: str, person_id: str, candidate_id: str, i: int, row: dict[str, Any],
+                prob: float | None = None, weight: float | None = None) -> dict[str, Any]:
+        from phip.ingest.pipeline import record_key
+
+        other = self.persons[candidate_id]["match"] or {}
+        if weight is None:
+            weight, prob = self.model.score(row, other)
+        return {
+            "kind": kind, "status": "pending", "pair_key": pair_key(kind, person_id, candidate_id),
+            "person_id": person_id, "candidate_id": candidate_id, "probability": prob, "weight": weight,
+            "evidence": [e.as_dict() for e in self.model.evidence(row, other)], "org_code": self.org,
+            "dataset": self.dataset.code, "record_key": record_key(self.dataset, self.records[i])[:200],
+            "created_at": self.now,
+        }
+
+    def _write(self) -> None:
+        conn = self.conn
+        if self.new_persons:
+            insert_persons(conn, list(self.new_persons.values()), {p: self.new_blocks[p] for p in self.new_persons})
+        if self.changed:
+            cols = ("name", "sex", "birth_date", "id_no", "phone", "address", "match", "sources")
+            update_persons(conn, [{"pid": p, **{c: self.persons[p][c] for c in cols}} for p in sorted(self.changed)],
+                           {p: self.new_blocks[p] for p in self.changed}, self.now)
+        moved = insert_identifiers(conn, self.new_ids, self.now)
+        if moved:
+            # another batch registered some identifiers a moment ago: the stored mapping wins
+            remap = {self.new_ids[k]: p for k, p in moved.items()}
+            self.result = [remap.get(p, p) if p else p for p in self.result]
+        if self.reviews:
+            unique = {r["pair_key"]: r for r in self.reviews}
+            conn.execute(insert_ignoring_conflicts(conn, EmpiReview.__table__), list(unique.values()))
+
+
+def demo_without_id(demo: dict[str, Any]) -> dict[str, Any]:
+    return {**demo, "id_no": None}
+
+
+def load_active_model(conn: Connection) -> Model:
+    m = EmpiModel.__table__
+    row = conn.execute(
+        select(m.c.settings, m.c.link_threshold, m.c.review_threshold).where(m.c.active.is_(True)).order_by(m.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return default_model()
+    return Model(row.settings, row.link_threshold, row.review_threshold)

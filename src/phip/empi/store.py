@@ -1,0 +1,109 @@
+"""Set-based reads and writes of persons, identifiers and the candidate index (no per-row round trips)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, select, text, update
+
+from phip.store.models import Person, PersonIdentifier
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
+
+from .identifiers import IdentifierKey
+from .tables import EmpiBlock
+
+CHUNK = 500
+_LOCK = 0x454D5049  # "EMPI"
+PERSON_COLUMNS = ("id", "status", "merged_into", "name", "sex", "birth_date", "id_no", "phone", "address",
+                  "match", "sources")
+
+
+def lock_shared(conn: Connection) -> None:
+    """Ingest takes the EMPI lock shared: many batches resolve at once, none during a merge."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _LOCK})
+
+
+def lock_exclusive(conn: Connection) -> None:
+    """Merges, splits and relinks take it exclusive (SQLite: BEGIN IMMEDIATE already serialises)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+
+
+def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[IdentifierKey, str]:
+    pi = PersonIdentifier.__table__
+    wanted = set(keys)
+    values = sorted({v for _, _, v in wanted})
+    found: dict[IdentifierKey, str] = {}
+    for chunk in chunks(values):
+        # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
+        for value, kind, scope, person_id in conn.execute(
+            select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(pi.c.value.in_(chunk))
+        ):
+            if (kind, scope, value) in wanted:
+                found[(kind, scope, value)] = person_id
+    return found
+
+
+def load_persons(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    p = Person.__table__
+    out: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(sorted(set(ids))):
+        for row in conn.execute(select(*[p.c[c] for c in PERSON_COLUMNS]).where(p.c.id.in_(chunk))).mappings():
+            out[row["id"]] = dict(row)
+    return out
+
+
+def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[str]]:
+    b = EmpiBlock.__table__
+    out: dict[str, list[str]] = {}
+    for chunk in chunks(sorted(set(keys))):
+        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(b.c.key.in_(chunk))):
+            out.setdefault(key, []).append(pid)
+    return out
+
+
+def insert_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]]) -> None:
+    bulk_insert(conn, Person.__table__, rows)
+    # a new person's keys cannot collide with stored ones (the person id is part of the key)
+    bulk_insert(conn, EmpiBlock.__table__, [{"key": k, "person_id": pid} for pid, keys in blocks.items()
+                                            for k in dict.fromkeys(keys)])
+
+
+def update_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]], now: datetime) -> None:
+    """Write new golden values (rows carry ``pid`` and the person columns) and re-key the index."""
+    if not rows:
+        return
+    p = Person.__table__
+    cols = [c for c in rows[0] if c != "pid"]
+    conn.execute(update(p).where(p.c.id == bindparam("pid")).values({**{c: bindparam(c) for c in cols}, "updated_at": now}),
+                 [dict(r) for r in rows])
+    replace_blocks(conn, blocks)
+
+
+def replace_blocks(conn: Connection, blocks: Mapping[str, Sequence[str]]) -> None:
+    b = EmpiBlock.__table__
+    ids = list(blocks)
+    for chunk in chunks(ids):
+        conn.execute(delete(b).where(b.c.person_id.in_(chunk)))
+    rows = [{"key": k, "person_id": pid} for pid, keys in blocks.items() for k in dict.fromkeys(keys)]
+    bulk_insert_ignoring_conflicts(conn, b, rows)
+
+
+def insert_identifiers(conn: Connection, assigned: Mapping[IdentifierKey, str], now: datetime) -> dict[IdentifierKey, str]:
+    """Register identifiers; returns those another transaction registered first (key → its person)."""
+    if not assigned:
+        return {}
+    rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in assigned.items()]
+    inserted = bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
+    if inserted == len(rows):
+        return {}
+    stored = lookup_identifiers(conn, assigned.keys())
+    return {k: stored[k] for k, p in assigned.items() if stored.get(k) not in (None, p)}

@@ -1,0 +1,421 @@
+"""EMPI on real SQLite and PostgreSQL through the real pipeline: exact and guarded ID links,
+the review queue, merge/unmerge/split with the audit trail, polyphonic surnames, a record
+with only an institution patient id, probabilistic links of corrupted duplicates; plus the
+promise that the Python scorer gives the weights Splink gives."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import date, datetime, timedelta
+
+import duckdb
+import pytest
+from sqlalchemy import func, select
+
+from phip.empi import service
+from phip.empi.features import match_row
+from phip.empi.model import COMPARISONS, default_model
+from phip.empi.names import name_key, name_pinyin
+from phip.empi.similarity import jaro_winkler, within_one_edit
+from phip.empi.tables import EmpiEvent, EmpiReview
+from phip.standard.checks import id_check_char
+from phip.store import models as m
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+DATASET = "outpatient_registration"
+_serial = itertools.count(1)
+
+
+def id_number(born: date, seq: int = 123, division: str = "220102") -> str:
+    body = f"{division}{born:%Y%m%d}{seq:03d}"
+    return body + id_check_char(body)
+
+
+def registration(org: str, *, patient_id: str, name: str, sex: str = "1", born: date | None = date(1980, 5, 17),
+                 id_no: str | None = None, phone: str | None = None, health_card: str | None = None,
+                 when: datetime = NOW - timedelta(hours=3)) -> dict:
+    """One valid outpatient registration (挂号) record with the given person fields."""
+    n = next(_serial)
+    rec = {
+        "registration_no": f"R{n:08d}", "visit_no": f"MZ{n:08d}", "patient_id": patient_id,
+        "name": name, "sex_code": sex, "visit_type_code": "1", "registration_type_code": "1",
+        "dept_code": "0304", "dept_name": "内分泌科", "registration_time": when.strftime("%Y-%m-%d %H:%M:%S"),
+        "total_fee": 10.0,
+    }
+    if born:
+        rec["birth_date"] = born.isoformat()
+    if id_no:
+        rec["id_type_code"], rec["id_no"] = "01", id_no
+    if phone:
+        rec["phone"] = phone
+    if health_card:
+        rec["health_card_no"] = health_card
+    return rec
+
+
+def ingest(pipeline, org, *records):
+    receipt = pipeline.ingest(org, DATASET, list(records), now=NOW)
+    assert receipt.rejected == 0, receipt.as_dict()
+    return receipt
+
+
+def person_of(engine, record) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(m.Record.person_id).where(m.Record.record_key == record["registration_no"])).scalar_one()
+
+
+def count(engine, table, *where) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+@pytest.fixture()
+def two_orgs(orgs):
+    return orgs[0][0], orgs[1][0]
+
+
+# --- exact resolution -----------------------------------------------------------------------------
+
+
+def test_id_number_links_across_institutions_and_15_digit_numbers(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1965, 3, 8)
+    id18 = id_number(born, seq=351)
+    id15 = id18[:6] + id18[8:17]
+    r1 = registration(a, patient_id="A1", name="王建国", born=born, id_no=id18)
+    r2 = registration(b, patient_id="B7", name="王建国", born=born, id_no=id15)  # old 15-digit number
+    ingest(pipeline, a, r1)
+    ingest(pipeline, b, r2)
+    pid = person_of(engine, r1)
+    assert pid is not None and person_of(engine, r2) == pid
+    ids = {(i["kind"], i["scope"]) for i in service.identifiers(engine, pid)["identifiers"]}
+    assert ids == {("id_no", None), ("patient_id", a), ("patient_id", b)}
+    assert count(engine, m.Person) == 1
+
+
+def test_id_number_guard_queues_a_review_and_warns(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1972, 11, 2)
+    id18 = id_number(born, seq=412)
+    first = registration(a, patient_id="A1", name="张秀英", sex="2", born=born, id_no=id18)
+    ingest(pipeline, a, first)
+    holder = person_of(engine, first)
+    # the same number written in traditional characters is the same person: no finding
+    fine = registration(b, patient_id="B1", name="張秀英", sex="2", born=born, id_no=id18)
+    assert ingest(pipeline, b, fine).warnings == 0 and person_of(engine, fine) == holder
+    # the same number with somebody else's name and birth date: not linked, queued, warned
+    wrong = registration(b, patient_id="B2", name="赵志强", sex="1", born=date(1990, 1, 1), id_no=id18)
+    receipt = ingest(pipeline, b, wrong)
+    assert receipt.warnings == 1
+    other = person_of(engine, wrong)
+    assert other is not None and other != holder
+    with engine.connect() as conn:
+        findings = conn.execute(select(m.BatchFinding.findings).where(m.BatchFinding.batch_id == receipt.batch_id)).scalar_one()
+        item = conn.execute(select(EmpiReview.__table__)).one()
+    conflict = next(f for f in findings if f["code"] == "EMPI_ID_CONFLICT")
+    assert conflict["severity"] == "warning" and "姓名和出生日期" in conflict["message"] and id18 not in conflict["message"]
+    assert (item.kind, item.status, item.person_id, item.candidate_id) == ("id_conflict", "pending", other, holder)
+    # the hospital's patient id went with the provisional person, so its next record finds it again
+    again = registration(b, patient_id="B2", name="赵志强", sex="1", born=date(1990, 1, 1), id_no=id18)
+    assert ingest(pipeline, b, again).warnings == 1 and person_of(engine, again) == other
+    assert count(engine, EmpiReview) == 1
+    # the operator decides it is the same person after all: link merges the records into the holder
+    result = service.decide(engine, item.id, "link", actor="op1", note="核实为同一人")
+    assert result["status"] == "linked"
+    assert person_of(engine, wrong) == holder and person_of(engine, again) == holder
+
+
+def test_record_with_only_an_institution_patient_id(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    r1 = registration(a, patient_id="X-001", name="", born=None)
+    r1.pop("name")
+    with pytest.raises(AssertionError):  # name is required in this data set; prove it, then send one with a name only
+        ingest(pipeline, a, r1)
+    r1 = registration(a, patient_id="X-001", name="某", born=None)
+    r2 = registration(a, patient_id="X-001", name="某", born=None)
+    r3 = registration(b, patient_id="X-001", name="某", born=None)  # another hospital's X-001 is someone else
+    ingest(pipeline, a, r1)
+    ingest(pipeline, a, r2)
+    ingest(pipeline, b, r3)
+    p1, p2, p3 = person_of(engine, r1), person_of(engine, r2), person_of(engine, r3)
+    assert p1 is not None and p1 == p2 and p3 is not None and p3 != p1
+    assert service.identifiers(engine, p1)["identifiers"][0]["kind"] == "patient_id"
+
+
+# --- probabilistic resolution ----------------------------------------------------------------------
+
+
+def test_corrupted_duplicate_links_probabilistically(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1958, 7, 21)
+    known = registration(a, patient_id="A1", name="欧阳晓华", born=born, id_no=id_number(born, 55), phone="13812345678")
+    ingest(pipeline, a, known)
+    # traditional characters, two phone digits swapped, no ID number, another hospital
+    dup = registration(b, patient_id="B9", name="歐陽曉華", born=born, phone="13812345768")
+    # a namesake born the same day with a different sex and phone must not be taken for her
+    stranger = registration(b, patient_id="B10", name="欧阳晓华", sex="2", born=born, phone="13998765432")
+    model = default_model()
+    row = match_row("歐陽曉華", "1", born, None, "13812345768", None)
+    assert model.score(row, match_row("欧阳晓华", "1", born, None, "13812345678", None))[1] >= model.link_threshold
+    ingest(pipeline, b, dup, stranger)
+    assert person_of(engine, dup) == person_of(engine, known)
+    assert person_of(engine, stranger) != person_of(engine, known)
+
+
+def test_review_queue_between_thresholds(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1990, 4, 12)
+    known = registration(a, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61))
+    ingest(pipeline, a, known)
+    # a homophone given name and a birth date one digit off, nothing else: not sure either way
+    maybe = registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13))
+    model = default_model()
+    _, prob = model.score(match_row("张玮", "1", date(1990, 4, 13), None, None, None),
+                          match_row("张伟", "1", born, None, None, None))
+    assert model.review_threshold <= prob < model.link_threshold
+    ingest(pipeline, b, maybe)
+    new, old = person_of(engine, maybe), person_of(engine, known)
+    assert new != old
+    queue = service.reviews(engine)
+    assert len(queue) == 1
+    item = queue[0]
+    assert (item["kind"], item["person_id"], item["candidate_id"]) == ("possible_match", new, old)
+    evidence = {e["field"]: e for e in item["evidence"]}
+    assert set(evidence) == {c.name for c in COMPARISONS}
+    assert evidence["name"]["level"] == "拼音一致（同音字/繁体）" and evidence["name"]["weight"] > 0
+    assert evidence["id_no"]["level"] == "缺失"
+    assert item["candidate"]["id_no"].startswith("220") and "*" in item["candidate"]["id_no"]  # masked
+    service.decide(engine, item["id"], "reject", actor="op1", note="不是同一人")
+    assert service.reviews(engine) == [] and len(service.reviews(engine, status="rejected")) == 1
+    # the same pair is not proposed again
+    ingest(pipeline, b, registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13)))
+    assert count(engine, EmpiReview) == 1
+    with pytest.raises(service.EmpiError) as err:
+        service.decide(engine, item["id"], "link", actor="op1")
+    assert err.value.code == "REVIEW_DECIDED"
+
+
+# --- merge, unmerge, split, audit ------------------------------------------------------------------
+
+
+def _state(engine):
+    with engine.connect() as conn:
+        records = dict(conn.execute(select(m.Record.id, m.Record.person_id)).all())
+        idents = set(conn.execute(select(m.PersonIdentifier.kind, m.PersonIdentifier.scope, m.PersonIdentifier.value,
+                                         m.PersonIdentifier.person_id)).all())
+        golden = {r.id: (r.status, r.name, r.birth_date, r.id_no, r.phone, r.match)
+                  for r in conn.execute(select(m.Person)).all()}
+    return records, idents, golden
+
+
+def test_merge_then_unmerge_restores_records_and_identifiers(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1948, 2, 29)
+    r1 = registration(a, patient_id="A1", name="单田芳", born=born, id_no=id_number(born, 11), phone="13900001111")
+    r2 = registration(a, patient_id="A1", name="单田芳", born=born, id_no=id_number(born, 11))
+    r3 = registration(b, patient_id="B5", name="單天方", born=date(1948, 3, 1), health_card="HC000111222333444")
+    ingest(pipeline, a, r1, r2)
+    ingest(pipeline, b, r3)
+    keep, gone = person_of(engine, r1), person_of(engine, r3)
+    assert keep != gone
+    before = _state(engine)
+    event_id = service.merge(engine, keep, gone, actor="op1", reason="同一人（医保核实）")
+    records, idents, golden = _state(engine)
+    assert set(records.values()) == {keep}
+    assert {p for *_, p in idents} == {keep} and len(idents) == len(before[1])
+    assert golden[gone][0] == "merged" and golden[keep][0] == "active"
+    assert service.golden_record(engine, gone)["person_id"] == keep  # merged ids keep working for readers
+    assert {i["kind"] for i in service.identifiers(engine, gone)["identifiers"]} == {"id_no", "patient_id", "health_card"}
+    with pytest.raises(service.EmpiError):
+        service.merge(engine, keep, gone, actor="op1")
+    undo_id = service.undo(engine, event_id, actor="op2", reason="误合并")
+    assert _state(engine) == before
+    with pytest.raises(service.EmpiError) as err:
+        service.undo(engine, event_id, actor="op2")
+    assert err.value.code == "ALREADY_UNDONE"
+    trail = service.events(engine, keep)
+    assert [(e["action"], e["actor"], e["reverts"]) for e in trail] == [("merge", "op1", None), ("unmerge", "op2", event_id)]
+    assert trail[0]["reverted_by"] == undo_id and trail[0]["records_moved"] == 1 and trail[0]["identifiers_moved"] == 2
+
+
+def test_merge_refuses_two_valid_id_numbers(pipeline, engine, two_orgs):
+    a, _ = two_orgs
+    born = date(2001, 6, 1)
+    r1 = registration(a, patient_id="T1", name="陈一鸣", born=born, id_no=id_number(born, 21))
+    r2 = registration(a, patient_id="T2", name="陈一航", born=born, id_no=id_number(born, 33))  # a twin
+    ingest(pipeline, a, r1, r2)
+    with pytest.raises(service.EmpiError) as err:
+        service.merge(engine, person_of(engine, r1), person_of(engine, r2), actor="op1")
+    assert err.value.code == "ID_NO_DIFFERENT"
+    assert count(engine, EmpiEvent) == 0
+
+
+def test_split_and_undo(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1977, 9, 9)
+    r1 = registration(a, patient_id="A1", name="曾国强", born=born, phone="13700002222")
+    r2 = registration(b, patient_id="B1", name="曾国强", born=born, phone="13700002222")
+    ingest(pipeline, a, r1)
+    ingest(pipeline, b, r2)
+    pid = person_of(engine, r1)
+    assert person_of(engine, r2) == pid  # same name, birth date and phone: linked
+    before = _state(engine)
+    with engine.connect() as conn:
+        rid = conn.execute(select(m.Record.id).where(m.Record.record_key == r2["registration_no"])).scalar_one()
+    new_id, event_id = service.split(engine, pid, [rid], actor="op1", reason="两个人")
+    assert person_of(engine, r2) == new_id and person_of(engine, r1) == pid
+    ids = service.identifiers(engine, new_id)["identifiers"]
+    assert [(i["kind"], i["scope"], i["value"]) for i in ids] == [("patient_id", b, "B1")]
+    assert service.golden_record(engine, new_id)["fields"]["name"]["source"]["org"] == b
+    service.undo(engine, event_id, actor="op1")
+    records, idents, _ = _state(engine)
+    assert records == before[0] and idents == before[1]
+
+
+# --- names, model, similarity (no database) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "reading"), [
+    ("单田芳", "shàn tián fāng"), ("曾国藩", "zēng guó fān"), ("解缙", "xiè jìn"), ("仇英", "qiú yīng"),
+    ("查良镛", "zhā liáng yōng"), ("区志伟", "ōu zhì wěi"), ("朴槿惠", "piáo jǐn huì"), ("盖聂", "gě niè"),
+    ("尉迟恭", "yù chí gōng"), ("單田芳", "shàn tián fāng"), ("欧阳修", "ōu yáng xiū"), ("张三", "zhāng sān"),
+])
+def test_polyphonic_surnames(name, reading):
+    assert name_pinyin(name) == reading
+
+
+def test_surname_table_is_used_for_matching_keys():
+    assert name_key("单田芳").surname_py == "shan" and name_key("尉迟恭").surname == "尉迟"
+    assert name_key("張 偉").key == "张伟" and name_key("ＺＨＡＮＧ Wei").key == "zhangwei"
+
+
+def test_polyphonic_surname_through_the_pipeline(pipeline, engine, two_orgs):
+    a, b = two_orgs
+    born = date(1934, 12, 1)
+    r1 = registration(a, patient_id="A1", name="单田芳", born=born, id_no=id_number(born, 71), phone="13611112222")
+    r2 = registration(b, patient_id="B1", name="單田芳", born=born, phone="13611112222")
+    ingest(pipeline, a, r1)
+    ingest(pipeline, b, r2)
+    assert person_of(engine, r2) == person_of(engine, r1)
+    hits = service.find(engine, name="单田芳", birth_date=born)
+    assert hits[0]["person_id"] == person_of(engine, r1) and hits[0]["phone"] == "136****2222"
+
+
+def test_python_scorer_agrees_with_splink():
+    """The real-time matcher and Splink must give every pair the same weight."""
+    from phip.empi.synth import Register
+    from phip.empi.training import frame, predict
+
+    rows = Register(5).rows(3000, duplicate_share=0.3, hard_share=0.2)
+    table = frame((str(r.rec_id), match_row(r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address)) for r in rows)
+    model = default_model()
+    by_id = {str(r.rec_id): match_row(r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address) for r in rows}
+    pairs = predict(table, model.settings, 0.0).to_pylist()
+    assert len(pairs) > 500
+    for p in pairs:
+        weight, _ = model.score(by_id[p["person_id_l"]], by_id[p["person_id_r"]])
+        assert weight == pytest.approx(p["match_weight"], abs=1e-6)
+
+
+def test_similarities_match_duckdb():
+    rng = random.Random(3)
+    alphabet = "abzh张三丰风0129"
+    pairs = []
+    for _ in range(2000):
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+        b = list(a)
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randrange(len(b) + 1)
+            if rng.random() < 0.5 and b and i < len(b):
+                b[i] = rng.choice(alphabet)
+            elif rng.random() < 0.5 and len(b) > 1 and i < len(b) - 1:
+                b[i], b[i + 1] = b[i + 1], b[i]
+            else:
+                b.insert(i, rng.choice(alphabet))
+        pairs.append((a, "".join(b)))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a VARCHAR, b VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", pairs)
+    for a, b, jw, dl in con.execute("SELECT a, b, jaro_winkler_similarity(a, b), damerau_levenshtein(a, b) FROM t").fetchall():
+        assert jaro_winkler(a, b) == pytest.approx(jw, abs=1e-12), (a, b)
+        if a.isascii() and b.isascii():
+            assert within_one_edit(a, b) == (dl <= 1), (a, b)
+
+
+# --- batch relink, API, CLI ----------------------------------------------------------------------------
+
+
+def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
+    """Persons that escaped real-time resolution (loaded as if resolved on identifiers only) are
+    merged by the batch relink; a twin with another ID number is not; each merge can be undone."""
+    from phip.empi.golden import person_row
+    from phip.empi.relink import relink
+    from phip.empi.store import insert_persons
+
+    born = date(1961, 10, 3)
+    people = {
+        "p1": {"name": "欧阳晓华", "sex": "2", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
+        "p2": {"name": "歐陽曉華", "sex": "2", "birth_date": born, "id_no": None, "phone": "13812345678", "address": "南关区 人民大街1号"},
+        "p3": {"name": "欧阳晓花", "sex": "2", "birth_date": born, "id_no": id_number(born, 24), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
+        "p4": {"name": "李四", "sex": "1", "birth_date": date(1990, 1, 1), "id_no": None, "phone": "13900000000", "address": None},
+    }
+    with engine.begin() as conn:
+        rows, blocks = [], {}
+        for pid, values in people.items():
+            cols, keys = person_row(values)
+            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+            blocks[pid] = keys
+        insert_persons(conn, rows, blocks)
+        conn.execute(m.Record.__table__.insert(), [
+            {"org_code": orgs[0][0], "dataset": DATASET, "record_key": f"K{i}", "version": 1, "content_hash": "h",
+             "person_id": pid, "event_time": NOW, "received_at": NOW, "batch_id": "b", "payload": {}}
+            for i, pid in enumerate(people)])
+    before = _state(engine)
+    summary = relink(engine)
+    assert (summary.persons, summary.persons_merged, summary.records_moved) == (4, 1, 1)
+    assert summary.blocked_by_id >= 1  # p3 (twin, other ID number) joins nobody
+    records, _, golden = _state(engine)
+    assert golden["p2"][0] == "merged" and records == {**before[0], **{k: "p1" for k, v in before[0].items() if v == "p2"}}
+    assert golden["p3"][0] == "active"
+    with engine.connect() as conn:
+        event = conn.execute(select(EmpiEvent.__table__).where(EmpiEvent.action == "relink")).one()
+    service.undo(engine, event.id, actor="op1")
+    assert _state(engine)[0] == before[0]
+    again = relink(engine, dry_run=True)
+    assert again.persons_merged == 1
+
+
+def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+
+    a, b = two_orgs
+    born = date(1990, 4, 12)
+    known = registration(a, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61), phone="13512345678")
+    ingest(pipeline, a, known)
+    ingest(pipeline, b, registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13)))
+    client = TestClient(create_app(engine))
+    pid = person_of(engine, known)
+    hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
+    assert hits[0]["person_id"] == pid and hits[0]["id_no"].count("*") == 11
+    by_id = client.get("/api/v1/empi/persons", params={"id_no": id_number(born, 61)}).json()["persons"]
+    assert [h["person_id"] for h in by_id] == [pid]
+    bad = client.get("/api/v1/empi/persons", params={"id_no": "220102199004120610"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_ID_NO"
+    assert client.get("/api/v1/empi/persons").json()["error"]["code"] == "BAD_QUERY"
+    ids = client.get(f"/api/v1/empi/persons/{pid}/identifiers").json()["identifiers"]
+    assert {i["kind"] for i in ids} == {"id_no", "patient_id"}
+    gold = client.get(f"/api/v1/empi/persons/{pid}").json()
+    assert gold["fields"]["name"] == {"value": "张伟", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
+    assert client.get("/api/v1/empi/persons/nobody").json()["error"]["code"] == "PERSON_NOT_FOUND"
+    queue = client.get("/api/v1/empi/reviews").json()["reviews"]
+    assert len(queue) == 1
+    decided = client.post(f"/api/v1/empi/reviews/{queue[0]['id']}/decision", json={"decision": "link", "operator": "op1"})
+    assert decided.json()["status"] == "linked"
+    assert client.post(f"/api/v1/empi/reviews/{queue[0]['id']}/decision",
+                       json={"decision": "maybe", "operator": "op1"}).json()["error"]["code"] == "BAD_REQUEST"
+    undo = client.post(f"/api/v1/empi/events/{decided.json()['event_id']}/undo", json={"operator": "op2"})
+    assert undo.status_code == 200
+    assert [e["action"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]] == ["link", "unmerge"]
