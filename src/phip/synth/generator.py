@@ -440,9 +440,12 @@ class Generator:
         copy = {**visits[i], "visit_no": self.serial("MZD")}
         visits.append(copy)
         mark("outpatient_visit", len(visits) - 1, "QC_DUPLICATE_EVENT", None)
-        i = free.pop(0)  # linkage: a patient known only by a passport and a fresh patient id
-        visits[i].update(patient_id=self.serial("PX"), id_type_code="03", id_no=f"E{self.rng.randrange(10**8):08d}")
-        visits[i].pop("health_card_no", None)
+        i = free.pop(0)  # linkage: a foreign visitor known only by a passport and a fresh patient id
+        born = date(1950, 1, 1) + timedelta(days=self.rng.randrange(18000))
+        visits[i].update(patient_id=self.serial("PX"), id_type_code="03", id_no=f"E{self.rng.randrange(10**8):08d}",
+                         name="".join(self.rng.choice("ABCDEFGHKLMNPRSTW") for _ in range(6)), birth_date=born.isoformat())
+        for field in ("health_card_no", "phone", "address"):  # nothing the EMPI could match on
+            visits[i].pop(field, None)
         mark("outpatient_visit", i, "QC_NOT_LINKED", None)
         rx = batches["western_prescription"]  # consistency: a prescription whose visit was never sent
         rx[0]["visit_no"] = self.serial("MZX")
