@@ -396,8 +396,17 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     known = registration(a, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61), phone="13512345678")
     ingest(pipeline, a, known)
     ingest(pipeline, b, registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13)))
+    from phip.web.auth import create_user
+    from tests.test_dashboard import PASSWORD, login
+
     client = TestClient(create_app(engine))
     pid = person_of(engine, known)
+    # residents' identities: nothing without an operator's session
+    anonymous = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "LOGIN_REQUIRED"
+    assert client.post("/api/v1/empi/merge", json={"survivor": pid, "retired": pid}).status_code == 401
+    create_user(engine, "ops", PASSWORD)
+    login(client)
     hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
     assert hits[0]["person_id"] == pid and hits[0]["id_no"].count("*") == 11
     by_id = client.get("/api/v1/empi/persons", params={"id_no": id_number(born, 61)}).json()["persons"]
@@ -419,3 +428,5 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     undo = client.post(f"/api/v1/empi/events/{decided.json()['event_id']}/undo", json={"operator": "op2"})
     assert undo.status_code == 200
     assert [e["action"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]] == ["link", "unmerge"]
+    # the audit trail names the logged-in operator, not what the body claims
+    assert {e["actor"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]} == {"ops"}

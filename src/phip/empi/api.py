@@ -1,25 +1,56 @@
 """EMPI HTTP API (``/api/v1/empi``): PDQ-like find, PIX-like identifiers, golden record, review
 queue actions, merge / split / undo. Thin: every endpoint calls phip.empi.service.
 
-ID numbers and phones are masked in every answer: operator roles (who may see them in clear)
-arrive with the user-login issue; until then nothing here unmasks.
+Every endpoint needs a logged-in operator (the dashboard's session cookie, 运维看板登录): these
+are residents' identities. The session's user, not a field of the body, is what the audit
+trail records. ID numbers and phones are masked in every answer.
 """
 
-from __future__ import annotations
 
 from datetime import date
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from phip.api.errors import ApiError
+from phip.api.examples import responses
+from phip.web import auth
+
+COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
+MAX_ID = 2**63 - 1
+_LOGIN = (401, "请先以操作员身份登录运维看板（/login）", None)
+_PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张伟", "sex": "1", "birth_date": "1990-04-12",
+           "id_no": "220102********0614", "phone": "135****5678", "address": "吉林省长春市南关区人民大街1号"}
+_SOURCE = {"org": "12220104412001376B", "dataset": "patient_info", "at": "2026-11-21 09:30:00"}
+EXAMPLES = {
+    "find": {"persons": [{**_PERSON, "match_probability": 0.998731, "match_weight": 14.62}]},
+    "golden": {"person_id": _PERSON["person_id"], "requested_id": _PERSON["person_id"], "status": "active", "records": 12,
+               "fields": {f: {"value": _PERSON[f], "source": _SOURCE} for f in ("name", "sex", "birth_date", "id_no")}},
+    "identifiers": {"person_id": _PERSON["person_id"], "identifiers": [
+        {"kind": "id_no", "label": "居民身份证号码", "scope": None, "value": "220102********0614",
+         "registered_at": "2026-11-21 09:30:02"},
+        {"kind": "patient_id", "label": "机构患者编号", "scope": "12220104412001376B", "value": "P000123",
+         "registered_at": "2026-11-21 09:30:02"}]},
+    "events": {"events": [{"id": 7, "kind": "merge", "person_id": _PERSON["person_id"],
+                           "other_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f", "actor": "ops", "reason": "同一人",
+                           "created_at": "2026-11-22 10:00:00", "records_moved": 3, "identifiers_moved": 2}]},
+    "split": {"person_id": "5e6f7a8b9c0d1e2f0c4d6e8f1a2b3c4d", "event_id": 8},
+    "reviews": {"reviews": [{"id": 3, "kind": "possible_match", "status": "pending", "probability": 0.83,
+                             "weight": 6.1, "person_id": _PERSON["person_id"],
+                             "candidate_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f",
+                             "evidence": [{"field": "name", "level": "拼音相同", "weight": 3.2}]}]},
+    "decision": {"review_id": 3, "status": "linked", "event_id": 9},
+    "event": {"event_id": 9},
+}
 
 from . import service
 
 
 class Operator(BaseModel):
-    operator: str = Field(min_length=1, max_length=64, description="操作人")
+    operator: str | None = Field(None, max_length=64, description="操作人（以登录会话的用户为准，此字段仅作兼容）")
     reason: str | None = Field(None, max_length=200)
 
 
@@ -29,7 +60,7 @@ class MergeRequest(Operator):
 
 
 class SplitRequest(Operator):
-    record_ids: list[int] = Field(min_length=1)
+    record_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1)
 
 
 class Decision(Operator):
@@ -44,9 +75,31 @@ def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 
 
 def build_router(engine: Engine) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"])
+    def operator(request: Request) -> str:
+        info = auth.session(engine, request.cookies.get(COOKIE))
+        if info is None:
+            raise ApiError(401, "LOGIN_REQUIRED", _LOGIN[1])
+        return info.username
 
-    @router.get("/persons")
+    router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"], dependencies=[Depends(operator)])
+    Actor = Annotated[str, Depends(operator)]
+    EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+    errors = {401: ("LOGIN_REQUIRED", *_LOGIN[1:])}
+    not_found = {**errors, 404: ("PERSON_NOT_FOUND", "居民“9f1c2b7e”不存在", "person_id")}
+
+    def body(model: type[BaseModel], example: dict) -> object:
+        return Annotated[model, Body(openapi_examples={"示例": {"value": example}})]
+
+    SplitBody = body(SplitRequest, {"record_ids": [1024, 1025], "reason": "两位患者误合并为一人"})
+    DecisionBody = body(Decision, {"decision": "link", "reason": "电话、住址一致，确认同一人"})
+    MergeBody = body(MergeRequest, {"survivor": _PERSON["person_id"], "retired": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f",
+                                    "reason": "同一人"})
+    UndoBody = body(Operator, {"reason": "合并有误，撤销"})
+
+    def documented(example: str, *statuses: int, overrides: dict | None = None) -> dict:
+        return responses(EXAMPLES[example], 401, *statuses, overrides={**errors, **(overrides or {})})
+
+    @router.get("/persons", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
     def find(id_no: str | None = None, name: str | None = Query(None, max_length=50), birth_date: date | None = None,
              phone: str | None = Query(None, max_length=20), sex: str | None = Query(None, pattern="^[0129]$"),
              limit: int = Query(20, ge=1, le=100)) -> dict:
@@ -54,42 +107,42 @@ def build_router(engine: Engine) -> APIRouter:
         hits = _call(service.find, engine, id_no=id_no, name=name, birth_date=birth_date, phone=phone, sex=sex, limit=limit)
         return {"persons": hits}
 
-    @router.get("/persons/{person_id}")
+    @router.get("/persons/{person_id}", responses=documented("golden", 404, overrides=not_found))
     def golden(person_id: str) -> dict:
         """居民最优记录（每个字段最新可信值及其来源）。已合并的居民编号返回合并后的居民。"""
         return _call(service.golden_record, engine, person_id)
 
-    @router.get("/persons/{person_id}/identifiers")
+    @router.get("/persons/{person_id}/identifiers", responses=documented("identifiers", 404, overrides=not_found))
     def identifiers(person_id: str) -> dict:
         """PIX：居民在各机构、各证件体系下的全部标识。"""
         return _call(service.identifiers, engine, person_id)
 
-    @router.get("/persons/{person_id}/events")
+    @router.get("/persons/{person_id}/events", responses=documented("events"))
     def person_events(person_id: str) -> dict:
         """该居民的主索引操作记录（审计）。"""
         return {"events": _call(service.events, engine, person_id)}
 
-    @router.post("/persons/{person_id}/split")
-    def split(person_id: str, body: SplitRequest) -> dict:
-        new_id, event_id = _call(service.split, engine, person_id, body.record_ids, body.operator, body.reason)
+    @router.post("/persons/{person_id}/split", responses=documented("split", 404, overrides=not_found))
+    def split(person_id: str, body: SplitBody, actor: Actor) -> dict:
+        new_id, event_id = _call(service.split, engine, person_id, body.record_ids, actor, body.reason)
         return {"person_id": new_id, "event_id": event_id}
 
-    @router.get("/reviews")
+    @router.get("/reviews", responses=documented("reviews"))
     def review_queue(status: str = Query("pending", pattern="^(pending|linked|rejected|merged)$"),
                      limit: int = Query(50, ge=1, le=500)) -> dict:
         """审核队列：逐字段比较结果与匹配权重。"""
         return {"reviews": service.reviews(engine, status, limit)}
 
-    @router.post("/reviews/{review_id}/decision")
-    def decide(review_id: int, body: Decision) -> dict:
-        return _call(service.decide, engine, review_id, body.decision, body.operator, body.reason)
+    @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
+    def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:
+        return _call(service.decide, engine, review_id, body.decision, actor, body.reason)
 
-    @router.post("/merge")
-    def merge(body: MergeRequest) -> dict:
-        return {"event_id": _call(service.merge, engine, body.survivor, body.retired, body.operator, body.reason)}
+    @router.post("/merge", responses=documented("event", 404, overrides=not_found))
+    def merge(body: MergeBody, actor: Actor) -> dict:
+        return {"event_id": _call(service.merge, engine, body.survivor, body.retired, actor, body.reason)}
 
-    @router.post("/events/{event_id}/undo")
-    def undo(event_id: int, body: Operator) -> dict:
-        return {"event_id": _call(service.undo, engine, event_id, body.operator, body.reason)}
+    @router.post("/events/{event_id}/undo", responses=documented("event"))
+    def undo(event_id: EventId, body: UndoBody, actor: Actor) -> dict:
+        return {"event_id": _call(service.undo, engine, event_id, actor, body.reason)}
 
     return router
