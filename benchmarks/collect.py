@@ -109,13 +109,11 @@ def phase_raw(path: Path) -> dict:
 def phase_collect(path: Path, pg: str) -> dict:
     from phip.collect.runner import Collector
     from phip.runtime import prepare
-    from phip.store.db import create_database, make_engine
+    from phip.store.db import create_database, make_engine, wipe
 
     create_database(pg)
     engine = make_engine(pg)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    wipe(engine)
     prepare(engine)
     mapping = load_mapping(path)
     marks: dict[str, float] = {}

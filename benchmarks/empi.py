@@ -35,7 +35,6 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from phip.empi.features import match_row  # noqa: E402
 from phip.empi.model import LINK_THRESHOLD, splink_settings  # noqa: E402
 from phip.empi.relink import _Clusters  # noqa: E402
 from phip.empi.synth import Register, true_pairs  # noqa: E402
@@ -170,15 +169,13 @@ def load_store(url: str, n: int) -> list:
     from phip.empi.golden import person_row
     from phip.empi.store import insert_persons
     from phip.orgs.service import seed_institutions
-    from phip.store.db import create_database, make_engine, upgrade
+    from phip.store.db import create_database, make_engine, upgrade, wipe
     from phip.store.models import PersonIdentifier, Record
     from phip.store.sql import bulk_insert
 
     create_database(url)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
     with engine.connect() as conn:
@@ -354,7 +351,7 @@ def main() -> None:
         print("(a) FEBRL4, 5,000 × 5,000 records, 5,000 true links")
         febrl4()
     if "b" not in skip:
-        print(f"(b) Chinese synthetic register")
+        print("(b) Chinese synthetic register")
         chinese(args.synthetic)
     if "c" not in skip:
         print(f"(c) speed on PostgreSQL, {args.persons:,} persons")

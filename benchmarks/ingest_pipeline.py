@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, Table, insert, text
+from sqlalchemy import Engine, Table, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -33,8 +33,8 @@ from phip.ingest.pipeline import Pipeline, content_hash, record_key  # noqa: E40
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.standard.catalog import load_standard  # noqa: E402
 from phip.standard.validate import validator_for  # noqa: E402
-from phip.store.db import create_database, make_engine, upgrade  # noqa: E402
-from phip.store.models import Base, Record  # noqa: E402
+from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
+from phip.store.models import Record  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
 
 BATCH = 1000
@@ -61,13 +61,7 @@ def generate(n: int, orgs: list[tuple[str, str]]) -> list[tuple[str, list[dict]]
 
 
 def fresh(engine: Engine) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        else:
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
 

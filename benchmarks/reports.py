@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.reports.period import parse_period  # noqa: E402
 from phip.reports.uploads import upload_report  # noqa: E402
-from phip.store.db import create_database, make_engine, upgrade  # noqa: E402
+from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_reports"
 MONTH = parse_period("2026-10")
@@ -44,9 +44,7 @@ CHUNK = 1_000_000
 
 
 def load(engine: Engine, n: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
     orgs = [r.code for r in list_institutions(engine)]

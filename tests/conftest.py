@@ -11,11 +11,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.service import seed_institutions
-from phip.store.db import create_database, make_engine, upgrade
+from phip.store.db import create_database, make_engine, upgrade, wipe
 from phip.store.models import Base
 
 PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
@@ -26,9 +26,7 @@ def _pg_engine() -> Engine:
     engine = make_engine(PG_URL)
     try:
         create_database(PG_URL)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        wipe(engine)
     except Exception as exc:  # noqa: BLE001
         if os.environ.get("CI"):
             raise

@@ -186,7 +186,7 @@ def test_identifier_registered_meanwhile_wins(pipeline, engine, orgs):
     ds = pipeline.standard.dataset("outpatient_visit")
     record = validator_for(pipeline.standard, ds).validate(records[0], NOW).record
     with engine.begin() as conn:
-        assert resolver.resolve(conn, org, ds, [record], NOW) == [first_person]
+        assert resolver.resolve(conn, org, ds, [record], NOW).person_ids == [first_person]
     assert len(lookups) == 2
 
 

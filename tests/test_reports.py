@@ -5,7 +5,7 @@ report's numbers."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
 import pytest
 from openpyxl import load_workbook

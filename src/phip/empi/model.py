@@ -149,7 +149,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 
 def splink_settings() -> Any:
     """Splink settings (untrained) for deduplicating persons."""
-    from splink import SettingsCreator, block_on
+    from splink import SettingsCreator
 
     comparisons = []
     for comp in COMPARISONS:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, select, text
 
 from phip.standard.validate import platform_now
-from phip.store.models import Person, PersonIdentifier, Record
+from phip.store.models import PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
 from . import golden

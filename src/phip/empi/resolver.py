@@ -22,12 +22,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from phip.ingest.identity import Resolution
 from phip.standard.catalog import DataSet
 from phip.standard.validate import Finding, finding
 from phip.store.sql import insert_ignoring_conflicts
@@ -44,14 +44,6 @@ from .tables import EmpiModel, EmpiReview
 _NAME = next(i for i, c in enumerate(COMPARISONS) if c.name == "name")
 _DOB = next(i for i, c in enumerate(COMPARISONS) if c.name == "dob")
 _MODEL_TTL = 60.0
-
-
-@dataclass
-class Resolution:
-    """What the resolver hands back: the person of each record and extra findings by record index."""
-
-    person_ids: list[str | None]
-    findings: dict[int, list[Finding]] = field(default_factory=dict)
 
 
 def new_person_id() -> str:

@@ -12,23 +12,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 
 from phip.standard.catalog import DataSet
 from phip.standard.checks import is_valid_id_number
+from phip.standard.validate import Finding
 from phip.store.models import Person, PersonIdentifier
 from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, matching
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
 
+@dataclass
+class Resolution:
+    """What a resolver hands back: the person of each record (None when it names no person)
+    and extra findings by record index (the EMPI's ID-number guard warns this way)."""
+
+    person_ids: list[str | None]
+    findings: dict[int, list[Finding]] = field(default_factory=dict)
+
+
 class PersonResolver(Protocol):
     def resolve(
         self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
-    ) -> list[str | None]:
-        """Return the person id of each record (None when the record names no person)."""
+    ) -> Resolution:
         ...
 
 
@@ -59,9 +69,9 @@ class IdentifierResolver:
 
     def resolve(
         self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
-    ) -> list[str | None]:
+    ) -> Resolution:
         if not dataset.person:
-            return [None] * len(records)
+            return Resolution([None] * len(records))
         per_record = [identifier_keys(org_code, dataset, r) for r in records]
         wanted: dict[tuple[str, str], set[str]] = {}
         for keys in per_record:
@@ -90,14 +100,14 @@ class IdentifierResolver:
             rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in new_ids.items()]
             inserted = bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
             if inserted == len(rows):
-                return result
+                return Resolution(result)
             # Another institution's batch registered some of these identifiers a moment ago:
             # the stored mapping wins, so read back what is really there.
             stored = self._lookup(conn, new_ids.keys())
             moved = {p: stored[k] for k, p in new_ids.items() if stored.get(k) not in (None, p)}
             if moved:
                 result = [moved.get(p, p) if p else p for p in result]
-        return result
+        return Resolution(result)
 
     @staticmethod
     def _lookup(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[IdentifierKey, str]:

@@ -287,11 +287,10 @@ class Pipeline:
         with self.engine.begin() as conn:
             lock_key(conn, f"{org_code}/{dataset.code}")
             if good:
-                persons = self.resolver.resolve(conn, org_code, dataset, [g.record for g in good], now)
-                extra = getattr(persons, "findings", {})  # the EMPI's Resolution: per-record findings too
-                for g, person_id in zip(good, getattr(persons, "person_ids", persons), strict=True):
+                resolution = self.resolver.resolve(conn, org_code, dataset, [g.record for g in good], now)
+                for g, person_id in zip(good, resolution.person_ids, strict=True):
                     g.person_id = person_id
-                for index, found in extra.items():
+                for index, found in resolution.findings.items():
                     if not good[index].warnings:
                         prepared.warned.append(good[index])
                         receipt.warnings += 1

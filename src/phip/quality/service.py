@@ -113,7 +113,7 @@ def dataset_scores(engine: Engine, org_code: str, day_from: date, day_to: date) 
             select(s.dataset, s.dimension, func.sum(s.checked), func.sum(s.failed))
             .where(s.org_code == org_code, s.day >= day_from, s.day <= day_to).group_by(s.dataset, s.dimension)
         ).all()
-    rules, std = load_rules(), load_standard()
+    std = load_standard()
     table: dict[str, dict[str, Any]] = {}
     for ds, dim, checked, failed in rows:
         entry = table.setdefault(ds, {"dataset": ds, "name": std.dataset(ds).label, "checked": 0, "scores": {}})

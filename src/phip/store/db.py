@@ -64,6 +64,21 @@ def create_database(url: str) -> None:
         admin.dispose()
 
 
+def wipe(engine: Engine) -> None:
+    """Drop every table of the store, migrations' bookkeeping included (tests and benchmarks
+    start from nothing). PostgreSQL: the ``public`` schema is recreated, which also takes
+    tables no model declares; elsewhere the declared tables are dropped."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+            return
+        from phip.store.models import Base
+
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

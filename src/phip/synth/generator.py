@@ -415,7 +415,7 @@ class Generator:
         std = self.standard
         planted: list[Planted] = []
         visits, stays = batches["outpatient_visit"], batches["inpatient_visit"]
-        out_ds, in_ds = std.dataset("outpatient_visit"), std.dataset("inpatient_visit")
+        out_ds = std.dataset("outpatient_visit")
         fee_visits = {f["visit_no"] for f in batches.get("fee_detail", [])}
         free = [i for i, v in enumerate(visits) if v["visit_no"] in fee_visits and "total_fee" in v]
 
@@ -444,8 +444,8 @@ class Generator:
         born = date(1950, 1, 1) + timedelta(days=self.rng.randrange(18000))
         visits[i].update(patient_id=self.serial("PX"), id_type_code="03", id_no=f"E{self.rng.randrange(10**8):08d}",
                          name="".join(self.rng.choice("ABCDEFGHKLMNPRSTW") for _ in range(6)), birth_date=born.isoformat())
-        for field in ("health_card_no", "phone", "address"):  # nothing the EMPI could match on
-            visits[i].pop(field, None)
+        for name in ("health_card_no", "phone", "address"):  # nothing the EMPI could match on
+            visits[i].pop(name, None)
         mark("outpatient_visit", i, "QC_NOT_LINKED", None)
         rx = batches["western_prescription"]  # consistency: a prescription whose visit was never sent
         rx[0]["visit_no"] = self.serial("MZX")

@@ -9,9 +9,9 @@ the vendored ECharts (static/vendor/echarts), fed by JSON embedded with ``tojson
 from __future__ import annotations
 
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
@@ -143,22 +143,19 @@ def build_router(engine: Engine) -> APIRouter:
         return _page("uploads.html", me=me, active="uploads", report=rep, columns=COLUMNS, sort=key, order=order,
                      query=query, region_options=region_options, title=export.title(rep))
 
-    @router.get(f"{PREFIX}/uploads.xlsx")
-    def uploads_xlsx(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
-                     sort: str | None = None, order: str = "desc") -> Response:
-        user(request)
-        rep, _ = _report(period, level, region, sort, order)
-        name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.xlsx"
-        return Response(export.to_xlsx(rep), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    exports = {
+        "xlsx": (export.to_xlsx, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        "csv": (lambda rep: export.to_csv(rep).encode("utf-8"), "text/csv; charset=utf-8"),
+    }
 
-    @router.get(f"{PREFIX}/uploads.csv")
-    def uploads_csv(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
-                    sort: str | None = None, order: str = "desc") -> Response:
+    @router.get(PREFIX + "/uploads.{fmt}")
+    def uploads_file(request: Request, fmt: Literal["xlsx", "csv"], period: str | None = None, level: str = "institution",
+                     region: str | None = None, sort: str | None = None, order: str = "desc") -> Response:
         user(request)
         rep, _ = _report(period, level, region, sort, order)
-        name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.csv"
-        return Response(export.to_csv(rep).encode("utf-8"), media_type="text/csv; charset=utf-8",
+        render_file, media_type = exports[fmt]
+        name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.{fmt}"
+        return Response(render_file(rep), media_type=media_type,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @router.get(PREFIX + "/institutions/{code}", response_class=HTMLResponse)
