@@ -31,6 +31,7 @@ from phip.web.render import render
 
 def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
     """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
+    runtime.tune_gc()
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
     if engine is None:

@@ -20,14 +20,13 @@ Per batch, with a handful of set-based queries whatever the batch size:
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from phip.ingest.identity import Resolution
+from phip.ingest.identity import Resolution, new_person_id
 from phip.standard.catalog import DataSet
 from phip.standard.validate import Finding, finding
 from phip.store.sql import insert_ignoring_conflicts
@@ -44,10 +43,6 @@ from .tables import EmpiModel, EmpiReview
 _NAME = next(i for i, c in enumerate(COMPARISONS) if c.name == "name")
 _DOB = next(i for i, c in enumerate(COMPARISONS) if c.name == "dob")
 _MODEL_TTL = 60.0
-
-
-def new_person_id() -> str:
-    return uuid.uuid4().hex
 
 
 def guard(model: Model, record_row: dict[str, Any], person_row: dict[str, Any]) -> list[str]:
@@ -111,6 +106,7 @@ class _Batch:
         self.new_ids: dict[IdentifierKey, str] = {}
         self.reviews: list[dict[str, Any]] = []
         self.batch_index: dict[str, list[str]] = {}  # blocking key -> new persons of this batch
+        self._demo: list[dict[str, Any] | None] = [None] * len(records)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -128,7 +124,12 @@ class _Batch:
         return Resolution(self.result, self.findings)
 
     def _demographics(self, i: int) -> dict[str, Any]:
-        return record_demographics(self.dataset, self.records[i])
+        """The record's golden-field values, read once (the exact path, survivorship and the
+        probabilistic path all look at them)."""
+        demo = self._demo[i]
+        if demo is None:
+            demo = self._demo[i] = record_demographics(self.dataset, self.records[i])
+        return demo
 
     def _exact(self, i: int, keys: list[IdentifierKey]) -> bool:
         """Resolve record i on its identifiers; False when it needs probabilistic matching."""

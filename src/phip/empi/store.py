@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select, text, update
 
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, matching
 
 from .identifiers import IdentifierKey
 from .tables import EmpiBlock
@@ -42,10 +42,10 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
     wanted = set(keys)
     values = sorted({v for _, _, v in wanted})
     found: dict[IdentifierKey, str] = {}
-    for chunk in chunks(values):
+    for condition in matching(conn, pi.c.value, values):
         # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
         for value, kind, scope, person_id in conn.execute(
-            select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(pi.c.value.in_(chunk))
+            select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(condition)
         ):
             if (kind, scope, value) in wanted:
                 found[(kind, scope, value)] = person_id
@@ -55,8 +55,8 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
 def load_persons(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     p = Person.__table__
     out: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(sorted(set(ids))):
-        for row in conn.execute(select(*[p.c[c] for c in PERSON_COLUMNS]).where(p.c.id.in_(chunk))).mappings():
+    for condition in matching(conn, p.c.id, sorted(set(ids))):
+        for row in conn.execute(select(*[p.c[c] for c in PERSON_COLUMNS]).where(condition)).mappings():
             out[row["id"]] = dict(row)
     return out
 
@@ -64,8 +64,8 @@ def load_persons(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, An
 def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[str]]:
     b = EmpiBlock.__table__
     out: dict[str, list[str]] = {}
-    for chunk in chunks(sorted(set(keys))):
-        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(b.c.key.in_(chunk))):
+    for condition in matching(conn, b.c.key, sorted(set(keys))):
+        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(condition)):
             out.setdefault(key, []).append(pid)
     return out
 

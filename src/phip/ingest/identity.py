@@ -9,7 +9,8 @@ identifier kind, so it costs a few round trips per batch, not per record.
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -43,7 +44,12 @@ class PersonResolver(Protocol):
 
 
 def new_person_id() -> str:
-    return uuid.uuid4().hex
+    """A new person id: 32 hex digits, time-ordered like UUIDv7 (48-bit milliseconds, then 80
+    random bits). The id is indexed in persons, identifiers, the candidate index and records;
+    random ids (uuid4) land on random leaf pages of all four indexes, so once a province's
+    tables outgrow memory every new person costs four page reads and, after each checkpoint,
+    four full-page images in the WAL. Time-ordered ids append to the right-hand pages."""
+    return f"{time.time_ns() // 1_000_000:012x}{int.from_bytes(os.urandom(10), 'big'):020x}"
 
 
 def identifier_keys(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
