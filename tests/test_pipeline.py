@@ -255,3 +255,45 @@ def test_stream_hands_back_the_written_batch_before_a_source_error(pipeline, eng
         for receipt in pipeline.ingest_stream(org, "outpatient_visit", source(), source="collect", now=NOW):
             seen.append(receipt.accepted)
     assert seen == [10] and count(engine, m.Record) == 10
+
+
+def _stored(engine):
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(m.Record.record_key, m.Record.content_hash, m.Record.person_id.is_(None))).all())
+
+
+def test_stream_validated_in_another_process_stores_what_in_process_validation_stores(pipeline, engine, orgs, monkeypatch):
+    """The validation process (phip.ingest.workers) is an optimisation only: the same
+    receipts, findings and stored rows as validating in the writer's process."""
+    from phip.ingest import workers
+
+    org, records = visits(orgs, n=40)
+    records[3] = {**records[3], "visit_time": "明天"}  # rejected
+    records[7] = {**records[7], "sex_code": "男"}  # normalised
+    records[11] = {**records[11], "id_no": records[11]["id_no"][:17] + "0"}  # warning or rejection by check digit
+    batches = [records[i : i + 10] for i in range(0, 40, 10)]
+
+    remote = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
+    assert workers._pool is not None, "the stream must have used the validation process"
+    stored_remote = _stored(engine)
+    from phip.store.db import wipe, upgrade
+    from phip.orgs.service import seed_institutions
+
+    wipe(engine), upgrade(engine), seed_institutions(engine)
+    monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
+    local = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
+    strip = lambda receipts: [{k: v for k, v in r.items() if k not in ("batch_id", "received_at")} for r in receipts]  # noqa: E731
+    assert strip(remote) == strip(local)
+    assert stored_remote == _stored(engine)
+    assert len(stored_remote) == sum(r["counts"]["accepted"] for r in remote) == 38  # the date and the check digit rejected
+
+
+def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipeline, engine, orgs):
+    """A record the validation process cannot receive (not picklable) costs only that batch's
+    overlap: it is validated here and rejected with its reason like any other bad record."""
+    org, records = visits(orgs, n=20)
+    records[4] = {**records[4], "name": lambda: "x"}
+    receipts = list(pipeline.ingest_stream(org, "outpatient_visit", iter([records[:10], records[10:]]), source="file", now=NOW))
+    assert [r.accepted for r in receipts] == [9, 10]
+    assert receipts[0].rejections[0].index == 4
+    assert count(engine, m.Record) == 19

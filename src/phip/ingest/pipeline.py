@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict, Unpack
@@ -37,6 +37,7 @@ from phip.store.sql import bulk_insert, increment, lock_key, matching
 
 from phip.empi.resolver import EmpiResolver
 
+from . import workers
 from .identity import PersonResolver
 from .readers import Unreadable
 
@@ -156,6 +157,47 @@ class _Good:
     person_id: str | None = None
 
 
+def validate_batch(
+    standard: Standard, dataset: DataSet, org_code: str, org_name: str, records: Sequence[Any], now: datetime
+) -> tuple[list[_Good], list[_Good], list[Rejection]]:
+    """Step one of a batch, with no database: validate and normalise every record, key and hash
+    it. Returns (good, warned, rejections); a pure function of its arguments, so it runs the
+    same in the writer's process or in a validation process (:mod:`phip.ingest.workers`)."""
+    validator = validator_for(standard, dataset)
+    event_field = dataset.event_time
+    good: list[_Good] = []
+    warned: list[_Good] = []
+    rejections: list[Rejection] = []
+    for index, raw in enumerate(records):
+        if isinstance(raw, Unreadable):
+            rejections.append(Rejection(index, None, [finding("UNREADABLE", None, reason=raw.reason)]))
+            continue
+        if isinstance(raw, dict):
+            claimed = raw.get("org_code")
+            if claimed in (None, ""):
+                raw = {**raw, "org_code": org_code}
+                if raw.get("org_name") in (None, ""):
+                    raw["org_name"] = org_name
+            elif str(claimed).strip().upper() != org_code:
+                rejections.append(
+                    Rejection(index, _raw_key(dataset, raw), [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)])
+                )
+                continue
+        outcome = validator.validate(raw, now)
+        if outcome.record is None:
+            rejections.append(Rejection(index, _raw_key(dataset, raw), outcome.findings))
+            continue
+        record = outcome.record
+        event = record.get(event_field)
+        if event is not None and not isinstance(event, datetime):
+            event = datetime(event.year, event.month, event.day)
+        item = _Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings)
+        good.append(item)
+        if outcome.findings:
+            warned.append(item)
+    return good, warned, rejections
+
+
 class BatchOptions(TypedDict, total=False):
     """Keyword options of :meth:`Pipeline.ingest`, as :meth:`Pipeline.prepare` defines them."""
 
@@ -224,38 +266,42 @@ class Pipeline:
         """Ingest a stream of batches of one (institution, data set), yielding their receipts in
         order; rejection indices count from the start of the stream.
 
-        The same two steps as :meth:`ingest`, overlapped: while batch k is written in its
-        transaction by a writer thread, batch k+1 is validated here. The database's share of
-        the work (the server's CPU and the round trips, during which the driver releases the
-        GIL) then hides behind validation instead of adding to it. Batches still commit one by
-        one, in order, each in its own transaction, so the kill-and-resume guarantees of
-        :meth:`ingest` hold unchanged.
+        The same two steps as :meth:`ingest`, overlapped: while this process writes batch k in
+        its transaction, a validation process (:mod:`phip.ingest.workers`) validates batch
+        k+1 on the other core. Batches still commit one by one, in order, each in its own
+        transaction, so the kill-and-resume guarantees of :meth:`ingest` hold unchanged. When
+        the source fails, every batch read before the failure is committed and its receipt
+        handed back first: a caller that advances a cursor per receipt loses track of nothing.
         """
+        dataset = self.dataset(dataset_ref)
+        org_name = self.institution_name(org_code)
+        now = now or platform_now()
+        remote = self.standard is load_standard()  # the validation process knows only the published standard
         offset = 0
         source_batches = iter(batches)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="phip-writer") as writer:
-            pending: Future[Receipt] | None = None
-            while True:
-                try:
-                    records = next(source_batches, None)
-                    if records is None:
-                        break
-                    prepared = self.prepare(
-                        org_code, dataset_ref, records, source=source, source_ref=source_ref, now=now, index_base=offset,
-                    )
-                except BaseException:
-                    # The source (or a record set) failed: the batch being written still
-                    # commits, so its receipt goes out first — a caller that advances a
-                    # cursor per receipt must not lose track of a committed batch.
-                    if pending is not None:
-                        yield pending.result()
-                    raise
-                offset += len(records)
-                if pending is not None:
-                    yield pending.result()
-                pending = writer.submit(self.commit, prepared)
-            if pending is not None:
-                yield pending.result()
+        waiting: tuple[Sequence[Any], int, Future | None] | None = None  # read, being validated, not written
+
+        def prepared(item: tuple[Sequence[Any], int, Future | None]) -> Prepared:
+            records, base, future = item
+            return self.prepare(org_code, dataset.code, records, source=source, source_ref=source_ref, now=now,
+                                index_base=base, validated=workers.result(future))
+
+        while True:
+            try:
+                records = next(source_batches, None)
+            except BaseException:
+                if waiting is not None:
+                    yield self.commit(prepared(waiting))
+                raise
+            if records is None:
+                break
+            future = workers.submit(dataset.code, org_code, org_name, records, now) if remote else None
+            if waiting is not None:
+                yield self.commit(prepared(waiting))  # written here while the next batch is validated there
+            waiting = (records, offset, future)
+            offset += len(records)
+        if waiting is not None:
+            yield self.commit(prepared(waiting))
 
     def prepare(
         self,
@@ -268,15 +314,20 @@ class Pipeline:
         batch_id: str | None = None,
         now: datetime | None = None,
         index_base: int = 0,
+        validated: tuple[list[_Good], list[_Good], list[Rejection]] | None = None,
     ) -> Prepared:
-        """Step one, without the database: validate and normalise every record, key and hash it.
+        """Step one, without the database: validate and normalise every record, key and hash it
+        (:func:`validate_batch`, unless a validation process already did: ``validated``).
         ``index_base`` offsets rejection indices when a caller splits a larger upload into batches."""
         dataset = self.dataset(dataset_ref)
         org_name = self.institution_name(org_code)
         now = now or platform_now()
         receipt = Receipt(batch_id or uuid.uuid4().hex, org_code, dataset.code, source, now, total=len(records))
-        good, warned = self._validate(dataset, org_code, org_name, records, now, receipt)
-        stored_rejections = receipt.rejections
+        if validated is None:
+            validated = validate_batch(self.standard, dataset, org_code, org_name, records, now)
+        good, warned, stored_rejections = validated
+        receipt.rejected = len(stored_rejections)
+        receipt.warnings = len(warned)
         receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings) for r in stored_rejections]
         return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref)
 
@@ -304,44 +355,6 @@ class Pipeline:
         return receipt
 
     # -- steps --------------------------------------------------------------------------
-
-    def _validate(
-        self, dataset: DataSet, org_code: str, org_name: str, records: Sequence[Any], now: datetime, receipt: Receipt
-    ) -> tuple[list[_Good], list[_Good]]:
-        validator = validator_for(self.standard, dataset)
-        event_field = dataset.event_time
-        good: list[_Good] = []
-        warned: list[_Good] = []
-        for index, raw in enumerate(records):
-            if isinstance(raw, Unreadable):
-                receipt.rejections.append(Rejection(index, None, [finding("UNREADABLE", None, reason=raw.reason)]))
-                continue
-            if isinstance(raw, dict):
-                claimed = raw.get("org_code")
-                if claimed in (None, ""):
-                    raw = {**raw, "org_code": org_code}
-                    if raw.get("org_name") in (None, ""):
-                        raw["org_name"] = org_name
-                elif str(claimed).strip().upper() != org_code:
-                    receipt.rejections.append(
-                        Rejection(index, _raw_key(dataset, raw), [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)])
-                    )
-                    continue
-            outcome = validator.validate(raw, now)
-            if outcome.record is None:
-                receipt.rejections.append(Rejection(index, _raw_key(dataset, raw), outcome.findings))
-                continue
-            record = outcome.record
-            event = record.get(event_field)
-            if event is not None and not isinstance(event, datetime):
-                event = datetime(event.year, event.month, event.day)
-            item = _Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings)
-            good.append(item)
-            if outcome.findings:
-                warned.append(item)
-        receipt.rejected = len(receipt.rejections)
-        receipt.warnings = len(warned)
-        return good, warned
 
     def _upsert(
         self, conn: Connection, org_code: str, dataset: DataSet, items: list[_Good], receipt: Receipt, now: datetime

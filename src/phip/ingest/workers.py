@@ -1,0 +1,135 @@
+"""Validation in a separate process (校验进程) for streams of batches.
+
+A stream (file import, pull collection) is ingested batch after batch, each batch in its own
+transaction. Validation needs no database and is about a third of the pipeline's CPU; the
+writer's part (person resolution, upsert) waits on the database between bursts of Python.
+Threads cannot overlap the two: both halves are Python, the GIL lets one run at a time, and a
+writer thread coming back from a database round trip queued for the GIL behind validation
+(measured: streaming with a writer thread was no faster than batch after batch). A second
+process validates batch k+1 on the other core while this one writes batch k.
+
+The process is started once per PHIP process (about a second: it imports the standard) and
+reused by every stream. Records cross the process boundary pickled; validated records come
+back as plain tuples, which pickle several times faster than the pipeline's dataclasses.
+If the process is unavailable (one core, disabled, broken), validation runs in-process:
+the results are the same, only the overlap is lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_pool: ProcessPoolExecutor | None = None
+_lock = threading.Lock()
+_disabled = False
+
+Validated = tuple[list[Any], list[Any], list[Any]]  # (good, warned, rejections) as validate_batch returns
+
+
+def enabled() -> bool:
+    """``PHIP_VALIDATION_PROCESS=0`` turns the process off; by default it runs on machines
+    with more than one core."""
+    setting = os.environ.get("PHIP_VALIDATION_PROCESS")
+    if setting is not None:
+        return setting.strip() not in ("0", "false", "no", "")
+    return (os.cpu_count() or 1) > 1
+
+
+def _init() -> None:
+    from phip.runtime import tune_gc
+    from phip.standard.catalog import load_standard
+
+    load_standard()
+    tune_gc()
+
+
+def _validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> tuple:
+    from phip.ingest.pipeline import validate_batch
+    from phip.standard.catalog import load_standard
+
+    standard = load_standard()
+    good, _, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
+    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good], rejections
+
+
+def pool() -> ProcessPoolExecutor | None:
+    """The validation process of this PHIP process, started on first use (None when off)."""
+    global _pool
+    if _disabled or not enabled() or multiprocessing.parent_process() is not None:
+        # Only a main process starts one: a multiprocessing child never runs atexit, and its
+        # exit waits for its children, so an idle validation process would hold it forever
+        # (a daemonic child may not start one at all). Such children validate in-process.
+        return None
+    with _lock:
+        if _pool is None:
+            # spawn, not fork: the parent holds database connections and a writer's threads
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
+            atexit.register(shutdown)
+        return _pool
+
+
+def warm() -> None:
+    """Start the process now (a service or worker does at start-up; a benchmark before timing)."""
+    executor = pool()
+    if executor is not None:
+        executor.submit(_init).result()
+
+
+def shutdown() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+def submit(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> Future | None:
+    executor = pool()
+    if executor is None:
+        return None
+    try:
+        return executor.submit(_validate, dataset_code, org_code, org_name, records, now)
+    except Exception as exc:  # noqa: BLE001 - a pool that cannot take work must not stop ingestion
+        _give_up(exc, broken=True)
+        return None
+
+
+def result(future: Future | None) -> Validated | None:
+    """The validated batch, or None when the process failed (the caller validates in-process)."""
+    if future is None:
+        return None
+    try:
+        good_rows, rejections = future.result()
+    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable record or a killed process
+        _give_up(exc)
+        return None
+    from phip.ingest.pipeline import _Good
+
+    good = [_Good(*row) for row in good_rows]
+    return good, [g for g in good if g.warnings], rejections
+
+
+def _give_up(exc: BaseException, broken: bool = False) -> None:
+    """Validate in-process from now on; a pickling error costs only its batch's overlap."""
+    global _disabled, _pool
+    from concurrent.futures.process import BrokenProcessPool
+
+    if broken or isinstance(exc, BrokenProcessPool):
+        log.warning("validation process unavailable, validating in-process: %s", exc)
+        _disabled = True
+        with _lock:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+                _pool = None
+    else:
+        log.warning("batch validated in-process (%s: %s)", type(exc).__name__, exc)
