@@ -297,3 +297,37 @@ def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipel
     assert [r.accepted for r in receipts] == [9, 10]
     assert receipts[0].rejections[0].index == 4
     assert count(engine, m.Record) == 19
+
+
+def test_validation_process_exits_when_its_writer_is_killed(tmp_path):
+    """A SIGKILLed collector must not leave its validation process behind (it holds both ends
+    of its queue's pipe, so only watching the parent ends it)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import os, signal\n"
+        "from phip.ingest import workers\n"
+        "if __name__ == '__main__':\n"
+        "    workers.warm()\n"
+        "    print(*workers.pool()._processes, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PHIP_VALIDATION_PROCESS": "1"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    child = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child}") and "Z" not in _state(child):
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}") or "Z" in _state(child), "validation process outlived its writer"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -45,7 +45,17 @@ def enabled() -> bool:
     return (os.cpu_count() or 1) > 1
 
 
+def _watch_parent() -> None:
+    """Exit when the writer's process dies (a SIGKILLed collector): the worker holds both ends
+    of its call queue's pipe, so it would never see end-of-file and would wait forever."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(0)
+
+
 def _init() -> None:
+    threading.Thread(target=_watch_parent, name="phip-parent-watch", daemon=True).start()
     from phip.runtime import tune_gc
     from phip.standard.catalog import load_standard
 
