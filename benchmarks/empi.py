@@ -122,7 +122,9 @@ def febrl4() -> None:
         {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in (
             'l."address_key" = r."address_key"',
             'substr(l."given_py", 1, 2) = substr(r."given_py", 1, 2) AND substr(l."surname_py", 1, 2) = substr(r."surname_py", 1, 2)',
-            'l."dob" = r."dob"')]
+            'l."dob" = r."dob"',
+            'l."surname_py" = r."given_py" AND l."given_py" = r."surname_py"',
+            'right(l."address_key", 4) = right(r."address_key", 4)')]
     pairs = predict(table, model, 0.01)
     elapsed = time.perf_counter() - start
     cross = [(l, r, p) for l, r, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),

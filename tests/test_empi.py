@@ -318,6 +318,32 @@ def test_python_scorer_agrees_with_splink():
         assert weight == pytest.approx(p["match_weight"], abs=1e-6)
 
 
+def test_refine_u_discounts_matches_among_random_pairs():
+    """Random sampling counts duplicates as non-matches; where they dominate a level (same ID
+    number) u ≈ λ·m and the level cancels the prior. refine_u weighs each random pair by its
+    chance of being a non-match, so that u falls, while a level non-matches fill keeps its u."""
+    import copy
+
+    from phip.empi.synth import Register
+    from phip.empi.training import frame, refine_u
+
+    rows = Register(5).rows(3000, duplicate_share=0.3, hard_share=0.2)
+    table = frame((str(r.rec_id), match_row(r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address)) for r in rows)
+    model = copy.deepcopy(default_model().settings)
+    model["probability_two_random_records_match"] = prior = 2e-4  # about this register's share of duplicate pairs
+
+    def level(settings, comparison, label):
+        comp = next(c for c in settings["comparisons"] if c["output_column_name"] == comparison)
+        return next(lv for lv in comp["comparison_levels"] if lv.get("label_for_charts") == label)
+
+    same_id = level(model, "id_no", "完全一致")
+    same_id["u_probability"] = contaminated = prior * same_id["m_probability"]
+    other_name = level(model, "name", "不一致")["u_probability"]
+    refined = refine_u(table, model, max_pairs=5e5)
+    assert level(refined, "id_no", "完全一致")["u_probability"] < contaminated / 20
+    assert level(refined, "name", "不一致")["u_probability"] == pytest.approx(other_name, rel=0.01)
+
+
 def test_similarities_match_duckdb():
     rng = random.Random(3)
     alphabet = "abzh张三丰风0129"
