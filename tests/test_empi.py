@@ -412,6 +412,45 @@ def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
     assert again.persons_merged == 1
 
 
+def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs):
+    """A survivor's golden record takes what the retired person knew and it did not (here the
+    phone), its candidate-index keys follow, and undoing the relink restores it; a survivor that
+    gains nothing keeps its row untouched (updated_at stays empty)."""
+    from phip.empi.golden import person_row
+    from phip.empi.relink import relink
+    from phip.empi.store import insert_persons
+    from phip.empi.tables import EmpiBlock
+
+    born, other = date(1975, 6, 1), date(1982, 2, 14)
+    people = {
+        "q1": {"name": "司马文静", "sex": "2", "birth_date": born, "id_no": id_number(born, 31), "phone": None, "address": "南关区人民大街9号"},
+        "q2": {"name": "司马文静", "sex": "2", "birth_date": born, "id_no": None, "phone": "13712345678", "address": "南关区人民大街9号"},
+        "q3": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": id_number(other, 41), "phone": "13612345678", "address": "朝阳区红旗街3号"},
+        "q4": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": None, "phone": "13612345678", "address": None},
+    }
+    with engine.begin() as conn:
+        rows, blocks = [], {}
+        for pid, values in people.items():
+            cols, keys = person_row(values)
+            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+            blocks[pid] = keys
+        insert_persons(conn, rows, blocks)
+    summary = relink(engine)
+    assert summary.persons_merged == 2
+    _, _, golden = _state(engine)
+    assert golden["q1"][4] == "13712345678" and golden["q1"][5]["phone"] == "13712345678"
+    with engine.connect() as conn:
+        keys = set(conn.execute(select(EmpiBlock.key).where(EmpiBlock.person_id == "q1")).scalars())
+        assert "p:13712345678" in keys
+        assert not conn.execute(select(EmpiBlock.key).where(EmpiBlock.person_id.in_(["q2", "q4"]))).first()
+        untouched = conn.execute(select(m.Person.updated_at).where(m.Person.id == "q3")).scalar_one()
+        event = conn.execute(select(EmpiEvent.__table__).where(EmpiEvent.action == "relink", EmpiEvent.other_id == "q2")).one()
+    assert untouched is None
+    service.undo(engine, event.id, actor="op1")
+    _, _, golden = _state(engine)
+    assert golden["q1"][4] is None and golden["q2"][0] == "active"
+
+
 def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     from fastapi.testclient import TestClient
 
