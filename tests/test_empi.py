@@ -451,6 +451,31 @@ def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs)
     assert golden["q1"][4] is None and golden["q2"][0] == "active"
 
 
+def test_read_persons_postgresql_copy_matches_the_generic_read(engine, orgs):
+    """PostgreSQL reads matching rows through COPY … CSV; quotes, commas, line breaks, empty
+    strings and missing values come back exactly as the generic JSON read gives them."""
+    from phip.empi.golden import person_row
+    from phip.empi.relink import _read, read_persons
+    from phip.empi.store import insert_persons
+
+    rows, blocks = [], {}
+    for i, address in enumerate(['人民大街"1"号, 3单元', "朝阳区\n红旗街", None, "t"]):
+        cols, keys = person_row({"name": ["张三", "李四", None, "f"][i], "sex": "1", "birth_date": date(1980, 1, i + 1),
+                                 "id_no": id_number(date(1980, 1, i + 1), i) if i % 2 else None,
+                                 "phone": None, "address": address})
+        rows.append({"id": f"r{i}", "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+        blocks[f"r{i}"] = keys
+    rows[0]["match"]["given_key"] = ""  # an empty string is not a missing value
+    with engine.begin() as conn:
+        insert_persons(conn, rows, blocks)
+    con = duckdb.connect()
+    fast = read_persons(engine, con).sort_by("person_id").to_pylist()
+    raw = _read(engine)
+    expected = {r["id"]: {"person_id": r["id"], **r["match"], "birth_year": r["match"]["dob"][:4]} for r in rows}
+    assert fast == [expected[f"r{i}"] for i in range(4)]
+    assert raw.num_rows == 4
+
+
 def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     from fastapi.testclient import TestClient
 
