@@ -372,12 +372,24 @@ def test_similarities_match_duckdb():
 # --- batch relink, API, CLI ----------------------------------------------------------------------------
 
 
+def _insert_people(engine, people):
+    """Persons as if resolved on identifiers only (each its own person), with their index keys."""
+    from phip.empi.golden import person_row
+    from phip.empi.store import insert_persons
+
+    rows, blocks = [], {}
+    for pid, values in people.items():
+        cols, keys = person_row(values)
+        rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+        blocks[pid] = keys
+    with engine.begin() as conn:
+        insert_persons(conn, rows, blocks)
+
+
 def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
     """Persons that escaped real-time resolution (loaded as if resolved on identifiers only) are
     merged by the batch relink; a twin with another ID number is not; each merge can be undone."""
-    from phip.empi.golden import person_row
     from phip.empi.relink import relink
-    from phip.empi.store import insert_persons
 
     born = date(1961, 10, 3)
     people = {
@@ -386,13 +398,8 @@ def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
         "p3": {"name": "欧阳晓花", "sex": "2", "birth_date": born, "id_no": id_number(born, 24), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
         "p4": {"name": "李四", "sex": "1", "birth_date": date(1990, 1, 1), "id_no": None, "phone": "13900000000", "address": None},
     }
+    _insert_people(engine, people)
     with engine.begin() as conn:
-        rows, blocks = [], {}
-        for pid, values in people.items():
-            cols, keys = person_row(values)
-            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
-            blocks[pid] = keys
-        insert_persons(conn, rows, blocks)
         conn.execute(m.Record.__table__.insert(), [
             {"org_code": orgs[0][0], "dataset": DATASET, "record_key": f"K{i}", "version": 1, "content_hash": "h",
              "person_id": pid, "event_time": NOW, "received_at": NOW, "batch_id": "b", "payload": {}}
@@ -416,9 +423,7 @@ def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs)
     """A survivor's golden record takes what the retired person knew and it did not (here the
     phone), its candidate-index keys follow, and undoing the relink restores it; a survivor that
     gains nothing keeps its row untouched (updated_at stays empty)."""
-    from phip.empi.golden import person_row
     from phip.empi.relink import relink
-    from phip.empi.store import insert_persons
     from phip.empi.tables import EmpiBlock
 
     born, other = date(1975, 6, 1), date(1982, 2, 14)
@@ -428,13 +433,7 @@ def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs)
         "q3": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": id_number(other, 41), "phone": "13612345678", "address": "朝阳区红旗街3号"},
         "q4": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": None, "phone": "13612345678", "address": None},
     }
-    with engine.begin() as conn:
-        rows, blocks = [], {}
-        for pid, values in people.items():
-            cols, keys = person_row(values)
-            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
-            blocks[pid] = keys
-        insert_persons(conn, rows, blocks)
+    _insert_people(engine, people)
     summary = relink(engine)
     assert summary.persons_merged == 2
     _, _, golden = _state(engine)
@@ -449,6 +448,37 @@ def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs)
     service.undo(engine, event.id, actor="op1")
     _, _, golden = _state(engine)
     assert golden["q1"][4] is None and golden["q2"][0] == "active"
+
+
+def test_audit_trail_hash_chain_detects_edits_and_deletions(engine, orgs):
+    """Relink merges and an undo are chained in id order; editing an event's detail or
+    deleting one breaks the chain at that point, and ``verify`` says where."""
+    from sqlalchemy import delete, update
+
+    from phip.empi.chain import verify
+    from phip.empi.relink import relink
+
+    born = date(1970, 3, 9)
+    people = {f"c{i}": {"name": "欧阳晓华" if i < 2 else "上官婉儿", "sex": "2", "birth_date": born if i < 2 else date(1971, 4, 1),
+                        "id_no": id_number(born, 40 + i) if i in (0, 2) else None, "phone": f"1381234{5678 + i // 2 * 1111}",
+                        "address": "南关区人民大街1号"} for i in range(4)}
+    _insert_people(engine, people)
+    assert relink(engine).persons_merged == 2
+    with engine.connect() as conn:
+        first = conn.execute(select(EmpiEvent.id).order_by(EmpiEvent.id)).scalars().first()
+    service.undo(engine, first, actor="op1")
+    verdict = verify(engine)
+    assert verdict.ok and verdict.checked == 3 and verdict.unchained == 0
+    with engine.begin() as conn:
+        ids = conn.execute(select(EmpiEvent.id).order_by(EmpiEvent.id)).scalars().all()
+        conn.execute(update(EmpiEvent).where(EmpiEvent.id == ids[1]).values(actor="someone else"))
+    assert verify(engine).broken_at == ids[1]
+    with engine.begin() as conn:
+        conn.execute(update(EmpiEvent).where(EmpiEvent.id == ids[1]).values(actor="relink"))
+    assert verify(engine).ok
+    with engine.begin() as conn:
+        conn.execute(delete(EmpiEvent).where(EmpiEvent.id == ids[1]))
+    assert verify(engine).broken_at == ids[2]
 
 
 def test_read_persons_postgresql_copy_matches_the_generic_read(engine, orgs):

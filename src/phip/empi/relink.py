@@ -29,7 +29,7 @@ from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
-from . import golden
+from . import chain, golden
 from .features import GOLDEN_FIELDS, MATCH_COLUMNS
 from .resolver import load_active_model, pair_key
 from .store import chunks, load_persons, lock_exclusive
@@ -279,6 +279,7 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         if updates:
             _update_survivors(conn, updates, blocks, now)
         tick("write", 2, 3)
+        chain.seal(conn, events)  # COPY assigns ids in row order; the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
         conn.execute(text("DROP TABLE empi_relink_pairs"))
     if review_pairs:
