@@ -318,6 +318,32 @@ def test_python_scorer_agrees_with_splink():
         assert weight == pytest.approx(p["match_weight"], abs=1e-6)
 
 
+def test_refine_u_discounts_matches_among_random_pairs():
+    """Random sampling counts duplicates as non-matches; where they dominate a level (same ID
+    number) u ≈ λ·m and the level cancels the prior. refine_u weighs each random pair by its
+    chance of being a non-match, so that u falls, while a level non-matches fill keeps its u."""
+    import copy
+
+    from phip.empi.synth import Register
+    from phip.empi.training import frame, refine_u
+
+    rows = Register(5).rows(3000, duplicate_share=0.3, hard_share=0.2)
+    table = frame((str(r.rec_id), match_row(r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address)) for r in rows)
+    model = copy.deepcopy(default_model().settings)
+    model["probability_two_random_records_match"] = prior = 2e-4  # about this register's share of duplicate pairs
+
+    def level(settings, comparison, label):
+        comp = next(c for c in settings["comparisons"] if c["output_column_name"] == comparison)
+        return next(lv for lv in comp["comparison_levels"] if lv.get("label_for_charts") == label)
+
+    same_id = level(model, "id_no", "完全一致")
+    same_id["u_probability"] = contaminated = prior * same_id["m_probability"]
+    other_name = level(model, "name", "不一致")["u_probability"]
+    refined = refine_u(table, model, max_pairs=5e5)
+    assert level(refined, "id_no", "完全一致")["u_probability"] < contaminated / 20
+    assert level(refined, "name", "不一致")["u_probability"] == pytest.approx(other_name, rel=0.01)
+
+
 def test_similarities_match_duckdb():
     rng = random.Random(3)
     alphabet = "abzh张三丰风0129"
@@ -346,12 +372,24 @@ def test_similarities_match_duckdb():
 # --- batch relink, API, CLI ----------------------------------------------------------------------------
 
 
+def _insert_people(engine, people):
+    """Persons as if resolved on identifiers only (each its own person), with their index keys."""
+    from phip.empi.golden import person_row
+    from phip.empi.store import insert_persons
+
+    rows, blocks = [], {}
+    for pid, values in people.items():
+        cols, keys = person_row(values)
+        rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+        blocks[pid] = keys
+    with engine.begin() as conn:
+        insert_persons(conn, rows, blocks)
+
+
 def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
     """Persons that escaped real-time resolution (loaded as if resolved on identifiers only) are
     merged by the batch relink; a twin with another ID number is not; each merge can be undone."""
-    from phip.empi.golden import person_row
     from phip.empi.relink import relink
-    from phip.empi.store import insert_persons
 
     born = date(1961, 10, 3)
     people = {
@@ -360,13 +398,8 @@ def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
         "p3": {"name": "欧阳晓花", "sex": "2", "birth_date": born, "id_no": id_number(born, 24), "phone": "13812345678", "address": "吉林省长春市南关区人民大街1号"},
         "p4": {"name": "李四", "sex": "1", "birth_date": date(1990, 1, 1), "id_no": None, "phone": "13900000000", "address": None},
     }
+    _insert_people(engine, people)
     with engine.begin() as conn:
-        rows, blocks = [], {}
-        for pid, values in people.items():
-            cols, keys = person_row(values)
-            rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
-            blocks[pid] = keys
-        insert_persons(conn, rows, blocks)
         conn.execute(m.Record.__table__.insert(), [
             {"org_code": orgs[0][0], "dataset": DATASET, "record_key": f"K{i}", "version": 1, "content_hash": "h",
              "person_id": pid, "event_time": NOW, "received_at": NOW, "batch_id": "b", "payload": {}}
@@ -384,6 +417,93 @@ def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
     assert _state(engine)[0] == before[0]
     again = relink(engine, dry_run=True)
     assert again.persons_merged == 1
+
+
+def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs):
+    """A survivor's golden record takes what the retired person knew and it did not (here the
+    phone), its candidate-index keys follow, and undoing the relink restores it; a survivor that
+    gains nothing keeps its row untouched (updated_at stays empty)."""
+    from phip.empi.relink import relink
+    from phip.empi.tables import EmpiBlock
+
+    born, other = date(1975, 6, 1), date(1982, 2, 14)
+    people = {
+        "q1": {"name": "司马文静", "sex": "2", "birth_date": born, "id_no": id_number(born, 31), "phone": None, "address": "南关区人民大街9号"},
+        "q2": {"name": "司马文静", "sex": "2", "birth_date": born, "id_no": None, "phone": "13712345678", "address": "南关区人民大街9号"},
+        "q3": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": id_number(other, 41), "phone": "13612345678", "address": "朝阳区红旗街3号"},
+        "q4": {"name": "诸葛明亮", "sex": "1", "birth_date": other, "id_no": None, "phone": "13612345678", "address": None},
+    }
+    _insert_people(engine, people)
+    summary = relink(engine)
+    assert summary.persons_merged == 2
+    _, _, golden = _state(engine)
+    assert golden["q1"][4] == "13712345678" and golden["q1"][5]["phone"] == "13712345678"
+    with engine.connect() as conn:
+        keys = set(conn.execute(select(EmpiBlock.key).where(EmpiBlock.person_id == "q1")).scalars())
+        assert "p:13712345678" in keys
+        assert not conn.execute(select(EmpiBlock.key).where(EmpiBlock.person_id.in_(["q2", "q4"]))).first()
+        untouched = conn.execute(select(m.Person.updated_at).where(m.Person.id == "q3")).scalar_one()
+        event = conn.execute(select(EmpiEvent.__table__).where(EmpiEvent.action == "relink", EmpiEvent.other_id == "q2")).one()
+    assert untouched is None
+    service.undo(engine, event.id, actor="op1")
+    _, _, golden = _state(engine)
+    assert golden["q1"][4] is None and golden["q2"][0] == "active"
+
+
+def test_audit_trail_hash_chain_detects_edits_and_deletions(engine, orgs):
+    """Relink merges and an undo are chained in id order; editing an event's detail or
+    deleting one breaks the chain at that point, and ``verify`` says where."""
+    from sqlalchemy import delete, update
+
+    from phip.empi.chain import verify
+    from phip.empi.relink import relink
+
+    born = date(1970, 3, 9)
+    people = {f"c{i}": {"name": "欧阳晓华" if i < 2 else "上官婉儿", "sex": "2", "birth_date": born if i < 2 else date(1971, 4, 1),
+                        "id_no": id_number(born, 40 + i) if i in (0, 2) else None, "phone": f"1381234{5678 + i // 2 * 1111}",
+                        "address": "南关区人民大街1号"} for i in range(4)}
+    _insert_people(engine, people)
+    assert relink(engine).persons_merged == 2
+    with engine.connect() as conn:
+        first = conn.execute(select(EmpiEvent.id).order_by(EmpiEvent.id)).scalars().first()
+    service.undo(engine, first, actor="op1")
+    verdict = verify(engine)
+    assert verdict.ok and verdict.checked == 3 and verdict.unchained == 0
+    with engine.begin() as conn:
+        ids = conn.execute(select(EmpiEvent.id).order_by(EmpiEvent.id)).scalars().all()
+        conn.execute(update(EmpiEvent).where(EmpiEvent.id == ids[1]).values(actor="someone else"))
+    assert verify(engine).broken_at == ids[1]
+    with engine.begin() as conn:
+        conn.execute(update(EmpiEvent).where(EmpiEvent.id == ids[1]).values(actor="relink"))
+    assert verify(engine).ok
+    with engine.begin() as conn:
+        conn.execute(delete(EmpiEvent).where(EmpiEvent.id == ids[1]))
+    assert verify(engine).broken_at == ids[2]
+
+
+def test_read_persons_postgresql_copy_matches_the_generic_read(engine, orgs):
+    """PostgreSQL reads matching rows through COPY … CSV; quotes, commas, line breaks, empty
+    strings and missing values come back exactly as the generic JSON read gives them."""
+    from phip.empi.golden import person_row
+    from phip.empi.relink import _read, read_persons
+    from phip.empi.store import insert_persons
+
+    rows, blocks = [], {}
+    for i, address in enumerate(['人民大街"1"号, 3单元', "朝阳区\n红旗街", None, "t"]):
+        cols, keys = person_row({"name": ["张三", "李四", None, "f"][i], "sex": "1", "birth_date": date(1980, 1, i + 1),
+                                 "id_no": id_number(date(1980, 1, i + 1), i) if i % 2 else None,
+                                 "phone": None, "address": address})
+        rows.append({"id": f"r{i}", "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
+        blocks[f"r{i}"] = keys
+    rows[0]["match"]["given_key"] = ""  # an empty string is not a missing value
+    with engine.begin() as conn:
+        insert_persons(conn, rows, blocks)
+    con = duckdb.connect()
+    fast = read_persons(engine, con).sort_by("person_id").to_pylist()
+    raw = _read(engine)
+    expected = {r["id"]: {"person_id": r["id"], **r["match"], "birth_year": r["match"]["dob"][:4]} for r in rows}
+    assert fast == [expected[f"r{i}"] for i in range(4)]
+    assert raw.num_rows == 4
 
 
 def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):

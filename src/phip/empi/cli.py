@@ -120,6 +120,21 @@ def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason:
 
 
 @app.command()
+def verify() -> None:
+    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken."""
+    from .chain import verify as check
+
+    verdict = check(_engine())
+    if verdict.unchained:
+        console.print(f"链前操作记录（迁移 0006 之前写入，未入链）：{verdict.unchained} 条")
+    if not verdict.ok:
+        err.print(f"[bold red]哈希链断裂[/] 操作记录 {verdict.broken_at} 的哈希与链不符（已校验 {verdict.checked} 条）",
+                  highlight=False)
+        raise typer.Exit(1)
+    console.print(f"哈希链完整，已校验 {verdict.checked} 条操作记录")
+
+
+@app.command()
 def show(person_id: str) -> None:
     """居民最优记录与全部标识 (golden record and identifiers)."""
     engine = _engine()

@@ -26,10 +26,10 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, select, text
 
 from phip.standard.validate import platform_now
-from phip.store.models import PersonIdentifier, Record
+from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
-from . import golden
+from . import chain, golden
 from .features import GOLDEN_FIELDS, MATCH_COLUMNS
 from .resolver import load_active_model, pair_key
 from .store import chunks, load_persons, lock_exclusive
@@ -73,8 +73,34 @@ def _read(engine: Engine) -> pa.Table:
     return pa.table({"person_id": pa.array(ids, pa.string()), "doc": pa.array(docs, pa.string())})
 
 
+def _read_postgresql(engine: Engine) -> pa.Table:
+    """PostgreSQL unpacks the JSON once per row (``json_to_record``) and streams CSV through
+    COPY; Arrow parses it in C++: no Python object per person or per value."""
+    from pyarrow import csv
+
+    from .training import SCHEMA
+
+    types = ", ".join(f"{c} {'boolean' if c == 'id_valid' else 'text'}" for c in MATCH_COLUMNS)
+    cols = ", ".join(f"m.{c}" for c in MATCH_COLUMNS)
+    query = (f"SELECT p.id, {cols}, left(m.dob, 4) FROM persons p, json_to_record(p.match) AS m({types}) "
+             "WHERE p.status = 'active' AND p.match IS NOT NULL")
+    buffer = bytearray()
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for block in copy:
+                buffer += block
+    # NULL is an unquoted empty field, an empty string a quoted one
+    convert = csv.ConvertOptions(column_types=SCHEMA, null_values=[""], strings_can_be_null=True,
+                                 quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
+    read = csv.ReadOptions(column_names=SCHEMA.names, block_size=1 << 24)
+    return csv.read_csv(pa.py_buffer(buffer), read_options=read, convert_options=convert)
+
+
 def read_persons(engine: Engine, con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Every active person's matching row, as the Arrow table Splink reads."""
+    if engine.dialect.name == "postgresql":
+        return _read_postgresql(engine)
     raw = _read(engine)
     con.register("raw_persons", raw)
     cols = ", ".join(
@@ -181,6 +207,8 @@ def _stage_pairs(conn: Connection, merges: list[tuple[str, str]]) -> None:
     conn.execute(text("DELETE FROM empi_relink_pairs"))
     table = _temp_table()
     bulk_insert(conn, table, [{"retired": r, "survivor": s} for s, r in merges])
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE empi_relink_pairs"))  # a temp table has no statistics: the joins below need them
 
 
 def _temp_table() -> Any:
@@ -189,12 +217,26 @@ def _temp_table() -> Any:
     return Table("empi_relink_pairs", MetaData(), Column("retired", String(32), primary_key=True), Column("survivor", String(32)))
 
 
+def _golden_of_merged(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Golden values and sources of every person in a staged merge, in one joined read (no
+    ``IN`` lists, no matching row: survivors' matching rows are rebuilt from the folded values)."""
+    p, t = Person.__table__, _temp_table()
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    cols = [p.c.id, *[p.c[f] for f in GOLDEN_FIELDS], p.c.sources]
+    for query in (select(*cols).join(t, p.c.id == t.c.retired),
+                  select(*cols).where(p.c.id.in_(select(t.c.survivor).distinct()))):
+        for row in conn.execute(query):
+            out[row[0]] = (dict(zip(GOLDEN_FIELDS, row[1:-1])), row[-1] or {})
+    return out
+
+
 def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
            review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
-    involved = {p for pair in merges for p in pair} | {p for l, r, *_ in review_pairs for p in (l, r)}
-    persons = load_persons(conn, involved)
+    # persons of review pairs as they are before any merge (few: pairs between the thresholds)
+    persons = load_persons(conn, {p for l, r, *_ in review_pairs for p in (l, r)}) if review_pairs else {}
     if merges:
         _stage_pairs(conn, merges)
+        golden_of = _golden_of_merged(conn)
         moved_ids: dict[str, list[list[str]]] = {}
         for kind, scope, value, retired in conn.execute(text(
                 "SELECT i.kind, i.scope, i.value, i.person_id FROM person_identifiers i "
@@ -218,23 +260,26 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         # survivors' golden records: fold each retired person's in (latest trustworthy value wins)
         state: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         events = []
+        reason = f"批量重新关联 {summary.run_id}"
         for survivor, retired in merges:
-            keep = state.get(survivor) or ({f: persons[survivor].get(f) for f in GOLDEN_FIELDS}, persons[survivor].get("sources") or {})
-            before = {"survivor": _snap(keep), "retired": _snap(({f: persons[retired].get(f) for f in GOLDEN_FIELDS},
-                                                                   persons[retired].get("sources") or {}))}
-            state[survivor] = golden.combine(keep, ({f: persons[retired].get(f) for f in GOLDEN_FIELDS},
-                                                    persons[retired].get("sources") or {}))
-            events.append({"action": "relink", "at": now, "actor": actor, "reason": f"批量重新关联 {summary.run_id}",
+            keep = state.get(survivor) or golden_of[survivor]
+            gone = golden_of[retired]
+            state[survivor] = golden.combine(keep, gone)
+            events.append({"action": "relink", "at": now, "actor": actor, "reason": reason,
                            "person_id": survivor, "other_id": retired,
                            "detail": {"identifiers": moved_ids.get(retired, []), "records": moved_records.get(retired, []),
-                                      "before": before, "run": summary.run_id}})
+                                      "before": {"survivor": _snap(keep), "retired": _snap(gone)}, "run": summary.run_id}})
         updates, blocks = [], {}
         for pid, (values, sources) in state.items():
+            if (values, sources) == golden_of[pid]:
+                continue  # nothing the retired persons brought was newer: row and index keys stay
             columns, keys = golden.person_row(values)
             updates.append({"pid": pid, **columns, "sources": sources})
             blocks[pid] = keys
-        _update_survivors(conn, updates, blocks, now)
+        if updates:
+            _update_survivors(conn, updates, blocks, now)
         tick("write", 2, 3)
+        chain.seal(conn, events)  # COPY assigns ids in row order; the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
         conn.execute(text("DROP TABLE empi_relink_pairs"))
     if review_pairs:
@@ -270,6 +315,8 @@ def _update_survivors(conn: Connection, updates: list[dict[str, Any]], blocks: d
     staged.create(conn)
     bulk_insert(conn, staged, updates)
     cast = "::json" if conn.dialect.name == "postgresql" else ""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE empi_relink_golden"))
     sets = ", ".join(f"{c} = g.{c}{cast if c in ('match', 'sources') else ''}" for c in cols)
     conn.execute(text(f"UPDATE persons SET {sets}, updated_at = :now FROM empi_relink_golden g WHERE persons.id = g.pid"),
                  {"now": now})

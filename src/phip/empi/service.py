@@ -18,7 +18,7 @@ from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 
-from . import golden
+from . import chain, golden
 from .features import GOLDEN_FIELDS, block_keys, match_row, record_demographics
 from .identifiers import KIND_LABELS, normalize_id_number, record_identifiers
 from .model import Model
@@ -196,9 +196,10 @@ def _write_golden(conn: Connection, pid: str, values: dict[str, Any], sources: d
 def _event(conn: Connection, action: str, actor: str, reason: str | None, person_id: str | None,
            other_id: str | None, detail: dict[str, Any], now: datetime, review_id: int | None = None,
            reverts: int | None = None) -> int:
-    result = conn.execute(insert(EmpiEvent).values(
-        action=action, at=now, actor=actor, reason=reason, person_id=person_id, other_id=other_id,
-        review_id=review_id, reverts=reverts, detail=detail).returning(EmpiEvent.id))
+    values = {"action": action, "at": now, "actor": actor, "reason": reason, "person_id": person_id,
+              "other_id": other_id, "review_id": review_id, "reverts": reverts, "detail": detail}
+    chain.seal(conn, [values])
+    result = conn.execute(insert(EmpiEvent).values(**values).returning(EmpiEvent.id))
     event_id = result.scalar_one()
     if reverts is not None:
         conn.execute(update(EmpiEvent).where(EmpiEvent.id == reverts).values(reverted_by=event_id))

@@ -62,6 +62,8 @@ class EmpiEvent(Base):
     reverts: Mapped[int | None] = mapped_column(BigId)
     reverted_by: Mapped[int | None] = mapped_column(BigId)
     detail: Mapped[dict | None] = mapped_column(Document)
+    #: SHA-256 of the previous event's hash and this event (phip.empi.chain); NULL before 0006
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class EmpiModel(Base):

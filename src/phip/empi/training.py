@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,8 +66,79 @@ def train(table: pa.Table, max_pairs: float = 5e6, seed: int = 1, settings: dict
     lk.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     lk.training.estimate_parameters_using_expectation_maximisation(block_on("surname_py", "dob"))
     lk.training.estimate_parameters_using_expectation_maximisation(block_on("id_no"))
-    model = lk.misc.save_model_to_json()
-    return json.loads(json.dumps(model, default=str))
+    model = json.loads(json.dumps(lk.misc.save_model_to_json(), default=str))
+    return refine_u(table, model, max_pairs, seed)
+
+
+def refine_u(table: pa.Table, model: dict[str, Any], max_pairs: float = 5e6, seed: int = 1,
+             rounds: int = 50) -> dict[str, Any]:
+    """u re-estimated on random pairs, each weighted by its probability of being a non-match.
+
+    Splink's random sampling takes every random pair for a non-match. For a level that almost
+    only true matches reach (same ID number, same full name and birth date), the few matches
+    among the sampled pairs outnumber the non-matches: u comes out near λ·m, its Bayes factor
+    near 1/λ, and the level cancels the prior instead of proving the match. Here the same kind
+    of random pairs (person ids hashed into buckets, so a pair's chance of being drawn does not
+    depend on its values) are scored with the trained m and prior, and u is the share of each
+    level among them weighted by P(non-match), iterated to a fixed point (m and prior stay).
+    A level no non-match reached gets u = one pair in the weighted sample (the sample's
+    resolution), not zero.
+    """
+    n = table.num_rows
+    if n < 2:
+        return model
+    buckets = max(1, round(n * (n - 1) / 2 / max_pairs))
+    comps = model["comparisons"]
+    cases = []
+    for k, comp in enumerate(comps):
+        whens = []
+        top = len(comp["comparison_levels"]) - 2
+        for i, lvl in enumerate(comp["comparison_levels"]):
+            cvv = -1 if lvl.get("is_null_level") else top - (i - 1)
+            sql = lvl["sql_condition"]
+            whens.append(f"ELSE {cvv}" if sql.strip().upper() == "ELSE" else f"WHEN {sql} THEN {cvv}")
+        cases.append(f"CASE {' '.join(whens)} END AS g{k}")
+    cols = [c for c in table.column_names if c != "person_id"]
+    both = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+    con = duckdb.connect()
+    con.register("persons_u", table)
+    con.execute(f"CREATE TEMP TABLE sampled AS SELECT *, hash(person_id || '{seed}') % {buckets} AS u_bucket "
+                "FROM persons_u")
+    groups = ", ".join(f"g{k}" for k in range(len(comps)))
+    patterns = con.execute(
+        f"SELECT {groups}, count(*) FROM (SELECT {', '.join(cases)} FROM (SELECT {both} FROM sampled l "
+        f"JOIN sampled r ON l.u_bucket = r.u_bucket AND l.person_id < r.person_id)) GROUP BY ALL").fetchall()
+    con.close()
+    if not patterns:
+        return model
+    prior = model["probability_two_random_records_match"]
+    # comparison vector value → level (Splink numbers non-null levels from the last, ELSE = 0)
+    levels = [{len(c["comparison_levels"]) - 2 - i: lvl for i, lvl in enumerate(
+        lv for lv in c["comparison_levels"] if not lv.get("is_null_level"))} for c in comps]
+    for _ in range(rounds):
+        weights: list[dict[int, float]] = [{} for _ in comps]
+        for row in patterns:
+            odds = prior / (1 - prior)
+            for k, g in enumerate(row[:-1]):
+                lvl = levels[k].get(g)
+                if lvl is not None and lvl.get("m_probability") and lvl.get("u_probability"):
+                    odds *= lvl["m_probability"] / lvl["u_probability"]
+            non_match = row[-1] / (1 + odds)
+            for k, g in enumerate(row[:-1]):
+                if g in levels[k]:
+                    weights[k][g] = weights[k].get(g, 0.0) + non_match
+        change = 0.0
+        for k, comp_levels in enumerate(levels):
+            total = sum(weights[k].values())
+            for g, lvl in comp_levels.items():
+                if lvl.get("u_probability") is None or not total:
+                    continue  # never seen among random pairs: leave Splink's answer (untrained)
+                new = max(weights[k].get(g, 0.0), 1.0) / total
+                change = max(change, abs(math.log(new / lvl["u_probability"])))
+                lvl["u_probability"] = new
+        if change < 1e-3:
+            break
+    return model
 
 
 def predict(table: pa.Table, model: dict[str, Any], threshold: float,
