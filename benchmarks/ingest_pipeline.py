@@ -5,10 +5,17 @@ PostgreSQL), prints:
 
 * pipeline: records/s through Pipeline.ingest (validate, normalise, hash, resolve persons,
   upsert with versioning, counters, receipt) in batches of 1,000, each its own transaction;
+* pipeline in two processes: the institutions split between two processes writing at once,
+  each batch by batch — how a province scales (several push-API workers or collectors), and
+  the only way one Python process's GIL leaves the second core to the database and a writer;
 * raw insert: the same stored rows (already normalised, hashed, serialised) bulk-inserted
   into a copy of the records table with the same driver, same batch size, same commits;
 * raw COPY (PostgreSQL): the same rows through COPY, the fastest path the server has;
-* ratios pipeline / raw.
+* ratios pipeline / raw, and where the CPU goes (this process and the database server, µs
+  per record), read from /proc.
+
+Every PHIP process tunes the garbage collector (phip.runtime.tune_gc) and starts its
+validation process once (phip.ingest.workers); the benchmark does both before timing.
 
 Usage: python benchmarks/ingest_pipeline.py [--records 100000] [--pg postgresql+psycopg://…]
 """
@@ -30,7 +37,9 @@ from sqlalchemy import Engine, Table, insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from phip.ingest.pipeline import Pipeline, content_hash, record_key  # noqa: E402
+from phip.ingest import workers  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
+from phip.runtime import tune_gc  # noqa: E402
 from phip.standard.catalog import load_standard  # noqa: E402
 from phip.standard.validate import validator_for  # noqa: E402
 from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
@@ -102,12 +111,32 @@ def stored_rows(batches: list[tuple[str, list[dict]]]) -> list[list[dict]]:
     return out
 
 
-def bench_pipeline(engine: Engine, batches, stream: bool) -> float:
+def server_cpu(engine: Engine) -> float:
+    """CPU seconds used so far by the database server's processes on this machine (PostgreSQL;
+    SQLite runs inside this process)."""
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")].startswith("postgres"):
+            fields = text[text.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench_pipeline(engine: Engine, batches, stream: bool) -> tuple[float, float, float]:
     """One batch at a time (what one push request does), or a stream of batches per
-    institution (file import, pull collection), where validation overlaps the writes."""
+    institution (file import, pull collection), where a validation process validates the
+    next batch while this one is written. Returns (records/s, own CPU µs/record, server CPU
+    µs/record)."""
     fresh(engine)
     pipeline = Pipeline(engine)
     n = 0
+    cpu0, server0 = time.process_time(), server_cpu(engine)
     t0 = time.perf_counter()
     if stream:
         by_org = sorted(batches, key=lambda b: b[0])  # a stream is one institution's
@@ -119,7 +148,35 @@ def bench_pipeline(engine: Engine, batches, stream: bool) -> float:
             n += pipeline.ingest(org, "outpatient_visit", recs, source="bench", now=NOW).accepted
     elapsed = time.perf_counter() - t0
     assert n == sum(len(b) for _, b in batches), "every record must be accepted"
-    return n / elapsed
+    return n / elapsed, (time.process_time() - cpu0) / n * 1e6, (server_cpu(engine) - server0) / n * 1e6
+
+
+def _writer(url: str, batches, start) -> tuple[int, float, float]:  # noqa: ANN001
+    tune_gc()
+    engine = make_engine(url)
+    pipeline = Pipeline(engine)
+    pipeline.institution_name(batches[0][0])
+    start.wait()
+    t0 = time.perf_counter()
+    n = sum(pipeline.ingest(org, "outpatient_visit", recs, source="bench", now=NOW).accepted for org, recs in batches)
+    return n, t0, time.perf_counter()
+
+
+def bench_parallel(engine: Engine, url: str, batches, processes: int = 2) -> float:
+    """The institutions split between ``processes`` writer processes, started together."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    fresh(engine)
+    orgs = sorted({org for org, _ in batches})
+    shares = [[b for b in batches if orgs.index(b[0]) % processes == i] for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Manager().Barrier(processes)
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        done = list(pool.map(_writer, [url] * processes, shares, [start] * processes))
+    n = sum(d[0] for d in done)
+    assert n == sum(len(b) for _, b in batches), "every record must be accepted"
+    return n / (max(d[2] for d in done) - min(d[1] for d in done))
 
 
 def bench_raw_insert(engine: Engine, rows_by_batch) -> float:
@@ -154,6 +211,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench"))
     args = parser.parse_args()
+    tune_gc()
+    workers.warm()
 
     with tempfile.TemporaryDirectory() as tmp:
         probe = make_engine(f"sqlite:///{tmp}/probe.db")
@@ -165,21 +224,27 @@ def main() -> None:
         n = sum(len(b) for _, b in batches)
         print(f"generated {n} outpatient-visit records in {len(batches)} batches ({time.perf_counter() - t0:.1f}s, not timed)")
 
-        targets: list[tuple[str, Engine]] = [("SQLite", make_engine(f"sqlite:///{tmp}/bench.db"))]
+        sqlite_url = f"sqlite:///{tmp}/bench.db"
+        targets: list[tuple[str, str, Engine]] = [("SQLite", sqlite_url, make_engine(sqlite_url))]
         try:
             create_database(args.pg)
-            targets.append(("PostgreSQL", make_engine(args.pg)))
+            targets.append(("PostgreSQL", args.pg, make_engine(args.pg)))
         except Exception as exc:  # noqa: BLE001
             print(f"PostgreSQL skipped: {exc}")
-        for name, engine in targets:
+        for name, url, engine in targets:
             raw = {"raw INSERT": bench_raw_insert(engine, rows)}
             if engine.dialect.name == "postgresql":
                 raw["raw COPY"] = bench_raw_copy(engine, rows)
             print(f"{name}: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in raw.items()), flush=True)
             for label, stream in (("pipeline, batch by batch", False), ("pipeline, streamed", True)):
-                piped = bench_pipeline(engine, batches, stream)
+                piped, own, server = bench_pipeline(engine, batches, stream)
                 ratios = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
-                print(f"  {label:<26} {piped:>8,.0f} rec/s   {ratios}", flush=True)
+                split = f"   CPU/record: this process {own:.0f} µs" + (f", server {server:.0f} µs" if server else "")
+                print(f"  {label:<30} {piped:>8,.0f} rec/s   {ratios}{split}", flush=True)
+            if engine.dialect.name == "postgresql":  # SQLite has one writer at a time
+                piped = bench_parallel(engine, url, batches)
+                ratios = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
+                print(f"  {'pipeline, 2 processes':<30} {piped:>8,.0f} rec/s   {ratios}", flush=True)
             engine.dispose()
 
 
