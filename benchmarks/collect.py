@@ -106,10 +106,26 @@ def phase_raw(path: Path) -> dict:
     return {"rows": n, "seconds": seconds, "rss": rss_mib()}
 
 
+def validation_rss_mib() -> float | None:
+    """Peak RSS of the collector's validation process (phip.ingest.workers), if it runs."""
+    from phip.ingest import workers
+
+    executor = workers.pool()
+    for pid in getattr(executor, "_processes", None) or {}:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def phase_collect(path: Path, pg: str) -> dict:
     from phip.collect.runner import Collector
-    from phip.runtime import prepare
+    from phip.ingest import workers
+    from phip.runtime import prepare, tune_gc
     from phip.store.db import create_database, make_engine, wipe
+
+    tune_gc()  # as every phip command does (phip.cli.main)
+    workers.warm()  # a `phip worker` starts its validation process once, not per run
 
     create_database(pg)
     engine = make_engine(pg)
@@ -136,7 +152,7 @@ def phase_collect(path: Path, pg: str) -> dict:
     if result.status != "ok":
         raise SystemExit(f"collect failed: {result.error}")
     return {"rows": result.rows_read, "accepted": result.accepted, "rejected": result.rejected, "seconds": seconds,
-            "rss_100k": marks.get("rss_100k"), "rss_end": rss_mib()}
+            "rss_100k": marks.get("rss_100k"), "rss_end": rss_mib(), "rss_validation": validation_rss_mib()}
 
 
 def main() -> None:
@@ -176,6 +192,8 @@ def main() -> None:
           f"  (accepted {col['accepted']:,}, rejected {col['rejected']:,})")
     print(f"  ratio collect / raw fetch: {col_rate / raw_rate:.2f}")
     at_100k = f"{col['rss_100k']:.0f} MiB at 100,000 rows, " if col["rss_100k"] else ""
+    if col.get("rss_validation"):
+        print(f"  validation process peak RSS: {col['rss_validation']:.0f} MiB")
     print(f"  collector peak RSS: {at_100k}{col['rss_end']:.0f} MiB at {col['rows']:,} rows"
           f"  (raw fetch process: {raw['rss']:.0f} MiB)")
 
