@@ -419,6 +419,45 @@ def test_relink_merges_duplicates_and_undo_restores(engine, orgs):
     assert again.persons_merged == 1
 
 
+def test_relink_dying_mid_write_changes_nothing_and_a_rerun_merges_once(engine, orgs):
+    """The database connection dies after the records moved but before the merges are audited:
+    the one write-back transaction rolls back entirely, and a rerun merges each duplicate once
+    (one audited event per retired person, no record left on a retired person)."""
+    from sqlalchemy import event as sa_event
+
+    from phip.empi.relink import relink
+
+    born = date(1975, 2, 9)
+    people = {f"q{i}": {"name": "张晓明", "sex": "1", "birth_date": born, "id_no": id_number(born, 31) if i == 0 else None,
+                        "phone": "13712345678", "address": "吉林省长春市朝阳区红旗街8号"} for i in range(3)}
+    _insert_people(engine, people)
+    with engine.begin() as conn:
+        conn.execute(m.Record.__table__.insert(), [
+            {"org_code": orgs[0][0], "dataset": DATASET, "record_key": f"Q{i}", "version": 1, "content_hash": "h",
+             "person_id": pid, "event_time": NOW, "received_at": NOW, "batch_id": "b", "payload": {}}
+            for i, pid in enumerate(people)])
+    before = _state(engine)
+
+    def die(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE PERSONS SET STATUS"):
+            raise OSError("connection lost (simulated)")
+
+    sa_event.listen(engine, "before_cursor_execute", die)
+    try:
+        with pytest.raises(OSError):
+            relink(engine)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", die)
+    assert _state(engine) == before
+    assert count(engine, EmpiEvent) == 0
+    summary = relink(engine)
+    assert summary.persons_merged == 2
+    records, _, golden = _state(engine)
+    assert set(records.values()) == {"q0"} and [golden[f"q{i}"][0] for i in range(3)] == ["active", "merged", "merged"]
+    assert count(engine, EmpiEvent) == 2
+    assert relink(engine).persons_merged == 0
+
+
 def test_relink_folds_newer_values_into_the_survivor_and_rekeys_it(engine, orgs):
     """A survivor's golden record takes what the retired person knew and it did not (here the
     phone), its candidate-index keys follow, and undoing the relink restores it; a survivor that
