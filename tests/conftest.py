@@ -45,14 +45,19 @@ def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     engine.dispose()
 
 
+def empty_store(engine: Engine) -> Engine:
+    """Empty every table and register the seed institutions again."""
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    seed_institutions(engine)
+    return engine
+
+
 @pytest.fixture()
 def engine(store_engine: Engine) -> Engine:
     """A clean store (all tables emptied) with the seed institutions registered."""
-    with store_engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    seed_institutions(store_engine)
-    return store_engine
+    return empty_store(store_engine)
 
 
 @pytest.fixture()

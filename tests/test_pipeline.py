@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select, text
 from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
 from phip.store import models as m
 from phip.synth.generator import Generator
+from tests.conftest import empty_store
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
 DAY = date(2026, 11, 21)
@@ -276,10 +277,7 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
     remote = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
     assert workers._pool is not None, "the stream must have used the validation process"
     stored_remote = _stored(engine)
-    from phip.store.db import wipe, upgrade
-    from phip.orgs.service import seed_institutions
-
-    wipe(engine), upgrade(engine), seed_institutions(engine)
+    empty_store(engine)
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
     local = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
     strip = lambda receipts: [{k: v for k, v in r.items() if k not in ("batch_id", "received_at")} for r in receipts]  # noqa: E731

@@ -159,14 +159,13 @@ class _Good:
 
 def validate_batch(
     standard: Standard, dataset: DataSet, org_code: str, org_name: str, records: Sequence[Any], now: datetime
-) -> tuple[list[_Good], list[_Good], list[Rejection]]:
+) -> tuple[list[_Good], list[Rejection]]:
     """Step one of a batch, with no database: validate and normalise every record, key and hash
-    it. Returns (good, warned, rejections); a pure function of its arguments, so it runs the
+    it. Returns (good, rejections); a pure function of its arguments, so it runs the
     same in the writer's process or in a validation process (:mod:`phip.ingest.workers`)."""
     validator = validator_for(standard, dataset)
     event_field = dataset.event_time
     good: list[_Good] = []
-    warned: list[_Good] = []
     rejections: list[Rejection] = []
     for index, raw in enumerate(records):
         if isinstance(raw, Unreadable):
@@ -191,11 +190,8 @@ def validate_batch(
         event = record.get(event_field)
         if event is not None and not isinstance(event, datetime):
             event = datetime(event.year, event.month, event.day)
-        item = _Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings)
-        good.append(item)
-        if outcome.findings:
-            warned.append(item)
-    return good, warned, rejections
+        good.append(_Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings))
+    return good, rejections
 
 
 class BatchOptions(TypedDict, total=False):
@@ -314,7 +310,7 @@ class Pipeline:
         batch_id: str | None = None,
         now: datetime | None = None,
         index_base: int = 0,
-        validated: tuple[list[_Good], list[_Good], list[Rejection]] | None = None,
+        validated: tuple[list[_Good], list[Rejection]] | None = None,
     ) -> Prepared:
         """Step one, without the database: validate and normalise every record, key and hash it
         (:func:`validate_batch`, unless a validation process already did: ``validated``).
@@ -325,7 +321,8 @@ class Pipeline:
         receipt = Receipt(batch_id or uuid.uuid4().hex, org_code, dataset.code, source, now, total=len(records))
         if validated is None:
             validated = validate_batch(self.standard, dataset, org_code, org_name, records, now)
-        good, warned, stored_rejections = validated
+        good, stored_rejections = validated
+        warned = [g for g in good if g.warnings]
         receipt.rejected = len(stored_rejections)
         receipt.warnings = len(warned)
         receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings) for r in stored_rejections]

@@ -33,7 +33,7 @@ _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 _disabled = False
 
-Validated = tuple[list[Any], list[Any], list[Any]]  # (good, warned, rejections) as validate_batch returns
+Validated = tuple[list[Any], list[Any]]  # (good, rejections) as validate_batch returns
 
 
 def enabled() -> bool:
@@ -68,7 +68,7 @@ def _validate(dataset_code: str, org_code: str, org_name: str, records: Sequence
     from phip.standard.catalog import load_standard
 
     standard = load_standard()
-    good, _, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
+    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
     return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good], rejections
 
 
@@ -125,8 +125,7 @@ def result(future: Future | None) -> Validated | None:
         return None
     from phip.ingest.pipeline import _Good
 
-    good = [_Good(*row) for row in good_rows]
-    return good, [g for g in good if g.warnings], rejections
+    return [_Good(*row) for row in good_rows], rejections
 
 
 def _give_up(exc: BaseException, broken: bool = False) -> None:

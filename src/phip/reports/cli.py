@@ -29,7 +29,7 @@ def upload(
     from phip import runtime
     from phip.reports import export
     from phip.reports.period import PeriodError, parse_period
-    from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
+    from phip.reports.uploads import SORT_KEYS, upload_report
 
     if level not in ("region", "institution"):
         _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
@@ -56,20 +56,25 @@ def upload(
         values = export.cells(row)
         table.add_row(row.name, *[f"{v * 100:.2f}%" if isinstance(v, float) else str(v) for v in values])
     console.print(table)
-    _ = COLUMNS
+
+
+def _import_sheet(load, file: Path):  # noqa: ANN001, ANN202
+    """Run a sheet import (all rows or none); a bad sheet exits with its code and message."""
+    from phip import runtime
+    from phip.reports.sheet import SheetError
+
+    try:
+        return load(runtime.engine(), file)
+    except SheetError as exc:
+        _fail(exc.message + "；未导入任何数据", exc.code)
 
 
 @app.command("import-reported")
 def import_reported_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV 或 XLSX：机构、统计期、门急诊人次、出院人次")) -> None:
     """导入机构向统计直报系统报告的门急诊、出院人次（上传率的分母）(import reported figures)."""
-    from phip import runtime
     from phip.reports.reported import import_reported
-    from phip.reports.sheet import SheetError
 
-    try:
-        result = import_reported(runtime.engine(), file)
-    except SheetError as exc:
-        _fail(exc.message + "；未导入任何数据", exc.code)
+    result = _import_sheet(import_reported, file)
     console.print(f"已导入 {result.rows} 行（{result.institutions} 家机构），其中未报告的单元格 {result.not_reported} 个")
 
 
@@ -113,14 +118,9 @@ def network(org: str = typer.Argument(..., help="机构代码或名称"), status
 @app.command("import-reply")
 def import_reply_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="对接工作回执（附件3）CSV 或 XLSX")) -> None:
     """导入对接工作回执：负责人、职务、手机号、对接方式、对接开始时间 (import reply forms)."""
-    from phip import runtime
     from phip.reports.onboarding import import_reply
-    from phip.reports.sheet import SheetError
 
-    try:
-        n = import_reply(runtime.engine(), file)
-    except SheetError as exc:
-        _fail(exc.message + "；未导入任何数据", exc.code)
+    n = _import_sheet(import_reply, file)
     console.print(f"已更新 {n} 家机构的对接回执")
 
 
