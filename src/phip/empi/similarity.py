@@ -2,8 +2,9 @@
 
 The real-time matcher scores pairs in Python with the m/u probabilities Splink estimated in
 DuckDB, so a level must be chosen by the same arithmetic on both sides (a test compares them
-on random strings). DuckDB works on UTF-8 bytes and halves the transposition count with
-integer division; so do these.
+on random Chinese and ASCII strings). DuckDB (2.0.1 and later) compares characters and halves
+the transposition count with integer division; so do these. DuckDB 2.0.0 compared UTF-8 bytes,
+which scored Chinese addresses differently: pyproject requires 2.0.1 or later.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import lru_cache
 def jaro_winkler(a: str, b: str) -> float:
     if a == b:
         return 1.0
-    x, y = a.encode(), b.encode()
+    x, y = a, b
     la, lb = len(x), len(y)
     if la == 0 or lb == 0:
         return 0.0
