@@ -263,27 +263,59 @@ def _stored(engine):
         return sorted(conn.execute(select(m.Record.record_key, m.Record.content_hash, m.Record.person_id.is_(None))).all())
 
 
+def _persons(engine):
+    """The persons as a comparable value (ids are random): each person's golden columns,
+    blocking keys and identifiers, with the record keys linked to it."""
+    from phip.empi.tables import EmpiBlock
+
+    p, b, i, r = m.Person.__table__, EmpiBlock.__table__, m.PersonIdentifier.__table__, m.Record.__table__
+    with engine.connect() as conn:
+        people = {row.id: row for row in conn.execute(select(p))}
+        blocks, idents, linked = {}, {}, {}
+        for key, pid in conn.execute(select(b.c.key, b.c.person_id)):
+            blocks.setdefault(pid, []).append(key)
+        for kind, scope, value, pid in conn.execute(select(i.c.kind, i.c.scope, i.c.value, i.c.person_id)):
+            idents.setdefault(pid, []).append((kind, scope, value))
+        for key, pid in conn.execute(select(r.c.record_key, r.c.person_id)):
+            linked.setdefault(pid, []).append(key)
+    return sorted(
+        (row.name, row.sex, str(row.birth_date), row.id_no, row.phone, row.address, repr(sorted(row.match.items())),
+         repr(sorted((k, sorted(v.items())) for k, v in row.sources.items())), sorted(blocks.get(pid, [])),
+         sorted(idents.get(pid, [])), sorted(linked.get(pid, [])))
+        for pid, row in people.items()
+    )
+
+
 def test_stream_validated_in_another_process_stores_what_in_process_validation_stores(pipeline, engine, orgs, monkeypatch):
     """The validation process (phip.ingest.workers) is an optimisation only: the same
-    receipts, findings and stored rows as validating in the writer's process."""
+    receipts, findings, stored rows and persons as validating in the writer's process."""
     from phip.ingest import workers
 
     org, records = visits(orgs, n=40)
     records[3] = {**records[3], "visit_time": "明天"}  # rejected
     records[7] = {**records[7], "sex_code": "男"}  # normalised
     records[11] = {**records[11], "id_no": records[11]["id_no"][:17] + "0"}  # warning or rejection by check digit
+    # the EMPI's other roads: no ID number (probabilistic), a repeat visit with a new phone
+    # (survivorship), a known ID number under another name (guard: a new person, a review)
+    records[15] = {**records[15], "id_no": None, "id_type_code": None, "health_card_no": None}
+    records[25] = {**records[5], "visit_no": "MZ-REPEAT", "phone": "13900001111"}
+    records[35] = {**records[9], "visit_no": "MZ-CONFLICT", "name": "欧阳completely", "patient_id": "P-OTHER"}
     batches = [records[i : i + 10] for i in range(0, 40, 10)]
 
     remote = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
     assert workers._pool is not None, "the stream must have used the validation process"
-    stored_remote = _stored(engine)
+    stored_remote, persons_remote = _stored(engine), _persons(engine)
     empty_store(engine)
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
     local = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
     strip = lambda receipts: [{k: v for k, v in r.items() if k not in ("batch_id", "received_at")} for r in receipts]  # noqa: E731
     assert strip(remote) == strip(local)
     assert stored_remote == _stored(engine)
+    assert persons_remote == _persons(engine)
     assert len(stored_remote) == sum(r["counts"]["accepted"] for r in remote) == 38  # the date and the check digit rejected
+    from phip.empi.tables import EmpiReview
+
+    assert count(engine, EmpiReview, EmpiReview.kind == "id_conflict") == 1  # the guard's road was taken
 
 
 def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipeline, engine, orgs):
@@ -329,3 +361,34 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_statements_per_batch_do_not_grow_with_its_size(pipeline, engine, orgs):
+    """Every step is set-based: a batch of 150 visits costs a couple of dozen statements,
+    whether its persons are new, known, or known with a new phone number (a step that went
+    to the database once per record would cost 150 more)."""
+    statements = []
+
+    def counting(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(statement)
+
+    def run(records):
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", counting)
+        try:
+            receipt = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+        finally:
+            event.remove(engine, "before_cursor_execute", counting)
+        assert receipt.accepted + receipt.updated == len(records)
+        return len(statements)
+
+    org, warm = visits(orgs, n=5, seed=3)
+    run([{**r, "visit_no": "W" + r["visit_no"]} for r in warm])  # the institution's name and the EMPI model are read once per process
+    # SQLite lists values in chunks of 500: 150 visits carry 450 identifiers, one chunk
+    _, records = visits(orgs, n=150, seed=4)
+    counts = {
+        "new": run(records),
+        "known": run([{**r, "visit_no": r["visit_no"] + "-2"} for r in records]),
+        "changed": run([{**r, "visit_no": r["visit_no"] + "-3", "phone": f"139{i:08d}"} for i, r in enumerate(records)]),
+    }
+    assert max(counts.values()) <= 25, counts

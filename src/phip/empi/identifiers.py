@@ -15,6 +15,7 @@ Kinds (``person_identifiers.kind``; scope '' unless stated):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from phip.standard.catalog import DataSet
@@ -35,6 +36,13 @@ def normalize_id_number(raw: Any) -> str | None:
     """The 18-digit form of a valid resident ID number, else None."""
     if not isinstance(raw, str) or not raw:
         return None
+    return _normalized_id(raw)
+
+
+@lru_cache(maxsize=8192)
+def _normalized_id(raw: str) -> str | None:
+    # cached: resolving one record asks for its identifiers, its golden values and its
+    # matching row, each through this function
     try:
         return parse_id_number(raw.strip())[0]
     except IdNumberError:

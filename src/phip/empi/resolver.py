@@ -36,7 +36,8 @@ from .features import block_keys, match_row, record_demographics
 from .identifiers import IdentifierKey, record_identifiers
 from .model import COMPARISONS, Model, default_model
 from .store import (
-    blocks_to_persons, insert_identifiers, insert_persons, load_persons, lock_shared, lookup_identifiers, update_persons,
+    blocks_to_persons, insert_identifiers, insert_persons, load_person_details, load_persons, lock_shared, lookup_identifiers,
+    update_persons,
 )
 from .tables import EmpiModel, EmpiReview
 
@@ -113,7 +114,11 @@ class _Batch:
     def run(self) -> Resolution:
         per_record = [record_identifiers(self.org, self.dataset, r) for r in self.records]
         self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys})
-        self.persons = load_persons(self.conn, set(self.known.values())) if self.known else {}
+        # Light rows first: most records of a known person state nothing new about them, and
+        # the JSON columns are most of the read. Persons a record may change or contradict
+        # get their full rows in one more query.
+        self.persons = load_persons(self.conn, set(self.known.values()), light=True) if self.known else {}
+        self._complete(self._touched(per_record))
         deferred: list[int] = []
         for i, keys in enumerate(per_record):
             if not self._exact(i, keys):
@@ -122,6 +127,26 @@ class _Batch:
             self._probabilistic(deferred, per_record)
         self._write()
         return Resolution(self.result, self.findings)
+
+    def _touched(self, per_record: list[list[IdentifierKey]]) -> set[str]:
+        """Known persons whose stored values some record of the batch differs from (the ID
+        number guard or survivorship will read their matching row or field sources)."""
+        touched: set[str] = set()
+        for i, keys in enumerate(per_record):
+            holder = next((self.known[k] for k in keys if k in self.known), None)
+            if holder is None or holder in touched:
+                continue
+            person = self.persons.get(holder)
+            if person is not None and any(v is not None and v != person.get(f) for f, v in self._demographics(i).items()):
+                touched.add(holder)
+        return touched
+
+    def _complete(self, pids: set[str] | list[str]) -> None:
+        """Read the JSON columns of persons loaded light."""
+        wanted = [p for p in pids if p in self.persons and "match" not in self.persons[p]]
+        if wanted:
+            for pid, details in load_person_details(self.conn, wanted).items():
+                self.persons[pid].update(details)
 
     def _demographics(self, i: int) -> dict[str, Any]:
         """The record's golden-field values, read once (the exact path, survivorship and the
@@ -137,12 +162,12 @@ class _Batch:
         if id_key is not None and id_key in self.known:
             holder = self.known[id_key]
             demo = self._demographics(i)
-            person = self._person(holder)
+            person = self.persons[holder]
             if demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
                 self._link(i, holder, keys)  # the common case: exactly what the person is known as
                 return True
             row = match_row(demo["name"], demo["sex"], demo["birth_date"], None, None, None)
-            problems = guard(self.model, row, person["match"] or {})
+            problems = guard(self.model, row, self._person(holder)["match"] or {})
             if not problems:
                 self._link(i, holder, keys)
                 return True
@@ -173,6 +198,7 @@ class _Batch:
         missing = candidates - self.persons.keys()
         if missing:
             self.persons.update(load_persons(self.conn, missing))
+        self._complete(candidates)
         for i in deferred:
             keys = per_record[i]
             person_id = next((self.known[k] for k in keys if k in self.known), None)
@@ -207,7 +233,11 @@ class _Batch:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _person(self, pid: str) -> dict[str, Any]:
-        return self.persons[pid]
+        """A person's full row (completed here when it was loaded light and not foreseen)."""
+        person = self.persons[pid]
+        if "match" not in person:
+            self._complete([pid])
+        return person
 
     def _event_time(self, i: int) -> date | datetime | None:
         value = self.records[i].get(self.dataset.event_time)
@@ -246,6 +276,7 @@ class _Batch:
         demo = self._demographics(i)
         if all(v is None or v == person.get(f) for f, v in demo.items()):
             return  # nothing new: the usual repeat visit
+        person = self._person(pid)
         values, sources, changed = golden.survive(person, person.get("sources"), demo, self._source(i))
         if not changed:
             return
@@ -267,7 +298,7 @@ class _Batch:
                 prob: float | None = None, weight: float | None = None) -> dict[str, Any]:
         from phip.ingest.pipeline import record_key
 
-        other = self.persons[candidate_id]["match"] or {}
+        other = self._person(candidate_id)["match"] or {}
         if weight is None:
             weight, prob = self.model.score(row, other)
         return {

@@ -18,6 +18,7 @@ CHUNK = 500
 _LOCK = 0x454D5049  # "EMPI"
 PERSON_COLUMNS = ("id", "status", "merged_into", "name", "sex", "birth_date", "id_no", "phone", "address",
                   "match", "sources")
+LIGHT_COLUMNS = PERSON_COLUMNS[:-2]
 
 
 def lock_shared(conn: Connection) -> None:
@@ -52,12 +53,26 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
     return found
 
 
-def load_persons(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def load_persons(conn: Connection, ids: Iterable[str], light: bool = False) -> dict[str, dict[str, Any]]:
+    """Persons by id; ``light`` leaves out the two JSON columns (``match``, ``sources``), which
+    cost most of the read and which a repeat visit of a known person never needs
+    (:func:`load_person_details` completes a light row)."""
+    p = Person.__table__
+    names = LIGHT_COLUMNS if light else PERSON_COLUMNS
+    out: dict[str, dict[str, Any]] = {}
+    for condition in matching(conn, p.c.id, sorted(set(ids))):
+        for row in conn.execute(select(*[p.c[c] for c in names]).where(condition)):
+            out[row[0]] = dict(zip(names, row, strict=True))
+    return out
+
+
+def load_person_details(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The ``match`` and ``sources`` columns of persons (what :func:`load_persons` ``light`` skips)."""
     p = Person.__table__
     out: dict[str, dict[str, Any]] = {}
     for condition in matching(conn, p.c.id, sorted(set(ids))):
-        for row in conn.execute(select(*[p.c[c] for c in PERSON_COLUMNS]).where(condition)).mappings():
-            out[row["id"]] = dict(row)
+        for pid, match, sources in conn.execute(select(p.c.id, p.c.match, p.c.sources).where(condition)):
+            out[pid] = {"match": match, "sources": sources}
     return out
 
 

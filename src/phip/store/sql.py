@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Connection, Table, any_, bindparam, text
+from sqlalchemy import JSON, ColumnElement, Connection, Table, Text, any_, bindparam, cast, func, select, text
 from sqlalchemy.sql.dml import Insert
 
 
@@ -49,17 +49,25 @@ def increment(conn: Connection, table: Table, keys: Sequence[str], rows: Sequenc
 def matching(conn: Connection, column: ColumnElement[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
     """``column`` equal to one of ``values``, as conditions of at most a few thousand values.
 
-    PostgreSQL gets ``column = ANY(:array)``: one parameter whatever the count, so neither the
-    driver nor the server parses a statement with hundreds of placeholders per batch (that
-    parsing cost more than the index probes). Elsewhere, ``IN (…)`` in chunks of 500
-    (SQLite allows 32,766 host parameters, older builds 999).
+    PostgreSQL gets ``column = ANY((SELECT array_agg(…) FROM json_array_elements_text(:p)))``:
+    one parameter whatever the count, so neither the driver nor the server parses a statement
+    with hundreds of placeholders per batch (that parsing cost more than the index probes),
+    and the values travel as one JSON text: psycopg dumps a list parameter element by element
+    in Python (5 ms of CPU for 3,000 identifiers; orjson takes 0.1). The array is an InitPlan,
+    so the plan is the same index scan as with an array parameter. Elsewhere, ``IN (…)`` in
+    chunks of 500 (SQLite allows 32,766 host parameters, older builds 999).
     """
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
         size = 10_000
         for start in range(0, len(values), size):
-            yield column == any_(bindparam(None, list(values[start : start + size]), type_=ARRAY(column.type)))
+            text_values = [v if isinstance(v, str) else str(v) for v in values[start : start + size]]
+            elements = func.json_array_elements_text(
+                cast(bindparam(None, orjson.dumps(text_values).decode(), type_=Text), JSON)
+            ).table_valued("value")
+            array = select(func.array_agg(cast(elements.c.value, column.type))).scalar_subquery()
+            yield column == any_(cast(array, ARRAY(column.type)))  # cast: an array value, not a row set
         return
     for start in range(0, len(values), 500):
         yield column.in_(values[start : start + 500])
