@@ -99,3 +99,40 @@ def test_hospital_fetches_collect_findings(engine, tmp_path):
     codes = {(item["dataset"], f["code"], f["field"]) for item in body["items"] for f in item["findings"]}
     assert ("patient_info", "BAD_DATE", "birth_date") in codes
     assert ("outpatient_registration", "NOT_IN_DOMAIN", "registration_type_code") in codes
+
+
+def _findings(engine):
+    with engine.connect() as conn:
+        return sorted(
+            (r.dataset, r.idx, r.record_key, r.rejected, repr(r.findings), repr(r.payload))
+            for r in conn.execute(select(m.BatchFinding.dataset, m.BatchFinding.idx, m.BatchFinding.record_key,
+                                         m.BatchFinding.rejected, m.BatchFinding.findings, m.BatchFinding.payload))
+        )
+
+
+def test_reader_process_and_in_process_reading_store_the_same(engine, tmp_path, monkeypatch):
+    """Reading the source in the validation process (phip.collect.reader) is an optimisation
+    only: the same counts, records and findings (rejected rows as sent, row numbers) as the
+    collector reading in its own process."""
+    from phip.ingest import workers
+    from tests.conftest import empty_store
+
+    url = source_url("sqlite", "reader", tmp_path)
+    data = his_synth.build(url, seed=11, days=1, visits=30, admissions=3)
+    mapping = demo_mapping(url, tmp_path, batch_size=7)  # several batches, some with planted bad rows
+    remote = Collector(engine).run(mapping)
+    assert workers.pool() is not None, "this test needs the reader process"
+    remote_records, remote_findings = stored_all(engine), _findings(engine)
+    assert sum(r.rejected for r in remote) == sum(len(b) for b in data.bad.values()) > 0
+    empty_store(engine)
+    monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
+    local = Collector(engine).run(mapping)
+    counts = lambda results: [(r.job, r.rows_read, r.accepted, r.rejected, r.warnings, r.status) for r in results]  # noqa: E731
+    assert counts(remote) == counts(local)
+    assert remote_records == stored_all(engine)
+    assert remote_findings == _findings(engine)
+
+
+def stored_all(engine):
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(m.Record.dataset, m.Record.record_key, m.Record.content_hash)).all())

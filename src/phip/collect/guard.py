@@ -13,6 +13,7 @@ the guard and the database each stop a write on their own.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -43,6 +44,9 @@ class ReadOnlyViolation(ValueError):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # raised in the reader process, re-raised here
+        return type(self), (self.code, self.message)
 
 
 def check_query(sql: str, dialect: str | None = None, where: str = "映射查询") -> exp.Expression:

@@ -42,6 +42,9 @@ class MappingError(ValueError):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # raised in the reader process, re-raised here
+        return type(self), (self.code, self.message)
+
 
 def parse_duration(value: str | int | float) -> timedelta:
     """``90`` (seconds), ``"30s"``, ``"10m"``, ``"2h"``, ``"1d"``."""

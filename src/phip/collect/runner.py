@@ -34,10 +34,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 
-from phip.ingest.pipeline import IngestError, Pipeline
-from phip.standard.validate import parse_datetime
+from phip.ingest import workers
+from phip.ingest.pipeline import IngestError, Pipeline, Receipt
+from phip.standard.catalog import DataSet, load_standard
+from phip.standard.validate import parse_datetime, platform_now
 
-from . import state
+from . import reader, state
 from .guard import ReadOnlyViolation, check_query
 from .mapping import Job, Mapping, MappingError
 from .source import SourceError, describe_error, mask_url, open_source, source_url
@@ -207,31 +209,13 @@ class Collector:
         dataset = self.pipeline.dataset(job.dataset)
         batch_size = job.batch_size or mapping.source.batch_size
         ref = f"{mapping.name}/{job.key}#{result.run_id}"
-        def mapped() -> Iterator[tuple[int, list[Any], Any]]:
-            number = result.rows_read
-            for rows, mapper in self._batches(mapping, job, source, sql, count_sql, params, batch_size, progress, count):
-                records = [mapper(row, number + i + 1) for i, row in enumerate(rows)]
-                number += len(rows)
-                batch_high = None
-                if mapper.cursor_index is not None:
-                    idx = mapper.cursor_index
-                    values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
-                    batch_high = max(values) if values else None
-                yield len(rows), records, batch_high
 
-        # The pipeline validates batch k+1 while it writes batch k (ingest_stream) and a reader
-        # thread fetches ahead (_prefetch); each receipt arrives only once its batch is
-        # committed, so the cursor below still trails the platform, never leads it.
-        pending: deque[tuple[int, Any]] = deque()
+        def on_total(total: int | None) -> None:
+            if progress is not None:
+                progress.start(job, total)
 
-        def batches() -> Iterator[list[Any]]:
-            for n_rows, records, batch_high in _prefetch(mapped()):
-                pending.append((n_rows, batch_high))
-                yield records
-
-        for receipt in self.pipeline.ingest_stream(mapping.source.org, dataset.code, batches(), source="collect",
-                                                   source_ref=ref):
-            n_rows, batch_high = pending.popleft()
+        for n_rows, batch_high, receipt in self._committed(mapping, job, dataset, source, sql, count_sql, params,
+                                                            batch_size, count, on_total, ref, result.rows_read):
             if batch_high is not None and (high is None or batch_high > high):
                 high = batch_high
             with self.engine.begin() as conn:  # only now: the pipeline has committed the batch
@@ -248,39 +232,94 @@ class Collector:
                 progress.advance(job, n_rows)
         return high
 
-    def _batches(self, mapping: Mapping, job: Job, source: Engine, sql: str, count_sql: str, params: dict[str, Any],
-                 batch_size: int, progress: Progress | None, count: bool) -> Iterator[tuple[Sequence[Any], RowMapper]]:
-        """Batches of rows from a server-side cursor; every driver failure becomes SourceError."""
-        url = source_url(mapping)
-        where = f"数据源{mapping.name}（{mask_url(url)}）"
+    def _committed(self, mapping: Mapping, job: Job, dataset: DataSet, source: Engine, sql: str, count_sql: str,
+                   params: dict[str, Any], batch_size: int, count: bool, on_total: Callable[[int | None], None],
+                   ref: str, first_row: int) -> Iterator[tuple[int, Any, Receipt]]:
+        """(rows read, the batch's highest cursor value, receipt) per batch, each yielded once the
+        pipeline has committed it, in source order.
+
+        With a reader process (:mod:`phip.collect.reader`) the source is fetched, mapped and
+        validated there and this process only writes; otherwise a reader thread fetches and
+        maps ahead (:func:`_prefetch`) and :meth:`Pipeline.ingest_stream` validates. Row numbers
+        (in mapping findings) continue from ``first_row``; rejection indices count from this call."""
+        org = mapping.source.org
+        org_name = self.pipeline.institution_name(org)
+        executor = workers.pool() if self.pipeline.standard is load_standard() else None
+        if executor is not None:
+            now = platform_now()
+            offset = 0
+            for n_rows, batch_high, records, validated in reader.remote_batches(
+                executor, mapping, job.key, sql, count_sql, params, batch_size, count, org_name, now, on_total, first_row
+            ):
+                n_records = len(validated[0]) + len(validated[1])
+                prepared = self.pipeline.prepare(
+                    org, dataset.code, records if records is not None else [None] * n_records, source="collect",
+                    source_ref=ref, now=now, index_base=offset, validated=validated,
+                )
+                offset += n_records
+                yield n_rows, batch_high, self.pipeline.commit(prepared)
+            return
+        pending: deque[tuple[int, Any]] = deque()
+
+        def batches() -> Iterator[list[Any]]:
+            rows = read_batches(mapping, job, dataset, source, sql, count_sql, params, batch_size, count, on_total)
+            for n_rows, records, batch_high in _prefetch(map_batches(job, rows, first_row)):
+                pending.append((n_rows, batch_high))
+                yield records
+
+        for receipt in self.pipeline.ingest_stream(org, dataset.code, batches(), source="collect", source_ref=ref):
+            n_rows, batch_high = pending.popleft()
+            yield n_rows, batch_high, receipt
+
+
+def map_batches(job: Job, batches: Iterator[tuple[Sequence[Any], RowMapper]], number: int = 0
+                ) -> Iterator[tuple[int, list[Any], Any]]:
+    """(rows read, mapped records, highest cursor value of the batch) per batch of rows."""
+    kind = job.cursor.kind if job.cursor else "none"
+    for rows, mapper in batches:
+        records = [mapper(row, number + i + 1) for i, row in enumerate(rows)]
+        number += len(rows)
+        batch_high = None
+        if mapper.cursor_index is not None:
+            idx = mapper.cursor_index
+            values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
+            batch_high = max(values) if values else None
+        yield len(rows), records, batch_high
+
+
+def read_batches(mapping: Mapping, job: Job, dataset: DataSet, source: Engine, sql: str, count_sql: str,
+                 params: dict[str, Any], batch_size: int, count: bool, on_total: Callable[[int | None], None],
+                 ) -> Iterator[tuple[Sequence[Any], RowMapper]]:
+    """Batches of rows from a server-side cursor; every driver failure becomes SourceError."""
+    url = source_url(mapping)
+    where = f"数据源{mapping.name}（{mask_url(url)}）"
+    try:
+        conn = source.connect()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the source's
+        raise SourceError(f"无法连接{where}：{describe_error(exc, url)}") from None
+    with conn:
         try:
-            conn = source.connect()
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is the source's
-            raise SourceError(f"无法连接{where}：{describe_error(exc, url)}") from None
-        with conn:
+            total = conn.execute(text(count_sql), params).scalar() if count else None
+            on_total(total)
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
+            partitions = result.partitions(batch_size)
+        except Exception as exc:  # noqa: BLE001
+            if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
+                raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
+            if _is_driver_error(exc):
+                raise SourceError(f"{where}查询失败：{describe_error(exc, url)}") from None
+            raise
+        mapper = RowMapper(mapping, job, dataset, list(result.keys()))
+        while True:
             try:
-                total = conn.execute(text(count_sql), params).scalar() if count else None
-                if progress is not None:
-                    progress.start(job, total)
-                result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
-                partitions = result.partitions(batch_size)
+                rows = next(partitions)
+            except StopIteration:
+                return
             except Exception as exc:  # noqa: BLE001
-                if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
-                    raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
                 if _is_driver_error(exc):
-                    raise SourceError(f"{where}查询失败：{describe_error(exc, url)}") from None
+                    raise SourceError(f"{where}读取中断：{describe_error(exc, url)}") from None
                 raise
-            mapper = RowMapper(mapping, job, self.pipeline.dataset(job.dataset), list(result.keys()))
-            while True:
-                try:
-                    rows = next(partitions)
-                except StopIteration:
-                    return
-                except Exception as exc:  # noqa: BLE001
-                    if _is_driver_error(exc):
-                        raise SourceError(f"{where}读取中断：{describe_error(exc, url)}") from None
-                    raise
-                yield rows, mapper
+            yield rows, mapper
 
 
 def _is_driver_error(exc: BaseException) -> bool:

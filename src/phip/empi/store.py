@@ -47,7 +47,7 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
         # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
         for value, kind, scope, person_id in conn.execute(
             select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(condition)
-        ):
+        ).all():  # all(): one fetchall, not a driver call per row
             if (kind, scope, value) in wanted:
                 found[(kind, scope, value)] = person_id
     return found
@@ -61,7 +61,7 @@ def load_persons(conn: Connection, ids: Iterable[str], light: bool = False) -> d
     names = LIGHT_COLUMNS if light else PERSON_COLUMNS
     out: dict[str, dict[str, Any]] = {}
     for condition in matching(conn, p.c.id, sorted(set(ids))):
-        for row in conn.execute(select(*[p.c[c] for c in names]).where(condition)):
+        for row in conn.execute(select(*[p.c[c] for c in names]).where(condition)).all():
             out[row[0]] = dict(zip(names, row, strict=True))
     return out
 
@@ -71,7 +71,7 @@ def load_person_details(conn: Connection, ids: Iterable[str]) -> dict[str, dict[
     p = Person.__table__
     out: dict[str, dict[str, Any]] = {}
     for condition in matching(conn, p.c.id, sorted(set(ids))):
-        for pid, match, sources in conn.execute(select(p.c.id, p.c.match, p.c.sources).where(condition)):
+        for pid, match, sources in conn.execute(select(p.c.id, p.c.match, p.c.sources).where(condition)).all():
             out[pid] = {"match": match, "sources": sources}
     return out
 
@@ -80,7 +80,7 @@ def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[s
     b = EmpiBlock.__table__
     out: dict[str, list[str]] = {}
     for condition in matching(conn, b.c.key, sorted(set(keys))):
-        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(condition)):
+        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(condition)).all():
             out.setdefault(key, []).append(pid)
     return out
 

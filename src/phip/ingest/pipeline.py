@@ -376,7 +376,7 @@ class Pipeline:
             rows = conn.execute(
                 select(records.c.record_key, records.c.id, records.c.content_hash, records.c.version,
                        records.c.event_time, records.c.org_code, records.c.dataset).where(condition)
-            )
+            ).all()  # one fetchall, not a driver call per row
             for key, id_, hash_, version, event, row_org, row_dataset in rows:
                 if row_org == org_code and row_dataset == dataset.code:
                     heads[key] = (id_, hash_, version, event)

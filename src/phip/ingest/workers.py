@@ -110,7 +110,7 @@ def submit(dataset_code: str, org_code: str, org_name: str, records: Sequence[An
     try:
         return executor.submit(_validate, dataset_code, org_code, org_name, records, now)
     except Exception as exc:  # noqa: BLE001 - a pool that cannot take work must not stop ingestion
-        _give_up(exc, broken=True)
+        give_up(exc, broken=True)
         return None
 
 
@@ -121,14 +121,19 @@ def result(future: Future | None) -> Validated | None:
     try:
         good_rows, rejections = future.result()
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable record or a killed process
-        _give_up(exc)
+        give_up(exc)
         return None
+    return goods(good_rows), rejections
+
+
+def goods(rows: list[tuple]) -> list[Any]:
+    """The pipeline's validated records from the plain tuples a validation process returns."""
     from phip.ingest.pipeline import _Good
 
-    return [_Good(*row) for row in good_rows], rejections
+    return [_Good(*row) for row in rows]
 
 
-def _give_up(exc: BaseException, broken: bool = False) -> None:
+def give_up(exc: BaseException, broken: bool = False) -> None:
     """Validate in-process from now on; a pickling error costs only its batch's overlap."""
     global _disabled, _pool
     from concurrent.futures.process import BrokenProcessPool
