@@ -362,8 +362,9 @@ class Generator:
             for ds in chosen:
                 recs = batches.setdefault(ds.code, [])
                 if ds.code == "patient_info":
+                    registered = min(datetime.combine(day, time(7, 0)), now)  # today before 07:00: not in the future
                     for p in new_people:
-                        ctx = {**p.fields, "_time": datetime.combine(day, time(7, 0)), "create_time": datetime.combine(day, time(7, 0)), "update_time": datetime.combine(day, time(7, 0))}
+                        ctx = {**p.fields, "_time": registered, "create_time": registered, "update_time": registered}
                         recs += self.records(ds, org, ctx)
                 elif ds.code == "outpatient_visit" or ds.code == "inpatient_visit":
                     kind = "out" if ds.code == "outpatient_visit" else "in"
