@@ -73,8 +73,7 @@ def open_stream(stream_id: str, mapping: Mapping, job_key: str, sql: str, count_
     def produce() -> Iterator[Batch]:
         for n_rows, records, high in map_batches(job, batches, first_row):
             good, rejections = validate_batch(standard, dataset, mapping.source.org, org_name, records, now)
-            good_rows = [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good]
-            yield Batch(n_rows, high, records if rejections else None, (good_rows, rejections))
+            yield Batch(n_rows, high, records if rejections else None, (workers.rows(good), rejections))
 
     stream = produce()
     _streams[stream_id] = (stream, engine)

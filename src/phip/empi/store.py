@@ -18,7 +18,7 @@ CHUNK = 500
 _LOCK = 0x454D5049  # "EMPI"
 PERSON_COLUMNS = ("id", "status", "merged_into", "name", "sex", "birth_date", "id_no", "phone", "address",
                   "match", "sources")
-LIGHT_COLUMNS = PERSON_COLUMNS[:-2]
+LIGHT_COLUMNS = tuple(c for c in PERSON_COLUMNS if c not in ("match", "sources"))
 
 
 def lock_shared(conn: Connection) -> None:

@@ -69,7 +69,7 @@ def _validate(dataset_code: str, org_code: str, org_name: str, records: Sequence
 
     standard = load_standard()
     good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
-    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good], rejections
+    return rows(good), rejections
 
 
 def pool() -> ProcessPoolExecutor | None:
@@ -124,6 +124,11 @@ def result(future: Future | None) -> Validated | None:
         give_up(exc)
         return None
     return goods(good_rows), rejections
+
+
+def rows(good: list[Any]) -> list[tuple]:
+    """Validated records as plain tuples, which pickle several times faster than the dataclass."""
+    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good]
 
 
 def goods(rows: list[tuple]) -> list[Any]:
