@@ -108,6 +108,7 @@ class _Batch:
         self.reviews: list[dict[str, Any]] = []
         self.batch_index: dict[str, list[str]] = {}  # blocking key -> new persons of this batch
         self._demo: list[dict[str, Any] | None] = [None] * len(records)
+        self._same: list[str | None] = [None] * len(records)  # see _touched
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -120,8 +121,12 @@ class _Batch:
         self.persons = load_persons(self.conn, set(self.known.values()), light=True) if self.known else {}
         self._complete(self._touched(per_record))
         deferred: list[int] = []
+        same, changed = self._same, self.changed
         for i, keys in enumerate(per_record):
-            if not self._exact(i, keys):
+            holder = same[i]
+            if holder is not None and holder not in changed:
+                self.result[i] = holder  # what _exact would conclude, without its steps
+            elif not self._exact(i, keys):
                 deferred.append(i)
         if deferred:
             self._probabilistic(deferred, per_record)
@@ -130,15 +135,33 @@ class _Batch:
 
     def _touched(self, per_record: list[list[IdentifierKey]]) -> set[str]:
         """Known persons whose stored values some record of the batch differs from (the ID
-        number guard or survivorship will read their matching row or field sources)."""
+        number guard or survivorship will read their matching row or field sources).
+
+        Also notes, in ``_same``, the records that need no resolving at all, most of a
+        stream of repeat visits: every identifier they carry is known and names one person,
+        and they state nothing about that person that differs from the stored values. The
+        exact path would link them and change nothing; the loop in :meth:`run` links them
+        directly, unless an earlier record of the batch has changed that person."""
         touched: set[str] = set()
+        known, persons, same = self.known, self.persons, self._same
         for i, keys in enumerate(per_record):
-            holder = next((self.known[k] for k in keys if k in self.known), None)
-            if holder is None or holder in touched:
+            holder = None
+            unanimous = True
+            for key in keys:
+                pid = known.get(key)
+                if pid is None or (holder is not None and pid != holder):
+                    unanimous = False
+                if holder is None:
+                    holder = pid
+            if holder is None:
                 continue
-            person = self.persons.get(holder)
-            if person is not None and any(v is not None and v != person.get(f) for f, v in self._demographics(i).items()):
+            person = persons.get(holder)
+            if person is None:
+                continue
+            if any(v is not None and v != person.get(f) for f, v in self._demographics(i).items()):
                 touched.add(holder)
+            elif unanimous:
+                same[i] = holder
         return touched
 
     def _complete(self, pids: set[str] | list[str]) -> None:
