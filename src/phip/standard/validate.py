@@ -315,13 +315,34 @@ def _fmt(bound: float | None) -> str:
 # --- the compiled validator -----------------------------------------------------------------
 
 
+# How :meth:`RecordValidator.validate` treats a field's usual value (a string) before calling
+# its converter: plain text (no pattern), a code of a value domain, a date, a date and time.
+# The shortcut gives exactly what the converter gives; anything else (other types, a value
+# it cannot take as is) goes to the converter, which is also where findings come from.
+_TEXT, _CODE, _DATE, _DATETIME, _OTHER = range(5)
+
+
+def _shortcut(spec: FieldSpec, standard: Standard) -> tuple[int, Any]:
+    if spec.type in ("string", "text") and not spec.pattern:
+        return _TEXT, spec.length or 0
+    if spec.type == "code":
+        domain = standard.domain(spec.domain or "")
+        if domain.kind != "code_system":
+            return _CODE, _domain_lookup(domain)
+    if spec.type == "date":
+        return _DATE, None
+    if spec.type == "datetime":
+        return _DATETIME, None
+    return _OTHER, None
+
+
 class RecordValidator:
     """Validates and normalises records of one data set. Build once, call per record."""
 
     def __init__(self, dataset: DataSet, standard: Standard):
         self.dataset = dataset
         self._fields = [(f.name, f, _compile_field(f, standard)) for f in dataset.fields]
-        self._by_name = {name: (spec, convert) for name, spec, convert in self._fields}
+        self._by_name = {name: (*_shortcut(spec, standard), spec, convert) for name, spec, convert in self._fields}
         self._required = [f for f in dataset.fields if f.required]
         self._labels = {f.name: f.label for f in dataset.fields}
         self._order = list(dataset.time_order)
@@ -350,7 +371,32 @@ class RecordValidator:
                 continue
             if value is None or value == "":
                 continue
-            spec, convert = entry
+            kind, arg, spec, convert = entry
+            if type(value) is str:  # the usual case, without a call per field (most of the cost)
+                if kind == _TEXT:
+                    text = value.strip() if value.isascii() else normalize_text(value)
+                    if not arg or len(text) <= arg:
+                        if text:
+                            record[name] = text
+                        continue
+                elif kind == _CODE:
+                    code = arg.get(value)
+                    if code is not None:
+                        record[name] = code
+                        continue
+                elif kind == _DATETIME:
+                    if len(value) == 19 and value[10] in " T" and value[4] == "-":
+                        try:
+                            record[name] = datetime.fromisoformat(value)
+                            continue
+                        except ValueError:
+                            pass
+                elif kind == _DATE and len(value) == 10 and value[4] == "-":
+                    try:
+                        record[name] = date.fromisoformat(value)
+                        continue
+                    except ValueError:
+                        pass
             try:
                 value = convert(value)
             except _Bad as bad:
