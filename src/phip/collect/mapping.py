@@ -64,7 +64,10 @@ class SourceSpec(BaseModel):
     url: str = Field(min_length=1, description="SQLAlchemy URL; secrets as ${NAME}")
     dialect: str | None = None
     schedule: str | None = None  # "15m" = every 15 minutes; None = manual runs only
-    batch_size: int = Field(1000, ge=1, le=50000)
+    # 5,000: each batch carries fixed costs (some twenty statements, two commits, their plans);
+    # at 1,000 rows they were a quarter of PostgreSQL's time per row (500,000 pulled visits:
+    # 16,300 rows/s at 1,000, 19,100 at 5,000, 19,500 at 10,000 for 35 MiB more).
+    batch_size: int = Field(5000, ge=1, le=50000)
     retries: int = Field(3, ge=0, le=20)
     backoff: str = "2s"
     connect_timeout: int = Field(10, ge=1, le=600)
