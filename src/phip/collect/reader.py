@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from phip.gc_tuning import gc_paused
 from phip.ingest import workers
 
 from .mapping import Mapping, resolve_url
@@ -92,7 +93,8 @@ def next_batch(stream_id: str) -> Batch | None:
         return None
     stream, _ = _streams[stream_id]
     try:
-        batch = next(stream, None)
+        with gc_paused():  # fetch, map and validate: one batch's worth of work
+            batch = next(stream, None)
     except BaseException:
         close_stream(stream_id)
         raise
