@@ -418,7 +418,7 @@ class Pipeline:
                     if new_day is not None:
                         day_delta[new_day] = day_delta.get(new_day, 0) + 1
         if inserts:
-            bulk_insert(conn, records, inserts, binary=True)
+            bulk_insert(conn, records, inserts, typed=True)
             receipt.accepted += len(inserts)
         old_payloads: dict[int, dict[str, Any]] = {}
         if updates:
