@@ -136,3 +136,17 @@ def test_every_message_template_is_chinese():
         assert severity in ("error", "warning")
         assert code.isupper()
         assert any("\u4e00" <= ch <= "\u9fff" for ch in template) or template in ("{reason}", "【{label}】{detail}")
+
+
+def test_dates_and_times_decoded_by_a_driver_are_taken_as_they_are():
+    from datetime import date, timedelta, timezone
+
+    utc = timezone(timedelta(0))
+    out = check(visit(birth_date=datetime(1949, 12, 31, 0, 0), visit_time=datetime(2026, 11, 21, 9, 30, 0, 123456)))
+    assert out.accepted and not out.findings
+    assert out.record["birth_date"] == date(1949, 12, 31) and out.record["visit_time"] == datetime(2026, 11, 21, 9, 30)
+    assert check(visit(visit_time=date(2026, 11, 21))).record["visit_time"] == datetime(2026, 11, 21)
+    aware = check(visit(visit_time=datetime(2026, 11, 21, 1, 30, tzinfo=utc)))  # 01:30 UTC is 09:30 in Beijing
+    assert aware.record["visit_time"] == datetime(2026, 11, 21, 9, 30)
+    future = check(visit(visit_time=datetime(2026, 11, 23, 9, 30)))  # the checks still apply
+    assert not future.accepted and ("DATE_IN_FUTURE", "visit_time", "error") in codes(future)

@@ -61,18 +61,33 @@ class RowMapper:
                 f"（查询返回的列：{', '.join(self.columns)}）",
             )
         self.cursor_index = index[job.cursor.column.split(".")[-1].upper()] if job.cursor else None
-        self._fields: list[tuple[str, Getter]] = []
+        # (field, column position, getter): a plain trimmed column has no getter and is read
+        # inline, most fields of most mappings, without two calls per field; a date or time
+        # the driver already decoded stays a date or time for a date or datetime field
+        # (validation takes it as is) instead of going to text and being parsed back.
+        self._fields: list[tuple[str, int, bool, Getter | None]] = []
         for name, fm in job.fields.items():
             assert isinstance(fm, FieldMap)
             spec = dataset.field(name)
-            self._fields.append((name, _compile(fm, mapping, index, spec.type)))
+            if fm.column is not None and fm.trim and not (fm.format or fm.codes is not None or fm.default is not None):
+                self._fields.append((name, index[fm.column.upper()], spec.type in ("date", "datetime"), None))
+            else:
+                self._fields.append((name, -1, False, _compile(fm, mapping, index, spec.type)))
 
     def __call__(self, row: Sequence[Any], number: int) -> dict[str, Any] | Unreadable:
         record: dict[str, Any] = {}
         name = ""
         try:
-            for name, get in self._fields:
-                value = get(row)
+            for name, i, timely, get in self._fields:
+                if get is None:
+                    value = row[i]
+                    kind = type(value)
+                    if kind is str:
+                        value = value.strip()
+                    elif not (kind is int or kind is float or value is None or (timely and isinstance(value, date))):
+                        value = plain(value)
+                else:
+                    value = get(row)
                 if value is not None and value != "":
                     record[name] = value
         except Exception as exc:  # noqa: BLE001 - one bad row must not stop the table

@@ -89,17 +89,31 @@ def block_keys(row: dict[str, Any]) -> list[str]:
 
 def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, Any]:
     """The golden-field values a record states (None where the data set has no such field)."""
-    person = dataset.person
-
-    def get(role: str) -> Any:
-        field = person.get(role)
-        return record.get(field) if field else None
-
-    id_no = get("id_no")
-    if id_no is not None and "id_type" in person and record.get(person["id_type"]) not in RESIDENT_ID_TYPES:
+    name, sex, born_field, id_field, phone, address, id_type = _person_fields(dataset)
+    get = record.get
+    id_no = get(id_field)
+    if id_no is not None and id_type is not None and get(id_type) not in RESIDENT_ID_TYPES:
         id_no = None  # a passport number is an identifier, not a resident ID to compare
-    born = get("birth_date")
+    born = get(born_field)
     if born is not None and not isinstance(born, date):
         born = None
-    return {"name": get("name"), "sex": get("sex"), "birth_date": born, "id_no": id_no,
-            "phone": get("phone"), "address": get("address")}
+    return {"name": get(name), "sex": get(sex), "birth_date": born, "id_no": id_no, "phone": get(phone),
+            "address": get(address)}
+
+
+_PERSON_FIELDS: dict[int, tuple[DataSet, tuple[Any, ...]]] = {}
+
+
+def _person_fields(dataset: DataSet) -> tuple[Any, ...]:
+    """The record fields behind each golden field, once per data set (this runs for every
+    record of every batch). A role the data set lacks reads a key no record has."""
+    entry = _PERSON_FIELDS.get(id(dataset))
+    if entry is None or entry[0] is not dataset:  # the data set itself is kept: its id is not reused
+        person = dataset.person
+        fields = (*(person.get(role) or _ABSENT for role in ("name", "sex", "birth_date", "id_no", "phone", "address")),
+                  person.get("id_type"))
+        entry = _PERSON_FIELDS[id(dataset)] = (dataset, fields)
+    return entry[1]
+
+
+_ABSENT = "\x00absent"

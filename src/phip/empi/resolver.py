@@ -158,10 +158,13 @@ class _Batch:
             person = persons.get(holder)
             if person is None:
                 continue
-            if any(v is not None and v != person.get(f) for f, v in self._demographics(i).items()):
-                touched.add(holder)
-            elif unanimous:
-                same[i] = holder
+            for f, v in self._demographics(i).items():  # a loop, not any(): no generator per record
+                if v is not None and v != person.get(f):
+                    touched.add(holder)
+                    break
+            else:
+                if unanimous:
+                    same[i] = holder
         return touched
 
     def _complete(self, pids: set[str] | list[str]) -> None:

@@ -45,11 +45,12 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
     found: dict[IdentifierKey, str] = {}
     for condition in matching(conn, pi.c.value, values):
         # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
-        for value, kind, scope, person_id in conn.execute(
-            select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(condition)
+        for kind, scope, value, person_id in conn.execute(
+            select(pi.c.kind, pi.c.scope, pi.c.value, pi.c.person_id).where(condition)
         ).all():  # all(): one fetchall, not a driver call per row
-            if (kind, scope, value) in wanted:
-                found[(kind, scope, value)] = person_id
+            key = (kind, scope, value)
+            if key in wanted:
+                found[key] = person_id
     return found
 
 

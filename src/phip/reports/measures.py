@@ -36,10 +36,13 @@ class Measure:
         """The day this record counts on, or None when it does not count."""
         if record is None:
             return None
-        if self.codes and not any(
-            isinstance(v := record.get(f), str) and v.startswith(prefixes) for f, prefixes in self.codes
-        ):
-            return None
+        if self.codes:
+            for f, prefixes in self.codes:  # a loop, not any(): this runs per record and measure
+                v = record.get(f)
+                if type(v) is str and v.startswith(prefixes):
+                    break
+            else:
+                return None
         value = record.get(self.day_field or dataset.event_time)
         if isinstance(value, datetime):
             return value.date()

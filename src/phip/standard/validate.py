@@ -288,6 +288,8 @@ def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
     if spec.type == "date":
 
         def convert(value: Any) -> Any:
+            if isinstance(value, date):  # a driver's or a spreadsheet's date (a datetime is a date too)
+                return value.date() if isinstance(value, datetime) else value
             text = _as_text(value)
             try:
                 return parse_date(text)
@@ -297,6 +299,12 @@ def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
         return convert
 
     def convert(value: Any) -> Any:  # datetime
+        if isinstance(value, datetime):  # a driver's or a spreadsheet's datetime, as parse_datetime leaves it
+            if value.tzinfo is not None:
+                value = value.astimezone(PLATFORM_TZ).replace(tzinfo=None)
+            return value.replace(microsecond=0)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day)
         text = _as_text(value)
         try:
             return parse_datetime(text)
