@@ -87,10 +87,10 @@ def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[s
 
 
 def insert_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]]) -> None:
-    bulk_insert(conn, Person.__table__, rows)
+    bulk_insert(conn, Person.__table__, rows, typed=True)
     # a new person's keys cannot collide with stored ones (the person id is part of the key)
     bulk_insert(conn, EmpiBlock.__table__, [{"key": k, "person_id": pid} for pid, keys in blocks.items()
-                                            for k in dict.fromkeys(keys)])
+                                            for k in dict.fromkeys(keys)], typed=True)
 
 
 def update_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: Mapping[str, Sequence[str]], now: datetime) -> None:
@@ -118,7 +118,7 @@ def insert_identifiers(conn: Connection, assigned: Mapping[IdentifierKey, str], 
     if not assigned:
         return {}
     rows = [{"kind": k, "scope": s, "value": v, "person_id": p, "created_at": now} for (k, s, v), p in assigned.items()]
-    inserted = bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows)
+    inserted = bulk_insert_ignoring_conflicts(conn, PersonIdentifier.__table__, rows, typed=True)
     if inserted == len(rows):
         return {}
     stored = lookup_identifiers(conn, assigned.keys())

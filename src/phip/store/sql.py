@@ -137,7 +137,8 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], verb: str = "INSERT") -> int:
+    """The rows inserted by the driver's executemany; returns how many it inserted."""
     columns = list(rows[0].keys())
     dialect = conn.dialect
     convert = {}
@@ -145,7 +146,7 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
         process = table.c[c].type._cached_bind_processor(dialect)  # what SQLAlchemy applies
         if process is not None:
             convert[i] = _fast_datetime(process) or process
-    sql = f'INSERT INTO "{table.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) VALUES ({", ".join("?" * len(columns))})'
+    sql = f'{verb} INTO "{table.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) VALUES ({", ".join("?" * len(columns))})'
     values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     out = []
     for row in rows:
@@ -153,7 +154,9 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
         for i, process in convert.items():
             values[i] = process(values[i])
         out.append(values)
-    conn.connection.dbapi_connection.cursor().executemany(sql, out)
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.executemany(sql, out)
+    return cursor.rowcount
 
 
 _PROBES = (datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 4, 5, 600), datetime(999, 12, 31))
@@ -163,17 +166,21 @@ def _fast_datetime(process: Any) -> Any:
     """``isoformat`` in place of SQLAlchemy's SQLite DATETIME processor, when they agree."""
     try:
         if all(process(p) == p.isoformat(" ", "microseconds") for p in _PROBES):
-            return lambda v: v.isoformat(" ", "microseconds") if v is not None else None
+            return lambda v: v.isoformat(" ", "microseconds") if type(v) is datetime and v.tzinfo is None else process(v)
     except (TypeError, AttributeError, ValueError):
         pass
     return None
 
 
-def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                                   typed: bool = False) -> int:
     """Insert many rows, skipping those whose key exists; returns how many were inserted
-    (-1 when the driver cannot tell). Elsewhere than PostgreSQL: an executemany."""
+    (-1 when the driver cannot tell). Elsewhere than PostgreSQL: an executemany. ``typed``
+    as for :func:`bulk_insert`."""
     if not rows:
         return 0
+    if conn.dialect.name == "sqlite" and typed:
+        return _sqlite_executemany(conn, table, rows, "INSERT OR IGNORE")
     if conn.dialect.name != "postgresql":
         return conn.execute(insert_ignoring_conflicts(conn, table), list(rows)).rowcount
     from psycopg.errors import UniqueViolation
@@ -183,7 +190,7 @@ def bulk_insert_ignoring_conflicts(conn: Connection, table: Table, rows: Sequenc
     # when it meets a conflict, go through a temporary twin and ON CONFLICT DO NOTHING.
     try:
         with conn.begin_nested():
-            bulk_insert(conn, table, rows)
+            bulk_insert(conn, table, rows, typed=typed)
         return len(rows)
     except UniqueViolation:
         pass
