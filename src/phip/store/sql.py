@@ -166,7 +166,16 @@ def _fast_datetime(process: Any) -> Any:
     """``isoformat`` in place of SQLAlchemy's SQLite DATETIME processor, when they agree."""
     try:
         if all(process(p) == p.isoformat(" ", "microseconds") for p in _PROBES):
-            return lambda v: v.isoformat(" ", "microseconds") if type(v) is datetime and v.tzinfo is None else process(v)
+            last: list[Any] = [None, None]  # (value, text): a batch's receipt time is one value
+
+            def convert(v: Any) -> Any:
+                if v is last[0]:
+                    return last[1]
+                text = v.isoformat(" ", "microseconds") if type(v) is datetime and v.tzinfo is None else process(v)
+                last[0], last[1] = v, text
+                return text
+
+            return convert
     except (TypeError, AttributeError, ValueError):
         pass
     return None
