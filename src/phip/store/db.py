@@ -8,6 +8,7 @@ transaction takes the write lock up front instead of failing on upgrade mid-batc
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import orjson
@@ -15,6 +16,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+from .checkpoint import Checkpointer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -54,6 +57,12 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         def _begin(conn):  # type: ignore[no-untyped-def]
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            checkpointer = Checkpointer(parsed.database)  # see phip.store.checkpoint
+            event.listen(engine, "commit", lambda _conn: checkpointer.request())
+            event.listen(engine, "engine_disposed", lambda _engine: checkpointer.pause())
+            weakref.finalize(engine, checkpointer.close)
+            engine.checkpointer = checkpointer  # type: ignore[attr-defined]
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
