@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -98,7 +99,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     client's cost per row (2.7 µs instead of 4.7 for a record). SQLite gets the driver's
     executemany directly, with values converted as SQLAlchemy would (its bind processors,
     datetimes by ``isoformat``, checked against SQLAlchemy's format once): SQLAlchemy's
-    per-row parameter processing was a fifth of the writer's time.
+    per-row parameter processing was about an eighth of the SQLite writer's profile.
     """
     if not rows:
         return
@@ -114,8 +115,8 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     columns = list(rows[0].keys())
     types = [table.c[c].type.compile(dialect=conn.dialect).lower().split("(")[0] for c in columns]
     if binary:
-        wrappers = {i: (Jsonb if t == "jsonb" else Json) for i, t in enumerate(types) if t in ("json", "jsonb")}
-        wrap: dict[int, Any] = {i: (lambda w: lambda v: w(v, dumps=orjson.dumps))(w) for i, w in wrappers.items()}
+        wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=orjson.dumps)
+                                for i, t in enumerate(types) if t in ("json", "jsonb")}
     else:
         wrap = {i: _json_text for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
     values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
@@ -146,7 +147,8 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
         process = table.c[c].type._cached_bind_processor(dialect)  # what SQLAlchemy applies
         if process is not None:
             convert[i] = _fast_datetime(process) or process
-    sql = f'{verb} INTO "{table.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) VALUES ({", ".join("?" * len(columns))})'
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'{verb} INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     out = []
     for row in rows:
