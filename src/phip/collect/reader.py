@@ -47,7 +47,7 @@ class Batch:
     rows: int  # rows read from the source
     high: Any  # the batch's highest cursor value (None without a cursor)
     records: list[Any] | None  # the mapped records, only when some were rejected
-    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as workers._validate returns
+    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as workers.validate returns
 
 
 # -- in the reader process ---------------------------------------------------------------------
@@ -56,7 +56,6 @@ class Batch:
 def open_stream(stream_id: str, mapping: Mapping, job_key: str, sql: str, count_sql: str, params: dict[str, Any],
                 batch_size: int, count: bool, org_name: str, now: datetime, first_row: int = 0) -> int | None:
     """Start reading; returns the row count when asked for (``count``)."""
-    from phip.ingest.pipeline import validate_batch
     from phip.standard.catalog import load_standard
 
     from .runner import map_batches, read_batches
@@ -73,8 +72,8 @@ def open_stream(stream_id: str, mapping: Mapping, job_key: str, sql: str, count_
 
     def produce() -> Iterator[Batch]:
         for n_rows, records, high in map_batches(job, batches, first_row):
-            good, rejections = validate_batch(standard, dataset, mapping.source.org, org_name, records, now)
-            yield Batch(n_rows, high, records if rejections else None, (workers.rows(good), rejections))
+            good_rows, rejections = workers.validate(dataset.code, mapping.source.org, org_name, records, now)
+            yield Batch(n_rows, high, records if rejections else None, (good_rows, rejections))
 
     stream = produce()
     _streams[stream_id] = (stream, engine)

@@ -63,7 +63,8 @@ def _init() -> None:
     tune_gc()
 
 
-def _validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> tuple:
+def validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> tuple:
+    """One batch validated in this process, as the validation process returns it: (rows, rejections)."""
     from phip.ingest.pipeline import validate_batch
     from phip.standard.catalog import load_standard
 
@@ -108,7 +109,7 @@ def submit(dataset_code: str, org_code: str, org_name: str, records: Sequence[An
     if executor is None:
         return None
     try:
-        return executor.submit(_validate, dataset_code, org_code, org_name, records, now)
+        return executor.submit(validate, dataset_code, org_code, org_name, records, now)
     except Exception as exc:  # noqa: BLE001 - a pool that cannot take work must not stop ingestion
         give_up(exc, broken=True)
         return None

@@ -109,21 +109,19 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if conn.dialect.name != "postgresql":
         conn.execute(table.insert(), list(rows))
         return
-    binary = typed
     from psycopg.types.json import Json, Jsonb
 
     columns = list(rows[0].keys())
-    types = [table.c[c].type.compile(dialect=conn.dialect).lower().split("(")[0] for c in columns]
-    if binary:
+    if typed:
+        types = [table.c[c].type.compile(dialect=conn.dialect).lower().split("(")[0] for c in columns]
         wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=orjson.dumps)
                                 for i, t in enumerate(types) if t in ("json", "jsonb")}
     else:
         wrap = {i: _json_text for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
-    values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    values_of, names = _columns(columns)
     cursor = conn.connection.dbapi_connection.cursor()
-    names = ", ".join(f'"{c}"' for c in columns)
-    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if binary else "")) as copy:
-        if binary:
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if typed else "")) as copy:
+        if typed:
             copy.set_types(types)
         write = copy.write_row
         for row in rows:
@@ -138,6 +136,12 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _columns(columns: list[str]) -> tuple[Any, str]:
+    """A row mapping's values in column order (one C call per row), and the quoted column list."""
+    values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    return values_of, ", ".join(f'"{c}"' for c in columns)
+
+
 def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], verb: str = "INSERT") -> int:
     """The rows inserted by the driver's executemany; returns how many it inserted."""
     columns = list(rows[0].keys())
@@ -147,9 +151,8 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
         process = table.c[c].type._cached_bind_processor(dialect)  # what SQLAlchemy applies
         if process is not None:
             convert[i] = _fast_datetime(process) or process
-    names = ", ".join(f'"{c}"' for c in columns)
+    values_of, names = _columns(columns)
     sql = f'{verb} INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-    values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     out = []
     for row in rows:
         values = list(values_of(row))
