@@ -13,7 +13,14 @@ visits (``MZ_JZJL`` + diagnoses ``MZ_ZDXX``, default 500,000), then, each in its
 and prints rows/s of both, the ratio collect / raw, and the collector's peak RSS after
 100,000 rows and at the end (flat memory = server-side cursor + per-batch pipeline).
 
-Usage: python benchmarks/collect.py [--rows 500000] [--rebuild]
+The raw fetch runs before *and* after each collect, and the ratio is taken against the mean
+of the two: on a shared virtual machine the speed of the cores drifts by a fifth within
+minutes (seen here: the same raw fetch at 22,000 and 43,000 rows/s in one hour), and a
+baseline measured only before would fold that drift into the ratio. The two raw figures
+are printed, so the drift during a round is visible. ``--rounds K`` repeats collect K times
+(raw, collect, raw, collect, …, raw) and prints the median ratio.
+
+Usage: python benchmarks/collect.py [--rows 500000] [--rounds 1] [--rebuild]
        [--mariadb mysql+pymysql://root@127.0.0.1:3306] [--pg postgresql+psycopg://postgres@127.0.0.1:5432]
 """
 
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,6 +166,7 @@ def phase_collect(path: Path, pg: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=500_000)
+    ap.add_argument("--rounds", type=int, default=1, help="collect runs, each between two raw fetches")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--batch", type=int, help="rows per batch (default: the worked example's)")
     ap.add_argument("--mariadb", default="mysql+pymysql://root@127.0.0.1:3306")
@@ -175,27 +184,47 @@ def main() -> None:
 
     his = f"{args.mariadb}/phip_his_bench?charset=utf8mb4"
     build(his, args.rows, args.rebuild)
+    batch = args.batch or load_mapping(EXAMPLE).source.batch_size
+    print(f"\nMariaDB → PostgreSQL, data set {JOB}, batch {batch} rows")
     with tempfile.TemporaryDirectory() as tmp:
         path = mapping_file(his, Path(tmp), args.batch)
-        out = {}
-        for phase in ("raw", "collect"):
-            proc = subprocess.run([sys.executable, __file__, "--phase", phase, "--mapping", str(path), "--pg", args.pg],
+
+        def phase(name: str) -> dict:
+            proc = subprocess.run([sys.executable, __file__, "--phase", name, "--mapping", str(path), "--pg", args.pg],
                                   capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
             if proc.returncode != 0:
-                raise SystemExit(f"{phase} failed:\n{proc.stderr[-3000:]}")
-            out[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
-    raw, col = out["raw"], out["collect"]
-    raw_rate, col_rate = raw["rows"] / raw["seconds"], col["rows"] / col["seconds"]
-    print(f"\nMariaDB → PostgreSQL, data set {JOB}, batch {args.batch or load_mapping(EXAMPLE).source.batch_size} rows")
-    print(f"  raw fetch (pymysql, server-side cursor): {raw['rows']:>9,} rows in {raw['seconds']:7.1f} s = {raw_rate:>9,.0f} rows/s")
-    print(f"  collect → pipeline → PostgreSQL:         {col['rows']:>9,} rows in {col['seconds']:7.1f} s = {col_rate:>9,.0f} rows/s"
+                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        ratios = []
+        before = phase("raw")
+        for round_ in range(1, args.rounds + 1):
+            col = phase("collect")
+            after = phase("raw")
+            ratios.append(report(round_, before, col, after))
+            before = after
+    if len(ratios) > 1:
+        print(f"\nratio collect / raw fetch over {len(ratios)} rounds: median {statistics.median(ratios):.2f}, "
+              f"range {min(ratios):.2f}–{max(ratios):.2f}")
+
+
+def report(round_: int, before: dict, col: dict, after: dict) -> float:
+    """Print one round; returns its ratio (collect against the mean raw rate around it)."""
+    rate_before, rate_after = before["rows"] / before["seconds"], after["rows"] / after["seconds"]
+    raw_rate = (rate_before + rate_after) / 2
+    col_rate = col["rows"] / col["seconds"]
+    print(f"round {round_}")
+    print(f"  raw fetch (pymysql, server-side cursor):   {before['rows']:>9,} rows at {rate_before:>9,.0f} rows/s before, "
+          f"{rate_after:,.0f} after: mean {raw_rate:,.0f} rows/s")
+    print(f"  collect → pipeline → PostgreSQL:           {col['rows']:>9,} rows in {col['seconds']:7.1f} s = {col_rate:>9,.0f} rows/s"
           f"  (accepted {col['accepted']:,}, rejected {col['rejected']:,})")
     print(f"  ratio collect / raw fetch: {col_rate / raw_rate:.2f}")
     at_100k = f"{col['rss_100k']:.0f} MiB at 100,000 rows, " if col["rss_100k"] else ""
     if col.get("rss_validation"):
         print(f"  validation process peak RSS: {col['rss_validation']:.0f} MiB")
     print(f"  collector peak RSS: {at_100k}{col['rss_end']:.0f} MiB at {col['rows']:,} rows"
-          f"  (raw fetch process: {raw['rss']:.0f} MiB)")
+          f"  (raw fetch process: {before['rss']:.0f} MiB)")
+    return col_rate / raw_rate
 
 
 if __name__ == "__main__":

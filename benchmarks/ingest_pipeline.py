@@ -11,7 +11,10 @@ PostgreSQL), prints:
 * raw insert: the same stored rows (already normalised, hashed, serialised) bulk-inserted
   into a copy of the records table with the same driver, same batch size, same commits;
 * raw COPY (PostgreSQL): the same rows through COPY, the fastest path the server has;
-* ratios pipeline / raw, and where the CPU goes (this process and the database server, µs
+* ratios pipeline / raw, the raw rates measured before and again after the pipeline runs
+  and the ratios taken against their mean (the cores of a shared virtual machine drift by a
+  fifth within minutes; a baseline measured once would fold that drift into the ratio),
+  and where the CPU goes (this process and the database server, µs
   per record), read from /proc.
 
 Every PHIP process tunes the garbage collector (phip.runtime.tune_gc) and starts its
@@ -232,21 +235,31 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001
             print(f"PostgreSQL skipped: {exc}")
         for name, url, engine in targets:
-            raw = {"raw INSERT": bench_raw_insert(engine, rows)}
-            if engine.dialect.name == "postgresql":
-                raw["raw COPY"] = bench_raw_copy(engine, rows)
-            print(f"{name}: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in raw.items()), flush=True)
+            before = raw_rates(engine, rows)
+            print(f"{name}: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in before.items()), flush=True)
+            runs = []
             for label, stream in (("pipeline, batch by batch", False), ("pipeline, streamed", True)):
                 piped, own, server = bench_pipeline(engine, batches, stream)
-                ratios = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
                 split = f"   CPU/record: this process {own:.0f} µs" + (f", server {server:.0f} µs" if server else "")
-                print(f"  {label:<30} {piped:>8,.0f} rec/s   {ratios}{split}", flush=True)
+                runs.append((label, piped, split))
             if engine.dialect.name == "postgresql":  # SQLite has one writer at a time
-                piped = bench_parallel(engine, url, batches)
+                runs.append(("pipeline, 2 processes", bench_parallel(engine, url, batches), ""))
+            after = raw_rates(engine, rows)
+            raw = {k: (before[k] + after[k]) / 2 for k in before}
+            print("  raw again after the pipeline runs: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in after.items())
+                  + "   (ratios below: against the mean of before and after)")
+            for label, piped, split in runs:
                 ratios = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
-                print(f"  {'pipeline, 2 processes':<30} {piped:>8,.0f} rec/s   {ratios}", flush=True)
+                print(f"  {label:<30} {piped:>8,.0f} rec/s   {ratios}{split}", flush=True)
             engine.dispose()
 
+
+def raw_rates(engine: Engine, rows) -> dict[str, float]:  # noqa: ANN001
+    """The physical limits: a plain bulk INSERT, and on PostgreSQL COPY."""
+    rates = {"raw INSERT": bench_raw_insert(engine, rows)}
+    if engine.dialect.name == "postgresql":
+        rates["raw COPY"] = bench_raw_copy(engine, rows)
+    return rates
 
 if __name__ == "__main__":
     main()

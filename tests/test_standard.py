@@ -78,3 +78,18 @@ def test_html_and_xlsx_exports(tmp_path):
     assert sum(1 for n in names if n[:2].isdigit()) == 72
     rows = list(wb["值域_ethnicity"].iter_rows(values_only=True))
     assert len(rows) == 2 + 58
+
+
+def test_platform_yaml_files_load_alike_with_libyaml_and_pure_python():
+    """The platform's data files go through libyaml when PyYAML has it (phip.datafiles):
+    every file must give exactly what the pure-Python safe loader gives."""
+    from pathlib import Path
+
+    import yaml
+
+    from phip import datafiles
+
+    files = sorted(Path(datafiles.__file__).parent.glob("*/data/**/*.yaml"))
+    assert len(files) > 72  # the 72 data sets and the other areas' files
+    for path in files:
+        assert datafiles.load_yaml(path) == yaml.safe_load(path.read_text(encoding="utf-8")), path.name

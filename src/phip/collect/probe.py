@@ -27,10 +27,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pypinyin import Style, lazy_pinyin
 from sqlalchemy import Engine, inspect, text
 
+from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, FieldSpec, Standard, load_standard
 
 from .guard import check_query
@@ -102,7 +102,7 @@ def inspect_source(engine: Engine, count: bool = True) -> list[TableInfo]:
 
 @cache
 def _rules() -> dict[str, Any]:
-    return yaml.safe_load(MATCHING.read_text(encoding="utf-8"))
+    return load_yaml(MATCHING)
 
 
 def initials(text: str) -> str:

@@ -13,8 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, Standard, load_standard
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
@@ -154,7 +153,7 @@ def _expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str
 
 @cache
 def load_rules(path: Path = RULES_FILE) -> RuleSet:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = load_yaml(path)
     std = load_standard()
     settings = raw["settings"]
     dimensions = raw["dimensions"]

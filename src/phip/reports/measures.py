@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Connection
 
+from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, load_standard
 from phip.store.sql import increment
 
@@ -58,7 +58,7 @@ class Measure:
 
 @cache
 def load_measures(path: Path = MEASURES_FILE) -> dict[str, Measure]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))["measures"]
+    raw = load_yaml(path)["measures"]
     std = load_standard()
     out: dict[str, Measure] = {}
     for code, spec in raw.items():

@@ -15,8 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from phip.datafiles import load_yaml
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -172,7 +173,7 @@ class Standard(BaseModel):
 
 
 def _load_domains(folder: Path) -> dict[str, ValueDomain]:
-    index = yaml.safe_load((folder / "index.yaml").read_text(encoding="utf-8"))
+    index = load_yaml(folder / "index.yaml")
     domains: dict[str, ValueDomain] = {}
     for id, meta in index.items():
         codes: tuple[Code, ...] = ()
@@ -197,7 +198,7 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
     domains = _load_domains(data_dir / "domains")
     datasets = []
     for path in sorted((data_dir / "datasets").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path)
         try:
             ds = DataSet.model_validate(raw)
         except ValueError as exc:
@@ -211,5 +212,5 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
     codes = [d.code for d in datasets]
     if len(set(nos)) != len(nos) or len(set(codes)) != len(codes):
         raise StandardError("data set numbers and codes must be unique")
-    meta = yaml.safe_load((data_dir / "standard.yaml").read_text(encoding="utf-8"))
+    meta = load_yaml(data_dir / "standard.yaml")
     return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains)
