@@ -293,7 +293,7 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
 
     org, records = visits(orgs, n=40)
     records[3] = {**records[3], "visit_time": "明天"}  # rejected
-    records[7] = {**records[7], "sex_code": "男"}  # normalised
+    records[7] = {**records[7], "sex_code": "男"}  # a label, not a code of the domain: rejected
     records[11] = {**records[11], "id_no": records[11]["id_no"][:17] + "0"}  # warning or rejection by check digit
     # the EMPI's other roads: no ID number (probabilistic), a repeat visit with a new phone
     # (survivorship), a known ID number under another name (guard: a new person, a review)
