@@ -20,13 +20,17 @@ PostgreSQL), prints:
 Every PHIP process tunes the garbage collector (phip.runtime.tune_gc) and starts its
 validation process once (phip.ingest.workers); the benchmark does both before timing.
 
-Usage: python benchmarks/ingest_pipeline.py [--records 100000] [--pg postgresql+psycopg://…]
+``--rounds K`` repeats the pipeline runs K times per back end, each round between two raw
+baselines (the one after a round is the one before the next), and prints the median ratios.
+
+Usage: python benchmarks/ingest_pipeline.py [--records 100000] [--rounds 1] [--pg postgresql+psycopg://…]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -212,6 +216,7 @@ def bench_raw_copy(engine: Engine, rows_by_batch) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=1, help="pipeline runs per back end, each between raw baselines")
     parser.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench"))
     args = parser.parse_args()
     tune_gc()
@@ -237,22 +242,32 @@ def main() -> None:
         for name, url, engine in targets:
             before = raw_rates(engine, rows)
             print(f"{name}: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in before.items()), flush=True)
-            runs = []
-            for label, stream in (("pipeline, batch by batch", False), ("pipeline, streamed", True)):
-                piped, own, server = bench_pipeline(engine, batches, stream)
-                split = f"   CPU/record: this process {own:.0f} µs" + (f", server {server:.0f} µs" if server else "")
-                runs.append((label, piped, split))
-            if engine.dialect.name == "postgresql":  # SQLite has one writer at a time
-                runs.append(("pipeline, 2 processes", bench_parallel(engine, url, batches), ""))
-            after = raw_rates(engine, rows)
-            raw = {k: (before[k] + after[k]) / 2 for k in before}
-            print("  raw again after the pipeline runs: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in after.items())
-                  + "   (ratios below: against the mean of before and after)")
-            for label, piped, split in runs:
-                ratios = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
-                print(f"  {label:<30} {piped:>8,.0f} rec/s   {ratios}{split}", flush=True)
+            ratios: dict[str, list[float]] = {}
+            for round_ in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    print(f"  round {round_}")
+                runs = []
+                for label, stream in (("pipeline, batch by batch", False), ("pipeline, streamed", True)):
+                    piped, own, server = bench_pipeline(engine, batches, stream)
+                    split = f"   CPU/record: this process {own:.0f} µs" + (f", server {server:.0f} µs" if server else "")
+                    runs.append((label, piped, split))
+                if engine.dialect.name == "postgresql":  # SQLite has one writer at a time
+                    runs.append(("pipeline, 2 processes", bench_parallel(engine, url, batches), ""))
+                after = raw_rates(engine, rows)
+                raw = {k: (before[k] + after[k]) / 2 for k in before}
+                print("  raw again after the pipeline runs: " + "   ".join(f"{k} {v:,.0f} rec/s" for k, v in after.items())
+                      + "   (ratios below: against the mean of before and after)")
+                for label, piped, split in runs:
+                    for k, v in raw.items():
+                        ratios.setdefault(f"{label}: of {k}", []).append(piped / v)
+                    shown = "   ".join(f"{piped / v:.2f} of {k}" for k, v in raw.items())
+                    print(f"  {label:<30} {piped:>8,.0f} rec/s   {shown}{split}", flush=True)
+                before = after  # the next round's baseline before
+            if args.rounds > 1:
+                print(f"  {name}, ratios over {args.rounds} rounds (median, range):")
+                for key, values in ratios.items():
+                    print(f"    {key:<48} {statistics.median(values):.2f}   {min(values):.2f}–{max(values):.2f}")
             engine.dispose()
-
 
 def raw_rates(engine: Engine, rows) -> dict[str, float]:  # noqa: ANN001
     """The physical limits: a plain bulk INSERT, and on PostgreSQL COPY."""
