@@ -383,7 +383,7 @@ app.add_typer(collect_app, name="collect"); app.command("worker")(collect_worker
 def main() -> None:  # pragma: no cover
     from phip.runtime import tune_gc
 
-    tune_gc()  # every phip command is a batch process (see runtime.tune_gc)
+    tune_gc()  # every phip command is a batch process (see phip.gc_tuning.tune_gc)
     app()
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 
+@cache
 def tune_gc() -> None:
     """Make the cyclic garbage collector cheap for an ingesting process (once per process).
 

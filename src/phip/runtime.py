@@ -7,7 +7,7 @@ from functools import cache
 from sqlalchemy import Engine
 
 from phip.config import get_settings
-from phip.gc_tuning import tune_gc  # noqa: F401 - every process entry point calls it from here
+from phip.gc_tuning import tune_gc  # entry points (cli, api, workers) call it from here too
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.service import seed_institutions
 from phip.store.db import make_engine, upgrade
@@ -20,7 +20,6 @@ def prepare(engine: Engine) -> Engine:
     return engine
 
 
-@cache
 @cache
 def engine() -> Engine:
     return prepare(make_engine(get_settings().database_url))

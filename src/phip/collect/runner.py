@@ -34,9 +34,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 
-from phip.ingest import workers
 from phip.ingest.pipeline import IngestError, Pipeline, Receipt
-from phip.standard.catalog import DataSet, load_standard
+from phip.standard.catalog import DataSet
 from phip.standard.validate import parse_datetime, platform_now
 
 from . import reader, state
@@ -244,7 +243,7 @@ class Collector:
         (in mapping findings) continue from ``first_row``; rejection indices count from this call."""
         org = mapping.source.org
         org_name = self.pipeline.institution_name(org)
-        executor = workers.pool() if self.pipeline.standard is load_standard() else None
+        executor = self.pipeline.validation_process()
         if executor is not None:
             now = platform_now()
             offset = 0

@@ -22,7 +22,7 @@ import hashlib
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict, Unpack
@@ -262,6 +262,12 @@ class Pipeline:
             self._org_names[org_code] = name
         return self._org_names[org_code]
 
+    def validation_process(self) -> ProcessPoolExecutor | None:
+        """The validation process (:mod:`phip.ingest.workers`) this pipeline's streams may use:
+        None when it is off, or when this pipeline has a standard of its own (the process
+        knows only the published one)."""
+        return workers.pool() if self.standard is load_standard() else None
+
     def ingest(self, org_code: str, dataset_ref: str, records: Sequence[Any], **options: Unpack[BatchOptions]) -> Receipt:
         """Run one batch through the pipeline (:meth:`prepare`, then :meth:`commit`)."""
         return self.commit(self.prepare(org_code, dataset_ref, records, **options))
@@ -289,7 +295,7 @@ class Pipeline:
         dataset = self.dataset(dataset_ref)
         org_name = self.institution_name(org_code)
         now = now or platform_now()
-        remote = self.standard is load_standard()  # the validation process knows only the published standard
+        remote = self.validation_process() is not None
         offset = 0
         source_batches = iter(batches)
         waiting: deque[tuple[Sequence[Any], int, Future | None]] = deque()  # read, being validated, not written

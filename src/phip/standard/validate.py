@@ -132,10 +132,14 @@ def parse_datetime(value: str) -> datetime:
         text = f"{text[:8]}T{text[8:]}"
     elif len(text) == 8 and text.isdigit():
         text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(PLATFORM_TZ).replace(tzinfo=None)
-    return parsed.replace(microsecond=0)
+    return naive_local(datetime.fromisoformat(text))
+
+
+def naive_local(value: datetime) -> datetime:
+    """A datetime as the platform stores it: platform local time, no zone, whole seconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(PLATFORM_TZ).replace(tzinfo=None)
+    return value.replace(microsecond=0)
 
 
 def parse_date(value: str) -> date:
@@ -300,9 +304,7 @@ def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
 
     def convert(value: Any) -> Any:  # datetime
         if isinstance(value, datetime):  # a driver's or a spreadsheet's datetime, as parse_datetime leaves it
-            if value.tzinfo is not None:
-                value = value.astimezone(PLATFORM_TZ).replace(tzinfo=None)
-            return value.replace(microsecond=0)
+            return naive_local(value)
         if isinstance(value, date):
             return datetime(value.year, value.month, value.day)
         text = _as_text(value)
