@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from sqlalchemy import Engine, select, text
 
 from phip.store import models as m
-from phip.store.sql import bulk_insert
+from phip.store import sql
+from phip.store.sql import bulk_insert, select_in
 
 
 def _rows(tag: str) -> list[dict]:
@@ -46,3 +48,23 @@ def test_typed_insert_stores_what_the_generic_insert_stores(engine: Engine):
         assert typed.payload == {**plain.payload, "visit_no": plain.payload["visit_no"].replace("plain", "typed")}
     assert as_text["plain"] == as_text["typed"]
     assert [k.replace("plain", "typed") for k in found["plain"]] == found["typed"] == ["typed-2", "typed-4"]
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_select_in_finds_exactly_the_rows_named(engine: Engine, monkeypatch, chunk):
+    """The reused statement of select_in: text and integer keys, values split over several
+    statements, values that match nothing, and a second call that must not see the first's."""
+    if chunk:
+        monkeypatch.setattr(sql, "IN_CHUNK", {engine.dialect.name: chunk, "": chunk})
+    records = m.Record.__table__
+    with engine.begin() as conn:
+        bulk_insert(conn, records, [{**r, "record_key": f"k{i}"} for i, r in enumerate(_rows("sel") * 6)], typed=True)
+    with engine.connect() as conn:
+        ids = dict(conn.execute(select(records.c.record_key, records.c.id)).all())
+        wanted = [f"k{i}" for i in range(0, 30, 2)] + ["absent", "k99"]
+        found = select_in(conn, (records.c.record_key, records.c.id), records.c.record_key, wanted)
+        assert sorted(found) == sorted((k, ids[k]) for k in wanted if k in ids)
+        by_id = select_in(conn, (records.c.id, records.c.record_key), records.c.id, [ids["k1"], ids["k29"], -1])
+        assert sorted(by_id) == sorted([(ids["k1"], "k1"), (ids["k29"], "k29")])
+        assert select_in(conn, (records.c.record_key, records.c.id), records.c.record_key, ["k3"]) == [("k3", ids["k3"])]
+        assert select_in(conn, (records.c.record_key, records.c.id), records.c.record_key, []) == []

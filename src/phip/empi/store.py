@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, text, update
+from sqlalchemy import Connection, bindparam, delete, text, update
 
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, matching
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, select_in
 
 from .identifiers import IdentifierKey
 from .tables import EmpiBlock
@@ -19,18 +19,20 @@ _LOCK = 0x454D5049  # "EMPI"
 PERSON_COLUMNS = ("id", "status", "merged_into", "name", "sex", "birth_date", "id_no", "phone", "address",
                   "match", "sources")
 LIGHT_COLUMNS = tuple(c for c in PERSON_COLUMNS if c not in ("match", "sources"))
+_SHARED = text("SELECT pg_advisory_xact_lock_shared(:k)")
+_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 def lock_shared(conn: Connection) -> None:
     """Ingest takes the EMPI lock shared: many batches resolve at once, none during a merge."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _LOCK})
+        conn.execute(_SHARED, {"k": _LOCK})
 
 
 def lock_exclusive(conn: Connection) -> None:
     """Merges, splits and relinks take it exclusive (SQLite: BEGIN IMMEDIATE already serialises)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+        conn.execute(_EXCLUSIVE, {"k": _LOCK})
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -43,14 +45,11 @@ def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[
     wanted = set(keys)
     values = sorted({v for _, _, v in wanted})
     found: dict[IdentifierKey, str] = {}
-    for condition in matching(conn, pi.c.value, values):
-        # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
-        for kind, scope, value, person_id in conn.execute(
-            select(pi.c.kind, pi.c.scope, pi.c.value, pi.c.person_id).where(condition)
-        ).all():  # all(): one fetchall, not a driver call per row
-            key = (kind, scope, value)
-            if key in wanted:
-                found[key] = person_id
+    # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
+    for kind, scope, value, person_id in select_in(conn, (pi.c.kind, pi.c.scope, pi.c.value, pi.c.person_id), pi.c.value, values):
+        key = (kind, scope, value)
+        if key in wanted:
+            found[key] = person_id
     return found
 
 
@@ -61,9 +60,8 @@ def load_persons(conn: Connection, ids: Iterable[str], light: bool = False) -> d
     p = Person.__table__
     names = LIGHT_COLUMNS if light else PERSON_COLUMNS
     out: dict[str, dict[str, Any]] = {}
-    for condition in matching(conn, p.c.id, sorted(set(ids))):
-        for row in conn.execute(select(*[p.c[c] for c in names]).where(condition)).all():
-            out[row[0]] = dict(zip(names, row, strict=True))
+    for row in select_in(conn, [p.c[c] for c in names], p.c.id, sorted(set(ids))):
+        out[row[0]] = dict(zip(names, row, strict=True))
     return out
 
 
@@ -71,18 +69,16 @@ def load_person_details(conn: Connection, ids: Iterable[str]) -> dict[str, dict[
     """The ``match`` and ``sources`` columns of persons (what :func:`load_persons` ``light`` skips)."""
     p = Person.__table__
     out: dict[str, dict[str, Any]] = {}
-    for condition in matching(conn, p.c.id, sorted(set(ids))):
-        for pid, match, sources in conn.execute(select(p.c.id, p.c.match, p.c.sources).where(condition)).all():
-            out[pid] = {"match": match, "sources": sources}
+    for pid, match, sources in select_in(conn, (p.c.id, p.c.match, p.c.sources), p.c.id, sorted(set(ids))):
+        out[pid] = {"match": match, "sources": sources}
     return out
 
 
 def blocks_to_persons(conn: Connection, keys: Iterable[str]) -> dict[str, list[str]]:
     b = EmpiBlock.__table__
     out: dict[str, list[str]] = {}
-    for condition in matching(conn, b.c.key, sorted(set(keys))):
-        for key, pid in conn.execute(select(b.c.key, b.c.person_id).where(condition)).all():
-            out.setdefault(key, []).append(pid)
+    for key, pid in select_in(conn, (b.c.key, b.c.person_id), b.c.key, sorted(set(keys))):
+        out.setdefault(key, []).append(pid)
     return out
 
 

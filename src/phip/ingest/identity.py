@@ -17,13 +17,13 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from phip.standard.catalog import DataSet
 from phip.standard.checks import is_valid_id_number
 from phip.standard.validate import Finding
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, matching
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, select_in
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
@@ -155,10 +155,7 @@ class IdentifierResolver:
         wanted = {(k, s) for k, s in grouped}
         values = sorted({v for vs in grouped.values() for v in vs})
         # `value` leads the primary key; kind and scope are filtered here (see pipeline._upsert).
-        for condition in matching(conn, pi.c.value, values):
-            for value, kind, scope, person_id in conn.execute(
-                select(pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id).where(condition)
-            ):
-                if (kind, scope) in wanted:
-                    found[(kind, scope, value)] = person_id
+        for value, kind, scope, person_id in select_in(conn, (pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id), pi.c.value, values):
+            if (kind, scope) in wanted:
+                found[(kind, scope, value)] = person_id
         return found
