@@ -14,13 +14,13 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from phip.store.models import Base, BigId, Document
+from phip.store.models import Base, BigId, Document, key_text
 
 
 class EmpiBlock(Base):
     __tablename__ = "empi_blocks"
-    key: Mapped[str] = mapped_column(String(96), primary_key=True)
-    person_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(key_text(96), primary_key=True)
+    person_id: Mapped[str] = mapped_column(key_text(32), primary_key=True)
 
     __table_args__ = (Index("ix_empi_blocks_person", "person_id"),)
 

@@ -1,0 +1,90 @@
+"""Migrations build the schema the models declare, and upgrade a store that holds data.
+
+PostgreSQL only where it matters: the key columns' ``COLLATE "C"`` (migration 0007) exists
+there alone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, inspect, select, text
+
+from phip.ingest.pipeline import Pipeline
+from phip.orgs.service import seed_institutions
+from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
+from phip.store.models import Base, PersonIdentifier, Record
+
+from .conftest import PG_URL
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+
+
+def _collations(engine: Engine) -> dict[tuple[str, str], str | None]:
+    with engine.connect() as conn:
+        return {(t, c): coll for t, c, coll in conn.execute(text(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type = 'character varying'"))}
+
+
+def test_migrated_columns_have_the_collation_the_models_declare(store_engine: Engine):
+    if store_engine.dialect.name != "postgresql":
+        pytest.skip("collations of key columns are declared for PostgreSQL only")
+    stored = _collations(store_engine)
+    declared = {}
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if (table.name, column.name) in stored:
+                impl = column.type.dialect_impl(store_engine.dialect)
+                declared[(table.name, column.name)] = getattr(impl, "collation", None)
+    assert {k: v for k, v in declared.items() if v} == {k: v for k, v in stored.items() if v}
+    assert declared[("records", "record_key")] == "C" and declared[("persons", "name")] is None
+
+
+@pytest.fixture()
+def pg_scratch() -> Engine:
+    url = PG_URL.rsplit("/", 1)[0] + "/phip_test_migrations"
+    try:
+        create_database(url)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    engine = make_engine(url)
+    wipe(engine)
+    yield engine
+    wipe(engine)
+    engine.dispose()
+
+
+def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: Engine, orgs):
+    """A store at 0006 with persons, identifiers and records goes to head: every row is kept,
+    the foreign key still holds, and lookups by key find the same rows through their indexes."""
+    cfg = alembic_config(pg_scratch)
+    command.upgrade(cfg, "0006_empi_chain")
+    seed_institutions(pg_scratch)
+    from phip.synth.generator import Generator
+
+    records = next(recs for _, ds, recs in Generator(seed=11).day(orgs[:1], NOW.date(), visits=40, admissions=1, now=NOW,
+                                                                  datasets=["outpatient_visit"]))
+    receipt = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
+    assert receipt.accepted == len(records)
+    with pg_scratch.connect() as conn:
+        before = conn.execute(select(Record.record_key, Record.person_id).order_by(Record.record_key)).all()
+        identifiers = conn.execute(select(PersonIdentifier.value, PersonIdentifier.person_id).order_by(PersonIdentifier.value)).all()
+    upgrade(pg_scratch)
+    assert _collations(pg_scratch)[("records", "record_key")] == "C"
+    with pg_scratch.connect() as conn:
+        assert conn.execute(select(Record.record_key, Record.person_id).order_by(Record.record_key)).all() == before
+        assert conn.execute(select(PersonIdentifier.value, PersonIdentifier.person_id)
+                            .order_by(PersonIdentifier.value)).all() == identifiers
+        fks = inspect(conn).get_foreign_keys("person_identifiers")
+        assert [fk["referred_table"] for fk in fks] == ["persons"]
+        conn.execute(text("SET enable_seqscan = off"))  # a few rows: show the index can serve, not that it pays
+        plan = "\n".join(conn.execute(text("EXPLAIN SELECT id FROM records WHERE record_key = :k"), {"k": before[0][0]}).scalars())
+        assert "uq_records_natural_key" in plan
+        conn.execute(text("RESET enable_seqscan"))
+    # the same batch again changes nothing: keys stored before the upgrade are found after it
+    again = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
+    assert (again.accepted, again.unchanged) == (0, len(records))
+    command.downgrade(alembic_config(pg_scratch), "0006_empi_chain")
+    assert _collations(pg_scratch)[("records", "record_key")] is None
