@@ -18,6 +18,7 @@ run: $(BIN)/.installed
 	$(BIN)/phip serve --host $(HOST) --port $(PORT)
 
 test: $(BIN)/.installed
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
