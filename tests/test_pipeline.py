@@ -384,7 +384,7 @@ def test_statements_per_batch_do_not_grow_with_its_size(pipeline, engine, orgs):
 
     org, warm = visits(orgs, n=5, seed=3)
     run([{**r, "visit_no": "W" + r["visit_no"]} for r in warm])  # the institution's name and the EMPI model are read once per process
-    # SQLite lists values in chunks of 500: 150 visits carry 450 identifiers, one chunk
+    # values go to the database as one JSON text per statement: 150 visits carry 450 identifiers, one statement
     _, records = visits(orgs, n=150, seed=4)
     counts = {
         "new": run(records),
