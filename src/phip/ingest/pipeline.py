@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from phip.gc_tuning import gc_paused
-from phip.reports.measures import count_measures, is_measured, measure_fields
+from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
@@ -160,30 +160,10 @@ def _jsonable(raw: Any) -> Any:
         return {"_unserialisable": repr(raw)[:2000]}
 
 
-def writer_fields(dataset: DataSet) -> frozenset[str]:
-    """The fields of a validated record that the writer reads after validation: the person
-    roles (resolution), the natural key (review items), the event time and the measures'
-    fields. The payload itself travels as its canonical JSON (:func:`document`).
-
-    A validation process hands back only these (:func:`phip.ingest.workers.rows`): unpickling
-    whole records, a visit's complaint and history text included, was the biggest share of
-    what crossing the process boundary cost the writer."""
-    fields = _WRITER_FIELDS.get(dataset.code)
-    if fields is None or fields[0] is not dataset:
-        names = frozenset(
-            f for f in (*dataset.person.values(), *dataset.natural_key, dataset.event_time) if f
-        ) | measure_fields(dataset)
-        fields = _WRITER_FIELDS[dataset.code] = (dataset, names)
-    return fields[1]
-
-
-_WRITER_FIELDS: dict[str, tuple[DataSet, frozenset[str]]] = {}
-
-
 @dataclass(slots=True)
 class _Good:
     index: int
-    record: dict[str, Any]  # whole, or only its writer_fields() when a validation process validated it
+    record: dict[str, Any]
     key: str
     hash: str
     event_time: datetime | None
@@ -443,8 +423,7 @@ class Pipeline:
                 id_, _, version, old_event = head
                 updates.append({
                     "rid": id_, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
-                    "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id,
-                    "payload": orjson.loads(g.document),  # the whole record, as stored (JSON)
+                    "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
                 })
                 old_day = old_event.date() if old_event else None
                 new_day = g.event_time.date() if g.event_time else None

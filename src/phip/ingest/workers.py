@@ -69,9 +69,8 @@ def validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[
     from phip.standard.catalog import load_standard
 
     standard = load_standard()
-    dataset = standard.dataset(dataset_code)
-    good, rejections = validate_batch(standard, dataset, org_code, org_name, records, now)
-    return rows(good, dataset), rejections
+    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
+    return rows(good), rejections
 
 
 def pool() -> ProcessPoolExecutor | None:
@@ -128,15 +127,9 @@ def result(future: Future | None) -> Validated | None:
     return goods(good_rows), rejections
 
 
-def rows(good: list[Any], dataset: Any) -> list[tuple]:
-    """Validated records as plain tuples, which pickle several times faster than the dataclass,
-    each record cut to the fields the writer reads (:func:`phip.ingest.pipeline.writer_fields`;
-    the whole record crosses as its JSON bytes, which pickle as one copy)."""
-    from phip.ingest.pipeline import writer_fields
-
-    fields = writer_fields(dataset)
-    return [(g.index, {k: v for k, v in g.record.items() if k in fields}, g.key, g.hash, g.event_time, g.warnings,
-             g.document) for g in good]
+def rows(good: list[Any]) -> list[tuple]:
+    """Validated records as plain tuples, which pickle several times faster than the dataclass."""
+    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings, g.document) for g in good]
 
 
 def goods(rows: list[tuple]) -> list[Any]:

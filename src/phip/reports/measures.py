@@ -86,15 +86,6 @@ def is_measured(dataset_code: str) -> bool:
     return dataset_code in _by_dataset()
 
 
-def measure_fields(dataset: DataSet) -> frozenset[str]:
-    """The fields of a record that its data set's measures read (codes and the day)."""
-    fields: set[str] = set()
-    for m in _by_dataset().get(dataset.code, ()):
-        fields.update(f for f, _ in m.codes)
-        fields.add(m.day_field or dataset.event_time)
-    return frozenset(f for f in fields if f)
-
-
 def count_measures(
     conn: Connection, org_code: str, dataset: DataSet,
     new: Iterable[Mapping[str, Any]], changed: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any]]] = (),
