@@ -8,10 +8,8 @@ PostgreSQL), prints:
 * pipeline in two processes: the institutions split between two processes writing at once,
   each batch by batch — how a province scales (several push-API workers or collectors), and
   the only way one Python process's GIL leaves the second core to the database and a writer;
-* raw insert: the same stored rows (already normalised and hashed, ready before the clock
-  starts) bulk-inserted into a copy of the records table with the same driver, same batch
-  size, same commits; the payload is turned into JSON text inside the timed loop, as any
-  loader handed records must (the pipeline does it once per record, where it validates);
+* raw insert: the same stored rows (already normalised, hashed, serialised) bulk-inserted
+  into a copy of the records table with the same driver, same batch size, same commits;
 * raw COPY (PostgreSQL): the same rows through COPY, the fastest path the server has;
 * ratios pipeline / raw, the raw rates measured before and again after the pipeline runs
   and the ratios taken against their mean (the cores of a shared virtual machine drift by a

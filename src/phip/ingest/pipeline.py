@@ -127,16 +127,7 @@ def record_key(dataset: DataSet, record: dict[str, Any]) -> str:
 
 def content_hash(record: dict[str, Any]) -> str:
     """Hash of the canonical JSON of a normalised record: equal content, equal hash."""
-    return document(record)[1]
-
-
-def document(record: dict[str, Any]) -> tuple[bytes, str]:
-    """The canonical JSON of a normalised record (keys sorted, UTF-8) and its hash. The text
-    is also what the store keeps as the record's payload: serialised once, where the record is
-    validated, instead of again by the writer. Bytes, not str: they cross from the validation
-    process as one copy, where a str with Chinese text is encoded and decoded again."""
-    text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-    return text, hashlib.blake2b(text, digest_size=16).hexdigest()
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 def _raw_key(dataset: DataSet, raw: Any) -> str | None:
@@ -168,7 +159,6 @@ class _Good:
     hash: str
     event_time: datetime | None
     warnings: list[Finding]
-    document: bytes  # the record as canonical JSON, UTF-8 (see document())
     person_id: str | None = None
 
 
@@ -217,8 +207,7 @@ def _validate_batch(
         event = record.get(event_field)
         if event is not None and not isinstance(event, datetime):
             event = datetime(event.year, event.month, event.day)
-        text, digest = document(record)
-        good.append(_Good(index, record, record_key(dataset, record), digest, event, outcome.findings, text))
+        good.append(_Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings))
     return good, rejections
 
 
@@ -402,7 +391,6 @@ class Pipeline:
             if row_org == org_code and row_dataset == dataset.code:
                 heads[key] = (id_, hash_, version, event)
         inserts: list[dict[str, Any]] = []
-        inserted: list[dict[str, Any]] = []  # their records (the payloads of `inserts` are JSON text)
         updates: list[dict[str, Any]] = []
         day_delta: dict[date, int] = {}
         for g in items:
@@ -411,9 +399,8 @@ class Pipeline:
                 inserts.append({
                     "org_code": org_code, "dataset": dataset.code, "record_key": g.key, "version": 1,
                     "content_hash": g.hash, "person_id": g.person_id, "event_time": g.event_time,
-                    "received_at": now, "batch_id": receipt.batch_id, "payload": g.document,
+                    "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
                 })
-                inserted.append(g.record)
                 if g.event_time is not None:
                     day = g.event_time.date()
                     day_delta[day] = day_delta.get(day, 0) + 1
@@ -433,7 +420,7 @@ class Pipeline:
                     if new_day is not None:
                         day_delta[new_day] = day_delta.get(new_day, 0) + 1
         if inserts:
-            bulk_insert(conn, records, inserts, typed=True, json_text=("payload",))
+            bulk_insert(conn, records, inserts, typed=True)
             receipt.accepted += len(inserts)
         old_payloads: dict[int, dict[str, Any]] = {}
         if updates:
@@ -441,7 +428,7 @@ class Pipeline:
             conn.execute(_UPDATE_HEAD, updates)
             receipt.updated += len(updates)
         if is_measured(dataset.code):  # report counters beyond event_daily (reports/data/measures.yaml)
-            count_measures(conn, org_code, dataset, inserted,
+            count_measures(conn, org_code, dataset, [r["payload"] for r in inserts],
                            [(old_payloads.get(u["rid"]), u["payload"]) for u in updates])
         increment(
             conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),

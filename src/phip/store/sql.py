@@ -130,8 +130,7 @@ def lock_key(conn: Connection, key: str) -> None:
         conn.execute(_LOCK_KEY, {"k": key})
 
 
-def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, typed: bool = False,
-                json_text: tuple[str, ...] = ()) -> None:
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, typed: bool = False) -> None:
     """Insert many new rows as fast as the server allows.
 
     PostgreSQL: COPY (several times faster than row-by-row INSERT through the driver);
@@ -145,21 +144,16 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     executemany directly, with values converted as SQLAlchemy would (its bind processors,
     datetimes by ``isoformat``, checked against SQLAlchemy's format once): SQLAlchemy's
     per-row parameter processing was about an eighth of the SQLite writer's profile.
-
-    ``json_text`` names JSON columns whose values are already serialised (JSON text, as str
-    or UTF-8 bytes): they are stored as they are, not serialised again.
     """
     if not rows:
         return
     if conn.dialect.name == "sqlite" and typed:
-        _sqlite_executemany(conn, table, rows, json_text=json_text)
+        _sqlite_executemany(conn, table, rows)
         return
     if conn.dialect.name != "postgresql":
-        if json_text:  # SQLAlchemy serialises JSON columns itself: hand it the values
-            rows = [{**r, **{c: orjson.loads(r[c]) for c in json_text if r[c] is not None}} for r in rows]
         conn.execute(table.insert(), list(rows))
         return
-    sql, types, wrap, values_of = _copy_plan(conn.dialect, table, tuple(rows[0].keys()), typed, json_text)
+    sql, types, wrap, values_of = _copy_plan(conn.dialect, table, tuple(rows[0].keys()), typed)
     cursor = conn.connection.dbapi_connection.cursor()
     with cursor.copy(sql) as copy:
         if typed:
@@ -174,8 +168,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 
 
 @lru_cache(maxsize=256)
-def _copy_plan(dialect: Any, table: Table, columns: tuple[str, ...], typed: bool,
-               json_text: tuple[str, ...] = ()) -> tuple[str, list[str], dict[int, Any], Any]:
+def _copy_plan(dialect: Any, table: Table, columns: tuple[str, ...], typed: bool) -> tuple[str, list[str], dict[int, Any], Any]:
     """COPY statement, column types, JSON wrappers and row reader of one (table, columns),
     worked out once: a batch runs up to four COPYs (compiling the ten types of a record
     took 14 µs)."""
@@ -184,11 +177,10 @@ def _copy_plan(dialect: Any, table: Table, columns: tuple[str, ...], typed: bool
     types: list[str] = []
     if typed:
         types = [table.c[c].type.compile(dialect=dialect).lower().split("(")[0] for c in columns]
-        # JSON text goes out as it is (_as_is); psycopg encodes a str, takes bytes as they are
-        wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=_as_is if columns[i] in json_text else orjson.dumps)
+        wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=orjson.dumps)
                                 for i, t in enumerate(types) if t in ("json", "jsonb")}
     else:
-        wrap = {i: _text if c in json_text else _json_text for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
+        wrap = {i: _json_text for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
     values_of, names = _columns(list(columns))
     sql = f'COPY "{table.name}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if typed else "")
     return sql, types, wrap, values_of
@@ -198,32 +190,20 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _as_is(text: str | bytes) -> str | bytes:
-    return text
-
-
-def _text(value: str | bytes) -> str:
-    """JSON text as str (the SQLite driver stores bytes as a BLOB, not as text)."""
-    return value.decode() if type(value) is bytes else value
-
-
 def _columns(columns: list[str]) -> tuple[Any, str]:
     """A row mapping's values in column order (one C call per row), and the quoted column list."""
     values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     return values_of, ", ".join(f'"{c}"' for c in columns)
 
 
-def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], verb: str = "INSERT",
-                        json_text: tuple[str, ...] = ()) -> int:
+def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], verb: str = "INSERT") -> int:
     """The rows inserted by the driver's executemany; returns how many it inserted."""
     columns = list(rows[0].keys())
     dialect = conn.dialect
     convert = {}
     for i, c in enumerate(columns):
         process = table.c[c].type._cached_bind_processor(dialect)  # what SQLAlchemy applies
-        if c in json_text:
-            convert[i] = _text
-        elif process is not None:
+        if process is not None:
             convert[i] = _fast_datetime(process) or process
     values_of, names = _columns(columns)
     sql = f'{verb} INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
