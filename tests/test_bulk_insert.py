@@ -40,7 +40,8 @@ def test_typed_insert_stores_what_the_generic_insert_stores(engine: Engine):
         # and range queries find the same rows
         since = datetime(2026, 11, 22, 8, 30, 2, 500)
         found = {batch: conn.execute(select(records.c.record_key).where(
-            records.c.batch_id == batch, records.c.event_time >= since)).scalars().all() for batch in ("plain", "typed")}
+            records.c.batch_id == batch, records.c.event_time >= since).order_by(records.c.record_key)).scalars().all()
+            for batch in ("plain", "typed")}
     assert len(stored["typed"]) == 5
     for plain, typed in zip(stored["plain"], stored["typed"], strict=True):
         assert plain.record_key.replace("plain", "typed") == typed.record_key
@@ -68,3 +69,4 @@ def test_select_in_finds_exactly_the_rows_named(engine: Engine, monkeypatch, chu
         assert sorted(by_id) == sorted([(ids["k1"], "k1"), (ids["k29"], "k29")])
         assert select_in(conn, (records.c.record_key, records.c.id), records.c.record_key, ["k3"]) == [("k3", ids["k3"])]
         assert select_in(conn, (records.c.record_key, records.c.id), records.c.record_key, []) == []
+

@@ -263,6 +263,23 @@ def _stored(engine):
         return sorted(conn.execute(select(m.Record.record_key, m.Record.content_hash, m.Record.person_id.is_(None))).all())
 
 
+def _content(engine):
+    """Payloads and versions of the stored records, and the day counters they moved."""
+    from phip.reports.tables import MeasureDaily
+
+    r, v = m.Record.__table__, m.RecordVersion.__table__
+    with engine.connect() as conn:
+        payloads = [("record", key, version, repr(sorted(payload.items())))
+                    for key, version, payload in conn.execute(select(r.c.record_key, r.c.version, r.c.payload))]
+        history = [("version", key, version, repr(sorted(payload.items()))) for key, version, payload in conn.execute(
+            select(r.c.record_key, v.c.version, v.c.payload).join(v, v.c.record_id == r.c.id))]
+        events = [("event", str(day), dataset, n) for day, dataset, n in conn.execute(
+            select(m.EventDaily.day, m.EventDaily.dataset, m.EventDaily.records)) if n]
+        measures = [("measure", str(day), measure, n) for day, measure, n in conn.execute(
+            select(MeasureDaily.day, MeasureDaily.measure, MeasureDaily.records)) if n]
+    return sorted(payloads + history + events + measures)
+
+
 def _persons(engine):
     """The persons as a comparable value (ids are random): each person's golden columns,
     blocking keys and identifiers, with the record keys linked to it."""
@@ -301,10 +318,14 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
     records[25] = {**records[5], "visit_no": "MZ-REPEAT", "phone": "13900001111"}
     records[35] = {**records[9], "visit_no": "MZ-CONFLICT", "name": "欧阳completely", "patient_id": "P-OTHER"}
     batches = [records[i : i + 10] for i in range(0, 40, 10)]
+    # corrections in a later batch: versions, measure counters moved (hypertension I10), event day moved
+    batches.append([{**records[1], "diagnosis_code": "I10.x00", "diagnosis_name": "高血压"},
+                    {**records[2], "registration_time": "2026-11-20 08:00:00", "visit_time": "2026-11-20 09:00:00",
+                     "visit_end_time": None, "update_time": "2026-11-20 09:00:00"}])
 
     remote = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
     assert workers._pool is not None, "the stream must have used the validation process"
-    stored_remote, persons_remote = _stored(engine), _persons(engine)
+    stored_remote, persons_remote, content_remote = _stored(engine), _persons(engine), _content(engine)
     empty_store(engine)
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
     local = [r.as_dict() for r in pipeline.ingest_stream(org, "outpatient_visit", iter(batches), source="file", now=NOW)]
@@ -312,6 +333,9 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
     assert strip(remote) == strip(local)
     assert stored_remote == _stored(engine)
     assert persons_remote == _persons(engine)
+    assert content_remote == _content(engine)
+    assert remote[-1]["counts"]["updated"] == 2
+    assert any(row[0] == "measure" and row[2] == "hypertension" for row in content_remote)
     assert len(stored_remote) == sum(r["counts"]["accepted"] for r in remote) == 38  # the date and the check digit rejected
     from phip.empi.tables import EmpiReview
 
