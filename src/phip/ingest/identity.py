@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,7 +23,9 @@ from phip.standard.catalog import DataSet
 from phip.standard.checks import is_valid_id_number
 from phip.standard.validate import Finding
 from phip.store.models import Person, PersonIdentifier
-from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, select_in
+from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
+
+from phip.empi.store import lookup_identifiers
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
@@ -103,17 +105,15 @@ def identifier_keys(org_code: str, dataset: DataSet, record: dict[str, Any]) -> 
 class IdentifierResolver:
     """Deterministic resolution on identifiers; creates persons for unseen identifiers."""
 
+    _lookup = staticmethod(lookup_identifiers)  # the EMPI's identifier lookup (a seam for race tests)
+
     def resolve(
         self, conn: Connection, org_code: str, dataset: DataSet, records: Sequence[dict[str, Any]], now: datetime
     ) -> Resolution:
         if not dataset.person:
             return Resolution([None] * len(records))
         per_record = [identifier_keys(org_code, dataset, r) for r in records]
-        wanted: dict[tuple[str, str], set[str]] = {}
-        for keys in per_record:
-            for kind, scope, value in keys:
-                wanted.setdefault((kind, scope), set()).add(value)
-        known = self._lookup(conn, [(k, s, v) for (k, s), values in wanted.items() for v in values])
+        known = self._lookup(conn, {k for keys in per_record for k in keys})
         new_persons: list[dict[str, Any]] = []
         new_ids: dict[IdentifierKey, str] = {}
         result: list[str | None] = []
@@ -144,18 +144,3 @@ class IdentifierResolver:
             if moved:
                 result = [moved.get(p, p) if p else p for p in result]
         return Resolution(result)
-
-    @staticmethod
-    def _lookup(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[IdentifierKey, str]:
-        pi = PersonIdentifier.__table__
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for kind, scope, value in keys:
-            grouped.setdefault((kind, scope), []).append(value)
-        found: dict[IdentifierKey, str] = {}
-        wanted = {(k, s) for k, s in grouped}
-        values = sorted({v for vs in grouped.values() for v in vs})
-        # `value` leads the primary key; kind and scope are filtered here (see pipeline._upsert).
-        for value, kind, scope, person_id in select_in(conn, (pi.c.value, pi.c.kind, pi.c.scope, pi.c.person_id), pi.c.value, values):
-            if (kind, scope) in wanted:
-                found[(kind, scope, value)] = person_id
-        return found

@@ -92,7 +92,7 @@ def select_in(conn: Connection, columns: Sequence[ColumnElement[Any]], key: Colu
         if conn.dialect.name == "postgresql":
             parameter: Any = orjson.dumps([v if isinstance(v, str) else str(v) for v in chunk]).decode()
         elif conn.dialect.name == "sqlite":
-            parameter = orjson.dumps(list(chunk)).decode()
+            parameter = orjson.dumps(chunk).decode()
         else:
             parameter = list(chunk)
         out += conn.execute(stmt, {"values": parameter}).all()
