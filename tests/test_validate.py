@@ -150,3 +150,37 @@ def test_dates_and_times_decoded_by_a_driver_are_taken_as_they_are():
     assert aware.record["visit_time"] == datetime(2026, 11, 21, 9, 30)
     future = check(visit(visit_time=datetime(2026, 11, 23, 9, 30)))  # the checks still apply
     assert not future.accepted and ("DATE_IN_FUTURE", "visit_time", "error") in codes(future)
+
+
+_SAMPLES = [
+    "", " ", "  A01  ", "A01.001", "I10.x00", "I10.X00", "高血压", "心血管内科", " 张三\u3000", "ＡＢＣ１２３", "1", "01", "2",
+    " 2 ", "9", "true", "否", "Y", "x" * 300, "2026-11-21", "2026-11-21 09:30:00", "2026-11-21T09:30:00", "2026-02-30",
+    "2026-13-01 09:30:00", "1899-12-31", "20261121", 0, 1, 2, -1, 37, 150, 10**20, True, False, 1.0, 1.5, 12.11,
+    float("nan"), None, [], {"a": 1},
+]
+
+
+def test_shortcuts_give_exactly_what_the_converters_give(monkeypatch):
+    """The validator takes the usual values (text, codes, ICD codes, dates, JSON integers and
+    booleans) without calling the field's converter; every field of every data set, given
+    the usual and the unusual, must come out as the converter alone makes it: same value,
+    same findings."""
+    from phip.standard import validate as v
+
+    seen = set()  # one field per kind of field (type, value domain, length, pattern, bounds …)
+    for dataset in STD.datasets:
+        fast = v.RecordValidator(dataset, STD)
+        monkeypatch.setattr(v, "_shortcut", lambda spec, standard: (v._OTHER, None))
+        slow = v.RecordValidator(dataset, STD)
+        monkeypatch.undo()
+        for spec in dataset.fields:
+            kind = (spec.type, spec.domain, spec.length, spec.scale, spec.pattern, spec.min, spec.max, spec.check,
+                    spec.required, spec.allow_future)
+            if kind in seen:
+                continue
+            seen.add(kind)
+            for value in _SAMPLES:
+                a, b = fast.validate({spec.name: value}, NOW), slow.validate({spec.name: value}, NOW)
+                assert (a.record, a.findings) == (b.record, b.findings), (dataset.code, spec.name, value)
+                if a.record:
+                    assert [type(x) for x in a.record.values()] == [type(x) for x in b.record.values()]

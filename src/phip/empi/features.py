@@ -59,12 +59,18 @@ def match_row(
         "given_py": (nk.given_py or None) if nk else None,
         "given_key": (nk.given or None) if nk else None,
         "sex": sex if sex in ("1", "2") else None,
-        "dob": birth_date.strftime("%Y%m%d") if birth_date else None,
+        "dob": _yyyymmdd(birth_date) if birth_date else None,
         "id_no": id_clean or None,
         "id_valid": valid if id_clean else None,
         "phone": (normalize_phone(phone) or phone) if phone else None,
         "address_key": address_key(address),
     }
+
+
+def _yyyymmdd(day: date) -> str:
+    """``%Y%m%d`` without strftime, which took a fifth of a new person's matching row (isoformat
+    pads the year to four digits, as strftime does for every year the platform accepts)."""
+    return day.isoformat()[:10].replace("-", "")  # [:10]: a datetime passed as a date
 
 
 def block_keys(row: dict[str, Any]) -> list[str]:

@@ -50,7 +50,8 @@ def _normalized_id(raw: str) -> str | None:
 
 
 def record_identifiers(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
-    """The identifiers a record carries, strongest first."""
+    """The identifiers a record carries, strongest first: the ID number, when there is a valid
+    one, always leads (the resolver looks for it there)."""
     person = dataset.person
     keys: list[IdentifierKey] = []
     id_field = person.get("id_no")

@@ -184,7 +184,7 @@ class _Batch:
 
     def _exact(self, i: int, keys: list[IdentifierKey]) -> bool:
         """Resolve record i on its identifiers; False when it needs probabilistic matching."""
-        id_key = next((k for k in keys if k[0] == "id_no"), None)
+        id_key = keys[0] if keys and keys[0][0] == "id_no" else None  # strongest first: an ID number leads
         if id_key is not None and id_key in self.known:
             holder = self.known[id_key]
             demo = self._demographics(i)
@@ -299,9 +299,12 @@ class _Batch:
         person = self.persons.get(pid)
         if person is None:
             return
-        demo = self._demographics(i)
-        if all(v is None or v == person.get(f) for f, v in demo.items()):
+        for f, v in self._demographics(i).items():  # a loop, not all(): no generator per record
+            if v is not None and v != person.get(f):
+                break
+        else:
             return  # nothing new: the usual repeat visit
+        demo = self._demographics(i)
         person = self._person(pid)
         values, sources, changed = golden.survive(person, person.get("sources"), demo, self._source(i))
         if not changed:

@@ -127,7 +127,15 @@ def record_key(dataset: DataSet, record: dict[str, Any]) -> str:
 
 def content_hash(record: dict[str, Any]) -> str:
     """Hash of the canonical JSON of a normalised record: equal content, equal hash."""
-    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    return document(record)[1]
+
+
+def document(record: dict[str, Any]) -> tuple[bytes, str]:
+    """The canonical JSON of a normalised record (keys sorted, UTF-8) and its content hash.
+    Validated in the writer's own process, a record is stored as this very text (see
+    :class:`_Good`), not serialised a second time by the driver."""
+    text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    return text, hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 def _raw_key(dataset: DataSet, raw: Any) -> str | None:
@@ -159,6 +167,10 @@ class _Good:
     hash: str
     event_time: datetime | None
     warnings: list[Finding]
+    #: The record as its canonical JSON (see document()) when validated in this process; a
+    #: validation process leaves it out (:func:`workers.rows`): pickled across, the text
+    #: cost more memory and time than serialising the record again.
+    document: bytes | None = None
     person_id: str | None = None
 
 
@@ -207,7 +219,8 @@ def _validate_batch(
         event = record.get(event_field)
         if event is not None and not isinstance(event, datetime):
             event = datetime(event.year, event.month, event.day)
-        good.append(_Good(index, record, record_key(dataset, record), content_hash(record), event, outcome.findings))
+        text, digest = document(record)
+        good.append(_Good(index, record, record_key(dataset, record), digest, event, outcome.findings, text))
     return good, rejections
 
 
@@ -391,16 +404,18 @@ class Pipeline:
             if row_org == org_code and row_dataset == dataset.code:
                 heads[key] = (id_, hash_, version, event)
         inserts: list[dict[str, Any]] = []
+        inserted: list[dict[str, Any]] = []  # the records of `inserts`
         updates: list[dict[str, Any]] = []
         day_delta: dict[date, int] = {}
         for g in items:
             head = heads.get(g.key)
             if head is None:
-                inserts.append({
+                inserts.append({  # a payload as JSON text (bytes) is stored as it is (store.sql.bulk_insert)
                     "org_code": org_code, "dataset": dataset.code, "record_key": g.key, "version": 1,
                     "content_hash": g.hash, "person_id": g.person_id, "event_time": g.event_time,
-                    "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
+                    "received_at": now, "batch_id": receipt.batch_id, "payload": g.document or g.record,
                 })
+                inserted.append(g.record)
                 if g.event_time is not None:
                     day = g.event_time.date()
                     day_delta[day] = day_delta.get(day, 0) + 1
@@ -428,7 +443,7 @@ class Pipeline:
             conn.execute(_UPDATE_HEAD, updates)
             receipt.updated += len(updates)
         if is_measured(dataset.code):  # report counters beyond event_daily (reports/data/measures.yaml)
-            count_measures(conn, org_code, dataset, [r["payload"] for r in inserts],
+            count_measures(conn, org_code, dataset, inserted,
                            [(old_payloads.get(u["rid"]), u["payload"]) for u in updates])
         increment(
             conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),

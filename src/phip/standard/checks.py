@@ -60,7 +60,10 @@ def upgrade_id15(id15: str) -> str:
     return body + id_check_char(body)
 
 
+@lru_cache(maxsize=65536)
 def id_birth_date(id18: str) -> date | None:
+    """The birth date an ID number states (None when it is no date). Cached: a new person's
+    number is read by validation, by survivorship and again for the derived birth date."""
     try:
         return date(int(id18[6:10]), int(id18[10:12]), int(id18[12:14]))
     except ValueError:
@@ -69,7 +72,7 @@ def id_birth_date(id18: str) -> date | None:
 
 def id_sex(id18: str) -> str:
     """GB/T 2261.1 sex code implied by the 17th digit (odd male, even female)."""
-    return "1" if int(id18[16]) % 2 else "2"
+    return "1" if id18[16] in "13579" else "2"
 
 
 class IdNumberError(ValueError):

@@ -325,11 +325,13 @@ def _fmt(bound: float | None) -> str:
 # --- the compiled validator -----------------------------------------------------------------
 
 
-# How :meth:`RecordValidator.validate` treats a field's usual value (a string) before calling
-# its converter: plain text (no pattern), a code of a value domain, a date, a date and time.
-# The shortcut gives exactly what the converter gives; anything else (other types, a value
-# it cannot take as is) goes to the converter, which is also where findings come from.
-_TEXT, _CODE, _DATE, _DATETIME, _OTHER = range(5)
+# How :meth:`RecordValidator.validate` treats a field's usual value before calling its
+# converter: a string that is plain text (no pattern), a code of a value domain, a code of a
+# code system (ICD-10 …), a date, a date and time; a JSON true/false for a yes/no field, a
+# JSON integer for an integer field. The shortcut gives exactly what the converter gives;
+# anything else (other types, a value it cannot take as is) goes to the converter, which is
+# also where findings come from.
+_TEXT, _CODE, _CODE_SYSTEM, _DATE, _DATETIME, _BOOL, _INT, _OTHER = range(8)
 
 
 def _shortcut(spec: FieldSpec, standard: Standard) -> tuple[int, Any]:
@@ -339,10 +341,15 @@ def _shortcut(spec: FieldSpec, standard: Standard) -> tuple[int, Any]:
         domain = standard.domain(spec.domain or "")
         if domain.kind != "code_system":
             return _CODE, _domain_lookup(domain)
+        return _CODE_SYSTEM, re.compile(domain.pattern or ".*").match
     if spec.type == "date":
         return _DATE, None
     if spec.type == "datetime":
         return _DATETIME, None
+    if spec.type == "bool":
+        return _BOOL, None
+    if spec.type == "int":
+        return _INT, (-math.inf if spec.min is None else spec.min, math.inf if spec.max is None else spec.max)
     return _OTHER, None
 
 
@@ -401,12 +408,25 @@ class RecordValidator:
                             continue
                         except ValueError:
                             pass
+                elif kind == _CODE_SYSTEM:
+                    if value.isascii():
+                        text = value.strip()
+                        if text and arg(text):
+                            record[name] = text
+                            continue
                 elif kind == _DATE and len(value) == 10 and value[4] == "-":
                     try:
                         record[name] = date.fromisoformat(value)
                         continue
                     except ValueError:
                         pass
+            elif kind == _BOOL:
+                if type(value) is bool:
+                    record[name] = value
+                    continue
+            elif kind == _INT and type(value) is int and arg[0] <= value <= arg[1]:
+                record[name] = value
+                continue
             try:
                 value = convert(value)
             except _Bad as bad:

@@ -144,6 +144,10 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     executemany directly, with values converted as SQLAlchemy would (its bind processors,
     datetimes by ``isoformat``, checked against SQLAlchemy's format once): SQLAlchemy's
     per-row parameter processing was about an eighth of the SQLite writer's profile.
+
+    A JSON column's value may come already serialised, as UTF-8 JSON text in ``bytes`` (no
+    JSON value is bytes): it is stored as it is, not serialised again (the pipeline's
+    records, see ``ingest.pipeline.document``).
     """
     if not rows:
         return
@@ -151,7 +155,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         _sqlite_executemany(conn, table, rows)
         return
     if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), list(rows))
+        conn.execute(table.insert(), _json_parsed(table, rows))
         return
     sql, types, wrap, values_of = _copy_plan(conn.dialect, table, tuple(rows[0].keys()), typed)
     cursor = conn.connection.dbapi_connection.cursor()
@@ -177,7 +181,7 @@ def _copy_plan(dialect: Any, table: Table, columns: tuple[str, ...], typed: bool
     types: list[str] = []
     if typed:
         types = [table.c[c].type.compile(dialect=dialect).lower().split("(")[0] for c in columns]
-        wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=orjson.dumps)
+        wrap: dict[int, Any] = {i: partial(Jsonb if t == "jsonb" else Json, dumps=_json_bytes)
                                 for i, t in enumerate(types) if t in ("json", "jsonb")}
     else:
         wrap = {i: _json_text for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
@@ -187,7 +191,19 @@ def _copy_plan(dialect: Any, table: Table, columns: tuple[str, ...], typed: bool
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return value.decode() if type(value) is bytes else orjson.dumps(value).decode()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return value if type(value) is bytes else orjson.dumps(value)
+
+
+def _json_parsed(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows for SQLAlchemy, which serialises JSON columns itself: JSON text parsed back."""
+    columns = [c for c in rows[0] if c in table.c and isinstance(table.c[c].type, JSON)]
+    if not any(type(r[c]) is bytes for r in rows for c in columns):
+        return list(rows)
+    return [{**r, **{c: orjson.loads(r[c]) for c in columns if type(r[c]) is bytes}} for r in rows]
 
 
 def _columns(columns: list[str]) -> tuple[Any, str]:
@@ -203,7 +219,9 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
     convert = {}
     for i, c in enumerate(columns):
         process = table.c[c].type._cached_bind_processor(dialect)  # what SQLAlchemy applies
-        if process is not None:
+        if isinstance(table.c[c].type, JSON) and process is not None:
+            convert[i] = partial(_json_or_text, process)
+        elif process is not None:
             convert[i] = _fast_datetime(process) or process
     values_of, names = _columns(columns)
     sql = f'{verb} INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
@@ -216,6 +234,11 @@ def _sqlite_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[s
     cursor = conn.connection.dbapi_connection.cursor()
     cursor.executemany(sql, out)
     return cursor.rowcount
+
+
+def _json_or_text(process: Any, value: Any) -> Any:
+    """SQLite JSON column: JSON text (bytes) stored as text (bytes would be a BLOB)."""
+    return value.decode() if type(value) is bytes else process(value)
 
 
 _PROBES = (datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 4, 5, 600), datetime(999, 12, 31))
