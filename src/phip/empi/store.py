@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, text, update
+from sqlalchemy import Connection, Update, bindparam, delete, text, update
 
 from phip.store.models import Person, PersonIdentifier
 from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts, select_in
@@ -93,20 +94,27 @@ def update_persons(conn: Connection, rows: Sequence[Mapping[str, Any]], blocks: 
     """Write new golden values (rows carry ``pid`` and the person columns) and re-key the index."""
     if not rows:
         return
-    p = Person.__table__
-    cols = [c for c in rows[0] if c != "pid"]
-    conn.execute(update(p).where(p.c.id == bindparam("pid")).values({**{c: bindparam(c) for c in cols}, "updated_at": now}),
-                 [dict(r) for r in rows])
+    cols = tuple(c for c in rows[0] if c != "pid")
+    conn.execute(_update_persons(cols), [{**r, "updated_at": now} for r in rows])
     replace_blocks(conn, blocks)
 
 
+@lru_cache(maxsize=16)
+def _update_persons(columns: tuple[str, ...]) -> Update:
+    """Built once per column set (see store.sql.select_in for why statements are reused)."""
+    p = Person.__table__
+    return update(p).where(p.c.id == bindparam("pid")).values({c: bindparam(c) for c in (*columns, "updated_at")})
+
+
+_DELETE_BLOCKS = delete(EmpiBlock.__table__).where(EmpiBlock.__table__.c.person_id.in_(bindparam("ids", expanding=True)))
+
+
 def replace_blocks(conn: Connection, blocks: Mapping[str, Sequence[str]]) -> None:
-    b = EmpiBlock.__table__
     ids = list(blocks)
     for chunk in chunks(ids):
-        conn.execute(delete(b).where(b.c.person_id.in_(chunk)))
+        conn.execute(_DELETE_BLOCKS, {"ids": list(chunk)})
     rows = [{"key": k, "person_id": pid} for pid, keys in blocks.items() for k in dict.fromkeys(keys)]
-    bulk_insert_ignoring_conflicts(conn, b, rows)
+    bulk_insert_ignoring_conflicts(conn, EmpiBlock.__table__, rows)
 
 
 def insert_identifiers(conn: Connection, assigned: Mapping[IdentifierKey, str], now: datetime) -> dict[IdentifierKey, str]:

@@ -25,9 +25,8 @@ from phip.standard.validate import Finding
 from phip.store.models import Person, PersonIdentifier
 from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
 
+from phip.empi.identifiers import IdentifierKey
 from phip.empi.store import lookup_identifiers
-
-IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
 
 
 @dataclass

@@ -99,7 +99,8 @@ def count_measures(
     pairs += list(changed)
     for m in measures:
         for old, rec in pairs:
-            before, after = m.day_of(dataset, old), m.day_of(dataset, rec)
+            before = None if old is None else m.day_of(dataset, old)  # a new record: nothing before
+            after = m.day_of(dataset, rec)
             if before == after:
                 continue
             if before is not None:
