@@ -43,7 +43,8 @@ from sqlalchemy import Engine, Table, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from phip.ingest.pipeline import Pipeline, content_hash, record_key  # noqa: E402
+from phip.ingest.keys import content_hash, record_key  # noqa: E402
+from phip.ingest.pipeline import Pipeline  # noqa: E402
 from phip.ingest import workers  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.runtime import tune_gc  # noqa: E402

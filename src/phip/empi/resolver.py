@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from phip.ingest.identity import Resolution, new_person_id
+from phip.ingest.keys import record_key
 from phip.standard.catalog import DataSet
 from phip.standard.validate import Finding, finding
 from phip.store.sql import insert_ignoring_conflicts
@@ -325,8 +326,6 @@ class _Batch:
 
     def _review(self, kind: str, person_id: str, candidate_id: str, i: int, row: dict[str, Any],
                 prob: float | None = None, weight: float | None = None) -> dict[str, Any]:
-        from phip.ingest.pipeline import record_key
-
         other = self._person(candidate_id)["match"] or {}
         if weight is None:
             weight, prob = self.model.score(row, other)

@@ -18,7 +18,6 @@ serialises concurrent batches of the same stream so the compare-and-write cannot
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,9 +40,9 @@ from phip.empi.resolver import EmpiResolver
 
 from . import workers
 from .identity import PersonResolver
+from .keys import KEY_SEPARATOR, document, record_key
 from .readers import Unreadable
 
-KEY_SEPARATOR = "|"
 #: Batches a stream validates ahead of the one being written: with one, every hiccup of either
 #: process stalls the other; two keep both busy (and cost two batches of memory).
 STREAM_LOOKAHEAD = 2
@@ -114,28 +113,6 @@ class Receipt:
         for name in ("total", "accepted", "updated", "unchanged", "rejected", "warnings"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejections.extend(other.rejections)
-
-
-def record_key(dataset: DataSet, record: dict[str, Any]) -> str:
-    values = []
-    for name in dataset.natural_key:
-        value = record[name]
-        text = value.isoformat() if isinstance(value, date | datetime) else str(value)
-        values.append(text.replace("\\", "\\\\").replace(KEY_SEPARATOR, "\\" + KEY_SEPARATOR))
-    return KEY_SEPARATOR.join(values)
-
-
-def content_hash(record: dict[str, Any]) -> str:
-    """Hash of the canonical JSON of a normalised record: equal content, equal hash."""
-    return document(record)[1]
-
-
-def document(record: dict[str, Any]) -> tuple[bytes, str]:
-    """The canonical JSON of a normalised record (keys sorted, UTF-8) and its content hash.
-    Validated in the writer's own process, a record is stored as this very text (see
-    :class:`_Good`), not serialised a second time by the driver."""
-    text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-    return text, hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 def _raw_key(dataset: DataSet, raw: Any) -> str | None:

@@ -147,7 +147,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 
     A JSON column's value may come already serialised, as UTF-8 JSON text in ``bytes`` (no
     JSON value is bytes): it is stored as it is, not serialised again (the pipeline's
-    records, see ``ingest.pipeline.document``).
+    records, see ``ingest.keys.document``).
     """
     if not rows:
         return
