@@ -290,6 +290,34 @@ def test_surname_table_is_used_for_matching_keys():
     assert name_key("張 偉").key == "张伟" and name_key("ＺＨＡＮＧ Wei").key == "zhangwei"
 
 
+def test_compound_surnames_split_as_the_table_says():
+    """split_name tests a name against the compound surnames by length (a set lookup each); the
+    answer must be the first compound, longest first, that the name starts with."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from phip.empi.names import split_name, surname_readings
+
+    compounds = sorted((s for s in surname_readings() if len(s) > 1), key=len, reverse=True)
+    singles = [s for s in surname_readings() if len(s) == 1]
+
+    def reference(key: str) -> tuple[str, str]:
+        if len(key) > 2:
+            for compound in compounds:
+                if key.startswith(compound):
+                    return compound, key[len(compound):]
+        return key[0], key[1:]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(compounds + singles), st.text(alphabet="明华伟芳娜阳迟马", max_size=3))
+    def check(surname, given_name):
+        key = surname + given_name
+        assert split_name(key) == reference(key)
+
+    check()
+    assert split_name("欧阳娜娜") == ("欧阳", "娜娜") and split_name("欧阳") == ("欧", "阳")
+
+
 def test_polyphonic_surname_through_the_pipeline(pipeline, engine, two_orgs):
     a, b = two_orgs
     born = date(1934, 12, 1)

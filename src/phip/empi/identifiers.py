@@ -52,21 +52,35 @@ def _normalized_id(raw: str) -> str | None:
 def record_identifiers(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
     """The identifiers a record carries, strongest first: the ID number, when there is a valid
     one, always leads (the resolver looks for it there)."""
-    person = dataset.person
+    id_field, id_type_field, others, pid_field = _identifier_fields(dataset)
     keys: list[IdentifierKey] = []
-    id_field = person.get("id_no")
-    if id_field and (raw := record.get(id_field)):
-        id_type = record.get(person["id_type"]) if "id_type" in person else None
+    get = record.get
+    if id_field and (raw := get(id_field)):
+        id_type = get(id_type_field) if id_type_field else None
         if id_type in RESIDENT_ID_TYPES:
             if (id18 := normalize_id_number(raw)) is not None:
                 keys.append(("id_no", "", id18))
         else:
             keys.append(("doc", str(id_type), str(raw).strip().upper()))
-    for role, kind in (("health_card_no", "health_card"), ("insurance_no", "insurance")):
-        field = person.get(role)
-        if field and (value := record.get(field)):
+    for field, kind in others:
+        if value := get(field):
             keys.append((kind, "", str(value).strip()))
-    pid_field = person.get("patient_id")
-    if pid_field and (pid := record.get(pid_field)):
+    if pid_field and (pid := get(pid_field)):
         keys.append(("patient_id", org_code, str(pid).strip()))
     return keys
+
+
+_IDENTIFIER_FIELDS: dict[int, tuple[DataSet, tuple[Any, ...]]] = {}
+
+
+def _identifier_fields(dataset: DataSet) -> tuple[Any, ...]:
+    """The record fields behind each identifier kind, once per data set (this runs for every
+    record of every batch); the data set itself is kept, so its id is not reused."""
+    entry = _IDENTIFIER_FIELDS.get(id(dataset))
+    if entry is None or entry[0] is not dataset:
+        person = dataset.person
+        others = tuple((person[role], kind) for role, kind in (("health_card_no", "health_card"), ("insurance_no", "insurance"))
+                       if person.get(role))
+        fields = (person.get("id_no"), person.get("id_type"), others, person.get("patient_id"))
+        entry = _IDENTIFIER_FIELDS[id(dataset)] = (dataset, fields)
+    return entry[1]

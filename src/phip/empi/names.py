@@ -40,8 +40,14 @@ def surname_readings() -> dict[str, tuple[str, ...]]:
 
 
 @cache
-def _compound_surnames() -> tuple[str, ...]:
-    return tuple(sorted((s for s in surname_readings() if len(s) > 1), key=len, reverse=True))
+def _compound_surnames() -> tuple[tuple[int, frozenset[str]], ...]:
+    """Compound surnames by length, longest first: a name is tested with one set lookup per
+    length (testing it against every compound took half of a new name's matching key)."""
+    by_length: dict[int, set[str]] = {}
+    for s in surname_readings():
+        if len(s) > 1:
+            by_length.setdefault(len(s), set()).add(s)
+    return tuple((n, frozenset(by_length[n])) for n in sorted(by_length, reverse=True))
 
 
 @lru_cache(maxsize=200_000)
@@ -60,9 +66,9 @@ def split_name(key: str) -> tuple[str, str]:
     if not key or key.isascii():
         return "", key
     if len(key) > 2:
-        for compound in _compound_surnames():
-            if key.startswith(compound):
-                return compound, key[len(compound):]
+        for length, compounds in _compound_surnames():
+            if key[:length] in compounds:
+                return key[:length], key[length:]
     return key[0], key[1:]
 
 
