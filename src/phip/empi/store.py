@@ -44,7 +44,7 @@ def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 def lookup_identifiers(conn: Connection, keys: Iterable[IdentifierKey]) -> dict[IdentifierKey, str]:
     pi = PersonIdentifier.__table__
     wanted = set(keys)
-    values = sorted({v for _, _, v in wanted})
+    values = list({v for _, _, v in wanted})  # unsorted: PostgreSQL sorts an = ANY array itself
     found: dict[IdentifierKey, str] = {}
     # `value` leads the primary key; kind and scope are filtered here (see ingest.identity)
     for kind, scope, value, person_id in select_in(conn, (pi.c.kind, pi.c.scope, pi.c.value, pi.c.person_id), pi.c.value, values):

@@ -183,7 +183,7 @@ def _validate_batch(
                 raw = {**raw, "org_code": org_code}
                 if raw.get("org_name") in (None, ""):
                     raw["org_name"] = org_name
-            elif str(claimed).strip().upper() != org_code:
+            elif claimed != org_code and str(claimed).strip().upper() != org_code:
                 rejections.append(
                     Rejection(index, _raw_key(dataset, raw), [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)])
                 )
