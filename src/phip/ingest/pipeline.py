@@ -144,7 +144,7 @@ class _Good:
     hash: str
     event_time: datetime | None
     warnings: list[Finding]
-    #: The record as its canonical JSON (see document()) when validated in this process; a
+    #: The record as its canonical JSON (see ingest.keys.document) when validated in this process; a
     #: validation process leaves it out (:func:`workers.rows`): pickled across, the text
     #: cost more memory and time than serialising the record again.
     document: bytes | None = None

@@ -386,10 +386,10 @@ class RecordValidator:
             if entry is None:
                 findings.append(finding("UNKNOWN_FIELD", str(name), name=name, dataset=self.dataset.name))
                 continue
-            if value is None or value == "":
-                continue
             kind, arg, spec, convert = entry
             if type(value) is str:  # the usual case, without a call per field (most of the cost)
+                if not value:
+                    continue
                 if kind == _TEXT:
                     text = value.strip() if value.isascii() else normalize_text(value)
                     if not arg or len(text) <= arg:
@@ -420,6 +420,8 @@ class RecordValidator:
                         continue
                     except ValueError:
                         pass
+            elif value is None or value == "":
+                continue
             elif kind == _BOOL:
                 if type(value) is bool:
                     record[name] = value
