@@ -342,6 +342,25 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
     assert count(engine, EmpiReview, EmpiReview.kind == "id_conflict") == 1  # the guard's road was taken
 
 
+def test_validation_keeps_the_canonical_text_only_for_the_writer(orgs):
+    """In the writer's process a validated record carries the canonical JSON it is stored as;
+    a validation process keeps none (it hands back records only): same keys and hashes."""
+    import orjson
+
+    from phip.ingest.keys import content_hash
+    from phip.ingest.pipeline import validate_batch
+    from phip.standard.catalog import load_standard
+
+    std = load_standard()
+    org, records = visits(orgs, n=10)
+    kept, _ = validate_batch(std, std.dataset("outpatient_visit"), org, orgs[0][1], records, NOW)
+    left, _ = validate_batch(std, std.dataset("outpatient_visit"), org, orgs[0][1], records, NOW, documents=False)
+    assert [(g.key, g.hash) for g in kept] == [(g.key, g.hash) for g in left] and len(kept) == 10
+    assert all(g.document is None for g in left)
+    for g in kept:
+        assert orjson.loads(g.document) == orjson.loads(orjson.dumps(g.record)) and content_hash(g.record) == g.hash
+
+
 def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipeline, engine, orgs):
     """A record the validation process cannot receive (not picklable) costs only that batch's
     overlap: it is validated here and rejected with its reason like any other bad record."""

@@ -69,7 +69,8 @@ def validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[
     from phip.standard.catalog import load_standard
 
     standard = load_standard()
-    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now)
+    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now,
+                                      documents=False)
     return rows(good), rejections
 
 
