@@ -11,7 +11,7 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from phip.standard.catalog import DataSet
+from phip.standard.catalog import DataSet, per_dataset
 from phip.standard.checks import is_valid_id_number, normalize_phone
 
 from .identifiers import RESIDENT_ID_TYPES, normalize_id_number
@@ -107,19 +107,13 @@ def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, A
             "address": get(address)}
 
 
-_PERSON_FIELDS: dict[int, tuple[DataSet, tuple[Any, ...]]] = {}
-
-
+@per_dataset
 def _person_fields(dataset: DataSet) -> tuple[Any, ...]:
     """The record fields behind each golden field, once per data set (this runs for every
     record of every batch). A role the data set lacks reads a key no record has."""
-    entry = _PERSON_FIELDS.get(id(dataset))
-    if entry is None or entry[0] is not dataset:  # the data set itself is kept: its id is not reused
-        person = dataset.person
-        fields = (*(person.get(role) or _ABSENT for role in ("name", "sex", "birth_date", "id_no", "phone", "address")),
-                  person.get("id_type"))
-        entry = _PERSON_FIELDS[id(dataset)] = (dataset, fields)
-    return entry[1]
+    person = dataset.person
+    return (*(person.get(role) or _ABSENT for role in ("name", "sex", "birth_date", "id_no", "phone", "address")),
+            person.get("id_type"))
 
 
 _ABSENT = "\x00absent"

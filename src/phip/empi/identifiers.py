@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from phip.standard.catalog import DataSet
+from phip.standard.catalog import DataSet, per_dataset
 from phip.standard.checks import IdNumberError, parse_id_number
 
 IdentifierKey = tuple[str, str, str]  # (kind, scope, value)
@@ -70,17 +70,11 @@ def record_identifiers(org_code: str, dataset: DataSet, record: dict[str, Any]) 
     return keys
 
 
-_IDENTIFIER_FIELDS: dict[int, tuple[DataSet, tuple[Any, ...]]] = {}
-
-
+@per_dataset
 def _identifier_fields(dataset: DataSet) -> tuple[Any, ...]:
     """The record fields behind each identifier kind, once per data set (this runs for every
-    record of every batch); the data set itself is kept, so its id is not reused."""
-    entry = _IDENTIFIER_FIELDS.get(id(dataset))
-    if entry is None or entry[0] is not dataset:
-        person = dataset.person
-        others = tuple((person[role], kind) for role, kind in (("health_card_no", "health_card"), ("insurance_no", "insurance"))
-                       if person.get(role))
-        fields = (person.get("id_no"), person.get("id_type"), others, person.get("patient_id"))
-        entry = _IDENTIFIER_FIELDS[id(dataset)] = (dataset, fields)
-    return entry[1]
+    record of every batch)."""
+    person = dataset.person
+    others = tuple((person[role], kind) for role, kind in (("health_card_no", "health_card"), ("insurance_no", "insurance"))
+                   if person.get(role))
+    return person.get("id_no"), person.get("id_type"), others, person.get("patient_id")

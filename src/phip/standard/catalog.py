@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import re
-from functools import cache
+from collections.abc import Callable
+from functools import cache, wraps
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -214,3 +215,22 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
         raise StandardError("data set numbers and codes must be unique")
     meta = load_yaml(data_dir / "standard.yaml")
     return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains)
+
+
+_T = TypeVar("_T")
+
+
+def per_dataset(build: Callable[[DataSet], _T]) -> Callable[[DataSet], _T]:
+    """Memoise a function of a data set by the data set's identity. Such functions run for every
+    record of every batch, and a frozen pydantic model hashes all its fields on each lookup.
+    The data set is kept beside its value, so a reused id never answers for another one."""
+    memo: dict[int, tuple[DataSet, _T]] = {}
+
+    @wraps(build)
+    def cached(dataset: DataSet) -> _T:
+        entry = memo.get(id(dataset))
+        if entry is None or entry[0] is not dataset:
+            entry = memo[id(dataset)] = (dataset, build(dataset))
+        return entry[1]
+
+    return cached
