@@ -174,3 +174,48 @@ def test_api_keys_are_shown_once_and_revocable(tmp_path):
     assert "已吊销" in run(["orgs", "key", "list"], tmp_path).stdout
     again = run(["orgs", "key", "revoke", key[:12]], tmp_path, check=False)
     assert again.returncode == 2 and "UNKNOWN_KEY" in again.stderr
+
+
+USAGE_CASES = [  # (arguments, code, what the Chinese message must say)
+    (["ingest", "{dir}/nope.json", "--org", ORG, "--dataset", "3"], "CLI_BAD_VALUE", "FILE 的值无效：文件“{dir}/nope.json”不存在"),
+    (["ingest", "{dir}", "--org", ORG, "--dataset", "3"], "CLI_BAD_VALUE", "FILE 的值无效：“{dir}”是目录，应为文件"),
+    (["ingest", "{dir}/a.csv", "--dataset", "3"], "CLI_MISSING", "缺少必填选项 --org"),
+    (["ingest", "--org", ORG, "--dataset", "3"], "CLI_MISSING", "缺少必填参数 FILE"),
+    (["ingest", "{dir}/a.csv", "--org", ORG, "--dataset", "3", "--batch-size", "0"], "CLI_BAD_VALUE", "--batch-size 的值无效：“0”应不小于 1"),
+    (["ingest", "{dir}/a.csv", "--org", ORG, "--dataset", "3", "--batch-size", "1e9"], "CLI_BAD_VALUE", "--batch-size 的值无效：“1e9”应为整数"),
+    (["ingest", "{dir}/a.csv", "--org", ORG, "--datset", "3"], "CLI_NO_SUCH_OPTION", "没有选项 --datset（是否想用：--batch-size, --dataset）"),
+    (["ingest", "{dir}/a.csv", "{dir}/b.csv", "--org", ORG, "--dataset", "3"], "CLI_USAGE", "多余的参数：{dir}/b.csv"),
+    (["ingest", "{dir}/a.csv", "--dataset", "3", "--org"], "CLI_USAGE", "选项 --org 后面需要给出值"),
+    (["nosuch"], "CLI_USAGE", "没有命令“nosuch”"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "said"), USAGE_CASES, ids=[c[1] + ":" + " ".join(c[0][:2]) for c in USAGE_CASES])
+def test_usage_errors_are_said_in_chinese_and_write_nothing(tmp_path, monkeypatch, capsys, args, code, said):
+    """What Typer rejects before PHIP runs gets the same treatment as PHIP's own errors: a
+    stable code, a Chinese message naming the parameter, exit code 2, and no store created."""
+    from phip.cli import main
+
+    monkeypatch.setenv("PHIP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PHIP_DATABASE_URL", raising=False)
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(dir=tmp_path) for a in args])
+    stderr = "".join(capsys.readouterr().err.split("\n"))  # Rich wraps at 80 columns
+    assert exit_.value.code == 2
+    assert f"错误 [{code}] {said.format(dir=tmp_path)}" in stderr, stderr
+    assert "查看用法" in stderr and "Error" not in stderr
+    assert not (tmp_path / "phip.db").exists()
+
+
+def test_the_installed_command_is_the_one_that_says_it_in_chinese(tmp_path):
+    """`phip` (the console script) and `python -m phip.cli` both go through phip.cli.main;
+    a command group given alone shows its help, as Typer does."""
+    script = Path(sys.executable).with_name("phip")
+    command = [str(script)] if script.exists() else PHIP
+    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    out = subprocess.run([*command, "ingest", str(tmp_path / "nope.csv"), "--org", ORG, "--dataset", "3"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "[CLI_BAD_VALUE]" in out.stderr and "不存在" in out.stderr
+    group = subprocess.run([*command, "standard"], env=env, capture_output=True, text=True, timeout=120)
+    assert group.returncode == 2 and "export" in group.stdout and "list" in group.stdout

@@ -380,14 +380,33 @@ from phip.collect.cli import app as collect_app, worker as collect_worker  # noq
 app.add_typer(collect_app, name="collect"); app.command("worker")(collect_worker)  # noqa: E702
 
 
-def main() -> None:  # pragma: no cover
+def main(args: list[str] | None = None) -> None:
+    """The ``phip`` command: Typer's app, with its usage errors said in Chinese
+    (:mod:`phip.usage_errors`) and the exit codes Typer gives (2 for a usage error)."""
+    import sys
+
     from phip.runtime import tune_gc
+    from phip.usage_errors import UsageError, explain, help_hint
 
     tune_gc()  # every phip command is a batch process (see phip.gc_tuning.tune_gc)
-    app()
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        code = app(args=args, prog_name="phip", standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `phip standard`: its help, as Typer shows it
+            app(args=[*args, "--help"], prog_name="phip", standalone_mode=False)
+            sys.exit(2)
+        code_, message = explain(exc)
+        err.print(f"[bold red]错误[/] [{code_}] {message}", highlight=False)
+        err.print(help_hint(exc), highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("已取消")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     main()
 
 
