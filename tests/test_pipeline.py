@@ -203,6 +203,48 @@ def test_awkward_text_round_trips_exactly(pipeline, engine, orgs):
     assert pipeline.ingest(org, "outpatient_visit", records, now=NOW).unchanged == 2
 
 
+def test_nul_characters_are_rejected_by_field_and_what_is_kept_of_them_stores(pipeline, engine, orgs):
+    """U+0000 cannot be stored in PostgreSQL text or jsonb: a value carrying one is rejected
+    with its field (on every back end alike), the batch's other records land, and the
+    rejected input kept for the hospital (payload, key, echoed names) shows it as U+FFFD."""
+    org, records = visits(orgs, n=5)
+    records[0] = {**records[0], "chief_complaint": "胸闷\x00气短"}
+    records[1] = {**records[1], "name": "张\x00三"}
+    records[2] = {**records[2], "sex_code": "1\x00"}
+    records[3] = {**records[3], "visit_no": "MZ\x00BAD", "remark\x00": "x"}
+    receipt = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
+    assert (receipt.accepted, receipt.rejected) == (1, 4)
+    by_index = {r.index: r for r in receipt.rejections}
+    assert [(f.code, f.field) for f in by_index[0].findings] == [("NUL_CHARACTER", "chief_complaint")]
+    assert [(f.code, f.field) for f in by_index[1].findings] == [("NUL_CHARACTER", "name")]
+    assert [(f.code, f.field) for f in by_index[2].findings] == [("NUL_CHARACTER", "sex_code")]
+    assert by_index[0].findings[0].message == "【主诉】含有空字符（U+0000），无法保存，请删除后重传"
+    unknown = next(f for f in by_index[3].findings if f.code == "UNKNOWN_FIELD")
+    assert unknown.field == "remark\ufffd" and "\x00" not in unknown.message
+    assert by_index[3].record_key == "MZ\ufffdBAD"
+    with engine.connect() as conn:
+        kept = {k.idx: k for k in conn.execute(select(m.BatchFinding).where(m.BatchFinding.rejected.is_(True)))}
+        stored = conn.execute(select(m.Record.record_key)).scalars().all()
+    assert stored == [records[4]["visit_no"]]
+    assert kept[1].payload["name"] == "张\ufffd三" and kept[3].record_key == "MZ\ufffdBAD"
+    assert kept[3].payload["remark\ufffd"] == "x"
+    # the same input without the NUL goes through: nothing else was wrong with it
+    fixed = [{k.replace("\x00", ""): v.replace("\x00", "") if isinstance(v, str) else v for k, v in r.items()
+              if k != "remark\x00"} for r in records[:3]]
+    assert pipeline.ingest(org, "outpatient_visit", fixed, now=NOW).accepted == 3
+
+
+def test_an_unreadable_line_with_a_nul_is_kept_for_feedback(pipeline, engine, orgs):
+    from phip.ingest.readers import Unreadable
+
+    org, records = visits(orgs, n=1)
+    receipt = pipeline.ingest(org, "outpatient_visit", [Unreadable("第2行不是有效的JSON", '{"a":"\x00'), records[0]], now=NOW)
+    assert (receipt.accepted, receipt.rejected) == (1, 1)
+    with engine.connect() as conn:
+        payload = conn.execute(select(m.BatchFinding.payload).where(m.BatchFinding.rejected.is_(True))).scalar_one()
+    assert payload == {"_unreadable": '{"a":"\ufffd'}
+
+
 def test_stream_commits_batches_in_order_with_stream_indices(pipeline, engine, orgs):
     """ingest_stream overlaps validation with writing but keeps ingest's contract: one
     receipt per batch, in order, rejection indices counted from the stream's start."""

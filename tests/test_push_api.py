@@ -238,3 +238,44 @@ def test_every_endpoint_documents_examples_that_tell_the_truth(api, engine):
                                                              Path(push.__file__).with_name("limits.py")))
     for code, _, _ in examples.ERRORS.values():
         assert f'"{code}"' in source, code
+
+
+def test_nul_characters_get_a_clear_400_never_a_retry(api, engine, orgs):
+    """U+0000 cannot be compared or stored in PostgreSQL text. In a pushed record it rejects
+    that record alone (NUL_CHARACTER on its field) and the feedback lists it; in an
+    address or parameter it is a 400 before any route runs; a value the database refuses
+    anyway is a 400 BAD_DATA, never the 503 that tells the sender to retry the same thing."""
+    from tests.test_dashboard import PASSWORD, login
+    from phip.web.auth import create_user
+
+    client, org, auth, _ = api
+    batch = records(orgs, n=3)
+    batch[1] = {**batch[1], "dept_name": "儿科\x00"}
+    r = client.post(URL, content=json.dumps(batch, ensure_ascii=False), headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["counts"]["accepted"] == 2 and body["counts"]["rejected"] == 1
+    assert [(f["code"], f["field"]) for f in body["rejections"][0]["findings"]] == [("NUL_CHARACTER", "dept_name")]
+    fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00"}, headers=auth).json()
+    assert [i["record_key"] for i in fb["items"]] == [batch[1]["visit_no"]]
+    assert "NUL_CHARACTER" in json.dumps(fb["items"][0], ensure_ascii=False)
+    for path in (f"/api/v1/receipts/{body['batch_id']}%00", "/api/v1/feedback?since=2026-11-21%0000:00:00",
+                 "/api/v1/standard/outpatient_visit%00/schema", "/api/v1/empi/persons?name=%E5%BC%A0%00"):
+        answer = client.get(path, headers=auth)
+        assert answer.status_code == 400 and error(answer) == "NUL_CHARACTER", (path, answer.text)
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    login(client)
+    merge = client.post("/api/v1/empi/merge", json={"survivor": "P\x00", "retired": "Q"})
+    assert merge.status_code in (400, 404), merge.text  # SQLite finds no such person; PostgreSQL refuses the value
+    if engine.dialect.name == "postgresql":
+        assert error(merge) == "BAD_DATA" and "U+0000" in merge.json()["error"]["message"]
+    assert stored(engine) == 2
+
+
+def test_parameter_errors_are_worded_in_chinese(api):
+    client, _, auth, _ = api
+    r = client.get("/api/v1/feedback", params={"limit": 0}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"] == {"code": "BAD_REQUEST", "message": "请求参数错误：【limit】应不小于 1",
+                                                         "field": "limit"}
+    r = client.get("/api/v1/feedback", params={"limit": "many"}, headers=auth)
+    assert r.json()["error"]["message"] == "请求参数错误：【limit】应为整数"

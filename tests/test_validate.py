@@ -156,7 +156,7 @@ _SAMPLES = [
     "", " ", "  A01  ", "A01.001", "I10.x00", "I10.X00", "高血压", "心血管内科", " 张三\u3000", "ＡＢＣ１２３", "1", "01", "2",
     " 2 ", "9", "true", "否", "Y", "x" * 300, "2026-11-21", "2026-11-21 09:30:00", "2026-11-21T09:30:00", "2026-02-30",
     "2026-13-01 09:30:00", "1899-12-31", "20261121", 0, 1, 2, -1, 37, 150, 10**20, True, False, 1.0, 1.5, 12.11,
-    float("nan"), None, [], {"a": 1},
+    float("nan"), None, [], {"a": 1}, "A01\x00", "张\x00三", "1\x00", "2026-11-21\x00",
 ]
 
 
@@ -184,3 +184,19 @@ def test_shortcuts_give_exactly_what_the_converters_give(monkeypatch):
                 assert (a.record, a.findings) == (b.record, b.findings), (dataset.code, spec.name, value)
                 if a.record:
                     assert [type(x) for x in a.record.values()] == [type(x) for x in b.record.values()]
+
+
+def test_a_nul_character_is_rejected_in_every_kind_of_field():
+    """PostgreSQL stores no U+0000: whatever the field (text, code, ICD code, date, pattern),
+    a value carrying one is an error on that field, never a stored value."""
+    seen = set()
+    for dataset in STD.datasets:
+        validator = validator_for(STD, dataset)
+        for spec in dataset.fields:
+            if (spec.type, spec.domain, spec.pattern) in seen:
+                continue
+            seen.add((spec.type, spec.domain, spec.pattern))
+            for value in ("A01.001\x00", "\x00", "高血压\x00", "2026-11-21\x00", "1\x00"):
+                out = validator.validate({spec.name: value}, NOW)
+                assert out.record is None, (dataset.code, spec.name, value)
+                assert ("NUL_CHARACTER", spec.name) in [(f.code, f.field) for f in out.findings], (dataset.code, spec.name)

@@ -17,13 +17,15 @@ from typing import Any
 
 import typer
 
+from phip.input_messages import pydantic_error_zh
+
 #: The base class of every usage error Typer raises (Click's ``UsageError``).
 UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 _KIND = {"option": "选项", "argument": "参数", "parameter": "参数"}
 
 # Typer's English detail of a bad value → Chinese (the value stays as typed). Recent Typer
-# words paths itself; numbers and choices it checks with pydantic (see _pydantic_detail).
+# words paths itself; numbers and choices it checks with pydantic (phip.input_messages).
 _DETAILS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(?:file|path|directory) '(.*)' does not exist\.?$", re.S | re.I), "文件“{0}”不存在"),
     (re.compile(r"^(?:file|path) '(.*)' is a directory\.?$", re.S | re.I), "“{0}”是目录，应为文件"),
@@ -42,38 +44,19 @@ _USAGE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^No such command '(.*)'\.?$"), "没有命令“{0}”"),
     (re.compile(r"^Missing command\.?$"), "缺少子命令"),
 ]
-# pydantic's error types (what recent Typer checks numbers and choices with) → Chinese.
-_PYDANTIC: dict[str, str] = {
-    "greater_than_equal": "应不小于 {ge}",
-    "greater_than": "应大于 {gt}",
-    "less_than_equal": "应不大于 {le}",
-    "less_than": "应小于 {lt}",
-    "int_parsing": "应为整数",
-    "int_type": "应为整数",
-    "int_from_float": "应为整数",
-    "float_parsing": "应为数值",
-    "float_type": "应为数值",
-    "bool_parsing": "应为是/否（true/false）",
-    "enum": "应为以下之一：{expected}",
-    "literal_error": "应为以下之一：{expected}",
-    "date_from_datetime_parsing": "应为日期（YYYY-MM-DD）",
-    "date_parsing": "应为日期（YYYY-MM-DD）",
-    "datetime_parsing": "应为日期时间（YYYY-MM-DD HH:MM:SS）",
-    "datetime_from_date_parsing": "应为日期时间（YYYY-MM-DD HH:MM:SS）",
-}
 
 
 def _pydantic_detail(exc: BaseException) -> str | None:
     """The Chinese detail of a value pydantic refused (Typer keeps its error as the cause)."""
-    cause = exc.__cause__
-    errors = getattr(cause, "errors", None)
+    errors = getattr(exc.__cause__, "errors", None)
     if not callable(errors):
         return None
     try:
         first = errors()[0]
-        template = _PYDANTIC[first["type"]]
-        detail = template.format(**{k: v for k, v in (first.get("ctx") or {}).items()})
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (IndexError, TypeError):
+        return None
+    detail = pydantic_error_zh(first)
+    if detail is None:
         return None
     value = first.get("input")
     return f"“{value}”{detail}" if isinstance(value, str | int | float) and value != "" else detail

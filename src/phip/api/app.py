@@ -39,6 +39,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     else:
         pipeline = Pipeline(engine, std)
     errors.install(app)
+    app.add_middleware(errors.RejectNul)
     app.include_router(push.build_router(engine, pipeline, limiter))
     dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
     app.include_router(empi_api.build_router(engine))

@@ -1,7 +1,9 @@
 """One error shape for every endpoint: ``{"error": {"code", "message", "field"}}``.
 
 Codes are stable (hospitals program against them); messages are Chinese for the engineer
-reading them. A database that is down answers 503 with Retry-After, never a stack trace."""
+reading them. A database that is down answers 503 with Retry-After, never a stack trace; a
+value the database refuses (a U+0000, a number beyond its column) answers 400, because
+sending it again would fail again."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from phip.input_messages import pydantic_error_zh
 
 log = logging.getLogger("phip.api")
 RETRY_AFTER_SECONDS = 5
@@ -44,7 +49,15 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return JSONResponse(error_body("BAD_REQUEST", f"请求参数错误：{first.get('msg', '')}", field), status_code=400)
+        said = pydantic_error_zh(first)  # the value is not echoed: it may be an ID number
+        message = f"请求参数错误：【{field or '请求体'}】{said}" if said else f"请求参数错误：{first.get('msg', '')}"
+        return JSONResponse(error_body("BAD_REQUEST", message, field), status_code=400)
+
+    @app.exception_handler(DataError)
+    async def _refused_value(_: Request, exc: DataError) -> JSONResponse:
+        log.warning("value refused by the database: %s", type(exc.orig).__name__)
+        return JSONResponse(error_body("BAD_DATA", "请求中的值无法被数据库接受（如含空字符U+0000或数值超出范围），"
+                                                   "本次请求未保存，请修正后重试"), status_code=400)
 
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)
@@ -53,3 +66,21 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(DBAPIError, _database_down)
+
+
+class RejectNul:
+    """Answers 400 ``NUL_CHARACTER`` to a request whose path or query carries a U+0000
+    (``%00``), before any route runs: PostgreSQL cannot compare text with one, and SQLite
+    would just find nothing, so every back end answers alike. Records in a pushed body are
+    checked one by one instead (the validator's ``NUL_CHARACTER``), so the rest of a batch
+    still lands. A plain ASGI middleware: two substring tests per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            body = error_body("NUL_CHARACTER", "请求地址或参数中含有空字符（U+0000），请删除后重试")
+            await JSONResponse(body, status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

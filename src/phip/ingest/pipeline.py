@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from phip.gc_tuning import gc_paused
 from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
+from phip.standard.checks import replace_nul
 from phip.standard.validate import Finding, finding, platform_now, validator_for
 from phip.store import models as m
 from phip.store.sql import bulk_insert, increment, lock_key, select_in
@@ -120,20 +121,21 @@ def _raw_key(dataset: DataSet, raw: Any) -> str | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return KEY_SEPARATOR.join(str(raw[k]) for k in dataset.natural_key)[:200]
+        return replace_nul(KEY_SEPARATOR.join(str(raw[k]) for k in dataset.natural_key)[:200])
     except KeyError:
         return None
 
 
 def _jsonable(raw: Any) -> Any:
-    """Rejected payloads are stored as sent; make sure they serialise."""
+    """Rejected payloads are stored as sent; make sure they serialise, and store (U+0000
+    shown as U+FFFD: see standard.checks.replace_nul)."""
     if isinstance(raw, Unreadable):
-        return {"_unreadable": raw.text}
+        return {"_unreadable": replace_nul(raw.text)}
     try:
-        orjson.dumps(raw)
-        return raw
+        text = orjson.dumps(raw)
     except TypeError:
         return {"_unserialisable": repr(raw)[:2000]}
+    return replace_nul(raw) if b"\\u0000" in text else raw
 
 
 @dataclass(slots=True)

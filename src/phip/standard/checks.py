@@ -38,6 +38,22 @@ def normalize_text(value: str) -> str:
     return value.strip(_WHITESPACE)
 
 
+def replace_nul(value: Any) -> Any:
+    """``value`` with every U+0000 (in strings, keys included, at any depth) shown as U+FFFD.
+
+    PostgreSQL cannot store U+0000 in text or jsonb, so input that carries one (a C string
+    copied with its terminator, a binary column read as text) would fail a whole batch at
+    the database. The validator rejects such a value (``NUL_CHARACTER``); what is kept of
+    rejected input for the hospital to see (payload, key, messages) goes through here."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_nul(v) for v in value]
+    return value
+
+
 # --- GB 11643 resident ID number --------------------------------------------------------
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -25,7 +25,16 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from .catalog import DataSet, FieldSpec, Standard, ValueDomain
-from .checks import IdNumberError, id_birth_date, id_sex, normalize_phone, normalize_text, parse_id_number, uscc_problem
+from .checks import (
+    IdNumberError,
+    id_birth_date,
+    id_sex,
+    normalize_phone,
+    normalize_text,
+    parse_id_number,
+    replace_nul,
+    uscc_problem,
+)
 
 Severity = Literal["error", "warning"]
 PLATFORM_TZ = ZoneInfo("Asia/Shanghai")
@@ -37,6 +46,7 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
     "REQUIRED": ("error", "【{label}】为必填项，不能为空"),
     "BAD_VALUE_TYPE": ("error", "【{label}】应为单个值，不能是数组或对象"),
+    "NUL_CHARACTER": ("error", "【{label}】含有空字符（U+0000），无法保存，请删除后重传"),
     "TOO_LONG": ("error", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
     "NOT_IN_DOMAIN": ("error", "【{label}】的值“{value}”不在值域【{domain}】内"),
     "BAD_CODE_FORMAT": ("error", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
@@ -84,7 +94,10 @@ class Finding:
 
 def finding(code: str, field_name: str | None, severity: Severity | None = None, **params: Any) -> Finding:
     default, template = MESSAGES[code]
-    return Finding(severity or default, code, field_name, template.format(**params))
+    message = template.format(**params)
+    if "\x00" in message:  # a value echoed from the input (see checks.replace_nul)
+        message = replace_nul(message)
+    return Finding(severity or default, code, field_name, message)
 
 
 @dataclass(slots=True)
@@ -384,7 +397,8 @@ class RecordValidator:
         for name, value in raw.items():
             entry = by_name.get(name)
             if entry is None:
-                findings.append(finding("UNKNOWN_FIELD", str(name), name=name, dataset=self.dataset.name))
+                shown = replace_nul(str(name))
+                findings.append(finding("UNKNOWN_FIELD", shown, name=shown, dataset=self.dataset.name))
                 continue
             kind, arg, spec, convert = entry
             if type(value) is str:  # the usual case, without a call per field (most of the cost)
@@ -392,7 +406,7 @@ class RecordValidator:
                     continue
                 if kind == _TEXT:
                     text = value.strip() if value.isascii() else normalize_text(value)
-                    if not arg or len(text) <= arg:
+                    if (not arg or len(text) <= arg) and "\x00" not in text:
                         if text:
                             record[name] = text
                         continue
@@ -411,7 +425,7 @@ class RecordValidator:
                 elif kind == _CODE_SYSTEM:
                     if value.isascii():
                         text = value.strip()
-                        if text and arg(text):
+                        if text and arg(text) and "\x00" not in text:
                             record[name] = text
                             continue
                 elif kind == _DATE and len(value) == 10 and value[4] == "-":
@@ -428,6 +442,10 @@ class RecordValidator:
                     continue
             elif kind == _INT and type(value) is int and arg[0] <= value <= arg[1]:
                 record[name] = value
+                continue
+            if type(value) is str and "\x00" in value:  # the shortcuts above never take a U+0000
+                findings.append(finding("NUL_CHARACTER", name, label=spec.label))
+                errors = True
                 continue
             try:
                 value = convert(value)
