@@ -136,3 +136,33 @@ def test_reader_process_and_in_process_reading_store_the_same(engine, tmp_path, 
 def stored_all(engine):
     with engine.connect() as conn:
         return sorted(conn.execute(select(m.Record.dataset, m.Record.record_key, m.Record.content_hash)).all())
+
+
+def test_mysql_zero_dates_are_read_as_empty(engine, tmp_path):
+    """Old HIS schemas on MySQL/MariaDB write 0000-00-00 for "not yet". Read as NULL (JDBC's
+    convertToNull): an optional time is simply absent, a required one is reported missing
+    (REQUIRED, not a bad date), and a zero cursor value no longer fails the run."""
+    from sqlalchemy import create_engine, text
+
+    url = source_url("mariadb", "zerodates", tmp_path)
+    data = his_synth.build(url, seed=11, days=1, visits=6, admissions=1)
+    visit = sorted(data.truth["outpatient_visit"])[0]
+    patient = sorted(data.truth["patient_info"])[0]
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = ''"))
+        conn.execute(text("UPDATE MZ_JZJL SET JSSJ = '0000-00-00 00:00:00' WHERE JZXH = :v"), {"v": visit})
+        conn.execute(text("UPDATE BR_JBXX SET XGSJ = '0000-00-00 00:00:00' WHERE BRID = :p"), {"p": patient})
+    admin.dispose()
+    results = _by_job(Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_visit"]))
+    assert {r.status for r in results.values()} == {"ok"}, [r.error for r in results.values()]
+    visits = stored(engine, "outpatient_visit")
+    assert set(visits) == set(data.truth["outpatient_visit"])
+    assert "visit_end_time" not in visits[visit] and "visit_end_time" in visits[sorted(visits)[1]]
+    patients = stored(engine, "patient_info")
+    assert patient not in patients and len(patients) == len(data.truth["patient_info"]) - 1
+    with engine.connect() as conn:
+        found = conn.execute(select(m.BatchFinding.findings).where(
+            m.BatchFinding.dataset == "patient_info", m.BatchFinding.record_key == patient)).scalar_one()
+    assert [(f["code"], f["field"]) for f in found] == [("REQUIRED", "update_time")]
+    assert results["patient_info"].cursor is not None

@@ -71,7 +71,8 @@ def open_source(mapping: Mapping) -> Engine:
         # net_write_timeout: the server waits that long for us to read the next rows of a
         # streamed result while a batch is in the pipeline.
         connect_args = {"init_command": "SET SESSION TRANSACTION READ ONLY", "connect_timeout": timeout,
-                        "read_timeout": max(timeout, 600), "charset": url.query.get("charset", "utf8mb4")}
+                        "read_timeout": max(timeout, 600), "charset": url.query.get("charset", "utf8mb4"),
+                        "conv": _zero_dates_as_null()}
     elif backend == "postgresql":
         connect_args = {"options": "-c default_transaction_read_only=on", "connect_timeout": timeout,
                         "application_name": "phip-collect"}
@@ -101,6 +102,26 @@ def open_source(mapping: Mapping) -> Engine:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     return engine
+
+
+def _zero_dates_as_null() -> dict[Any, Any]:
+    """pymysql's converters, with MySQL's zero dates (``0000-00-00``, ``0000-00-00 00:00:00``)
+    read as NULL, as JDBC's ``zeroDateTimeBehavior=convertToNull`` does in most hospital
+    integrations: old HIS schemas write them for "not yet" (a visit not ended, a row never
+    updated). pymysql hands them over as text, which validation rejected as a bad date (the
+    whole record lost for an optional field) and the cursor could not order (the run failed).
+    Other impossible dates (``2026-02-00``) stay text and are reported as BAD_DATE."""
+    from pymysql.constants import FIELD_TYPE
+    from pymysql.converters import conversions
+
+    def zero_as_null(convert: Any) -> Any:
+        def read(value: Any) -> Any:
+            text = value.decode("ascii") if isinstance(value, bytes | bytearray) else value
+            return None if text.startswith("0000-00-00") else convert(text)
+        return read
+
+    types = (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP, FIELD_TYPE.DATE)
+    return {**conversions, **{t: zero_as_null(conversions[t]) for t in types}}
 
 
 def _sqlite_read_only(url: URL) -> URL:
