@@ -166,3 +166,38 @@ def test_mysql_zero_dates_are_read_as_empty(engine, tmp_path):
             m.BatchFinding.dataset == "patient_info", m.BatchFinding.record_key == patient)).scalar_one()
     assert [(f["code"], f["field"]) for f in found] == [("REQUIRED", "update_time")]
     assert results["patient_info"].cursor is not None
+
+
+def test_a_cursor_value_that_is_no_time_costs_its_row_only(engine, tmp_path, monkeypatch):
+    """A text cursor column holding something that is no time: that row is still read and
+    reported by validation, the watermark moves by the others, the run is ok. A defect in one
+    job's processing is reported as such (COLLECT_ERROR), not as a database that is down, and
+    the source's other jobs still run."""
+    from phip.collect import runner
+
+    url = source_url("sqlite", "badcursor", tmp_path)
+    data = his_synth.build(url, seed=11, days=1, visits=6, admissions=1)
+    patient = sorted(data.truth["patient_info"])[0]
+    execute(url, "UPDATE BR_JBXX SET XGSJ = 'not a time' WHERE BRID = :p", p=patient)
+    mapping = demo_mapping(url, tmp_path)
+    first = _by_job(Collector(engine).run(mapping, ["patient_info"]))["patient_info"]
+    assert first.status == "ok" and first.cursor is not None, first.error
+    assert first.rejected == 1 + len(data.bad.get("patient_info", {}))
+    assert first.accepted == len(data.truth["patient_info"]) - 1
+    with engine.connect() as conn:
+        found = conn.execute(select(m.BatchFinding.findings).where(m.BatchFinding.record_key == patient)).scalar_one()
+    assert [(f["code"], f["field"]) for f in found] == [("BAD_DATETIME", "update_time")]
+
+    real = runner.map_batches
+
+    def broken(job, batches, number=0):  # noqa: ANN001, ANN202 - a defect planted in one job
+        if job.dataset == "outpatient_registration":
+            raise RuntimeError("planted defect")
+        return real(job, batches, number)
+
+    monkeypatch.setattr(runner, "map_batches", broken)
+    monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")  # read in this process, where the defect is planted
+    results = _by_job(Collector(engine).run(mapping, ["outpatient_registration", "outpatient_visit"]))
+    assert results["outpatient_registration"].status == "failed"
+    assert results["outpatient_registration"].code == "COLLECT_ERROR" and "planted defect" in results["outpatient_registration"].error
+    assert results["outpatient_visit"].status == "ok"

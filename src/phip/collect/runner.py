@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 
+import logging
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from phip.ingest.pipeline import IngestError, Pipeline, Receipt
 from phip.standard.catalog import DataSet
@@ -43,6 +45,8 @@ from .guard import ReadOnlyViolation, check_query
 from .mapping import Job, Mapping, MappingError
 from .source import SourceError, describe_error, mask_url, open_source, source_url
 from .transform import RowMapper
+
+log = logging.getLogger("phip.collect")
 
 
 class Progress(Protocol):
@@ -88,13 +92,22 @@ def build_sql(job: Job, since: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 def _cursor_value(kind: str, raw: Any) -> Any:
+    """A row's cursor value, or None when it has none the platform can order by (NULL, or a
+    text column holding something that is no time or id): that row is still ingested, and
+    validation reports its own time field; it just cannot move the watermark. One such row
+    used to fail the whole run."""
     if raw is None:
         return None
-    if kind == "id":
-        return int(raw)
-    if isinstance(raw, datetime):
-        return raw
-    return parse_datetime(str(raw))
+    try:
+        if kind == "id":
+            return int(raw)
+        if isinstance(raw, datetime):
+            return raw
+        return parse_datetime(str(raw))
+    except (TypeError, ValueError, OverflowError):
+        log.warning("a %s cursor value cannot be ordered; its row is ingested without moving the watermark",
+                    type(raw).__name__)  # the value itself is not logged: a text column may hold anything
+        return None
 
 
 class Collector:
@@ -178,11 +191,18 @@ class Collector:
                 return self._fail(result, run_id, exc.message, exc.code, failures + 1)
             except state.LeaseLost as exc:
                 return self._fail(result, run_id, exc.message, exc.code, failures + 1, source_down=True)
-            except Exception as exc:
+            except DBAPIError as exc:
                 # The platform store failed (the source's errors are SourceError): stop this
                 # source; the worker retries it on its backoff schedule.
                 return self._fail(result, run_id, f"平台数据库错误：{describe_error(exc)}", "PLATFORM_ERROR",
                                   failures + 1, source_down=True)
+            except Exception as exc:
+                # Neither the source nor the store: a defect of this job's processing. Said as
+                # such (not as a database that is down), with the traceback in the log; the
+                # source's other jobs still run.
+                log.exception("collection job %s/%s failed", mapping.name, job.key)
+                return self._fail(result, run_id, f"采集处理出错：{type(exc).__name__}: {exc}"[:500], "COLLECT_ERROR",
+                                  failures + 1)
             except BaseException:
                 state.finish_run(self.engine, run_id, "interrupted", "采集被中断（Ctrl-C 或进程退出）", failures + 1)
                 raise
@@ -281,7 +301,7 @@ def map_batches(job: Job, batches: Iterator[tuple[Sequence[Any], RowMapper]], nu
         batch_high = None
         if mapper.cursor_index is not None:
             idx = mapper.cursor_index
-            values = [_cursor_value(kind, row[idx]) for row in rows if row[idx] is not None]
+            values = [v for row in rows if (v := _cursor_value(kind, row[idx])) is not None]
             batch_high = max(values) if values else None
         yield len(rows), records, batch_high
 
