@@ -156,7 +156,8 @@ _SAMPLES = [
     "", " ", "  A01  ", "A01.001", "I10.x00", "I10.X00", "高血压", "心血管内科", " 张三\u3000", "ＡＢＣ１２３", "1", "01", "2",
     " 2 ", "9", "true", "否", "Y", "x" * 300, "2026-11-21", "2026-11-21 09:30:00", "2026-11-21T09:30:00", "2026-02-30",
     "2026-13-01 09:30:00", "1899-12-31", "20261121", 0, 1, 2, -1, 37, 150, 10**20, True, False, 1.0, 1.5, 12.11,
-    float("nan"), None, [], {"a": 1}, "A01\x00", "张\x00三", "1\x00", "2026-11-21\x00",
+    float("nan"), None, [], {"a": 1}, "A01\x00", "张\x00三", "1\x00", "2026-11-21\x00", 2.2010219340628352e17,
+    999999999999999.0, "2.20102E+17",
 ]
 
 
@@ -200,3 +201,34 @@ def test_a_nul_character_is_rejected_in_every_kind_of_field():
                 out = validator.validate({spec.name: value}, NOW)
                 assert out.record is None, (dataset.code, spec.name, value)
                 assert ("NUL_CHARACTER", spec.name) in [(f.code, f.field) for f in out.findings], (dataset.code, spec.name)
+
+
+def test_long_numbers_that_lost_their_digits_are_said_so():
+    """An 18-digit ID number typed into Excel as a number reads back as 2.2010219340628352e17
+    (…283520): stored as text it would be a wrong number, so it is an error that says why.
+    Exported to CSV it reads 2.20102E+17: the ID and phone checks say what probably happened.
+    Whole numbers Excel does hold exactly (15 digits) are still taken."""
+    lost = check(visit(visit_no=2.2010219340628352e17))
+    assert not lost.accepted and codes(lost) == {("NUMBER_PRECISION_LOST", "visit_no", "error")}
+    assert "文本格式" in lost.findings[0].message
+    assert check(visit(visit_no=999999999999999.0)).record["visit_no"] == "999999999999999"
+    sci = check(visit(id_no="2.20102E+17"))
+    id_finding = next(f for f in sci.findings if f.field == "id_no")
+    assert "科学计数法" in id_finding.message and "2.20102" not in id_finding.message  # never echoed
+    phone = check({"patient_id": "P1", "name": "张三", "phone": "1.38001E+10"}, dataset="patient_info")
+    assert any(f.code == "PHONE_FORMAT" and "科学计数法" in f.message for f in phone.findings)
+
+
+def test_an_excel_id_number_typed_as_a_number_is_not_stored_rounded(tmp_path):
+    from openpyxl import Workbook
+
+    from phip.ingest.readers import read_records
+
+    wb = Workbook()
+    wb.active.append(["visit_no", "id_no", "age_years"])
+    wb.active.append(["MZ1", 220102193406283534, 40.0])
+    wb.save(tmp_path / "v.xlsx")
+    (row,) = list(read_records(tmp_path / "v.xlsx", STD.dataset("outpatient_visit")))
+    assert row["age_years"] == 40 and isinstance(row["age_years"], int)
+    assert isinstance(row["id_no"], float)  # left for validation to refuse, not rounded into …283520
+    assert ("NUMBER_PRECISION_LOST", "id_no", "error") in codes(check(visit(id_no=row["id_no"])))

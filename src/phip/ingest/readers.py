@@ -139,9 +139,12 @@ def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
 
 
 def _cell(value: Any) -> Any:
-    """Excel gives datetimes and floats; dates go to ISO text, whole floats to int."""
+    """Excel gives datetimes and floats; dates go to ISO text, whole floats to int, except
+    those beyond Excel's 15 exact digits (an ID number typed as a number): they stay floats,
+    so validation can say the digits are lost (NUMBER_PRECISION_LOST) instead of storing
+    …283520 for …283534."""
     if hasattr(value, "isoformat"):
         return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return int(value)
     return value

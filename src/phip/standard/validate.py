@@ -47,6 +47,8 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "REQUIRED": ("error", "【{label}】为必填项，不能为空"),
     "BAD_VALUE_TYPE": ("error", "【{label}】应为单个值，不能是数组或对象"),
     "NUL_CHARACTER": ("error", "【{label}】含有空字符（U+0000），无法保存，请删除后重传"),
+    "NUMBER_PRECISION_LOST": ("error", "【{label}】以数值形式提供且超过15位有效数字（如Excel中的身份证号码），"
+                                       "精度已丢失；请将该列设为文本格式后重新导出"),
     "TOO_LONG": ("error", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
     "NOT_IN_DOMAIN": ("error", "【{label}】的值“{value}”不在值域【{domain}】内"),
     "BAD_CODE_FORMAT": ("error", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
@@ -69,7 +71,7 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "ID_NO_BIRTH_MISMATCH": ("warning", "【{label}】中的出生日期与【出生日期】不一致"),
     "USCC_FORMAT": ("warning", "【{label}】“{value}”不是18位统一社会信用代码（GB 32100）"),
     "USCC_CHECKSUM": ("warning", "【{label}】“{value}”统一社会信用代码校验位错误（GB 32100）"),
-    "PHONE_FORMAT": ("warning", "【{label}】不是有效的手机号码或固定电话号码"),
+    "PHONE_FORMAT": ("warning", "【{label}】不是有效的手机号码或固定电话号码{hint}"),
     "UNKNOWN_FIELD": ("warning", "字段“{name}”不在数据集【{dataset}】的标准中，已忽略"),
     "EMPI_ID_CONFLICT": ("warning", "【{label}】与平台已登记同一证件号码的居民{what}不一致，已转人工核对，本记录暂未关联到该居民"),
     "ORG_MISMATCH": ("error", "【医疗机构代码】“{value}”与上传机构“{org}”不一致，机构只能上传本机构数据"),
@@ -174,9 +176,18 @@ def _as_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if abs(value) >= _EXACT_DIGITS:  # 220102199003071234 typed into Excel reads back …1200
+            raise _Bad("NUMBER_PRECISION_LOST")
         return str(int(value)) if value.is_integer() else repr(value)
     raise _Bad("BAD_VALUE_TYPE")
 
+
+#: A float this large has more digits than a double (and Excel, which keeps 15) holds exactly:
+#: as the text of a code or identifier it is already wrong.
+_EXACT_DIGITS = 1e15
+#: How Excel writes a long number into CSV: 2.20102E+17.
+_SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?[Ee]\+?\d+$").match
+_SCIENTIFIC_HINT = "（疑似被Excel转为科学计数法，请将该列设为文本格式后重新导出）"
 
 _TRUE = frozenset({"1", "true", "t", "y", "yes", "是"})
 _FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
@@ -515,7 +526,8 @@ class RecordValidator:
                 id18, upgraded = parse_id_number(value)
             except IdNumberError as exc:
                 severity: Severity = "error" if spec.required else "warning"
-                findings.append(finding(exc.code, spec.name, severity, label=spec.label, detail=exc.message))
+                detail = exc.message + (_SCIENTIFIC_HINT if _SCIENTIFIC(value) else "")
+                findings.append(finding(exc.code, spec.name, severity, label=spec.label, detail=detail))
                 bad |= severity == "error"
                 continue
             record[spec.name] = id18
@@ -537,7 +549,7 @@ class RecordValidator:
                 continue
             phone = normalize_phone(value)
             if phone is None:
-                findings.append(finding("PHONE_FORMAT", name, label=labels[name]))
+                findings.append(finding("PHONE_FORMAT", name, label=labels[name], hint=_SCIENTIFIC_HINT if _SCIENTIFIC(value) else ""))
             else:
                 record[name] = phone
         return bad
