@@ -2,7 +2,7 @@
 
 Files come from hospital engineers' exports: CSV is often GBK-encoded (Excel on a Chinese
 Windows), spreadsheet headers are often the Chinese labels of the standard rather than the
-field names, and NDJSON files sometimes carry one broken line. Readers therefore yield
+field names and sit below a title row or two, and NDJSON files sometimes carry one broken line. Readers therefore yield
 ``(line_or_row_number, record)`` pairs where a record that cannot be parsed is a
 :class:`Unreadable` marker; the pipeline turns it into a rejection for that one record
 instead of failing the whole file.
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,38 @@ def header_map(dataset: DataSet, headers: list[str]) -> list[str]:
     return out
 
 
+#: How far down a sheet the header row is looked for (titles and notes above it are skipped).
+HEADER_SEARCH_ROWS = 10
+
+
+def find_header(dataset: DataSet, rows: Iterable[Any], empty: str) -> tuple[list[str], int, Iterator[Any]]:
+    """The header row among the first :data:`HEADER_SEARCH_ROWS` rows: the one naming the most
+    fields of the data set (by field name or Chinese label), the first of equals. Returns the
+    mapped header, its 1-based row number, and the rows after it.
+
+    Exports from hospital systems often start with a title row (门诊就诊记录导出 2026-11-21)
+    or a note; taken as the header, every record was rejected for having more cells than
+    the header. A sheet whose first rows name no field at all is refused as a whole
+    (NO_HEADER) rather than rejected record by record."""
+    it = iter(rows)
+    head = list(islice(it, HEADER_SEARCH_ROWS))
+    if not head:
+        raise FileFormatError("EMPTY_FILE", empty)
+    known = {f.name for f in dataset.fields} | {f.label for f in dataset.fields}
+
+    def score(row: Any) -> int:
+        return sum(1 for cell in row if cell is not None and (str(cell).strip() in known or str(cell).strip().lower() in known))
+
+    scores = [score(row) for row in head]
+    best = max(range(len(head)), key=lambda i: (scores[i], -i))
+    if scores[best] == 0:
+        example = next(f for f in dataset.fields if f.name in dataset.natural_key)
+        raise FileFormatError("NO_HEADER", f"前{len(head)}行中没有表头：表头应为数据集【{dataset.name}】的字段名或中文名称"
+                                           f"（如 {example.name} 或 {example.label}）")
+    headers = header_map(dataset, [str(h) if h is not None else "" for h in head[best]])
+    return headers, best + 1, chain(head[best + 1:], it)
+
+
 def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterator[Any]:
     """Yield the records of a file one by one (Unreadable for a record that cannot be parsed)."""
     kind = detect_format(path, fmt)
@@ -102,12 +135,8 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
             raise FileFormatError("BAD_JSON", "JSON文件应为记录数组，或包含 records 数组的对象")
         yield from data
         return
-    reader = csv.reader(io.StringIO(text))
-    try:
-        headers = header_map(dataset, next(reader))
-    except StopIteration:
-        raise FileFormatError("EMPTY_FILE", "CSV文件为空") from None
-    for number, row in enumerate(reader, 2):
+    headers, header_row, rows = find_header(dataset, csv.reader(io.StringIO(text)), "CSV文件为空")
+    for number, row in enumerate(rows, header_row + 1):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(headers):
@@ -125,11 +154,7 @@ def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
         raise FileFormatError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
     try:
         sheet = wb.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        try:
-            headers = header_map(dataset, [str(h) if h is not None else "" for h in next(rows)])
-        except StopIteration:
-            raise FileFormatError("EMPTY_FILE", "Excel工作表为空") from None
+        headers, _, rows = find_header(dataset, sheet.iter_rows(values_only=True), "Excel工作表为空")
         for row in rows:
             if row is None or all(c is None or str(c).strip() == "" for c in row):
                 continue

@@ -1,0 +1,81 @@
+"""Upload files as hospital systems export them: title rows above the header, Chinese labels,
+GBK, a sheet that names no field. The readers alone, on real files."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime
+
+import pytest
+from openpyxl import Workbook
+
+from phip.ingest.readers import FileFormatError, Unreadable, read_records
+from phip.standard.catalog import load_standard
+from phip.synth.generator import Generator
+
+DATASET = load_standard().dataset("outpatient_visit")
+LABELS = {f.name: f.label for f in DATASET.fields}
+NOW = datetime(2026, 11, 22, 12, 0)
+
+
+def visits(n=3):
+    gen = Generator(seed=4)
+    org = ("12220104412001376B", "长春中医药大学附院")
+    (_, _, recs), = gen.day([org], date(2026, 11, 21), visits=n, admissions=0, datasets=["outpatient_visit"], now=NOW)
+    return recs[:n]
+
+
+def test_csv_header_below_a_title_and_a_blank_row(tmp_path):
+    recs = visits()
+    fields = sorted({k for r in recs for k in r})
+    path = tmp_path / "export.csv"
+    with open(path, "w", newline="", encoding="gb18030") as f:
+        w = csv.writer(f)
+        w.writerow(["门诊就诊记录导出", "", ""])
+        w.writerow([])
+        w.writerow([LABELS[c] for c in fields])
+        for r in recs:
+            w.writerow([r.get(c, "") for c in fields])
+        w.writerow(["x"] * (len(fields) + 1))  # the 7th line: one cell too many
+    out = list(read_records(path, DATASET))
+    assert [o["visit_no"] for o in out[:3]] == [r["visit_no"] for r in recs]
+    assert set(out[0]) == {k for k, v in recs[0].items() if v not in (None, "")}
+    assert isinstance(out[3], Unreadable) and out[3].reason.startswith("第7行")  # numbered as the file is
+
+
+def test_xlsx_header_below_a_merged_title(tmp_path):
+    recs = visits()
+    fields = sorted({k for r in recs for k in r})
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["长春中医药大学附院 门诊就诊记录（2026-11-21）"])
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(fields))
+    ws.append(fields)
+    for r in recs:
+        ws.append([r.get(c) for c in fields])
+    wb.save(tmp_path / "export.xlsx")
+    out = list(read_records(tmp_path / "export.xlsx", DATASET))
+    assert [o["visit_no"] for o in out] == [r["visit_no"] for r in recs]
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_a_sheet_naming_no_field_is_refused_whole(tmp_path, kind):
+    rows = [["编号", "姓名"], ["1", "张三"]]
+    path = tmp_path / f"other.{kind}"
+    if kind == "csv":
+        path.write_text("\n".join(",".join(r) for r in rows), encoding="utf-8")
+    else:
+        wb = Workbook()
+        for r in rows:
+            wb.active.append(r)
+        wb.save(path)
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(path, DATASET))
+    assert exc.value.code == "NO_HEADER" and "visit_no" in exc.value.message and "门(急)诊就诊流水号" in exc.value.message
+
+
+def test_an_empty_csv_is_said_empty(tmp_path):
+    (tmp_path / "e.csv").write_text("", encoding="utf-8")
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(tmp_path / "e.csv", DATASET))
+    assert exc.value.code == "EMPTY_FILE"
