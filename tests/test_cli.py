@@ -111,8 +111,11 @@ def test_ingest_reports_rejections_and_bad_input(tmp_path):
     records = _records(tmp_path, visits=40, error_rate=0.3)
     path = tmp_path / "bad.ndjson"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
-    out = run(["ingest", str(path), "--org", "长春中医药大学附院", "--dataset", "outpatient_visit"], tmp_path).stdout
-    assert "拒收记录" in out and "第" in out
+    out = run(["ingest", str(path), "--org", "长春中医药大学附院", "--dataset", "outpatient_visit", "--show", "2"],
+              tmp_path).stdout
+    rejected = receipt_numbers(out)[4]
+    assert rejected > 2 and "前 2 条拒收记录" in out and out.count("第") >= 2
+    assert f"全部 {rejected} 条拒收记录及原因已随批次保存" in out
     nope = run(["ingest", str(path), "--org", "不存在的医院", "--dataset", "3"], tmp_path, check=False)
     assert nope.returncode == 2 and "UNKNOWN_ORG" in nope.stderr
     (tmp_path / "x.txt").write_text("hello")

@@ -79,3 +79,36 @@ def test_an_empty_csv_is_said_empty(tmp_path):
     with pytest.raises(FileFormatError) as exc:
         list(read_records(tmp_path / "e.csv", DATASET))
     assert exc.value.code == "EMPTY_FILE"
+
+
+def test_a_csv_streams_and_stops_at_the_line_whose_encoding_changes(tmp_path):
+    """The encoding is read off the first megabyte; a GBK line far below it (two exports
+    pasted together) stops the file at that line, after the rows before it were handed on."""
+    from phip.ingest import readers
+
+    recs = visits(2)
+    fields = sorted({k for r in recs for k in r})
+    path = tmp_path / "mixed.csv"
+    lines = [",".join(fields)] + [",".join(str(r.get(c, "")) for c in fields) for r in recs]
+    filler = ["," * (len(fields) - 1)] * 12  # blank rows (skipped), past the rows searched for the header
+    body = ("\n".join(lines + filler) + "\n").encode("utf-8")
+    gbk_line = ",".join(["MZ9", "张三"] + [""] * (len(fields) - 2)).encode("gb18030") + b"\n"
+    path.write_bytes(body + gbk_line)
+    readers_sniff = readers._SNIFF_BYTES
+    try:
+        readers._SNIFF_BYTES = len(body) - 10  # the GBK line lies beyond what decides the encoding
+        got = []
+        with pytest.raises(FileFormatError) as exc:
+            for record in read_records(path, DATASET):
+                got.append(record)
+    finally:
+        readers._SNIFF_BYTES = readers_sniff
+    assert [g["visit_no"] for g in got] == [r["visit_no"] for r in recs]
+    assert exc.value.code == "BAD_ENCODING" and "第16行" in exc.value.message
+
+
+def test_a_cell_longer_than_the_csv_modules_default_limit_is_a_record_finding(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text('visit_no,chief_complaint\nMZ1,"' + "痛" * 200_000 + '"\nMZ2,头痛\n', encoding="utf-8")
+    rows = list(read_records(path, DATASET))
+    assert [r["visit_no"] for r in rows] == ["MZ1", "MZ2"] and len(rows[0]["chief_complaint"]) == 200_000

@@ -216,7 +216,7 @@ def ingest(
         task = progress.add_task(f"导入 {file.name} → {ds.name}", total=None)
         try:
             receipt = ingest_file(runtime.pipeline(), file, org_code, ds.code, fmt=format, batch_size=batch_size,
-                                  on_batch=lambda r: progress.advance(task, r.total))
+                                  on_batch=lambda r: progress.advance(task, r.total), keep_rejections=max(show, 0))
         except FileFormatError as exc:
             fail(exc.message, exc.code)
         except IngestError as exc:
@@ -237,6 +237,8 @@ def _print_receipt(receipt, show: int) -> None:  # noqa: ANN001
         for r in receipt.rejections[:show]:
             reasons = "；".join(f"[{f.code}] {f.message}" for f in r.findings if f.severity == "error")
             console.print(f"  第{r.index + 1}条 {r.record_key or ''}：{reasons}", highlight=False)
+    if receipt.rejected > min(show, len(receipt.rejections)):
+        console.print(f"全部 {receipt.rejected} 条拒收记录及原因已随批次保存，医疗机构可通过接口 /api/v1/feedback 获取。")
 
 
 # --- synthetic data and demo --------------------------------------------------------------------

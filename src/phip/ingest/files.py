@@ -27,14 +27,17 @@ def ingest_file(
     fmt: str | None = None,
     batch_size: int = 1000,
     on_batch: Callable[[Receipt], None] | None = None,
+    keep_rejections: int | None = None,
 ) -> Receipt:
+    """The file's receipt: its counts, and its rejections (the first ``keep_rejections`` of
+    them when given; all are stored with their batches for feedback)."""
     dataset = pipeline.dataset(dataset_ref)
     pipeline.institution_name(org_code)  # fail before reading a large file
     records = read_records(path, dataset, fmt)
     batches = iter(lambda: list(islice(records, batch_size)), [])
     total = Receipt("-", org_code, dataset.code, "file", platform_now())
     for receipt in pipeline.ingest_stream(org_code, dataset.code, batches, source="file", source_ref=path.name):
-        total.add(receipt)
+        total.add(receipt, keep_rejections)
         if on_batch:
             on_batch(receipt)
     return total

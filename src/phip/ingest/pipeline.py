@@ -109,11 +109,14 @@ class Receipt:
             "rejections": [r.as_dict() for r in shown],
         }
 
-    def add(self, other: Receipt) -> None:
-        """Fold another receipt into this one (a file import is many batches)."""
+    def add(self, other: Receipt, keep: int | None = None) -> None:
+        """Fold another receipt into this one (a file import is many batches), keeping at most
+        ``keep`` rejections in all (every one is stored with its batch either way): a file of
+        a million bad rows must not be held in memory to show the first ten."""
         for name in ("total", "accepted", "updated", "unchanged", "rejected", "warnings"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.rejections.extend(other.rejections)
+        room = len(other.rejections) if keep is None else max(0, keep - len(self.rejections))
+        self.rejections.extend(other.rejections[:room])
 
 
 def _raw_key(dataset: DataSet, raw: Any) -> str | None:

@@ -10,8 +10,8 @@ instead of failing the whole file.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -123,6 +123,9 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
                 except orjson.JSONDecodeError as exc:
                     yield Unreadable(f"第{number}行不是有效的JSON：{exc}", line[:200].decode("utf-8", "replace"))
         return
+    if kind == "csv":
+        yield from _read_csv(path, dataset)
+        return
     text = _decode(path.read_bytes())
     if kind == "json":
         try:
@@ -135,14 +138,59 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
             raise FileFormatError("BAD_JSON", "JSON文件应为记录数组，或包含 records 数组的对象")
         yield from data
         return
-    headers, header_row, rows = find_header(dataset, csv.reader(io.StringIO(text)), "CSV文件为空")
-    for number, row in enumerate(rows, header_row + 1):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) > len(headers):
-            yield Unreadable(f"第{number}行有{len(row)}列，多于表头的{len(headers)}列", ",".join(row)[:200])
-            continue
-        yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
+
+
+#: How much of a CSV decides its encoding; the rest is decoded as it streams.
+_SNIFF_BYTES = 1 << 20
+#: A cell may be a whole clinical note; validation reports one that is longer than its field
+#: allows (TOO_LONG). The csv module's default limit (128 KiB) failed the whole file instead.
+csv.field_size_limit(1 << 26)
+
+
+def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
+    """Stream a CSV row by row (a month of fee details is gigabytes: it is never held whole).
+    The encoding is decided on the first megabyte: UTF-8 (with or without BOM), else GB18030.
+    Lines are decoded one by one, so bytes further on that do not fit it stop the file at the
+    very line they are on (the batches before it are stored, and running the import again
+    after fixing the file resumes)."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    encoding = next((e for e in ("utf-8-sig", "gb18030") if _decodes(head, e, final=len(head) < _SNIFF_BYTES)), None)
+    if encoding is None:
+        raise FileFormatError("BAD_ENCODING", "文件编码无法识别，请使用UTF-8或GBK编码")
+
+    def lines(f: Any) -> Iterator[str]:
+        decode = codecs.getdecoder(encoding)
+        for number, raw in enumerate(f, 1):
+            try:
+                yield decode(raw)[0]
+            except UnicodeDecodeError:
+                name = "UTF-8" if encoding.startswith("utf") else "GBK"
+                raise FileFormatError("BAD_ENCODING", f"第{number}行不是{name}编码（文件可能混用了编码）；"
+                                                      "此前各批已保存，修正后重新导入即可续传") from None
+
+    with path.open("rb") as f:
+        reader = csv.reader(lines(f))
+        try:
+            headers, header_row, rows = find_header(dataset, reader, "CSV文件为空")
+            for number, row in enumerate(rows, header_row + 1):
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) > len(headers):
+                    yield Unreadable(f"第{number}行有{len(row)}列，多于表头的{len(headers)}列", ",".join(row)[:200])
+                    continue
+                yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
+        except csv.Error as exc:
+            raise FileFormatError("BAD_CSV", f"第{reader.line_num}行不是有效的CSV：{exc}") from None
+
+
+def _decodes(data: bytes, encoding: str, final: bool) -> bool:
+    """Whether ``data`` (a file's first bytes, maybe cut inside a character) is ``encoding``."""
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(data, final=final)
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
