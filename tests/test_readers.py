@@ -112,3 +112,24 @@ def test_a_cell_longer_than_the_csv_modules_default_limit_is_a_record_finding(tm
     path.write_text('visit_no,chief_complaint\nMZ1,"' + "痛" * 200_000 + '"\nMZ2,头痛\n', encoding="utf-8")
     rows = list(read_records(path, DATASET))
     assert [r["visit_no"] for r in rows] == ["MZ1", "MZ2"] and len(rows[0]["chief_complaint"]) == 200_000
+
+
+def test_the_data_may_be_on_a_later_sheet(tmp_path):
+    """Templates often open with a sheet of instructions (填报说明); the data sheet is found."""
+    recs = visits(2)
+    fields = sorted({k for r in recs for k in r})
+    wb = Workbook()
+    wb.active.title = "填报说明"
+    wb.active.append(["请按省平台数据采集标准填写，日期格式 YYYY-MM-DD"])
+    data = wb.create_sheet("门诊就诊")
+    data.append([LABELS[c] for c in fields])
+    for r in recs:
+        data.append([r.get(c) for c in fields])
+    wb.save(tmp_path / "t.xlsx")
+    assert [o["visit_no"] for o in read_records(tmp_path / "t.xlsx", DATASET)] == [r["visit_no"] for r in recs]
+    del wb["门诊就诊"]
+    wb.create_sheet("空白")
+    wb.save(tmp_path / "none.xlsx")
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(tmp_path / "none.xlsx", DATASET))
+    assert exc.value.code == "NO_HEADER" and "“填报说明”、“空白”" in exc.value.message

@@ -201,14 +201,32 @@ def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
     except Exception as exc:  # openpyxl raises several unrelated types for a bad file
         raise FileFormatError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
     try:
-        sheet = wb.worksheets[0]
-        headers, _, rows = find_header(dataset, sheet.iter_rows(values_only=True), "Excel工作表为空")
+        headers, rows = _first_sheet_with_header(wb, dataset)
         for row in rows:
             if row is None or all(c is None or str(c).strip() == "" for c in row):
                 continue
             yield {h: _cell(v) for h, v in zip(headers, row, strict=False) if v is not None and h}
     finally:
         wb.close()
+
+
+def _first_sheet_with_header(wb: Any, dataset: DataSet) -> tuple[list[str], Iterator[Any]]:
+    """The first worksheet that has a header (templates often put 填报说明 on the first)."""
+    problems: list[FileFormatError] = []
+    for sheet in wb.worksheets:
+        try:
+            headers, _, rows = find_header(dataset, sheet.iter_rows(values_only=True), "Excel工作表为空")
+            return headers, rows
+        except FileFormatError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    names = "、".join(f"“{ws.title}”" for ws in wb.worksheets)
+    if all(p.code == "EMPTY_FILE" for p in problems):
+        raise FileFormatError("EMPTY_FILE", f"各工作表（{names}）都是空的")
+    example = next(f for f in dataset.fields if f.name in dataset.natural_key)
+    raise FileFormatError("NO_HEADER", f"各工作表（{names}）的前{HEADER_SEARCH_ROWS}行中都没有表头：表头应为数据集"
+                                       f"【{dataset.name}】的字段名或中文名称（如 {example.name} 或 {example.label}）")
 
 
 def _cell(value: Any) -> Any:
