@@ -120,3 +120,19 @@ def test_names_are_text_and_identifiers_masked(client, engine, pipeline, orgs):
     got = {(q["dataset"], q["record_key"], q["code"]) for q in fb["quality"]}
     assert {(p.dataset, p.key, p.code) for p in planted} <= got
     assert "quality" not in client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()
+
+
+def test_errors_on_the_dashboard_are_pages_with_their_status(client):
+    """A person reads the dashboard: a bad parameter, an unknown page or institution, a %00
+    is a page in the site's frame with the right status and a Chinese message; the API keeps
+    answering JSON."""
+    login(client)
+    cases = {"/ops/findings?page=0": (400, "【page】应不小于 1"), "/ops/uploads.pdf": (400, "应为以下之一：xlsx、csv"),
+             "/ops/institutions/NOPE": (404, "医疗机构“NOPE”不存在"), "/ops/nope": (404, "接口或页面不存在"),
+             "/ops/findings?code=%00": (400, "空字符")}
+    for path, (status, said) in cases.items():
+        r = client.get(path)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), (path, r.text[:200])
+        assert said in r.text and "<title>提示" in r.text, (path, r.text)
+    api = client.get("/api/v1/feedback?limit=0")
+    assert api.headers["content-type"].startswith("application/json")

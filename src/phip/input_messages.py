@@ -8,6 +8,7 @@ One table serves the API's 400 answers and the CLI's usage errors.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _BY_TYPE: dict[str, str] = {
@@ -48,7 +49,10 @@ def pydantic_error_zh(error: dict[str, Any]) -> str | None:
     template = _BY_TYPE.get(str(error.get("type")))
     if template is None:
         return None
+    ctx = dict(error.get("ctx") or {})
+    if isinstance(ctx.get("expected"), str):  # "'xlsx', 'csv' or 'pdf'" → "xlsx、csv、pdf"
+        ctx["expected"] = "、".join(x.strip(" '\"") for x in re.split(r",\s*|\s+or\s+", ctx["expected"]) if x.strip())
     try:
-        return template.format(**(error.get("ctx") or {}))
+        return template.format(**ctx)
     except (KeyError, IndexError, ValueError):
         return None

@@ -28,6 +28,8 @@ from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 
+from phip.api import errors
+
 from . import auth
 
 HERE = Path(__file__).parent
@@ -44,8 +46,8 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def _page(name: str, **ctx: Any) -> HTMLResponse:
-    return HTMLResponse(_env.get_template(name).render(prefix=PREFIX, **ctx),
+def _page(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(prefix=PREFIX, **ctx), status_code=status_code,
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"})
 
@@ -163,7 +165,7 @@ def build_router(engine: Engine) -> APIRouter:
         me = user(request)
         inst = overview.institution(engine, code)
         if inst is None:
-            return _page("error.html", me=me, message=f"医疗机构“{code}”不存在")
+            return _page("error.html", 404, me=me, message=f"医疗机构“{code}”不存在")
         today = platform_now().date()
         days = max(1, min(days, 366))
         start = today - timedelta(days=days - 1)
@@ -201,7 +203,7 @@ def build_router(engine: Engine) -> APIRouter:
                     csrf_token: Annotated[str, Form()] = "") -> Response:
         me = user(request)
         if not auth.csrf_ok(me.csrf_token, csrf_token):
-            return _page("error.html", me=me, message="表单已过期或来源不明（CSRF校验失败），请刷新页面后重试")
+            return _page("error.html", 403, me=me, message="表单已过期或来源不明（CSRF校验失败），请刷新页面后重试")
         if status in onboarding.NETWORK:
             onboarding.set_network(engine, code, status)
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
@@ -219,6 +221,8 @@ def install(app: FastAPI, engine: Engine) -> None:
     """Add the dashboard to the service: routes, static files, and the login redirect."""
     app.include_router(build_router(engine))
     app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
+    for prefix in (PREFIX, "/login"):  # a person reads these: errors as a page, not JSON
+        errors.register_html_pages(prefix, lambda status, message: _page("error.html", status, me=None, message=message))
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:  # noqa: ARG001
