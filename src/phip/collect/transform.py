@@ -39,8 +39,20 @@ def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
+        return _text_of_bytes(bytes(value))
     return str(value)
+
+
+def _text_of_bytes(raw: bytes) -> str:
+    """A binary column's text: UTF-8, else GB18030 (what Chinese Windows systems wrote before
+    UTF-8), and only then UTF-8 with U+FFFD for what neither reads. Decoded as UTF-8 with
+    replacement straight away, a GBK name (张三) became four U+FFFD and was stored so."""
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", "replace")
 
 
 class RowMapper:
