@@ -201,3 +201,42 @@ def test_a_cursor_value_that_is_no_time_costs_its_row_only(engine, tmp_path, mon
     assert results["outpatient_registration"].status == "failed"
     assert results["outpatient_registration"].code == "COLLECT_ERROR" and "planted defect" in results["outpatient_registration"].error
     assert results["outpatient_visit"].status == "ok"
+
+
+def test_legacy_latin1_tables_holding_gbk_are_read_as_gbk(engine, tmp_path):
+    """Old MySQL HIS: text columns declared latin1, filled with GBK bytes by GBK clients.
+    Read through a utf8mb4 session they are mojibake (张三 → ÕÅÈý); with
+    ``legacy_encoding: gbk`` the patients come out as the truth has them."""
+    from sqlalchemy import create_engine, text
+
+    url = source_url("mariadb", "legacy", tmp_path)
+    data = his_synth.build(url, seed=5, days=1, visits=4, admissions=1)
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text("ALTER TABLE BR_JBXX CONVERT TO CHARACTER SET gbk"))  # the bytes are now GBK
+        columns = conn.execute(text(
+            "SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'BR_JBXX' AND DATA_TYPE IN ('varchar', 'char')")).all()
+        for name, length in columns:  # relabel them latin1 without converting: what the old HIS has
+            conn.execute(text(f"ALTER TABLE BR_JBXX MODIFY `{name}` VARBINARY({length * 2})"))
+            conn.execute(text(f"ALTER TABLE BR_JBXX MODIFY `{name}` VARCHAR({length * 2}) CHARACTER SET latin1"))
+    admin.dispose()
+    garbled = _by_job(Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info"]))["patient_info"]
+    assert garbled.status == "ok" and garbled.accepted == 0  # 男 read as ÄÐ matches no local code
+    with engine.connect() as conn:
+        codes = {f["code"] for fs in conn.execute(select(m.BatchFinding.findings)).scalars() for f in fs}
+    assert "NOT_IN_DOMAIN" in codes
+    mapping = demo_mapping(url, tmp_path, legacy_encoding="gbk")
+    result = _by_job(Collector(engine).run(mapping, ["patient_info"], full=True))["patient_info"]
+    assert result.status == "ok" and result.accepted == len(data.truth["patient_info"]), result
+    assert_matches_truth(engine, data, ["patient_info"])  # every value as the hospital meant it
+
+
+def test_legacy_encoding_is_refused_for_other_databases(engine, tmp_path):
+    from phip.collect.mapping import MappingError
+
+    url = source_url("sqlite", "notmysql", tmp_path)
+    his_synth.build(url, seed=5, days=1, visits=2, admissions=1)
+    with pytest.raises(MappingError) as exc:
+        Collector(engine).run(demo_mapping(url, tmp_path, legacy_encoding="gbk"), ["patient_info"])
+    assert exc.value.code == "BAD_LEGACY_ENCODING"

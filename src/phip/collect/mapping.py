@@ -71,6 +71,10 @@ class SourceSpec(BaseModel):
     retries: int = Field(3, ge=0, le=20)
     backoff: str = "2s"
     connect_timeout: int = Field(10, ge=1, le=600)
+    # Old MySQL HIS databases declare their text columns latin1 but store GBK bytes in them
+    # (written by GBK clients through a latin1 connection). ``legacy_encoding: gbk`` reads
+    # those bytes as they lie and decodes them as GBK; without it they arrive as mojibake.
+    legacy_encoding: Literal["gbk", "gb2312", "gb18030", "big5"] | None = None
 
     @field_validator("schedule", "backoff")
     @classmethod

@@ -70,9 +70,14 @@ def open_source(mapping: Mapping) -> Engine:
     if backend in ("mysql", "mariadb"):
         # net_write_timeout: the server waits that long for us to read the next rows of a
         # streamed result while a batch is in the pipeline.
+        legacy = mapping.source.legacy_encoding
         connect_args = {"init_command": "SET SESSION TRANSACTION READ ONLY", "connect_timeout": timeout,
-                        "read_timeout": max(timeout, 600), "charset": url.query.get("charset", "utf8mb4"),
-                        "conv": _zero_dates_as_null()}
+                        "read_timeout": max(timeout, 600),
+                        # latin1 hands the stored bytes over untouched, to be decoded as they were written
+                        "charset": "latin1" if legacy else url.query.get("charset", "utf8mb4"),
+                        "conv": _mysql_converters(legacy)}
+    elif mapping.source.legacy_encoding:
+        raise MappingError("BAD_LEGACY_ENCODING", f"数据源{mapping.name}：legacy_encoding 仅适用于MySQL/MariaDB数据源")
     elif backend == "postgresql":
         connect_args = {"options": "-c default_transaction_read_only=on", "connect_timeout": timeout,
                         "application_name": "phip-collect"}
@@ -102,6 +107,26 @@ def open_source(mapping: Mapping) -> Engine:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     return engine
+
+
+def _mysql_converters(legacy_encoding: str | None) -> dict[Any, Any]:
+    """pymysql's converters for a source: zero dates as NULL (:func:`_zero_dates_as_null`),
+    and with ``legacy_encoding`` every text value decoded from the bytes it was stored as
+    (the session is latin1, which maps bytes to characters one to one)."""
+    conv = _zero_dates_as_null()
+    if legacy_encoding:
+        from pymysql.constants import FIELD_TYPE
+
+        def decode(value: Any) -> Any:
+            raw = value.encode("latin1") if isinstance(value, str) else bytes(value)
+            try:
+                return raw.decode(legacy_encoding)
+            except UnicodeDecodeError:
+                return raw.decode(legacy_encoding, "replace")  # shown as U+FFFD, reported by validation
+
+        for name in ("VARCHAR", "VAR_STRING", "STRING", "BLOB", "TINY_BLOB", "MEDIUM_BLOB", "LONG_BLOB", "ENUM", "SET"):
+            conv[getattr(FIELD_TYPE, name)] = decode
+    return conv
 
 
 def _zero_dates_as_null() -> dict[Any, Any]:
