@@ -133,3 +133,31 @@ def test_the_data_may_be_on_a_later_sheet(tmp_path):
     with pytest.raises(FileFormatError) as exc:
         list(read_records(tmp_path / "none.xlsx", DATASET))
     assert exc.value.code == "NO_HEADER" and "“填报说明”、“空白”" in exc.value.message
+
+
+def test_a_json_array_streams_with_the_values_orjson_reads(tmp_path):
+    """A JSON array is read record by record (a month's export is gigabytes) and gives the
+    very values a whole-document parse gives: ints (18 digits too), floats, text, nesting."""
+    import orjson
+
+    records = [*visits(3), {"visit_no": "MZ9", "total_fee": 12.5, "age_years": 220102193406283534, "x": [1, {"a": None}],
+                            "name": "张三\u3000", "flag": True}]
+    path = tmp_path / "v.json"
+    path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps(records))  # with a BOM, as Windows tools write it
+    got = list(read_records(path, DATASET))
+    assert got == orjson.loads(orjson.dumps(records))
+    assert [type(v) for v in got[-1].values()] == [type(v) for v in records[-1].values()]
+
+
+def test_a_json_array_broken_further_on_stops_at_that_record(tmp_path):
+    import orjson
+
+    recs = visits(3)
+    path = tmp_path / "broken.json"
+    path.write_bytes(orjson.dumps(recs)[:-1] + b', {"visit_no": "MZ9", "name": }]')
+    got = []
+    with pytest.raises(FileFormatError) as exc:
+        for record in read_records(path, DATASET):
+            got.append(record)
+    assert [g["visit_no"] for g in got] == [r["visit_no"] for r in recs]
+    assert exc.value.code == "BAD_JSON" and "第4条记录处" in exc.value.message

@@ -126,7 +126,10 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
     if kind == "csv":
         yield from _read_csv(path, dataset)
         return
-    text = _decode(path.read_bytes())
+    if _streamable_json_array(path):
+        yield from _read_json_array(path)
+        return
+    text = _decode(path.read_bytes())  # an object with a records array, or GBK text: read whole
     if kind == "json":
         try:
             data = orjson.loads(text)
@@ -182,6 +185,32 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                 yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
         except csv.Error as exc:
             raise FileFormatError("BAD_CSV", f"第{reader.line_num}行不是有效的CSV：{exc}") from None
+
+
+def _streamable_json_array(path: Path) -> bool:
+    """A UTF-8 file whose JSON is an array (the usual export): streamed record by record."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    return head.lstrip(codecs.BOM_UTF8).lstrip()[:1] == b"[" and _decodes(head, "utf-8-sig", len(head) < _SNIFF_BYTES)
+
+
+def _read_json_array(path: Path) -> Iterator[Any]:
+    """The records of a JSON array, one by one (ijson, C backend): a month's export of several
+    gigabytes is never held whole. Broken JSON further on stops the file there; the batches
+    before it are stored, and importing the fixed file again resumes."""
+    import ijson
+
+    with path.open("rb") as f:
+        if f.read(3) != codecs.BOM_UTF8:
+            f.seek(0)
+        count = 0
+        try:
+            for record in ijson.items(f, "item", use_float=True):
+                count += 1
+                yield record
+        except ijson.JSONError as exc:
+            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON（第{count + 1}条记录处）：{exc}；"
+                                              "此前各批已保存，修正后重新导入即可续传") from None
 
 
 def _decodes(data: bytes, encoding: str, final: bool) -> bool:
