@@ -232,3 +232,16 @@ def test_an_excel_id_number_typed_as_a_number_is_not_stored_rounded(tmp_path):
     assert row["age_years"] == 40 and isinstance(row["age_years"], int)
     assert isinstance(row["id_no"], float)  # left for validation to refuse, not rounded into …283520
     assert ("NUMBER_PRECISION_LOST", "id_no", "error") in codes(check(visit(id_no=row["id_no"])))
+
+
+def test_a_record_carrying_a_whole_foreign_row_gets_eleven_warnings_not_three_hundred():
+    """A hospital system sending its own internal columns: the first ten unknown fields are
+    named, the rest counted in one finding; the record itself is kept."""
+    extra = {f"HIS_COL_{i:03d}": i for i in range(300)}
+    out = check(visit(**extra))
+    assert out.accepted
+    unknown = [f for f in out.findings if f.code.startswith("UNKNOWN_FIELD")]
+    assert [f.field for f in unknown[:10]] == [f"HIS_COL_{i:03d}" for i in range(10)]
+    assert len(unknown) == 11 and unknown[10].code == "UNKNOWN_FIELDS_MORE" and unknown[10].field is None
+    assert "另有290个字段" in unknown[10].message and "HIS_COL_010" in unknown[10].message
+    assert len(check(visit(**dict(list(extra.items())[:10]))).findings) == 10  # ten are still named one by one
