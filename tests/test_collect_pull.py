@@ -199,7 +199,9 @@ def test_a_cursor_value_that_is_no_time_costs_its_row_only(engine, tmp_path, mon
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")  # read in this process, where the defect is planted
     results = _by_job(Collector(engine).run(mapping, ["outpatient_registration", "outpatient_visit"]))
     assert results["outpatient_registration"].status == "failed"
-    assert results["outpatient_registration"].code == "COLLECT_ERROR" and "planted defect" in results["outpatient_registration"].error
+    failed = results["outpatient_registration"]
+    assert failed.code == "COLLECT_ERROR" and "RuntimeError" in failed.error
+    assert "planted defect" not in failed.error  # an exception's text may quote a row's value: not shown
     assert results["outpatient_visit"].status == "ok"
 
 

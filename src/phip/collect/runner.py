@@ -28,13 +28,14 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from phip.ingest.pipeline import IngestError, Pipeline, Receipt
 from phip.standard.catalog import DataSet
@@ -191,7 +192,7 @@ class Collector:
                 return self._fail(result, run_id, exc.message, exc.code, failures + 1)
             except state.LeaseLost as exc:
                 return self._fail(result, run_id, exc.message, exc.code, failures + 1, source_down=True)
-            except DBAPIError as exc:
+            except SQLAlchemyError as exc:
                 # The platform store failed (the source's errors are SourceError): stop this
                 # source; the worker retries it on its backoff schedule.
                 return self._fail(result, run_id, f"平台数据库错误：{describe_error(exc)}", "PLATFORM_ERROR",
@@ -200,8 +201,11 @@ class Collector:
                 # Neither the source nor the store: a defect of this job's processing. Said as
                 # such (not as a database that is down), with the traceback in the log; the
                 # source's other jobs still run.
-                log.exception("collection job %s/%s failed", mapping.name, job.key)
-                return self._fail(result, run_id, f"采集处理出错：{type(exc).__name__}: {exc}"[:500], "COLLECT_ERROR",
+                # Only the exception's type and where it arose: its text may quote a row's value
+                # (an ID number), and error texts reach the dashboard and the log.
+                log.error("collection job %s/%s failed: %s\n%s", mapping.name, job.key, type(exc).__name__,
+                          "".join(traceback.format_tb(exc.__traceback__)))
+                return self._fail(result, run_id, f"采集处理出错（{type(exc).__name__}），详情见采集日志", "COLLECT_ERROR",
                                   failures + 1)
             except BaseException:
                 state.finish_run(self.engine, run_id, "interrupted", "采集被中断（Ctrl-C 或进程退出）", failures + 1)
