@@ -417,7 +417,7 @@ class RecordValidator:
             if entry is None:
                 unknown += 1
                 if unknown <= _UNKNOWN_LISTED:
-                    shown = replace_nul(str(name))
+                    shown = replace_nul(str(name))[:64]  # a key may be anything a sender's bug makes it
                     findings.append(finding("UNKNOWN_FIELD", shown, name=shown, dataset=self.dataset.name))
                 elif unknown == _UNKNOWN_LISTED + 1:
                     first_more = name
