@@ -134,11 +134,22 @@ def _store(data_dir: Path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "json"])
+def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path, fmt):
+    """Each format streams its own way (lines, GBK CSV rows, a JSON array's items): a kill
+    mid-import keeps whole batches only, and the re-run stores exactly the rest."""
     source = tmp_path / "src"
     records = _records(source, n_days=6, visits=1500)
-    path = tmp_path / "big.ndjson"
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    path = tmp_path / f"big.{fmt}"
+    if fmt == "ndjson":
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="gb18030") as f:
+            w = csv.DictWriter(f, fieldnames=sorted({k for r in records for k in r}), restval="")
+            w.writeheader()
+            w.writerows(records)
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
     run(["ingest", str(path), "--org", ORG, "--dataset", "3", "--batch-size", "200"], clean_dir)
     run(["db", "upgrade"], killed_dir)
