@@ -136,3 +136,7 @@ def test_errors_on_the_dashboard_are_pages_with_their_status(client):
         assert said in r.text and "<title>提示" in r.text, (path, r.text)
     api = client.get("/api/v1/feedback?limit=0")
     assert api.headers["content-type"].startswith("application/json")
+    client.cookies.clear()  # not logged in: to the login first, whatever is wrong with the address
+    for path in ("/ops/findings?page=0", "/ops/nope"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/ops/"), (path, r.status_code)

@@ -35,9 +35,10 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     return {"error": {"code": code, "message": message, "field": field}}
 
 
-#: Human pages (path prefix → renderer of status and Chinese message): an error under them is
-#: an HTML page in the site's frame, not JSON. The dashboard registers ``/ops`` and ``/login``.
-HtmlErrorPage = Callable[[int, str], Response]
+#: Human pages (path prefix → renderer of the request, status and Chinese message): an error
+#: under them is an HTML page in the site's frame, not JSON (or, for someone not logged in,
+#: the way to the login). The dashboard registers ``/ops`` and ``/login``.
+HtmlErrorPage = Callable[[Request, int, str], Response]
 _HTML_PAGES: dict[str, HtmlErrorPage] = {}
 
 
@@ -45,12 +46,13 @@ def register_html_pages(prefix: str, render: HtmlErrorPage) -> None:
     _HTML_PAGES[prefix] = render
 
 
-def answer(path: str, status: int, code: str, message: str, field: str | None = None,
+def answer(request: Request, status: int, code: str, message: str, field: str | None = None,
            headers: dict[str, str] | None = None) -> Response:
     """The error as JSON (the API's shape), or as a page where a person reads it."""
+    path = request.url.path
     for prefix, render in _HTML_PAGES.items():
         if path == prefix or path.startswith(prefix + "/"):
-            response = render(status, message)
+            response = render(request, status, message)
             if headers:
                 response.headers.update(headers)
             return response
@@ -60,13 +62,13 @@ def answer(path: str, status: int, code: str, message: str, field: str | None = 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return answer(request.url.path, exc.status, exc.code, exc.message, exc.field, exc.headers)
+        return answer(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         message = {404: "接口或页面不存在", 405: "不支持的请求方法"}.get(exc.status_code, str(exc.detail))
-        return answer(request.url.path, exc.status_code, code, message)
+        return answer(request, exc.status_code, code, message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -74,17 +76,17 @@ def install(app: FastAPI) -> None:
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         said = pydantic_error_zh(first)  # the value is not echoed: it may be an ID number
         message = f"请求参数错误：【{field or '请求体'}】{said}" if said else f"请求参数错误：{first.get('msg', '')}"
-        return answer(request.url.path, 400, "BAD_REQUEST", message, field)
+        return answer(request, 400, "BAD_REQUEST", message, field)
 
     @app.exception_handler(DataError)
     async def _refused_value(request: Request, exc: DataError) -> Response:
         log.warning("value refused by the database: %s", type(exc.orig).__name__)
-        return answer(request.url.path, 400, "BAD_DATA", "请求中的值无法被数据库接受（如含空字符U+0000或数值超出范围），"
+        return answer(request, 400, "BAD_DATA", "请求中的值无法被数据库接受（如含空字符U+0000或数值超出范围），"
                                                          "本次请求未保存，请修正后重试")
 
     async def _database_down(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
-        return answer(request.url.path, 503, "DATABASE_UNAVAILABLE", "平台数据库暂时不可用，本批未保存，请稍后重试",
+        return answer(request, 503, "DATABASE_UNAVAILABLE", "平台数据库暂时不可用，本批未保存，请稍后重试",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.add_exception_handler(OperationalError, _database_down)
@@ -103,7 +105,7 @@ class RejectNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
-            response = answer(scope["path"], 400, "NUL_CHARACTER", "请求地址或参数中含有空字符（U+0000），请删除后重试")
+            response = answer(Request(scope), 400, "NUL_CHARACTER", "请求地址或参数中含有空字符（U+0000），请删除后重试")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -221,8 +221,22 @@ def install(app: FastAPI, engine: Engine) -> None:
     """Add the dashboard to the service: routes, static files, and the login redirect."""
     app.include_router(build_router(engine))
     app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
-    for prefix in (PREFIX, "/login"):  # a person reads these: errors as a page, not JSON
-        errors.register_html_pages(prefix, lambda status, message: _page("error.html", status, me=None, message=message))
+
+    def error_page(request: Request, status: int, message: str) -> Response:
+        """A person reads these: errors as a page, not JSON. Someone not logged in is sent to
+        the login first (a parameter error is checked before the page asks for the session)."""
+        path = request.url.path
+        try:
+            anonymous = path.startswith(PREFIX) and auth.session(engine, request.cookies.get(COOKIE)) is None
+        except Exception:  # noqa: BLE001 - the database is what failed: say so, do not fail again
+            anonymous = False
+        if anonymous:
+            target = path + (f"?{request.url.query}" if request.url.query and "%00" not in request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        return _page("error.html", status, me=None, message=message)
+
+    for prefix in (PREFIX, "/login"):
+        errors.register_html_pages(prefix, error_page)
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:  # noqa: ARG001
