@@ -173,14 +173,19 @@ def worker(
     once: bool = typer.Option(False, "--once", help="只检查一轮（调试、cron）"),
     poll: float = typer.Option(30.0, "--poll", min=0.1, help="两轮检查的间隔秒数"),
 ) -> None:
-    """采集进程：按各数据源的 schedule 定时采集；多个进程可同时运行，同一数据源不会被重复采集 (scheduled collection)."""
+    """后台进程：按各数据源的 schedule 定时采集，并在每天 PHIP_QUALITY_AT（默认02:30）后做质控分析；多个进程可同时运行 (scheduled collection and nightly quality analysis)."""
     from phip import runtime
 
     from .mapping import sources_dir
     from .scheduler import PassReport, Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    w = Worker(runtime.engine(), runtime.pipeline())
+    from phip.quality.schedule import ScheduleError
+
+    try:
+        w = Worker(runtime.engine(), runtime.pipeline())
+    except ScheduleError as exc:
+        _fail(str(exc), "BAD_QUALITY_AT")
     console.print(f"采集进程 {w.holder} 启动，数据源目录 {sources_dir()}", highlight=False)
 
     def report(p: PassReport) -> None:
@@ -192,5 +197,8 @@ def worker(
             console.print(f"{name}：正由其他采集进程处理，跳过", highlight=False)
         for name, message in p.broken.items():
             console.print(f"[red]{name}：{message}[/]", highlight=False)
+        for result in p.quality:
+            console.print(f"质控分析 {result.org_code}（{result.day_from} ~ {result.day_to}）：{result.records} 条记录，"
+                          f"{result.findings} 个问题", highlight=False)
 
     w.loop(poll=poll, once=once, on_pass=report)

@@ -1,5 +1,8 @@
 """Scheduled collection: the ``phip worker`` loop (and the same loop in a service thread).
 
+Each pass also starts the nightly quality analysis when it is due (:mod:`phip.quality.schedule`),
+so one kind of background process serves both.
+
 Every pass reloads the mapping files of the sources directory (an edited mapping applies at
 the next pass), and for each source with a schedule whose next run is due: takes the lease,
 checks again that the run is still due (another worker may have just finished it), runs it
@@ -15,11 +18,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 
 from sqlalchemy import Engine
 
 from phip.ingest.pipeline import IngestError, Pipeline
+from phip.quality.run import RunResult
+from phip.quality.schedule import quality_time, run_due
 from phip.standard.validate import platform_now
 
 from . import state
@@ -35,6 +40,7 @@ class PassReport:
     busy: list[str] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # mapping file → error
+    quality: list[RunResult] = field(default_factory=list)  # nightly analyses run in this pass
 
 
 def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
@@ -44,9 +50,12 @@ def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
 
 
 class Worker:
-    def __init__(self, engine: Engine, pipeline: Pipeline | None = None, holder: str | None = None):
+    def __init__(self, engine: Engine, pipeline: Pipeline | None = None, holder: str | None = None,
+                 quality_at: time | None | str = "env"):
         self.engine = engine
         self.collector = Collector(engine, pipeline, holder)
+        # when the nightly quality analysis starts (PHIP_QUALITY_AT by default; None: never)
+        self.quality_at = quality_time() if quality_at == "env" else quality_at
 
     @property
     def holder(self) -> str:
@@ -79,6 +88,10 @@ class Worker:
                 report.not_due.append(mapping.name)
             else:
                 report.ran[mapping.name] = results
+        try:
+            report.quality = run_due(self.engine, self.quality_at)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a failed analysis must not stop collection; it is due again next pass
+            log.exception("nightly quality analysis failed")
         return report
 
     def _due(self, mapping: Mapping) -> bool:

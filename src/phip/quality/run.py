@@ -70,6 +70,7 @@ def analyse(
     for ds in codes:
         scope = Scope(org_code, ds, start, end, as_of)
         with engine.begin() as conn:
+            lock_key(conn, f"quality/{org_code}/{ds}")  # two runs of one institution (worker and CLI) replace in turn
             hits: list[Hit] = []
             for rule in rules.for_dataset(ds):
                 hits.extend(CHECKS[rule.type](conn, sql, scope, rule))

@@ -1,0 +1,96 @@
+"""Nightly quality analysis (每日质控分析) from ``phip worker``.
+
+Once a day, after ``PHIP_QUALITY_AT`` (platform local time, default 02:30: after the T+1
+uploads), every institution that has uploaded is analysed over the last seven event days —
+the window ``phip quality run`` takes by default, so records corrected since the previous
+night are analysed again and stale findings replaced. ``PHIP_QUALITY_AT=off`` leaves it to
+the operator (or cron).
+
+Workers share nothing but the database, like the collection schedule: an institution is
+due while no full run of it has started since today's time, unless that run is an hour old
+and unfinished (its worker died: it is taken up again). Two workers that both find an
+institution due at the same instant analyse it twice; each data set's findings are
+replaced under a lock (``quality.run.analyse``), so that costs time, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import Engine, and_, or_, select
+
+from phip.orgs.service import list_institutions
+from phip.standard.validate import platform_now
+
+from .run import RunResult, analyse
+from .tables import QualityRun
+
+log = logging.getLogger("phip.quality")
+
+DEFAULT_AT = time(2, 30)
+WINDOW_DAYS = 7  # as `phip quality run` without --from
+STALE_AFTER = timedelta(hours=1)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def quality_time(text: str | None = None) -> time | None:
+    """``PHIP_QUALITY_AT``: ``HH:MM``, or ``off``; unset means :data:`DEFAULT_AT`."""
+    text = os.environ.get("PHIP_QUALITY_AT", "") if text is None else text
+    text = text.strip().lower()
+    if not text:
+        return DEFAULT_AT
+    if text in ("off", "none", "0", "false"):
+        return None
+    try:
+        hour, minute = (int(p) for p in text.split(":"))
+        return time(hour, minute)
+    except ValueError:
+        raise ScheduleError(f"PHIP_QUALITY_AT 应为 HH:MM（如 02:30）或 off，实际为“{text}”") from None
+
+
+def window(today: date) -> tuple[date, date]:
+    return today - timedelta(days=WINDOW_DAYS), today
+
+
+def due_institutions(engine: Engine, at: time, now: datetime | None = None) -> list[str]:
+    """Institutions with uploads whose nightly analysis has not started (or has died) since
+    today's ``at``; none before ``at``."""
+    now = now or platform_now()
+    if now.time() < at:
+        return []
+    since = datetime.combine(now.date(), at)
+    uploaded = [inst.code for inst in list_institutions(engine) if inst.first_upload_at]
+    if not uploaded:
+        return []
+    r = QualityRun.__table__
+    with engine.connect() as conn:
+        taken = set(conn.execute(select(r.c.org_code).where(
+            r.c.dataset.is_(None), r.c.started_at >= since,
+            or_(r.c.finished_at.is_not(None), and_(r.c.finished_at.is_(None), r.c.started_at > now - STALE_AFTER)),
+        )).scalars())
+    return [code for code in uploaded if code not in taken]
+
+
+def run_due(engine: Engine, at: time | None, now: datetime | None = None,
+            on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Analyse every due institution, one after another (each run commits per data set)."""
+    if at is None:
+        return []
+    results = []
+    for code in due_institutions(engine, at, now):
+        if code not in due_institutions(engine, at, now):  # another worker took it meanwhile
+            continue
+        start, end = window((now or platform_now()).date())
+        result = analyse(engine, code, start, end, as_of=now)
+        log.info("quality analysis of %s (%s ~ %s): %d records, %d findings", code, start, end,
+                 result.records, result.findings)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
