@@ -55,7 +55,7 @@ class Worker:
         self.engine = engine
         self.collector = Collector(engine, pipeline, holder)
         # when the nightly quality analysis starts (PHIP_QUALITY_AT by default; None: never)
-        self.quality_at = quality_time() if quality_at == "env" else quality_at
+        self.quality_at: time | None = quality_time() if isinstance(quality_at, str) else quality_at
 
     @property
     def holder(self) -> str:
@@ -89,7 +89,7 @@ class Worker:
             else:
                 report.ran[mapping.name] = results
         try:
-            report.quality = run_due(self.engine, self.quality_at)  # type: ignore[arg-type]
+            report.quality = run_due(self.engine, self.quality_at)
         except Exception:  # noqa: BLE001 - a failed analysis must not stop collection; it is due again next pass
             log.exception("nightly quality analysis failed")
         return report

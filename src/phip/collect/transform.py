@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from phip.ingest.readers import Unreadable
+from phip.ingest.readers import Unreadable, decode_text
 from phip.standard.catalog import DataSet
 
 from .mapping import FieldMap, Job, Mapping, MappingError
@@ -45,14 +45,10 @@ def plain(value: Any) -> Any:
 
 def _text_of_bytes(raw: bytes) -> str:
     """A binary column's text: UTF-8, else GB18030 (what Chinese Windows systems wrote before
-    UTF-8), and only then UTF-8 with U+FFFD for what neither reads. Decoded as UTF-8 with
-    replacement straight away, a GBK name (张三) became four U+FFFD and was stored so."""
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("utf-8", "replace")
+    UTF-8), as upload files are read, and only then UTF-8 with U+FFFD for what neither reads.
+    Decoded as UTF-8 with replacement straight away, a GBK name (张三) became four U+FFFD."""
+    text = decode_text(raw)
+    return text if text is not None else raw.decode("utf-8", "replace")
 
 
 class RowMapper:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from phip.standard.catalog import DataSet
+from phip.standard.validate import EXACT_DIGITS
 
 FORMATS = ("json", "ndjson", "csv", "xlsx")
 
@@ -55,13 +56,27 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
     raise FileFormatError("BAD_FORMAT", f"无法从扩展名“{path.suffix}”判断文件格式，请用 --format 指定（{', '.join(FORMATS)}）")
 
 
-def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):
+#: What Chinese hospital systems write text in: UTF-8 (a BOM from Windows tools), else the
+#: GBK family (GB18030 reads GBK and GB2312 too).
+ENCODINGS = ("utf-8-sig", "gb18030")
+_BAD_ENCODING = "文件编码无法识别，请使用UTF-8或GBK编码"
+
+
+def decode_text(data: bytes) -> str | None:
+    """``data`` in the first of :data:`ENCODINGS` that reads it, or None."""
+    for encoding in ENCODINGS:
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise FileFormatError("BAD_ENCODING", "文件编码无法识别，请使用UTF-8或GBK编码")
+    return None
+
+
+def _decode(data: bytes) -> str:
+    text = decode_text(data)
+    if text is None:
+        raise FileFormatError("BAD_ENCODING", _BAD_ENCODING)
+    return text
 
 
 def header_map(dataset: DataSet, headers: list[str]) -> list[str]:
@@ -95,16 +110,21 @@ def find_header(dataset: DataSet, rows: Iterable[Any], empty: str) -> tuple[list
     known = {f.name for f in dataset.fields} | {f.label for f in dataset.fields}
 
     def score(row: Any) -> int:
-        return sum(1 for cell in row if cell is not None and (str(cell).strip() in known or str(cell).strip().lower() in known))
+        cells = (str(cell).strip() for cell in row if cell is not None)
+        return sum(1 for cell in cells if cell in known or cell.lower() in known)
 
     scores = [score(row) for row in head]
     best = max(range(len(head)), key=lambda i: (scores[i], -i))
     if scores[best] == 0:
-        example = next(f for f in dataset.fields if f.name in dataset.natural_key)
-        raise FileFormatError("NO_HEADER", f"前{len(head)}行中没有表头：表头应为数据集【{dataset.name}】的字段名或中文名称"
-                                           f"（如 {example.name} 或 {example.label}）")
+        raise _no_header(dataset, f"前{len(head)}行中")
     headers = header_map(dataset, [str(h) if h is not None else "" for h in head[best]])
     return headers, best + 1, chain(head[best + 1:], it)
+
+
+def _no_header(dataset: DataSet, where: str) -> FileFormatError:
+    example = next(f for f in dataset.fields if f.name in dataset.natural_key)
+    return FileFormatError("NO_HEADER", f"{where}没有表头：表头应为数据集【{dataset.name}】的字段名或中文名称"
+                                        f"（如 {example.name} 或 {example.label}）")
 
 
 def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterator[Any]:
@@ -156,11 +176,9 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
     Lines are decoded one by one, so bytes further on that do not fit it stop the file at the
     very line they are on (the batches before it are stored, and running the import again
     after fixing the file resumes)."""
-    with path.open("rb") as f:
-        head = f.read(_SNIFF_BYTES)
-    encoding = next((e for e in ("utf-8-sig", "gb18030") if _decodes(head, e, final=len(head) < _SNIFF_BYTES)), None)
+    head, encoding = _sniff(path)
     if encoding is None:
-        raise FileFormatError("BAD_ENCODING", "文件编码无法识别，请使用UTF-8或GBK编码")
+        raise FileFormatError("BAD_ENCODING", _BAD_ENCODING)
 
     def lines(f: Any) -> Iterator[str]:
         decode = codecs.getdecoder(encoding)
@@ -189,9 +207,8 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
 
 def _streamable_json_array(path: Path) -> bool:
     """A UTF-8 file whose JSON is an array (the usual export): streamed record by record."""
-    with path.open("rb") as f:
-        head = f.read(_SNIFF_BYTES)
-    return head.lstrip(codecs.BOM_UTF8).lstrip()[:1] == b"[" and _decodes(head, "utf-8-sig", len(head) < _SNIFF_BYTES)
+    head, encoding = _sniff(path)
+    return encoding == "utf-8-sig" and head.lstrip(codecs.BOM_UTF8).lstrip()[:1] == b"["
 
 
 def _read_json_array(path: Path) -> Iterator[Any]:
@@ -213,13 +230,18 @@ def _read_json_array(path: Path) -> Iterator[Any]:
                                               "此前各批已保存，修正后重新导入即可续传") from None
 
 
-def _decodes(data: bytes, encoding: str, final: bool) -> bool:
-    """Whether ``data`` (a file's first bytes, maybe cut inside a character) is ``encoding``."""
-    try:
-        codecs.getincrementaldecoder(encoding)().decode(data, final=final)
-        return True
-    except UnicodeDecodeError:
-        return False
+def _sniff(path: Path) -> tuple[bytes, str | None]:
+    """A file's first :data:`_SNIFF_BYTES` and the first of :data:`ENCODINGS` they read in
+    (a character cut at the end of them is allowed), or None."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    for encoding in ENCODINGS:
+        try:
+            codecs.getincrementaldecoder(encoding)().decode(head, final=len(head) < _SNIFF_BYTES)
+            return head, encoding
+        except UnicodeDecodeError:
+            continue
+    return head, None
 
 
 def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
@@ -253,9 +275,7 @@ def _first_sheet_with_header(wb: Any, dataset: DataSet) -> tuple[list[str], Iter
     names = "、".join(f"“{ws.title}”" for ws in wb.worksheets)
     if all(p.code == "EMPTY_FILE" for p in problems):
         raise FileFormatError("EMPTY_FILE", f"各工作表（{names}）都是空的")
-    example = next(f for f in dataset.fields if f.name in dataset.natural_key)
-    raise FileFormatError("NO_HEADER", f"各工作表（{names}）的前{HEADER_SEARCH_ROWS}行中都没有表头：表头应为数据集"
-                                       f"【{dataset.name}】的字段名或中文名称（如 {example.name} 或 {example.label}）")
+    raise _no_header(dataset, f"各工作表（{names}）的前{HEADER_SEARCH_ROWS}行中都")
 
 
 def _cell(value: Any) -> Any:
@@ -265,6 +285,6 @@ def _cell(value: Any) -> Any:
     …283520 for …283534."""
     if hasattr(value, "isoformat"):
         return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, float) and value.is_integer() and abs(value) < EXACT_DIGITS:
         return int(value)
     return value

@@ -20,10 +20,10 @@ import os
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, or_, select
 
-from phip.orgs.service import list_institutions
 from phip.standard.validate import platform_now
+from phip.store.models import Institution
 
 from .run import RunResult, analyse
 from .tables import QualityRun
@@ -58,23 +58,23 @@ def window(today: date) -> tuple[date, date]:
     return today - timedelta(days=WINDOW_DAYS), today
 
 
-def due_institutions(engine: Engine, at: time, now: datetime | None = None) -> list[str]:
+def due_institutions(engine: Engine, at: time, now: datetime | None = None, only: str | None = None) -> list[str]:
     """Institutions with uploads whose nightly analysis has not started (or has died) since
-    today's ``at``; none before ``at``."""
+    today's ``at``; none before ``at``. One query, whatever the number of institutions (the
+    worker asks every pass); ``only`` narrows it to one institution."""
     now = now or platform_now()
     if now.time() < at:
         return []
-    since = datetime.combine(now.date(), at)
-    uploaded = [inst.code for inst in list_institutions(engine) if inst.first_upload_at]
-    if not uploaded:
-        return []
-    r = QualityRun.__table__
+    r, inst = QualityRun.__table__, Institution.__table__
+    taken = select(r.c.id).where(
+        r.c.org_code == inst.c.code, r.c.dataset.is_(None), r.c.started_at >= datetime.combine(now.date(), at),
+        or_(r.c.finished_at.is_not(None), r.c.started_at > now - STALE_AFTER),
+    )
+    query = select(inst.c.code).where(inst.c.first_upload_at.is_not(None), ~taken.exists()).order_by(inst.c.code)
+    if only is not None:
+        query = query.where(inst.c.code == only)
     with engine.connect() as conn:
-        taken = set(conn.execute(select(r.c.org_code).where(
-            r.c.dataset.is_(None), r.c.started_at >= since,
-            or_(r.c.finished_at.is_not(None), and_(r.c.finished_at.is_(None), r.c.started_at > now - STALE_AFTER)),
-        )).scalars())
-    return [code for code in uploaded if code not in taken]
+        return list(conn.execute(query).scalars())
 
 
 def run_due(engine: Engine, at: time | None, now: datetime | None = None,
@@ -84,7 +84,7 @@ def run_due(engine: Engine, at: time | None, now: datetime | None = None,
         return []
     results = []
     for code in due_institutions(engine, at, now):
-        if code not in due_institutions(engine, at, now):  # another worker took it meanwhile
+        if not due_institutions(engine, at, now, only=code):  # another worker took it meanwhile
             continue
         start, end = window((now or platform_now()).date())
         result = analyse(engine, code, start, end, as_of=now)

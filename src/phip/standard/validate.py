@@ -182,7 +182,7 @@ def _as_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if abs(value) >= _EXACT_DIGITS:  # 220102199003071234 typed into Excel reads back …1200
+        if abs(value) >= EXACT_DIGITS:  # 220102199003071234 typed into Excel reads back …1200
             raise _Bad("NUMBER_PRECISION_LOST")
         return str(int(value)) if value.is_integer() else repr(value)
     raise _Bad("BAD_VALUE_TYPE")
@@ -190,7 +190,7 @@ def _as_text(value: Any) -> str:
 
 #: A float this large has more digits than a double (and Excel, which keeps 15) holds exactly:
 #: as the text of a code or identifier it is already wrong.
-_EXACT_DIGITS = 1e15
+EXACT_DIGITS = 1e15
 #: How Excel writes a long number into CSV: 2.20102E+17.
 _SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?[Ee]\+?\d+$").match
 _SCIENTIFIC_HINT = "（疑似被Excel转为科学计数法，请将该列设为文本格式后重新导出）"

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
+from phip.api import errors
 from phip.quality import service as quality
 from phip.quality.rules import load_rules
 from phip.reports import export, onboarding, overview
@@ -27,8 +28,6 @@ from phip.reports.period import Period, PeriodError, month_of, parse_period
 from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
-
-from phip.api import errors
 
 from . import auth
 
