@@ -20,14 +20,17 @@ EXAMPLE = Path(his_synth.__file__).parent / "examples" / "his_demo.yaml"
 ORG_CODE, ORG_NAME = his_synth.DEMO_ORG
 MARIADB = os.environ.get("PHIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 POSTGRES = os.environ.get("PHIP_TEST_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
+#: Appended to every source database's name, so that two test runs on one machine (two
+#: work trees) never share a HIS database.
+SUFFIX = os.environ.get("PHIP_TEST_DB_SUFFIX", "")
 
 
 def source_url(backend: str, name: str, tmp: Path) -> str:
     """The admin URL of a fresh HIS database ``phip_his_<name>`` on ``backend``."""
     if backend == "mariadb":
-        return f"{MARIADB}/phip_his_{name}?charset=utf8mb4"
+        return f"{MARIADB}/phip_his_{name}{SUFFIX}?charset=utf8mb4"
     if backend == "postgresql":
-        return f"{POSTGRES}/phip_his_{name}"
+        return f"{POSTGRES}/phip_his_{name}{SUFFIX}"
     return f"sqlite:///{tmp / f'phip_his_{name}.db'}"
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, func, select, text
 from phip.collect import his_synth, state
 from phip.collect.runner import Collector
 from phip.store import models as m
-from tests.collect_support import assert_matches_truth, demo_mapping, source_url
+from tests.collect_support import SUFFIX, assert_matches_truth, demo_mapping, source_url
 
 PASSWORD = "s3cr3t-Pw"
 DOWN_URL = f"mysql+pymysql://phip_ro:{PASSWORD}@127.0.0.1:1/his"  # nothing listens on port 1
@@ -76,7 +76,7 @@ class _KillOnce:
         with self.admin.connect() as conn:
             self.killed = len(conn.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = 'phip_his_drop' AND application_name = 'phip-collect'")).all())
+                "WHERE datname = :db AND application_name = 'phip-collect'"), {"db": f"phip_his_drop{SUFFIX}"}).all())
 
 
 def test_connection_dropped_mid_stream_is_resumed(engine, tmp_path):

@@ -44,7 +44,7 @@ def test_migrated_columns_have_the_collation_the_models_declare(store_engine: En
 
 @pytest.fixture()
 def pg_scratch() -> Engine:
-    url = PG_URL.rsplit("/", 1)[0] + "/phip_test_migrations"
+    url = PG_URL + "_migrations"
     try:
         create_database(url)
     except Exception as exc:  # noqa: BLE001
