@@ -66,17 +66,22 @@ def test_push_replay_and_correct(api, engine, orgs):
 def test_ndjson_gzip_and_rejections_with_feedback(api, engine, orgs):
     client, org, auth, _ = api
     batch = records(orgs, n=6)
-    batch[2] = {**batch[2], "sex_code": "7"}
+    batch[2] = {**batch[2], "visit_time": "2026-02-30 09:00:00"}  # no event time: cannot be stored
+    batch[4] = {**batch[4], "sex_code": "7"}  # stored without the code, flagged
     payload = gzip.compress("\n".join(json.dumps(r, ensure_ascii=False) for r in batch).encode())
     r = client.post(URL, content=payload, headers={**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
     body = r.json()
     assert r.status_code == 200 and body["counts"]["rejected"] == 1 and body["counts"]["accepted"] == 5
+    assert body["counts"]["warnings"] == 1
     rej = body["rejections"][0]
     assert rej["index"] == 2 and rej["record_key"] == batch[2]["visit_no"]
-    assert rej["findings"][0] == {"severity": "error", "code": "NOT_IN_DOMAIN", "field": "sex_code",
+    assert rej["findings"][0] == {"severity": "error", "code": "BAD_DATETIME", "field": "visit_time",
                                   "message": rej["findings"][0]["message"]}
     fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00"}, headers=auth).json()
     assert [i["record_key"] for i in fb["items"]] == [batch[2]["visit_no"]]
+    fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00", "warnings": "true"}, headers=auth).json()
+    assert [(i["record_key"], i["rejected"]) for i in fb["items"]] == [(batch[2]["visit_no"], True), (batch[4]["visit_no"], False)]
+    assert fb["items"][1]["findings"][0]["code"] == "NOT_IN_DOMAIN" and fb["items"][1]["findings"][0]["severity"] == "warning"
     assert client.get("/api/v1/feedback", params={"since": "昨天"}, headers=auth).status_code == 400
 
 
@@ -279,3 +284,4 @@ def test_parameter_errors_are_worded_in_chinese(api):
                                                          "field": "limit"}
     r = client.get("/api/v1/feedback", params={"limit": "many"}, headers=auth)
     assert r.json()["error"]["message"] == "请求参数错误：【limit】应为整数"
+

@@ -117,7 +117,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         }
 
     @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
-                description="返回本机构自 since 起被拒收的记录及原因，供机构修正后重传。",
+                description="返回本机构自 since 起被拒收的记录及原因，供机构修正后重传；warnings=true 时同时返回已接收但有警告的记录。",
                 responses=responses(FEEDBACK, 400, 401, 429, 503, overrides={
                     400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))
     def feedback(
@@ -125,11 +125,14 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
         quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
+        warnings: Annotated[bool, Query(description="同时返回已接收但有警告的记录（如身份证号码校验失败、值域外代码未保存）")] = False,
     ) -> dict[str, Any]:
         stmt = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
-                       BatchFinding.record_key, BatchFinding.findings)
-                .where(BatchFinding.org_code == org, BatchFinding.rejected.is_(True))
+                       BatchFinding.record_key, BatchFinding.rejected, BatchFinding.findings)
+                .where(BatchFinding.org_code == org)
                 .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
+        if not warnings:  # most defects are warnings on a stored record (docs/standard.md)
+            stmt = stmt.where(BatchFinding.rejected.is_(True))
         if since:
             try:
                 start: datetime = parse_datetime(since)
@@ -140,7 +143,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             rows = conn.execute(stmt).all()
         answer: dict[str, Any] = {"org_code": org, "items": [
             {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
-             "index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows]}
+             "index": r.idx, "record_key": r.record_key, "rejected": r.rejected, "findings": r.findings} for r in rows]}
         if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
             answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
         return answer
