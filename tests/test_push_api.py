@@ -118,6 +118,9 @@ def test_authentication(api, engine, orgs):
         (b"<xml/>", {"Content-Type": "application/xml"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
         (b"[]", {}, 415, "UNSUPPORTED_MEDIA_TYPE"),
         (b"not gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "BAD_GZIP"),
+        (gzip.compress(b'[{"a": 1}]') + b"trailing garbage", {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+         400, "BAD_GZIP"),
+        (gzip.compress(b'[{"a": 1}]')[:-6], {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "BAD_GZIP"),
     ],
 )
 def test_bad_requests_store_nothing(api, engine, content, headers, status, code):
@@ -285,3 +288,32 @@ def test_parameter_errors_are_worded_in_chinese(api):
     r = client.get("/api/v1/feedback", params={"limit": "many"}, headers=auth)
     assert r.json()["error"]["message"] == "请求参数错误：【limit】应为整数"
 
+
+def test_every_gzip_member_is_read(api, engine, orgs):
+    """gzip(part 1) + gzip(part 2), as ``cat a.gz b.gz`` makes: both parts are stored (zlib
+    alone stops after the first member, which stored part 1 and answered 200)."""
+    client, _, auth, _ = api
+    batch = records(orgs, n=6)
+    lines = [json.dumps(r, ensure_ascii=False) for r in batch]
+    payload = gzip.compress("\n".join(lines[:3]).encode() + b"\n") + gzip.compress("\n".join(lines[3:]).encode())
+    r = client.post(URL, content=payload, headers={**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["counts"]["accepted"] == 6, r.text
+    assert stored(engine) == 6
+
+
+def test_deep_nesting_rejects_that_record_only(api, engine, orgs):
+    """A valid record followed by a thousand nested arrays: the valid one is stored, the other
+    rejected with its reason; the batch never fails on Python's recursion limit."""
+    client, _, auth, _ = api
+    batch = records(orgs, n=2)
+    deep = "[" * 1000 + "]" * 1000
+    key_deep = json.dumps({**batch[1], "visit_no": "X"})[:-1] + ', "extra": ' + deep + "}"
+    body = "[" + json.dumps(batch[0], ensure_ascii=False) + "," + deep + "," + key_deep.replace('"visit_no": "X"', '"visit_no": ' + deep) + "]"
+    r = client.post(URL, content=body.encode(), headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    counts = r.json()["counts"]
+    assert counts["accepted"] == 1 and counts["rejected"] == 2
+    assert stored(engine) == 1
+    with engine.connect() as conn:
+        kept = conn.execute(select(m.BatchFinding.payload).where(m.BatchFinding.rejected.is_(True))).scalars().all()
+    assert all(p == {"_too_deep": "嵌套超过32层，原文未保存"} for p in kept)

@@ -54,6 +54,30 @@ def replace_nul(value: Any) -> Any:
     return value
 
 
+#: No record of the standard nests deeper than a few levels; a value nested deeper than this is
+#: kept for feedback only as a note, since walking it recursively (serialising, repr,
+#: replace_nul) would hit Python's recursion limit and fail the whole batch.
+MAX_NESTING = 32
+
+
+def nested_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether ``value`` nests lists or objects more than ``limit`` levels deep (iterative, so
+    it cannot itself overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
 # --- GB 11643 resident ID number --------------------------------------------------------
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
