@@ -161,3 +161,15 @@ def test_unknown_database_skips_the_source(engine, tmp_path):
     results = Collector(engine, sleep=waits.append).run(mapping, JOBS)
     assert results[0].code == "SOURCE_UNKNOWN_DATABASE" and "phip_his_never_created" in results[0].error
     assert waits == [] and [r.status for r in results[1:]] == ["skipped", "skipped"]
+
+
+def test_classification_survives_the_reader_process():
+    """The reader process raises SourceError; it comes back pickled with its decision."""
+    import pickle
+
+    from phip.collect.source import SourceError
+
+    error = SourceError("来源账号…无权限", code="SOURCE_ACCESS_DENIED", retry=False, source_wide=False, driver="(1142, …)")
+    back = pickle.loads(pickle.dumps(error))
+    assert (back.message, back.code, back.retry, back.source_wide, back.driver) == (
+        "来源账号…无权限", "SOURCE_ACCESS_DENIED", False, False, "(1142, …)")

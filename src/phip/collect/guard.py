@@ -65,7 +65,7 @@ _NET = {
 }
 _STRINGS = {TokenType.STRING, TokenType.NATIONAL_STRING, TokenType.BYTE_STRING, TokenType.RAW_STRING,
             TokenType.HEREDOC_STRING, TokenType.UNICODE_STRING, TokenType.HEX_STRING, TokenType.BIT_STRING}
-_EXEC_COMMENT = re.compile(r"/\*M?!")
+_EXEC_COMMENT = re.compile(r"/\*[Mm]?!")
 _HINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HINT_ARG_CHARS = re.compile(r"[A-Za-z0-9_.,@#$\s`\"\u4e00-\u9fff()+\-*]*")
 _SNIPPET = 60
