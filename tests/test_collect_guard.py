@@ -92,6 +92,8 @@ def test_corpus_covers_four_dialects_and_executable_comments():
     ("SELECT * FROM BR_JBXX WITH (UPDLOCK)", "UPDLOCK"),
     ("SELECT DBMS_LOCK.SLEEP(5) FROM dual", "DBMS_LOCK"),
     ("SELECT pg_sleep(5)", "PG_SLEEP"),
+    ("SELECT * FROM BR_JBXX FOR UPDATE", "FOR UPDATE"),
+    ("SELECT * FROM BR_JBXX LOCK IN SHARE MODE", "LOCK IN SHARE MODE"),
 ])
 def test_message_names_the_construct_found(sql, found):
     dialect = "mssql" if "UPDLOCK" in sql else "oracle" if "DBMS" in sql else "mysql"

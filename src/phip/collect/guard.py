@@ -266,7 +266,8 @@ def _syntactic(stmt: exp.Expression, where: str) -> None:
         if isinstance(node, exp.Into):
             raise ReadOnlyViolation("RO_SELECT_INTO", f"{where}含有SELECT … INTO（会建表、写变量或写文件），不允许执行")
         if isinstance(node, exp.Lock):
-            raise ReadOnlyViolation("RO_LOCKING", f"{where}含有加锁子句（{_snippet(node.sql())}），会阻塞医院业务，不允许执行")
+            clause = "FOR UPDATE" if node.args.get("update") else "FOR SHARE / LOCK IN SHARE MODE"
+            raise ReadOnlyViolation("RO_LOCKING", f"{where}含有加锁子句（{clause}），会阻塞医院业务，不允许执行")
         if isinstance(node, exp.WithTableHint):
             for hint in node.expressions:
                 name = (hint.name if isinstance(hint, exp.Anonymous | exp.Var | exp.Column) else hint.sql()).upper()
