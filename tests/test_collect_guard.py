@@ -230,3 +230,43 @@ def test_refused_forms_never_reach_mariadb(engine, tmp_path):
     for marker in ("SLEEP", "FOR UPDATE", "/*!", "/*M!", "OUTFILE", "BENCHMARK", "GET_LOCK", "LOAD_FILE", "DELETE",
                    "UPDATE BR_JBXX", "DROP", "SET_VAR"):
         assert marker not in sent, marker
+
+
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
+def test_refused_forms_never_reach_postgresql(engine, tmp_path):
+    """The PostgreSQL forms of the corpus through the collector: the HIS database's session
+    counter (pg_stat_database.sessions, read from another database) does not move — not one
+    connection was opened — until a legitimate control job runs (which moves it)."""
+    import time
+
+    url = source_url("postgresql", "pglog", tmp_path)
+    his_synth.build(url, seed=3, days=1, visits=3, admissions=0)
+    database = make_url(url).database
+    stats = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def sessions() -> int:
+        with stats.connect() as conn:
+            return conn.execute(text("SELECT sessions FROM pg_stat_database WHERE datname = :d"), {"d": database}).scalar()
+
+    try:
+        time.sleep(1.2)  # the builder's sessions reach the counter when they end
+        before = sessions()
+        mapping = demo_mapping(url, tmp_path)
+        job = mapping.job("outpatient_registration")
+        original = job.query, job.from_
+        forms = [f for f in CORPUS["refused"] if f["dialect"] == "postgresql"]
+        for form in forms:
+            job.query, job.from_ = form["sql"], None
+            (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+            assert result.status == "failed" and result.code == form["code"], (form["sql"], result.error)
+        time.sleep(1.2)
+        assert sessions() == before, "a refused form opened a connection to the source"
+        job.query, job.from_ = original
+        (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+        assert result.status == "ok" and result.accepted > 0
+        deadline = time.monotonic() + 10
+        while sessions() == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sessions() > before  # the counter does see the collector's connections
+    finally:
+        stats.dispose()
