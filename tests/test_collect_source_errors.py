@@ -173,3 +173,23 @@ def test_classification_survives_the_reader_process():
     back = pickle.loads(pickle.dumps(error))
     assert (back.message, back.code, back.retry, back.source_wide, back.driver) == (
         "来源账号…无权限", "SOURCE_ACCESS_DENIED", False, False, "(1142, …)")
+
+
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
+def test_account_without_access_to_the_database_skips_the_source(engine, tmp_path):
+    admin = source_url("mariadb", "errnodb", tmp_path)
+    his_synth.build(admin, seed=8, days=1, visits=1, admissions=0, tables={"BR_JBXX"})
+    user, password = f"phip_none{SUFFIX}"[:32], uuid.uuid4().hex[:12]
+    for host in ("%", "localhost"):
+        execute(admin, f"CREATE OR REPLACE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
+    try:
+        mapping = demo_mapping(_as(admin, user, password), tmp_path, retries=3)
+        waits: list[float] = []
+        results = Collector(engine, sleep=waits.append).run(mapping, JOBS)
+    finally:
+        for host in ("%", "localhost"):
+            execute(admin, f"DROP USER IF EXISTS '{user}'@'{host}'")
+    first = results[0]
+    assert first.code == "SOURCE_ACCESS_DENIED" and f"来源账号{user}无权限读取数据库" in first.error, first.error
+    assert "GRANT SELECT ON" in first.error and waits == []
+    assert [(r.status, r.code) for r in results[1:]] == [("skipped", "SOURCE_ACCESS_DENIED")] * 2

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from .source import SourceError, describe_error
+from .source import SourceError, describe_error, mask_url
 
 # -- the drivers' codes --------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ def classify(exc: BaseException, *, backend: str, source: str, url: URL | None, 
         privilege = detail.get("privilege") or "SELECT"
         grant = (f"GRANT SELECT ON {detail['grant_on']} TO {user}" if detail.get("grant_on")
                  else f"GRANT {privilege} ON … TO {user}")
-        message = (f"{job_where}：来源账号{user}无权限{what}（缺少{privilege}权限）。"
+        message = (f"{where if stage == 'connect' else job_where}：来源账号{user}无权限{what}（缺少{privilege}权限）。"
                    f"请医院DBA只授予只读权限，例如 {grant}；不要授予写权限")
     elif code == "SOURCE_UNKNOWN_DATABASE":
         name = f"“{detail['name']}”" if detail.get("name") else ""
@@ -150,8 +150,6 @@ def classify(exc: BaseException, *, backend: str, source: str, url: URL | None, 
 
 
 def _masked(url: URL | None) -> str:
-    from .source import mask_url
-
     return mask_url(url) if url is not None else "未知"
 
 
