@@ -246,3 +246,26 @@ def test_legacy_encoding_is_refused_for_other_databases(engine, tmp_path):
     with pytest.raises(MappingError) as exc:
         Collector(engine).run(demo_mapping(url, tmp_path, legacy_encoding="gbk"), ["patient_info"])
     assert exc.value.code == "BAD_LEGACY_ENCODING"
+
+
+def test_a_query_ending_in_a_line_comment_runs(engine, tmp_path):
+    """The collector wraps a mapping's query (SELECT * FROM (<query>) src …): a query whose last
+    line is a -- comment swallowed the closing parenthesis and failed at run time."""
+    import yaml
+
+    from tests.collect_support import EXAMPLE
+
+    url = source_url("sqlite", "linecomment", tmp_path)
+    data = his_synth.build(url, seed=2, days=1, visits=3, admissions=1)
+    spec = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    job = next(d for d in spec["datasets"] if d["dataset"] == "outpatient_visit")
+    job["query"] = job["query"].rstrip() + "  -- 门诊就诊，按修改时间增量"
+    path = tmp_path / "commented.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    import os
+
+    os.environ["HIS_DEMO_URL"] = url
+    from phip.collect.mapping import load_mapping
+
+    result = _by_job(Collector(engine).run(load_mapping(path), ["outpatient_visit"]))["outpatient_visit"]
+    assert result.status == "ok" and result.accepted == len(data.truth["outpatient_visit"]), result

@@ -85,7 +85,7 @@ class _JobFailed(Exception):
 
 def build_sql(job: Job, since: Any) -> tuple[str, str, dict[str, Any]]:
     """(query, count query, parameters) for one extraction from ``since`` (None = from the start)."""
-    base = job.sql
+    base = job.sql + "\n"  # a query ending in a -- comment must not swallow the ") src" after it
     if job.cursor is None:
         return base, f"SELECT COUNT(*) FROM ({base}) src", {}
     col = job.cursor.column.split(".")[-1]
