@@ -266,7 +266,7 @@ class HardRegister(Register):
             "org_code": code, "org_name": org_name, "patient_id": patient_id,
             "outpatient_no": f"MZ{self._local[code]:08d}", "name": name, "sex_code": e["sex"],
             "birth_date": born.isoformat(), "id_type_code": "01",
-            "ethnicity_code": "01", "nationality_code": "156",
+            "ethnicity_code": "01", "nationality_code": "CHN",
             "create_time": created.isoformat(sep=" "),
             "update_time": (created + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))).isoformat(sep=" "),
         }
