@@ -94,6 +94,8 @@ class HardSet:
     records: list[HardRecord]
     twins: list[tuple[int, int]] = field(default_factory=list)  # entity pairs
     namesakes: list[tuple[int, int]] = field(default_factory=list)
+    #: entity → its true attributes (surname, given, sex, born, id_no, has_id, phone, address parts)
+    people: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def case_counts(self) -> Counter[str]:
         return Counter(c for r in self.records for c in r.cases)
@@ -333,7 +335,8 @@ class HardRegister(Register):
                 r = self.record(e, False)
             records.append(r)
         rng.shuffle(records)
-        return HardSet(records, twins, namesakes)
+        keep = ("surname", "given", "sex", "born", "id_no", "has_id", "phone", "address", "postcode")
+        return HardSet(records, twins, namesakes, {e["entity"]: {k: e[k] for k in keep} for e in persons})
 
 
 def _surname_readings() -> dict[str, str]:
