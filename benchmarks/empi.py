@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from phip.empi.model import LINK_THRESHOLD, splink_settings  # noqa: E402
 from phip.empi.relink import _Clusters  # noqa: E402
@@ -440,6 +440,7 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
     from phip.ingest.pipeline import Pipeline
     from phip.orgs.service import seed_institutions
     from phip.store.db import create_database, make_engine, upgrade, wipe
+    from phip.store.models import BatchFinding
 
     label = {HELD_OUT_SEED: "held-out", TUNING_SEED: "tuning"}.get(seed, "other")
     data = hard_set(n, seed)
@@ -481,6 +482,11 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
         print(f"    rejected {k:,}: {codes}")
     planted = Counter(c for r in data.records if (r.org_code, r.patient_id) in rejected_keys for c in r.cases if c in NO_USABLE_ID)
     print("    rejected records by planted case: " + ", ".join(f"{c} {k:,}" for c, k in sorted(planted.items())))
+    warned: Counter = Counter()
+    with engine.connect() as conn:
+        for (found,) in conn.execute(select(BatchFinding.findings).where(BatchFinding.rejected.is_(False))):
+            warned.update({f["code"] for f in found})
+    print("    stored records with warnings, by code: " + ", ".join(f"{c} {k:,}" for c, k in warned.most_common()))
     after_ingest = _store_persons(engine)
 
     start = time.perf_counter()
@@ -511,6 +517,9 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
         print(f"  {name:<46} {p:>9.4f} {r:>7.4f} {f:>7.4f} {tp:>7,} {fp:>6,} {fn:>6,} "
               f"{'' if twins is None else f'{twins}/{len(data.twins)}':>12} {'' if names is None else f'{names}/{len(data.namesakes)}':>16}")
     best = max((f for name, f in f1s.items() if name.startswith("plain")), default=0.0)
+    tp, fp, fn = score(after_relink, truth)
+    kept_pairs = sum(score(after_relink, truth, accepted)[0::2])
+    print(f"  pairs lost after relink: {fn:,}, of which {data.true_pairs() - kept_pairs:,} have a record that did not reach the EMPI")
     print(f"  records that did not reach the EMPI (rejected or no person): {no_person:,}")
     print(f"  plain Splink train + predict + cluster: {base_s:.0f} s")
     print(f"  F1 PHIP after relink {f1s['PHIP after relink']:.4f} vs plain Splink (best of its two thresholds) {best:.4f}: "

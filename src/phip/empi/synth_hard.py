@@ -56,6 +56,9 @@ NO_USABLE_ID = frozenset({"no_id_person", "id_missing", "id_truncated"})
 #: Given-name characters a clerk may write for one heard (玮 for 伟, 琳 for 霖 …), beside
 #: synth's pool and Faker's given names.
 HOMOPHONE_POOL = "玮炜薇维卫蔚钢港岗罡垒蕾韬滔焘瑜渝钰昱煜毓琦淇祺麒岚澜兰蓝婕洁杰捷颖莹盈滢萍苹屏彬滨冰媛源圆琳霖临麟辉晖徽慧惠蕙卉凯恺锴铠楷"
+#: Surnames (with Faker-like weights) that sound like a polyphonic surname read as a surname:
+#: 山 and 善 are shàn like 单 (which pypinyin alone reads dān).
+EXTRA_HOMOPHONE_SURNAMES = {"山": 0.01, "善": 0.005}
 _FIRST_BIRTH = date(1930, 1, 1)
 SURNAMES_CSV = Path(__file__).parent / "data" / "surnames.csv"
 #: The platform's clock of the synthetic world: no record is created after it.
@@ -113,6 +116,10 @@ class HardRegister(Register):
 
     def __init__(self, seed: int = TUNING_SEED, n_institutions: int = 40):
         super().__init__(seed)
+        for surname, weight in EXTRA_HOMOPHONE_SURNAMES.items():
+            if surname not in self.surnames:
+                self.surnames.append(surname)
+                self.surname_weights.append(weight)
         self.orgs = institutions(n_institutions)
         readings = _surname_readings()
         self.surname_py = {s: readings.get(s) or "".join(lazy_pinyin(s, style=Style.NORMAL)) for s in self.surnames}
