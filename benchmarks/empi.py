@@ -376,6 +376,22 @@ def merged(person_of: dict[tuple[str, str], str | None], truth: dict[tuple[str, 
     return sum(1 for a, b in pairs if persons[a] & persons[b])
 
 
+def lost_by_case(person_of: dict[tuple[str, str], str | None], truth: dict[tuple[str, str], int],
+                 cases: dict[tuple[str, str], tuple[str, ...]], keys: list[tuple[str, str]]) -> Counter:
+    """True pairs among ``keys`` left in two persons, counted under each case either record carries
+    (a pair counts once per case; 'clean' when neither carries one): where recall goes."""
+    by_entity: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for k in keys:
+        by_entity[truth[k]].append(k)
+    out: Counter = Counter()
+    for members in by_entity.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if person_of.get(a) != person_of.get(b):
+                    out.update(set(cases[a]) | set(cases[b]) or {"clean"})
+    return out
+
+
 def _store_persons(engine) -> dict[tuple[str, str], str | None]:  # noqa: ANN001
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT org_code, record_key, person_id FROM records WHERE dataset = 'patient_info'")).all()
@@ -520,6 +536,10 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
     tp, fp, fn = score(after_relink, truth)
     kept_pairs = sum(score(after_relink, truth, accepted)[0::2])
     print(f"  pairs lost after relink: {fn:,}, of which {data.true_pairs() - kept_pairs:,} have a record that did not reach the EMPI")
+    case_of = {(r.org_code, r.patient_id): r.cases for r in data.records}
+    lost = lost_by_case(after_relink, truth, case_of, accepted)
+    print("    pairs lost among the records that reached it, by case of either record: "
+          + ", ".join(f"{c} {k:,}" for c, k in lost.most_common()))
     print(f"  records that did not reach the EMPI (rejected or no person): {no_person:,}")
     print(f"  plain Splink train + predict + cluster: {base_s:.0f} s")
     print(f"  F1 PHIP after relink {f1s['PHIP after relink']:.4f} vs plain Splink (best of its two thresholds) {best:.4f}: "
