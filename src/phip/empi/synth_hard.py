@@ -265,7 +265,8 @@ class HardRegister(Register):
         if phone is None and "phone_missing" not in cases:
             cases.append("phone_missing")
         if org is None:  # a first record at the home institution, further ones elsewhere
-            org = e["home_org"] if first else rng.choice([i for i in range(len(self.orgs)) if i not in e["orgs"]])
+            others = [i for i in range(len(self.orgs)) if i not in e["orgs"]] or list(range(len(self.orgs)))
+            org = e["home_org"] if first else rng.choice(others)
         e["orgs"].add(org)
         code, org_name = self.orgs[org]
         self._local[code] += 1
