@@ -489,3 +489,43 @@ def build(admin_url: str, style: str, **kw: Any) -> StyleData:
     return data
 
 
+
+
+def evaluate(truth: Truth, proposals: list[Any]) -> dict[str, tuple[int, int, list[str]]]:
+    """Per measured data set: (required fields mapped correctly, required fields, what is wrong).
+
+    A field is correct when the probe's source (``TABLE.COLUMN`` or ``const:VALUE``) is one the
+    truth accepts and, for a coded field, its code table turns every local code the truth
+    lists into the truth's standard code (and leaves standard codes alone where the truth has
+    no table)."""
+    by_ds = {p.dataset.code: p for p in proposals}
+    out: dict[str, tuple[int, int, list[str]]] = {}
+    for dataset, fields in truth.sources.items():
+        p = by_ds.get(dataset)
+        wrong: list[str] = []
+        good = 0
+        if p is None:
+            out[dataset] = (0, len(fields), ["未提出映射"])
+            continue
+        sources = p.sources()
+        matches = {m.field.name: m for m in p.matches}
+        for name, accepted in fields.items():
+            got = sources.get(name)
+            if got is None:
+                wrong.append(f"{name}: 未映射")
+                continue
+            if got.upper() not in {a.upper() for a in accepted}:
+                wrong.append(f"{name}: {got}（应为 {'/'.join(sorted(accepted))}）")
+                continue
+            expected = truth.codes.get(dataset, {}).get(name)
+            m = matches.get(name)
+            table = (m.codes or {}) if m is not None else {}
+            if expected and any(table.get(k, k).lstrip("0") != v.lstrip("0") for k, v in expected.items()):
+                wrong.append(f"{name}: 代码对照 {table or '无'}（应为 {expected}）")
+                continue
+            if not expected and any(k != v for k, v in table.items()):
+                wrong.append(f"{name}: 多余的代码对照 {table}")
+                continue
+            good += 1
+        out[dataset] = (good, len(fields), wrong)
+    return out
