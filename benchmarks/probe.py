@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--suffix", default=os.environ.get("PHIP_TEST_DB_SUFFIX", ""))
     parser.add_argument("--verbose", "-v", action="store_true", help="list every wrong field")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     table = Table(title="phip collect probe：必填字段映射正确率（MariaDB）")
     for col in ("schema", "风格", *his_styles.MEASURED, "合计", "草稿可加载", "试运行问题行", "探查耗时"):
         table.add_column(col)
@@ -77,7 +77,8 @@ def main() -> None:
 
 
 STYLE_LABELS = {"synth": "拼音首字母+中文列注释（项目自带）", "pinyin": "东软/卫宁式拼音首字母+列注释",
-                "cryptic": "F001式列名，仅中文注释，外键", "english": "英文列名，仅表注释（教学HIS式）"}
+                "cryptic": "F001式列名，仅中文注释，外键", "english": "英文列名，仅表注释（教学HIS式）",
+                "camel": "驼峰英文列名（留出集：同义词定稿后才写）"}
 
 if __name__ == "__main__":
     main()

@@ -433,7 +433,100 @@ def _english(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
     return StyleData("english", md, rows, truth)
 
 
-STYLES = {"pinyin": _pinyin, "cryptic": _cryptic, "english": _english}
+# --- (d) camelCase, a hold-out written after the synonyms were fixed ----------------------------
+
+
+def _camel(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
+    """A Java-style system (camelCase columns, ``t_`` tables, table comments only), written
+    after the probe's synonyms were fixed and measured before any change to them: how the
+    probe does on a naming it was not tuned for."""
+    md = MetaData()
+    Table("t_patient", md, Column("patientId", S(20), primary_key=True), Column("patientName", S(40)),
+          Column("sex", S(2)), Column("birthDay", Date), Column("idCardNo", S(18)), Column("mobile", S(20)),
+          Column("createdAt", DateTime), Column("updatedAt", DateTime), comment="病人表")
+    Table("t_register", md, Column("registerId", S(20), primary_key=True), Column("clinicNo", S(20)),
+          Column("patientId", S(20)), Column("patientName", S(40)), Column("sex", S(2)),
+          Column("registerType", S(10)), Column("clinicType", S(1)), Column("deptCode", S(10)),
+          Column("deptName", S(40)), Column("doctorCode", S(10)), Column("doctorName", S(40)),
+          Column("registerTime", DateTime), Column("fee", Numeric(10, 2)), Column("updatedAt", DateTime), comment="挂号表")
+    Table("t_outpatient_record", md, Column("clinicNo", S(20), primary_key=True), Column("registerId", S(20)),
+          Column("patientId", S(20)), Column("clinicType", S(1)), Column("deptCode", S(10)), Column("deptName", S(40)),
+          Column("doctorCode", S(10)), Column("doctorName", S(40)), Column("visitTime", DateTime),
+          Column("mainDiagCode", S(20)), Column("mainDiagName", S(100)), Column("updatedAt", DateTime), comment="门诊记录")
+    Table("t_recipe", md, Column("recipeNo", S(20), primary_key=True), Column("clinicNo", S(20)),
+          Column("patientId", S(20)), Column("deptCode", S(10)), Column("deptName", S(40)), Column("doctorCode", S(10)),
+          Column("doctorName", S(40)), Column("recipeTime", DateTime), Column("diagCode", S(20)),
+          Column("diagName", S(100)), Column("updatedAt", DateTime), comment="处方")
+    t = Table("t_recipe_detail", md, Column("recipeNo", S(20)), Column("lineNo", Integer), Column("drugCode", S(20)),
+              Column("drugName", S(100)), Column("spec", S(50)), Column("freqCode", S(10)), Column("usageName", S(20)),
+              Column("qty", Numeric(10, 2)), Column("price", Numeric(10, 2)), comment="处方明细")
+    Index("uk_recipe_detail", t.c.recipeNo, t.c.lineNo, unique=True)
+
+    people, visits = _world(seed, patients, visits, now)
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in md.tables}
+    for i, h in enumerate(people):
+        p = h["p"]
+        rows["t_patient"].append({"patientId": f"P{i + 1:06d}", "patientName": p.name, "sex": his_synth.SEX_CN[p.sex_code],
+                                  "birthDay": p.birth_date, "idCardNo": h["id_no"], "mobile": p.phone,
+                                  "createdAt": h["created"], "updatedAt": h["created"] + timedelta(hours=3)})
+    for v in visits:
+        f, p = v.fields, people[v.patient]["p"]
+        reg, clinic, pid = f"R{v.no:07d}", f"C{v.no:07d}", f"P{v.patient + 1:06d}"
+        kind = "2" if v.emergency else "1"
+        local_type = {"1": "普通", "2": "专家", "4": "急诊"}[v.reg_type[0]]
+        rows["t_register"].append({"registerId": reg, "clinicNo": clinic, "patientId": pid, "patientName": p.name,
+                                   "sex": his_synth.SEX_CN[p.sex_code], "registerType": local_type, "clinicType": kind,
+                                   "deptCode": f["dept_code"], "deptName": f["dept_name"], "doctorCode": f["doctor_id"],
+                                   "doctorName": f["doctor_name"], "registerTime": v.reg_time, "fee": v.fee,
+                                   "updatedAt": v.reg_time + timedelta(minutes=1)})
+        rows["t_outpatient_record"].append({"clinicNo": clinic, "registerId": reg, "patientId": pid, "clinicType": kind,
+                                            "deptCode": f["dept_code"], "deptName": f["dept_name"],
+                                            "doctorCode": f["doctor_id"], "doctorName": f["doctor_name"], "visitTime": v.time,
+                                            "mainDiagCode": f["diagnosis_code"], "mainDiagName": f["diagnosis_name"],
+                                            "updatedAt": v.time + timedelta(minutes=30)})
+        if v.rx:
+            no = f"RX{v.no:07d}"
+            rows["t_recipe"].append({"recipeNo": no, "clinicNo": clinic, "patientId": pid, "deptCode": f["dept_code"],
+                                     "deptName": f["dept_name"], "doctorCode": f["doctor_id"], "doctorName": f["doctor_name"],
+                                     "recipeTime": v.time + timedelta(minutes=5), "diagCode": f["diagnosis_code"],
+                                     "diagName": f["diagnosis_name"], "updatedAt": v.time + timedelta(minutes=6)})
+            for it in v.rx:
+                rows["t_recipe_detail"].append({"recipeNo": no, "lineNo": it["item"], "drugCode": it["code"],
+                                                "drugName": it["drug"], "spec": it["spec"], "freqCode": it["freq"][2],
+                                                "usageName": it["route"][1], "qty": it["qty"], "price": it["price"]})
+    truth = Truth()
+    sex = {"男": "1", "女": "2"}
+    truth.add("patient_info", "t_patient", {
+        "patient_id": "t_patient.patientId", "name": "t_patient.patientName", "sex_code": "t_patient.sex",
+        "birth_date": "t_patient.birthDay", "id_type_code": "const:01", "id_no": "t_patient.idCardNo",
+        "create_time": "t_patient.createdAt", "update_time": "t_patient.updatedAt"}, {"sex_code": sex})
+    person = {"patient_id": ("t_register.patientId", "t_outpatient_record.patientId", "t_recipe.patientId",
+                             "t_patient.patientId"),
+              "name": ("t_register.patientName", "t_patient.patientName"), "sex_code": ("t_register.sex", "t_patient.sex")}
+    truth.add("outpatient_registration", "t_register", {
+        **person, "registration_no": "t_register.registerId", "visit_no": "t_register.clinicNo",
+        "visit_type_code": "t_register.clinicType", "registration_type_code": "t_register.registerType",
+        "dept_code": "t_register.deptCode", "dept_name": "t_register.deptName", "registration_time": "t_register.registerTime",
+        "total_fee": "t_register.fee"}, {"sex_code": sex, "registration_type_code": {"普通": "1", "专家": "2", "急诊": "4"}})
+    truth.add("outpatient_visit", "t_outpatient_record", {
+        **person, "visit_no": "t_outpatient_record.clinicNo", "visit_type_code": "t_outpatient_record.clinicType",
+        "dept_code": "t_outpatient_record.deptCode", "dept_name": "t_outpatient_record.deptName",
+        "visit_time": "t_outpatient_record.visitTime", "diagnosis_code": "t_outpatient_record.mainDiagCode",
+        "diagnosis_name": "t_outpatient_record.mainDiagName"}, {"sex_code": sex})
+    truth.add("western_prescription", "t_recipe_detail", {
+        **person, "prescription_no": ("t_recipe_detail.recipeNo", "t_recipe.recipeNo"), "item_no": "t_recipe_detail.lineNo",
+        "visit_no": ("t_recipe.clinicNo", "t_outpatient_record.clinicNo"), "visit_type_code": "t_outpatient_record.clinicType",
+        "dept_code": "t_recipe.deptCode", "dept_name": "t_recipe.deptName", "doctor_id": "t_recipe.doctorCode",
+        "doctor_name": "t_recipe.doctorName", "prescription_time": "t_recipe.recipeTime", "diagnosis_code": "t_recipe.diagCode",
+        "diagnosis_name": "t_recipe.diagName", "drug_local_code": "t_recipe_detail.drugCode",
+        "drug_name": "t_recipe_detail.drugName", "frequency_code": "t_recipe_detail.freqCode",
+        "route_code": "t_recipe_detail.usageName", "quantity": "t_recipe_detail.qty"},
+        {"sex_code": sex, "frequency_code": {"qd": "01", "bid": "02", "tid": "03", "prn": "13"},
+         "route_code": {"口服": "1", "静滴": "404", "肌注": "403"}})
+    return StyleData("camel", md, rows, truth)
+
+
+STYLES = {"pinyin": _pinyin, "cryptic": _cryptic, "english": _english, "camel": _camel}
 
 
 def synth_truth() -> Truth:

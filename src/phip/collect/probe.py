@@ -316,6 +316,12 @@ def _name_score(spec: FieldSpec, column: ColumnInfo, dataset: str, raw_name: str
     variants = label_variants(spec.label)
     if comment and comment in variants:
         return 90, f"列注释“{column.comment}”与标准名称“{spec.label}”相符"
+    if not comment:
+        for phrase in translations(raw_name):
+            if phrase in chinese:
+                return 84, f"列名{raw_name}意为“{phrase}”，即“{spec.label}”"
+            if phrase in variants:
+                return 82, f"列名{raw_name}意为“{phrase}”，与标准名称“{spec.label}”相符"
     if name in pinyin:
         return 85, f"列名{raw_name}是“{spec.label}”同义词的拼音"
     if name in _variant_initials(spec.label):
@@ -330,7 +336,37 @@ def _name_score(spec: FieldSpec, column: ColumnInfo, dataset: str, raw_name: str
         return 55, f"列注释“{column.comment}”与“{spec.label}”部分相符"
     if len(name) >= 3 and any(c.endswith(name) and c != name for c in _variant_initials(spec.label)):
         return 55, f"列名与“{spec.label}”的拼音首字母部分相符"
+    if not comment:
+        for phrase in translations(raw_name):
+            if len(phrase) >= 4 and any(v.endswith(phrase) for v in variants):
+                return 78, f"列名{raw_name}意为“{phrase}”，与“{spec.label}”的后半相符"
+            if len(phrase) >= 3 and any(phrase.endswith(c) for c in chinese if len(c) >= 2):
+                return 58, f"列名{raw_name}意为“{phrase}”，以“{spec.label}”的同义词结尾"
     return 0, ""
+
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def words(name: str) -> list[str]:
+    """``registerType`` → [register, type]; ``MAIN_DIAG_CODE`` → [main, diag, code]."""
+    return [w.lower() for part in re.split(r"[_\W]+", name) for w in _WORD.findall(part)]
+
+
+@cache
+def translations(name: str) -> tuple[str, ...]:
+    """Chinese readings of an English name, when every word is known (``words`` in
+    matching.yaml): with and without a last word that only says code/name (频次代码, 频次)."""
+    vocab = {str(k).lower(): v for k, v in _rules().get("words", {}).items()}
+    parts = words(name)
+    # one word is for the name lists (names:); an unknown word makes the reading a guess too far
+    if len(parts) < 2 or _CJK.search(name) or any(p not in vocab for p in parts):
+        return ()
+    chinese = [str(vocab[p] or "") for p in parts]
+    out = ["".join(chinese)]
+    if len(parts) > 2 and parts[-1] in ("name", "nm"):
+        out.append("".join(chinese[:-1]))  # usageName → 用法 (a name column of a coded thing)
+    return tuple(dict.fromkeys(o for o in out if len(o) >= 2))
 
 
 def _value_adjust(spec: FieldSpec, column: ColumnInfo) -> tuple[int, str]:
@@ -518,9 +554,10 @@ def _reach(base: TableInfo, edges: dict[str, list[tuple[str, str, TableInfo, str
 
 
 def _keyword_hit(dataset: DataSet, t: TableInfo) -> bool:
-    words = _rules().get("tables", {}).get(dataset.code, [])
-    name, comment = _norm(t.name), t.comment or ""
-    return any((w in comment) if _CJK.search(w) else (_norm(w) in name) for w in words)
+    keywords = _rules().get("tables", {}).get(dataset.code, [])
+    name = _norm(t.name)
+    said = (t.comment or "") + "".join(translations(_TABLE_PREFIX.sub("", t.name)))
+    return any((w in said) if _CJK.search(w) else (_norm(w) in name) for w in keywords)
 
 
 def _candidates(dataset: DataSet, t: TableInfo, specs: list[FieldSpec], names: dict[str, str] | None = None,
