@@ -67,12 +67,12 @@ def main() -> None:
         grand[1] += total
         table.add_row(style, (his_synth.__doc__ or "").split("\n")[0][:0] + STYLE_LABELS[style],
                       *[f"{result[d][0]}/{result[d][1]}" for d in his_styles.MEASURED],
-                      f"{good}/{total} = {good / total:.0%}", loads, trial, f"{took:.1f} s")
+                      f"{good}/{total} = {good / total:.1%}", loads, trial, f"{took:.1f} s")
         if args.verbose:
             for d in his_styles.MEASURED:
                 for w in result[d][2]:
                     console.print(f"  {style} {d}: {w}", highlight=False)
-    table.add_row("合计", "", *[""] * len(his_styles.MEASURED), f"{grand[0]}/{grand[1]} = {grand[0] / grand[1]:.0%}", "", "", "")
+    table.add_row("合计", "", *[""] * len(his_styles.MEASURED), f"{grand[0]}/{grand[1]} = {grand[0] / grand[1]:.1%}", "", "", "")
     console.print(table)
 
 

@@ -12,9 +12,9 @@ through :mod:`phip.synth`) and the mapping a person would write (the *truth*), f
 * ``cryptic`` — a system whose columns are ``F001``, ``F002`` … in tables ``HIS_T001`` …: only
   the Chinese comments say what they hold; joins are declared foreign keys; sex as M/F, birth
   date as text ``YYYYMMDD``, visit type as 门诊/急诊, document type as 身份证, integer keys.
-* ``english`` — like the teaching HIS (东软 NEU-HIS, MySQL): ``pms_patient``, ``dms_registration``,
-  ``dms_case_history``, ``dms_medicine_prescription_record`` + ``..._item_record``, ``dms_dept``,
-  ``sms_staff``, ``dms_drug``; English column names (``gender``, ``date_of_birth``,
+* ``english`` — like the teaching HIS (东软 NEU-HIS, MySQL, 17 of its tables): ``pms_patient``,
+  ``dms_registration``, ``dms_case_history``, ``dms_medicine_prescription_record`` + ``..._item_record``
+  beside the herbal ones, ``sms_dept``, ``sms_staff``, ``sms_skd``, ``dms_drug``, ``bms_*``; English column names (``gender``, ``date_of_birth``,
   ``identification_no``), Chinese TABLE comments only, sex coded 1/0, no update time on the
   patient table, no declared foreign keys (``patient_id`` → ``pms_patient.id`` by convention),
   frequencies as 一日三次.
@@ -333,35 +333,67 @@ def _cryptic(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
 
 
 def _english(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
+    """After the public description of the NEU-HIS teaching system: dms_ (clinic), pms_
+    (patients), sms_ (system: departments, staff, schedules), bms_ (billing) tables; herbal
+    prescriptions beside the western ones (a trap for the probe); no column comments."""
     md = MetaData()
     pk = {"primary_key": True, "autoincrement": False}
-    Table("dms_dept", md, Column("id", Integer, **pk), Column("code", S(20)), Column("name", S(40)),
-          Column("type", Integer), comment="科室")
+    Table("sms_dept", md, Column("id", Integer, **pk), Column("code", S(20)), Column("name", S(40)),
+          Column("type", Integer), Column("status", Integer), comment="科室")
     Table("sms_staff", md, Column("id", Integer, **pk), Column("code", S(20)), Column("name", S(40)),
-          Column("dept_id", Integer), Column("title", S(20)), comment="员工/医生")
+          Column("dept_id", Integer), Column("title", S(20)), Column("status", Integer), comment="员工/医生")
+    Table("sms_skd", md, Column("id", Integer, **pk), Column("staff_id", Integer), Column("dept_id", Integer),
+          Column("skd_date", Date), Column("noon", S(4)), Column("remain", Integer), comment="排班")
+    Table("sms_role", md, Column("id", Integer, **pk), Column("name", S(40)), Column("status", Integer), comment="角色")
     Table("dms_drug", md, Column("id", Integer, **pk), Column("code", S(20)), Column("name", S(100)),
-          Column("format", S(50)), Column("price", Numeric(10, 2)), Column("unit", S(10)), comment="药品")
+          Column("format", S(50)), Column("price", Numeric(10, 2)), Column("unit", S(10)), Column("stock", Integer),
+          comment="药品")
+    Table("dms_non_drug", md, Column("id", Integer, **pk), Column("code", S(20)), Column("name", S(100)),
+          Column("price", Numeric(10, 2)), Column("type", Integer), comment="非药品收费项目（检查检验处置）")
     Table("pms_patient", md, Column("id", Integer, **pk), Column("name", S(40)), Column("gender", Integer),
           Column("date_of_birth", Date), Column("identification_no", S(18)), Column("medical_record_no", S(20)),
           Column("phone_no", S(20)), Column("home_address", S(200)), Column("create_time", DateTime), comment="患者信息")
     Table("dms_registration", md, Column("id", Integer, **pk), Column("patient_id", Integer), Column("dept_id", Integer),
-          Column("staff_id", Integer), Column("registration_level", S(10)), Column("visit_category", Integer),
-          Column("amount", Numeric(10, 2)), Column("status", Integer), Column("create_time", DateTime),
-          Column("update_time", DateTime), comment="挂号信息")
+          Column("skd_id", Integer), Column("registration_level", S(10)), Column("visit_category", Integer),
+          Column("amount", Numeric(10, 2)), Column("status", Integer), Column("bind_status", Integer),
+          Column("attendance_date", Date), Column("create_time", DateTime), Column("update_time", DateTime),
+          comment="挂号信息")
     t = Table("dms_case_history", md, Column("id", Integer, **pk), Column("registration_id", Integer),
-              Column("chief_complaint", S(200)), Column("disease_icd", S(20)), Column("disease_name", S(100)),
-              Column("status", Integer), Column("create_time", DateTime), comment="门诊病历（就诊记录）")
+              Column("patient_id", Integer), Column("staff_id", Integer), Column("chief_complaint", S(200)),
+              Column("disease_icd", S(20)), Column("disease_name", S(100)), Column("status", Integer),
+              Column("create_time", DateTime), comment="门诊病历（就诊记录）")
     Index("uk_case_registration", t.c.registration_id, unique=True)
+    Table("dms_case_model", md, Column("id", Integer, **pk), Column("name", S(40)), Column("chief_complaint", S(200)),
+          Column("staff_id", Integer), comment="病历模板")
     Table("dms_medicine_prescription_record", md, Column("id", Integer, **pk), Column("registration_id", Integer),
-          Column("name", S(40)), Column("status", Integer), Column("create_time", DateTime), comment="成药处方")
+          Column("name", S(40)), Column("type", Integer), Column("amount", Numeric(12, 2)), Column("status", Integer),
+          Column("refund_status", Integer), Column("create_time", DateTime), comment="成药处方")
     Table("dms_medicine_item_record", md, Column("id", Integer, **pk), Column("prescription_id", Integer),
           Column("drug_id", Integer), Column("medicine_usage", S(20)), Column("medicine_frequency", S(20)),
           Column("days", Integer), Column("num", Numeric(10, 2)), Column("status", Integer), comment="成药处方明细")
+    Table("dms_herbal_prescription_record", md, Column("id", Integer, **pk), Column("registration_id", Integer),
+          Column("name", S(40)), Column("type", Integer), Column("pair_num", Integer), Column("frequency", S(20)),
+          Column("amount", Numeric(12, 2)), Column("status", Integer), Column("create_time", DateTime), comment="草药处方")
+    Table("dms_herbal_item_record", md, Column("id", Integer, **pk), Column("prescription_id", Integer),
+          Column("drug_id", Integer), Column("medicine_usage", S(20)), Column("num", Numeric(10, 2)),
+          Column("footnote", S(40)), Column("status", Integer), comment="草药处方明细")
+    Table("dms_non_drug_item_record", md, Column("id", Integer, **pk), Column("registration_id", Integer),
+          Column("no_drug_id", Integer), Column("name", S(100)), Column("status", Integer), Column("result", S(200)),
+          Column("create_time", DateTime), comment="检查检验处置申请")
+    Table("bms_bills_record", md, Column("id", Integer, **pk), Column("registration_id", Integer),
+          Column("bill_no", S(20)), Column("amount", Numeric(12, 2)), Column("status", Integer),
+          Column("create_time", DateTime), comment="账单记录")
+    Table("bms_invoice_record", md, Column("id", Integer, **pk), Column("invoice_no", S(20)), Column("bill_id", Integer),
+          Column("amount", Numeric(12, 2)), Column("create_time", DateTime), comment="发票记录")
+    Table("bms_operator_settle_record", md, Column("id", Integer, **pk), Column("operator_id", Integer),
+          Column("start_datetime", DateTime), Column("end_datetime", DateTime), Column("amount", Numeric(12, 2)),
+          comment="操作员日结")
 
     people, visits = _world(seed, patients, visits, now)
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in md.tables}
     depts: dict[str, int] = {}
     staff: dict[str, int] = {}
+    skd: dict[tuple[str, Any], int] = {}
     drugs: dict[str, int] = {}
     for i, h in enumerate(people):
         p = h["p"]
@@ -369,32 +401,56 @@ def _english(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
                                     "date_of_birth": p.birth_date, "identification_no": h["id_no"],
                                     "medical_record_no": f"MR{i + 1:06d}", "phone_no": p.phone, "home_address": p.address,
                                     "create_time": h["created"]})
-    rx_id = item_id = 0
+    rows["sms_role"] = [{"id": 1, "name": "门诊医生", "status": 1}, {"id": 2, "name": "收费员", "status": 1}]
+    rows["dms_case_model"] = [{"id": 1, "name": "上感模板", "chief_complaint": "咳嗽3天", "staff_id": 1}]
+    rows["dms_non_drug"] = [{"id": 1, "code": "JC001", "name": "血常规", "price": 20, "type": 1}]
+    rx_id = herbal_id = item_id = 0
     for v in visits:
         f = v.fields
         if f["dept_code"] not in depts:
             depts[f["dept_code"]] = len(depts) + 1
-            rows["dms_dept"].append({"id": depts[f["dept_code"]], "code": f["dept_code"], "name": f["dept_name"], "type": 1})
+            rows["sms_dept"].append({"id": depts[f["dept_code"]], "code": f["dept_code"], "name": f["dept_name"],
+                                     "type": 1, "status": 1})
         if f["doctor_id"] not in staff:
             staff[f["doctor_id"]] = len(staff) + 1
             rows["sms_staff"].append({"id": staff[f["doctor_id"]], "code": f["doctor_id"], "name": f["doctor_name"],
-                                      "dept_id": depts[f["dept_code"]], "title": "主治医师"})
+                                      "dept_id": depts[f["dept_code"]], "title": "主治医师", "status": 1})
+        slot = (f["doctor_id"], v.time.date())
+        if slot not in skd:
+            skd[slot] = len(skd) + 1
+            rows["sms_skd"].append({"id": skd[slot], "staff_id": staff[f["doctor_id"]], "dept_id": depts[f["dept_code"]],
+                                    "skd_date": v.time.date(), "noon": "上午", "remain": 20})
         rows["dms_registration"].append({
-            "id": v.no, "patient_id": v.patient + 1, "dept_id": depts[f["dept_code"]], "staff_id": staff[f["doctor_id"]],
+            "id": v.no, "patient_id": v.patient + 1, "dept_id": depts[f["dept_code"]], "skd_id": skd[slot],
             "registration_level": v.reg_type[1], "visit_category": 2 if v.emergency else 1, "amount": v.fee, "status": 1,
-            "create_time": v.reg_time, "update_time": v.reg_time + timedelta(minutes=2)})
-        rows["dms_case_history"].append({"id": 1000 + v.no, "registration_id": v.no, "chief_complaint": f["chief_complaint"],
+            "bind_status": 0, "attendance_date": v.time.date(), "create_time": v.reg_time,
+            "update_time": v.reg_time + timedelta(minutes=2)})
+        rows["dms_case_history"].append({"id": 1000 + v.no, "registration_id": v.no, "patient_id": v.patient + 1,
+                                         "staff_id": staff[f["doctor_id"]], "chief_complaint": f["chief_complaint"],
                                          "disease_icd": f["diagnosis_code"], "disease_name": f["diagnosis_name"], "status": 2,
                                          "create_time": v.time})
+        rows["bms_bills_record"].append({"id": v.no, "registration_id": v.no, "bill_no": f"B{v.no:07d}", "amount": v.fee,
+                                         "status": 1, "create_time": v.reg_time})
+        if v.no % 7 == 0:  # herbal prescriptions and tests: tables the probe must not take for western ones
+            herbal_id += 1
+            rows["dms_herbal_prescription_record"].append({
+                "id": herbal_id, "registration_id": v.no, "name": "中药处方", "type": 1, "pair_num": 7, "frequency": "一日两次",
+                "amount": 80, "status": 1, "create_time": v.time + timedelta(minutes=8)})
+            rows["dms_herbal_item_record"].append({"id": herbal_id, "prescription_id": herbal_id, "drug_id": 1,
+                                                   "medicine_usage": "水煎服", "num": 10, "footnote": "先煎", "status": 1})
+            rows["dms_non_drug_item_record"].append({"id": herbal_id, "registration_id": v.no, "no_drug_id": 1,
+                                                     "name": "血常规", "status": 1, "result": "", "create_time": v.time})
         if v.rx:
             rx_id += 1
-            rows["dms_medicine_prescription_record"].append({"id": rx_id, "registration_id": v.no, "name": "处方",
-                                                             "status": 1, "create_time": v.time + timedelta(minutes=4)})
+            rows["dms_medicine_prescription_record"].append({
+                "id": rx_id, "registration_id": v.no, "name": "处方", "type": 1,
+                "amount": round(sum(it["qty"] * it["price"] for it in v.rx), 2), "status": 1, "refund_status": 0,
+                "create_time": v.time + timedelta(minutes=4)})
             for it in v.rx:
                 if it["code"] not in drugs:
                     drugs[it["code"]] = len(drugs) + 1
                     rows["dms_drug"].append({"id": drugs[it["code"]], "code": it["code"], "name": it["drug"],
-                                             "format": it["spec"], "price": it["price"], "unit": it["unit"]})
+                                             "format": it["spec"], "price": it["price"], "unit": it["unit"], "stock": 100})
                 item_id += 1
                 rows["dms_medicine_item_record"].append({
                     "id": item_id, "prescription_id": rx_id, "drug_id": drugs[it["code"]], "medicine_usage": it["route"][3],
@@ -405,9 +461,9 @@ def _english(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
         "patient_id": "pms_patient.id", "name": "pms_patient.name", "sex_code": "pms_patient.gender",
         "birth_date": "pms_patient.date_of_birth", "id_type_code": "const:01", "id_no": "pms_patient.identification_no",
         "create_time": "pms_patient.create_time", "update_time": "pms_patient.create_time"}, {"sex_code": sex})
-    person = {"patient_id": ("dms_registration.patient_id", "pms_patient.id"), "name": "pms_patient.name",
-              "sex_code": "pms_patient.gender"}
-    dept = {"dept_code": "dms_dept.code", "dept_name": "dms_dept.name"}
+    person = {"patient_id": ("dms_registration.patient_id", "dms_case_history.patient_id", "pms_patient.id"),
+              "name": "pms_patient.name", "sex_code": "pms_patient.gender"}
+    dept = {"dept_code": "sms_dept.code", "dept_name": "sms_dept.name"}
     truth.add("outpatient_registration", "dms_registration", {
         **person, **dept, "registration_no": "dms_registration.id", "visit_no": "dms_registration.id",
         "visit_type_code": "dms_registration.visit_category", "registration_type_code": "dms_registration.registration_level",
@@ -421,7 +477,8 @@ def _english(seed: int, patients: int, visits: int, now: datetime) -> StyleData:
     truth.add("western_prescription", "dms_medicine_item_record", {
         **person, **dept, "prescription_no": ("dms_medicine_item_record.prescription_id", "dms_medicine_prescription_record.id"),
         "item_no": "dms_medicine_item_record.id",
-        "visit_no": ("dms_medicine_prescription_record.registration_id", "dms_registration.id"),
+        "visit_no": ("dms_medicine_prescription_record.registration_id", "dms_registration.id",
+                     "dms_case_history.registration_id"),
         "visit_type_code": "dms_registration.visit_category", "doctor_id": "sms_staff.code", "doctor_name": "sms_staff.name",
         "prescription_time": "dms_medicine_prescription_record.create_time",
         "diagnosis_code": "dms_case_history.disease_icd", "diagnosis_name": "dms_case_history.disease_name",

@@ -73,6 +73,7 @@ class ColumnInfo:
     nullable: bool = True
     samples: list[Any] = field(default_factory=list)  # up to SAMPLE_ROWS values, NULLs left out
     distinct: list[str] | None = None  # every distinct value when there are few (code columns)
+    adjust: dict[Any, tuple[int, str]] = field(default_factory=dict, repr=False)  # value checks per field kind
 
 
 @dataclass
@@ -146,7 +147,8 @@ class Proposal:
     consts: dict[str, tuple[str, str]] = field(default_factory=dict)  # field → (value, reason)
     warnings: list[str] = field(default_factory=list)
     cursor_note: str = ""
-    cursor_alias: str = "t0"  # what the dry run on a few rows found
+    cursor_alias: str = "t0"
+    cursor_output: str = ""  # the cursor's column name in the drafted query's result  # what the dry run on a few rows found
 
     @property
     def complete(self) -> bool:
@@ -269,15 +271,16 @@ def field_names(dataset: str, field_name: str) -> tuple[frozenset[str], frozense
     return frozenset(latin), frozenset(chinese), frozenset(pinyin)
 
 
-def _type_ok(spec: FieldSpec, column_type: str) -> bool:
+@cache
+def _type_ok(field_type: str, column_type: str) -> bool:
     t = column_type.upper()
     numeric = any(k in t for k in ("INT", "NUMERIC", "DECIMAL", "FLOAT", "DOUBLE", "REAL", "NUMBER"))
     temporal = any(k in t for k in ("DATE", "TIME"))
-    if spec.type in ("date", "datetime"):
+    if field_type in ("date", "datetime"):
         return not numeric or "NUMBER" in t  # Oracle NUMBER(8) dates exist
-    if spec.type in ("int", "decimal"):
+    if field_type in ("int", "decimal"):
         return not temporal
-    return not temporal or spec.type in ("string", "text")
+    return not temporal or field_type in ("string", "text")
 
 
 def _shape(values: list[Any], name: str) -> float:
@@ -292,56 +295,63 @@ def _shape(values: list[Any], name: str) -> float:
 def score(spec: FieldSpec, column: ColumnInfo, dataset: str = "", name: str | None = None) -> tuple[int, str]:
     """How well ``column`` fits ``spec`` (0 = not at all) and why, in Chinese. ``name`` is the
     column's name as read through a join (``dept_name`` for ``dms_dept.name``)."""
-    if not _type_ok(spec, column.type):
+    if not _type_ok(spec.type, column.type):
         return 0, ""
-    base, why = _name_score(spec, column, dataset, name or column.name)
+    own = dataset if f"{dataset}.{spec.name}" in _rules().get("names", {}) else ""
+    base, why = _name_score(spec.name, spec.label, column.comment or "", own, name or column.name)
     if not base:
         return 0, ""
-    adjust, note = _value_adjust(spec, column)
+    key = (spec.check, spec.domain, spec.type)
+    cached = column.adjust.get(key)
+    if cached is None:
+        cached = column.adjust[key] = _value_adjust(spec, column)
+    adjust, note = cached
     if base + adjust <= 30:
         return 0, ""
     return base + adjust, why + (f"；{note}" if note else "")
 
 
-def _name_score(spec: FieldSpec, column: ColumnInfo, dataset: str, raw_name: str) -> tuple[int, str]:
+@cache
+def _name_score(field_name: str, spec_label: str, raw_comment: str, dataset: str, raw_name: str) -> tuple[int, str]:
+    """The name and comment part of :func:`score` (cached: fields recur across data sets)."""
     name = _norm(raw_name)
-    if name == _norm(spec.name):
+    if name == _norm(field_name):
         return 100, "列名与字段名相同"
-    latin, chinese, pinyin = field_names(dataset, spec.name)
-    comment = _PAREN.sub("", column.comment or "").strip()
+    latin, chinese, pinyin = field_names(dataset, field_name)
+    comment = _PAREN.sub("", raw_comment).strip()
     if name in latin:
-        return 95, f"列名{raw_name}是“{spec.label}”的常用写法"
+        return 95, f"列名{raw_name}是“{spec_label}”的常用写法"
     if comment and comment in chinese:
-        return 92, f"列注释“{column.comment}”即“{spec.label}”"
-    variants = label_variants(spec.label)
+        return 92, f"列注释“{raw_comment}”即“{spec_label}”"
+    variants = label_variants(spec_label)
     if comment and comment in variants:
-        return 90, f"列注释“{column.comment}”与标准名称“{spec.label}”相符"
+        return 90, f"列注释“{raw_comment}”与标准名称“{spec_label}”相符"
     if not comment:
         for phrase in translations(raw_name):
             if phrase in chinese:
-                return 84, f"列名{raw_name}意为“{phrase}”，即“{spec.label}”"
+                return 84, f"列名{raw_name}意为“{phrase}”，即“{spec_label}”"
             if phrase in variants:
-                return 82, f"列名{raw_name}意为“{phrase}”，与标准名称“{spec.label}”相符"
+                return 82, f"列名{raw_name}意为“{phrase}”，与标准名称“{spec_label}”相符"
     if name in pinyin:
-        return 85, f"列名{raw_name}是“{spec.label}”同义词的拼音"
-    if name in _variant_initials(spec.label):
-        return 80, f"列名是“{spec.label}”（或其同义词）的拼音首字母"
-    if _rules()["aliases"].get(name) == spec.name:
+        return 85, f"列名{raw_name}是“{spec_label}”同义词的拼音"
+    if name in _variant_initials(spec_label):
+        return 80, f"列名是“{spec_label}”（或其同义词）的拼音首字母"
+    if _rules()["aliases"].get(name) == field_name:
         return 75, "常见HIS缩写"
     if comment and len(comment) >= 4 and any(v.endswith(comment) for v in variants):
-        return 86, f"列注释“{column.comment}”与“{spec.label}”（或其同义词）的后半相符"
+        return 86, f"列注释“{raw_comment}”与“{spec_label}”（或其同义词）的后半相符"
     if comment and len(comment) >= 3 and any(comment.endswith(c) for c in chinese if len(c) >= 2):
-        return 60, f"列注释“{column.comment}”以“{spec.label}”的同义词结尾"
+        return 60, f"列注释“{raw_comment}”以“{spec_label}”的同义词结尾"
     if comment and len(comment) >= 2 and any(v.endswith(comment) for v in variants):
-        return 55, f"列注释“{column.comment}”与“{spec.label}”部分相符"
-    if len(name) >= 3 and any(c.endswith(name) and c != name for c in _variant_initials(spec.label)):
-        return 55, f"列名与“{spec.label}”的拼音首字母部分相符"
+        return 55, f"列注释“{raw_comment}”与“{spec_label}”部分相符"
+    if len(name) >= 3 and any(c.endswith(name) and c != name for c in _variant_initials(spec_label)):
+        return 55, f"列名与“{spec_label}”的拼音首字母部分相符"
     if not comment:
         for phrase in translations(raw_name):
             if len(phrase) >= 4 and any(v.endswith(phrase) for v in variants):
-                return 78, f"列名{raw_name}意为“{phrase}”，与“{spec.label}”的后半相符"
+                return 78, f"列名{raw_name}意为“{phrase}”，与“{spec_label}”的后半相符"
             if len(phrase) >= 3 and any(phrase.endswith(c) for c in chinese if len(c) >= 2):
-                return 58, f"列名{raw_name}意为“{phrase}”，以“{spec.label}”的同义词结尾"
+                return 58, f"列名{raw_name}意为“{phrase}”，以“{spec_label}”的同义词结尾"
     return 0, ""
 
 
@@ -485,7 +495,16 @@ def _edges(tables: list[TableInfo]) -> dict[str, list[tuple[str, str, TableInfo,
                 word = m.group("x").lower()
                 named = [o for o in tables if o.name != t.name and o.col("id") is not None
                          and word in _TABLE_PREFIX.sub("", o.name).lower().replace("_", "")]
-                named.sort(key=lambda o: len(o.name))
+                # drug_id → dms_drug (the table named so) before dms_non_drug_item_record; else
+                # dms_medicine_item_record.prescription_id → dms_medicine_prescription_record, not
+                # the herbal one: most words shared with the referencing table; then the shortest
+                mine = set(words(t.name))
+
+                def rank(o: TableInfo) -> tuple[bool, bool, int, int]:
+                    own = words(_TABLE_PREFIX.sub("", o.name))
+                    return (own != [word], own[-1:] != [word], -len(mine & set(words(o.name))), len(o.name))
+
+                named.sort(key=rank)
                 if named:
                     add("convention", c.name, named[0], named[0].col("id").name, word)  # type: ignore[union-attr]
             if c.name.upper() in declared or t.is_key(c.name):
@@ -553,8 +572,8 @@ def _reach(base: TableInfo, edges: dict[str, list[tuple[str, str, TableInfo, str
 # --- proposing ------------------------------------------------------------------------------------
 
 
-def _keyword_hit(dataset: DataSet, t: TableInfo) -> bool:
-    keywords = _rules().get("tables", {}).get(dataset.code, [])
+def _keyword_hit(dataset: DataSet, t: TableInfo, section: str = "tables") -> bool:
+    keywords = _rules().get(section, {}).get(dataset.code, [])
     name = _norm(t.name)
     said = (t.comment or "") + "".join(translations(_TABLE_PREFIX.sub("", t.name)))
     return any((w in said) if _CJK.search(w) else (_norm(w) in name) for w in keywords)
@@ -786,6 +805,8 @@ def propose(tables: list[TableInfo], standard: Standard | None = None, min_share
             got = {m.field.name for m in direct}
             if any(k not in got for k in dataset.natural_key):
                 continue
+            if _keyword_hit(dataset, t, "not_tables"):
+                continue  # 草药处方明细 is not a western prescription, however well it matches
             hit = _keyword_hit(dataset, t)
             direct_share = 1 - len(missing_direct) / len(required)
             if len(required) - len(missing_direct) < 2 or (not hit and direct_share < 0.8):
@@ -826,16 +847,21 @@ def _ident(name: str, dialect: str | None) -> str:
 
 
 def draft_query(p: Proposal, dialect: str | None = None) -> str | None:
-    """The SELECT of a proposal with joins (None when the base table alone serves)."""
+    """The SELECT of a proposal with joins (None when the base table alone serves). Every
+    column of the base table is selected (``t0.*``), so a correction may map any of them
+    without touching the SQL; joined columns are named after what they are (``dept_name``)."""
+    p.cursor_output = p.cursor[0] if p.cursor else ""
     if not p.joins:
         for m in p.matches:
             m.output = m.column.name
         return None
     q = lambda n: _ident(n, dialect)  # noqa: E731
-    outputs: list[tuple[str, str, str]] = []  # (alias, column, output name)
-    taken: set[str] = set()
+    outputs: list[tuple[str, str, str]] = []  # joined (alias, column, output name)
+    taken = {c.name.upper() for c in p.table.columns}
 
     def output(alias: str, col: str, wanted: str) -> str:
+        if alias == "t0":
+            return col
         for existing in outputs:
             if existing[0] == alias and existing[1] == col:
                 return existing[2]
@@ -854,10 +880,8 @@ def draft_query(p: Proposal, dialect: str | None = None) -> str | None:
             wanted = f"{j.prefix}_{wanted}"
         m.output = output(m.alias, m.column.name, wanted)
     if p.cursor:
-        cursor_out = output(p.cursor_alias, p.cursor[0], p.cursor[0])
-        if cursor_out != p.cursor[0]:
-            p.cursor = (cursor_out, p.cursor[1])
-    select_list = ",\n       ".join(f"{a}.{q(c)}" + ("" if n == c else f" AS {n}") for a, c, n in outputs)
+        p.cursor_output = output(p.cursor_alias, p.cursor[0], p.cursor[0])
+    select_list = ",\n       ".join(["t0.*"] + [f"{a}.{q(c)}" + ("" if n == c else f" AS {n}") for a, c, n in outputs])
     lines = [f"SELECT {select_list}", f"  FROM {q(p.table.name)} t0"]
     for j in p.joins:
         on = " AND ".join(f"{j.alias}.{q(to)} = {a}.{q(frm)}" for a, frm, to in j.on)
@@ -899,7 +923,8 @@ def job_lines(p: Proposal, dialect: str | None = None) -> list[str]:
             lines.append(f"  # 关联 {j.alias} = {j.table.name}（{j.table.comment or '无注释'}）：{how}，请核对")
     if p.cursor:
         overlap = "10m" if p.cursor[1] == "time" else "100"
-        lines.append(f"  cursor: {{column: {p.cursor[0]}, kind: {p.cursor[1]}, overlap: {overlap}}}  # {p.cursor_note}")
+        lines.append(f"  cursor: {{column: {p.cursor_output or p.cursor[0]}, kind: {p.cursor[1]}, overlap: {overlap}}}"
+                     f"  # {p.cursor_note}")
     else:
         lines.append("  # TODO 未找到更新时间列或自增ID列：不配置 cursor 时每次全量读取")
     lines.append("  fields:")
