@@ -65,7 +65,7 @@ def main() -> None:
         total = sum(r[1] for r in result.values())
         grand[0] += good
         grand[1] += total
-        table.add_row(style, (his_synth.__doc__ or "").split("\n")[0][:0] + STYLE_LABELS[style],
+        table.add_row(style, STYLE_LABELS[style],
                       *[f"{result[d][0]}/{result[d][1]}" for d in his_styles.MEASURED],
                       f"{good}/{total} = {good / total:.1%}", loads, trial, f"{took:.1f} s")
         if args.verbose:
