@@ -53,6 +53,7 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAMPLE_ROWS = 200
 DISTINCT_LIMIT = 40
+DISTINCT_SCAN = 20000
 SHAPES = {
     "id_no": re.compile(r"^(\d{17}[\dXx]|\d{15})$"),
     "phone": re.compile(r"^(\+?86)?1[3-9]\d{9}$"),
@@ -211,7 +212,9 @@ def _sample(engine: Engine, info: TableInfo) -> None:
         seen = {str(v).strip() for v in c.samples}
         # few distinct values in the sample: perhaps a code column; read all its values
         if c.samples and len(seen) <= 12 and len(rows) >= 2 and all(len(v) <= 20 for v in seen):
-            got = _guarded(engine, select(column(c.name)).select_from(table(info.name)).distinct().limit(DISTINCT_LIMIT + 1),
+            # bounded: the first DISTINCT_SCAN rows, never a full scan of a hospital's big table
+            head = select(column(c.name)).select_from(table(info.name)).limit(DISTINCT_SCAN).subquery("head")
+            got = _guarded(engine, select(head.c[c.name]).distinct().limit(DISTINCT_LIMIT + 1),
                            f"表{info.name}列{c.name}的取值查询")
             values = sorted({str(r[0]).strip() for r in got if r[0] is not None and str(r[0]).strip() != ""})
             c.distinct = values if len(values) <= DISTINCT_LIMIT else None
