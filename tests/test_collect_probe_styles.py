@@ -109,10 +109,16 @@ def test_draft_collects_every_source_row(styled, engine):
         assert {p["visit_type_code"] for p in kinds} == {"1", "2"}
 
 
-def test_probe_command_writes_a_draft_that_loads(styled, tmp_path):
-    style, url, *_ = styled
-    if style != "english":
-        pytest.skip("the command is exercised once, on the English-named teaching-HIS style")
+@pytest.fixture(scope="module")
+def teaching(tmp_path_factory):
+    """The English-named (NEU-HIS-like) schema once more, for the command and its own case."""
+    url = source_url("mariadb", "style_teaching", tmp_path_factory.mktemp("teaching"))
+    his_styles.build(url, "english", seed=12, patients=40, visits=80)
+    return url
+
+
+def test_probe_command_writes_a_draft_that_loads(teaching, tmp_path):
+    url = teaching
     out = tmp_path / "draft.yaml"
     env = {**os.environ, "COLUMNS": "200"}
     run = subprocess.run([sys.executable, "-m", "phip.cli", "collect", "probe", url, "--org", ORG_CODE,
@@ -121,6 +127,29 @@ def test_probe_command_writes_a_draft_that_loads(styled, tmp_path):
     assert "可直接运行 4 个" in run.stdout and "pms_patient" in run.stdout
     assert "猜测" in run.stdout  # sex 1/0 → 1/2 is announced as a guess
     text = out.read_text(encoding="utf-8")
-    assert "phip_his_style_english" in text and "试运行" in text
+    assert "phip_his_style_teaching" in text and "试运行" in text
     mapping = load_mapping(out)
     assert mapping.job("patient_info").fields["sex_code"].codes == {"1": "1", "0": "2"}
+
+
+def test_patient_table_without_any_time_gets_its_first_visit_as_creation_time(teaching):
+    """The NEU-HIS patient table has no creation or update time: the probe guesses the first time
+    the patient appears in a table referencing it, through an aggregate join, and says so."""
+    url = teaching
+    source = create_engine(url)
+    try:
+        tables = inspect_source(source)
+        patients = next(t for t in tables if t.name == "pms_patient")
+        patients.columns = [c for c in patients.columns if c.name != "create_time"]  # as in the real system
+        proposal = next(p for p in propose(tables) if p.dataset.code == "patient_info")
+        assert proposal.complete
+        first = next(m for m in proposal.matches if m.field.name == "create_time")
+        assert first.notes == [] and first.reason.startswith("猜测") and first.confidence < 0.5
+        draft = skeleton("teaching", ORG_CODE, url, [proposal], source.dialect.name)
+        assert "MIN(create_time)" in draft and "GROUP BY patient_id" in draft
+        assert proposal.cursor == ("id", "id")  # no time left: the increasing key
+        load_mapping(draft)
+        (trial,) = dry_run(source, draft).values()
+        assert "查询失败" not in trial
+    finally:
+        source.dispose()

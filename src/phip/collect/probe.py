@@ -134,6 +134,7 @@ class Join:
     prefix: str = ""  # `dept` for a join through dept_id: dms_dept.name reads as dept_name
     where: str | None = None  # first-item joins: the sequence column kept at 1
     depth: int = 1
+    first_of: str | None = None  # first-event joins: MIN(this time column) per key of the base
 
 
 @dataclass
@@ -534,7 +535,8 @@ def _edges(tables: list[TableInfo]) -> dict[str, list[tuple[str, str, TableInfo,
 
 
 JOIN_KINDS = {"declared": "外键", "convention": "命名约定（xxx_id → 表xxx.id）", "same-name": "同名键列",
-              "one-to-one": "唯一反向引用", "first-item": "明细表中序号为1的一行"}
+              "one-to-one": "唯一反向引用", "first-item": "明细表中序号为1的一行",
+              "first-event": "引用本表的记录中最早的时间（猜测）"}
 
 
 def _numeric(c: ColumnInfo) -> bool:
@@ -700,6 +702,8 @@ def _build(dataset: DataSet, base: TableInfo, edges: dict[str, Any], standard: S
         chosen += extra
     proposal = Proposal(dataset, base, chosen, [], None, 0.0, joins)
     _fallbacks(proposal, specs, base)
+    if _first_event(proposal, specs, edges):
+        _fallbacks(proposal, specs, base)
     _consts(proposal)
     _codes_and_formats(proposal, standard)
     proposal.cursor, proposal.cursor_note = guess_cursor(base)
@@ -745,6 +749,47 @@ def _fallbacks(p: Proposal, specs: list[FieldSpec], base: TableInfo) -> None:
                 p.matches.append(Match(spec, c, 45, f"猜测：没有{spec.label}列，用{t.name}.{c.name}代替", t, alias))
                 break
         got = {m.field.name: m for m in p.matches}
+
+
+def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any]) -> bool:
+    """A master table with no time at all (a patient table without 建档时间, as in the NEU-HIS
+    teaching system): its creation time is guessed as the first time the master appears in a
+    table that references it (the first registration), through an aggregate join."""
+    got = {m.field.name for m in p.matches}
+    wanted = [f for f in specs if f.required and f.type == "datetime" and f.name not in got
+              and f.name in ("create_time", "update_time")]
+    if not wanted or "create_time" not in {f.name for f in specs}:
+        return False
+    create = p.dataset.field("create_time")
+    best: tuple[int, TableInfo, str, str, ColumnInfo] | None = None
+    for name, out in edges.items():
+        for kind, col, target, to, _prefix_, _ in out:
+            if target.name != p.table.name or kind not in ("declared", "convention", "same-name"):
+                continue
+            child = next(t for t in _all_tables(edges) if t.name == name)
+            for c in child.columns:
+                pseudo_score = score(create, c, p.dataset.code)[0]
+                time_like = any(k in c.type.upper() for k in ("DATE", "TIME"))
+                if time_like and pseudo_score >= 80 and (best is None or pseudo_score > best[0]):
+                    best = (pseudo_score, child, col, to, c)
+    if best is None:
+        return False
+    _, child, fk, key, time_col = best
+    alias = f"t{len(p.joins) + 1}"
+    out_name = f"first_{time_col.name}"
+    p.joins.append(Join(alias, child, [("t0", key, fk)], "first-event", first_of=time_col.name))
+    column_ = ColumnInfo(out_name, time_col.type, time_col.comment, True, time_col.samples)
+    p.matches.append(Match(create, column_, 40, f"猜测：表{p.table.name}没有建档时间，取它在{child.name}中"
+                           f"最早的{time_col.name}（首次就诊时间）", child, alias))
+    return True
+
+
+def _all_tables(edges: dict[str, Any]) -> list[TableInfo]:
+    seen: dict[str, TableInfo] = {}
+    for out in edges.values():
+        for _, _, target, *_ in out:
+            seen[target.name] = target
+    return list(seen.values())
 
 
 def _consts(p: Proposal) -> None:
@@ -890,6 +935,12 @@ def draft_query(p: Proposal, dialect: str | None = None) -> str | None:
         on = " AND ".join(f"{j.alias}.{q(to)} = {a}.{q(frm)}" for a, frm, to in j.on)
         if j.where:
             on += f" AND {j.alias}.{q(j.where)} = 1"
+        if j.first_of:
+            key = j.on[0][2]
+            first = f"first_{j.first_of}"
+            lines.append(f"  LEFT JOIN (SELECT {q(key)}, MIN({q(j.first_of)}) AS {first} FROM {q(j.table.name)}"
+                         f" GROUP BY {q(key)}) {j.alias} ON {on}")
+            continue
         lines.append(f"  LEFT JOIN {q(j.table.name)} {j.alias} ON {on}")
     return "\n".join(lines)
 
