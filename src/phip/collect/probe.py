@@ -7,11 +7,14 @@ meaning is the comment (``HIS_T001.F002`` 姓名), and English names with no com
 standard by, in order of trust:
 
 * its name equal to the field name (``PATIENT_ID``) — 100;
-* its name or comment among the field's names in ``data/matching.yaml`` (English,
-  abbreviations, Chinese and the pinyin of the Chinese: gender/sex/XB/XINGBIE/性别) — 95/90;
-* its comment equal to a variant of the standard's label (注释“病人姓名”) — 90;
-* its name equal to the pinyin initials of a label variant (``BRXM``) — 80, a known alias — 75;
-* its comment ending with a name or a label variant (开方科室编码 → 科室编码) — 60/55;
+* its name among the field's ``names`` in ``data/matching.yaml`` (English and abbreviations:
+  gender, sex, date_of_birth) — 95; its comment among them (性别) — 92;
+* its comment equal to a synonym variant of the standard's label (注释“病人姓名”) — 90;
+* its name the pinyin of a Chinese name (``XB``, ``XINGBIE``) — 85, the pinyin initials of a
+  label variant (``BRXM``) — 80, a known alias — 75;
+* an English name of known ``words`` read as Chinese (registerType → 挂号类别) — 84 to 58;
+* its comment the specific end of a label variant (开方医生代码 for 处方开立医师工号) — 86, or
+  ending with a name or a variant (开方科室编码 → 科室编码) — 60/55;
 
 then nudged by what the values look like (ID numbers, phones, ICD codes, dates held as text)
 and vetoed when types cannot agree. For each data set the probe picks a base table (its rows
@@ -1070,5 +1073,5 @@ def dry_run(engine: Engine, mapping_text: str, rows: int = 50, standard: Standar
     return out
 
 
-__all__ = ["ColumnInfo", "Match", "Proposal", "TableInfo", "dry_run", "initials", "inspect_source", "propose",
-           "skeleton", "draft_query", "guess_cursor", "match_table", "score"]
+__all__ = ["ColumnInfo", "Join", "Match", "Proposal", "TableInfo", "draft_query", "dry_run", "guess_cursor", "initials",
+           "inspect_source", "match_table", "propose", "propose_codes", "score", "skeleton", "translations"]
