@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from phip.standard.catalog import DataSet, FieldSpec, Standard, ValueDomain, loa
 from .guard import check_query
 from .mapping import IDENTIFIER, PIPELINE_FILLED
 
+log = logging.getLogger(__name__)
 MATCHING = Path(__file__).parent / "data" / "matching.yaml"
 _PAREN = re.compile(r"[（(][^）)]*[）)]")
 _NON_WORD = re.compile(r"[^0-9A-Za-z\u4e00-\u9fff]")
@@ -203,7 +205,10 @@ def inspect_source(engine: Engine, count: bool = True, sample: bool = True) -> l
             stmt = select(literal_column("COUNT(*)")).select_from(table(name))
             info.rows = int(_guarded(engine, stmt, f"表{name}的计数查询")[0][0] or 0)
         if sample and columns:
-            _sample(engine, info)
+            try:
+                _sample(engine, info)
+            except Exception:  # noqa: BLE001 - a type the driver cannot fetch: names and comments still work
+                log.warning("probe: no sample of table %s", name, exc_info=True)
         tables.append(info)
     return tables
 
@@ -218,8 +223,11 @@ def _sample(engine: Engine, info: TableInfo) -> None:
         if c.samples and len(seen) <= 12 and len(rows) >= 2 and all(len(v) <= 20 for v in seen):
             # bounded: the first DISTINCT_SCAN rows, never a full scan of a hospital's big table
             head = select(column(c.name)).select_from(table(info.name)).limit(DISTINCT_SCAN).subquery("head")
-            got = _guarded(engine, select(head.c[c.name]).distinct().limit(DISTINCT_LIMIT + 1),
-                           f"表{info.name}列{c.name}的取值查询")
+            try:
+                got = _guarded(engine, select(head.c[c.name]).distinct().limit(DISTINCT_LIMIT + 1),
+                               f"表{info.name}列{c.name}的取值查询")
+            except Exception:  # noqa: BLE001 - e.g. DISTINCT on a LOB column: the sample's values will do
+                got = [(v,) for v in c.samples]
             values = sorted({str(r[0]).strip() for r in got if r[0] is not None and str(r[0]).strip() != ""})
             c.distinct = values if len(values) <= DISTINCT_LIMIT else None
 
@@ -664,7 +672,7 @@ def guess_cursor(t: TableInfo) -> tuple[tuple[str, str] | None, str]:
 
 
 def _build(dataset: DataSet, base: TableInfo, edges: dict[str, Any], standard: Standard,
-           patient_tables: set[str]) -> Proposal:
+           patient_tables: set[str], by_name: dict[str, TableInfo]) -> Proposal:
     specs = [f for f in dataset.fields if f.name not in PIPELINE_FILLED]
     chosen, _ = match_table(dataset, base)
     used_fields = {m.field.name for m in chosen}
@@ -705,7 +713,7 @@ def _build(dataset: DataSet, base: TableInfo, edges: dict[str, Any], standard: S
         chosen += extra
     proposal = Proposal(dataset, base, chosen, [], None, 0.0, joins)
     _fallbacks(proposal, specs, base)
-    if _first_event(proposal, specs, edges):
+    if _first_event(proposal, specs, edges, by_name):
         _fallbacks(proposal, specs, base)
     _consts(proposal)
     _codes_and_formats(proposal, standard)
@@ -754,7 +762,7 @@ def _fallbacks(p: Proposal, specs: list[FieldSpec], base: TableInfo) -> None:
         got = {m.field.name: m for m in p.matches}
 
 
-def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any]) -> bool:
+def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any], by_name: dict[str, TableInfo]) -> bool:
     """A master table with no time at all (a patient table without 建档时间, as in the NEU-HIS
     teaching system): its creation time is guessed as the first time the master appears in a
     table that references it (the first registration), through an aggregate join."""
@@ -769,7 +777,7 @@ def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any]) -> 
         for kind, col, target, to, _prefix_, _ in out:
             if target.name != p.table.name or kind not in ("declared", "convention", "same-name"):
                 continue
-            child = next(t for t in _all_tables(edges) if t.name == name)
+            child = by_name[name]
             for c in child.columns:
                 pseudo_score = score(create, c, p.dataset.code)[0]
                 time_like = any(k in c.type.upper() for k in ("DATE", "TIME"))
@@ -785,14 +793,6 @@ def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any]) -> 
     p.matches.append(Match(create, column_, 40, f"猜测：表{p.table.name}没有建档时间，取它在{child.name}中"
                            f"最早的{time_col.name}（首次就诊时间）", child, alias))
     return True
-
-
-def _all_tables(edges: dict[str, Any]) -> list[TableInfo]:
-    seen: dict[str, TableInfo] = {}
-    for out in edges.values():
-        for _, _, target, *_ in out:
-            seen[target.name] = target
-    return list(seen.values())
 
 
 def _consts(p: Proposal) -> None:
@@ -843,6 +843,7 @@ def propose(tables: list[TableInfo], standard: Standard | None = None, min_share
     name or comment count for a lot; without them 80 % directly in the table are needed)."""
     std = standard or load_standard()
     edges = _edges(tables)
+    by_name = {t.name: t for t in tables}
     patient_tables: set[str] = set()
     out = []
     order = sorted(std.datasets, key=lambda d: d.code != "patient_info")  # the patient table first
@@ -862,7 +863,7 @@ def propose(tables: list[TableInfo], standard: Standard | None = None, min_share
             direct_share = 1 - len(missing_direct) / len(required)
             if len(required) - len(missing_direct) < 2 or (not hit and direct_share < 0.8):
                 continue
-            p = _build(dataset, t, edges, std, patient_tables)
+            p = _build(dataset, t, edges, std, patient_tables, by_name)
             covered = len(required) - len(p.missing_required)
             if covered < min_share * len(required):
                 continue
