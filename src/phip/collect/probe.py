@@ -786,7 +786,7 @@ def _first_event(p: Proposal, specs: list[FieldSpec], edges: dict[str, Any], by_
     if best is None:
         return False
     _, child, fk, key, time_col = best
-    alias = f"t{len(p.joins) + 1}"
+    alias = f"t{max((int(j.alias[1:]) for j in p.joins), default=0) + 1}"
     out_name = f"first_{time_col.name}"
     p.joins.append(Join(alias, child, [("t0", key, fk)], "first-event", first_of=time_col.name))
     column_ = ColumnInfo(out_name, time_col.type, time_col.comment, True, time_col.samples)
