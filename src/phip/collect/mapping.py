@@ -303,7 +303,7 @@ def explain_validation(exc: ValidationError, data: Any, limit: int = 5) -> str:
         else:
             ctx = {k: str(v).replace("' or '", "'、'") for k, v in (error.get("ctx") or {}).items()}
             expected = _EXPECTED.get(kind, error["msg"]).format(**ctx)
-        shown = "" if kind == "missing" or value is None or isinstance(value, dict | list) else f"（现为“{value}”）"
+        shown = "" if kind == "missing" or value is None or isinstance(value, dict | list) else f"（现为“{str(value)[:60]}”）"
         if value is None and kind in ("list_type", "dict_type", "model_type", "string_type"):
             shown = "（现为空）"
         hint = _HINTS.get(clean, "")
