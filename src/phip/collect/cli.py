@@ -66,7 +66,7 @@ def probe(
 ) -> None:
     """探查数据源：列出表、列（含注释）、类型、行数，并生成映射草稿 (list tables and write a mapping skeleton)."""
     from .mapping import SourceSpec
-    from .probe import inspect_source, propose, skeleton
+    from .probe import dry_run, inspect_source, propose, skeleton
     from .source import describe_error, mask_url, open_source, source_url
 
     if "://" in source:
@@ -87,9 +87,8 @@ def probe(
         with console.status(f"正在探查 {mask_url(url)} …"):
             tables = inspect_source(engine, count=count)
     except Exception as exc:  # noqa: BLE001 - any driver failure: say so without the password
-        _fail(f"无法探查数据源（{mask_url(url)}）：{describe_error(exc, url)}", "SOURCE_DOWN")
-    finally:
         engine.dispose()
+        _fail(f"无法探查数据源（{mask_url(url)}）：{describe_error(exc, url)}", "SOURCE_DOWN")
     for t in tables:
         table = Table(title=f"{t.name}  {t.comment or ''}  {'' if t.rows is None else f'{t.rows}行'}", title_justify="left")
         for col in ("列名", "类型", "可空", "注释"):
@@ -100,8 +99,39 @@ def probe(
     proposals = propose(tables)
     target = out or Path(f"{label}.skeleton.yaml")
     # The URL written is the one given, placeholders intact; a literal password is masked.
-    target.write_text(skeleton(label, org, mask_url(raw_url) if "${" not in raw_url else raw_url, proposals), encoding="utf-8")
-    console.print(f"共 {len(tables)} 张表；为 {len(proposals)} 个数据集建议了映射 → {target}")
+    written = mask_url(raw_url) if "${" not in raw_url else raw_url
+    draft = skeleton(label, org, written, proposals, engine.dialect.name)
+    trials: dict[str, str] = {}
+    try:
+        with console.status("正在试运行映射草稿（每个数据集取少量行映射并校验，不入库）…"):
+            trials = dry_run(engine, draft)
+        draft = skeleton(label, org, written, proposals, engine.dialect.name, trials)
+    except MappingError as exc:
+        err.print(f"[yellow]注意[/] 草稿未能加载（[{exc.code}] {exc.message}），请按 TODO 补全", highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the draft is still written; the trial is a help
+        err.print(f"[yellow]注意[/] 试运行失败：{describe_error(exc, url)}", highlight=False)
+    finally:
+        engine.dispose()
+    target.write_text(draft, encoding="utf-8")
+    summary = Table(title="映射建议（详见草稿中每个字段的置信度与理由）")
+    for col in ("数据集", "主表", "关联表", "必填字段", "平均置信度", "状态", "试运行"):
+        summary.add_column(col)
+    for p in proposals:
+        required = [f for f in p.dataset.fields if f.required and f.name not in ("org_code", "org_name")]
+        mean = sum(m.confidence for m in p.matches) / max(len(p.matches), 1)
+        summary.add_row(f"{p.dataset.number:02d} {p.dataset.code}", p.table.name, "、".join(j.table.name for j in p.joins),
+                        f"{len(required) - len(p.missing_required)}/{len(required)}", f"{mean:.2f}",
+                        "可运行" if p.complete else "缺必填，已注释", trials.get(p.dataset.code, ""))
+    console.print(summary)
+    for p in proposals:
+        for m in p.matches:
+            for note in m.notes:
+                if note.startswith(("猜测", "TODO")):
+                    console.print(f"[yellow]{p.dataset.code}.{m.field.name}[/]：{note}", highlight=False)
+        for w in p.warnings:
+            console.print(f"[yellow]{p.dataset.code}[/]：{w}", highlight=False)
+    console.print(f"共 {len(tables)} 张表；为 {len(proposals)} 个数据集建议了映射"
+                  f"（可直接运行 {sum(p.complete for p in proposals)} 个）→ {target}", highlight=False)
 
 
 @app.command("run")

@@ -134,6 +134,13 @@ class FieldMap(BaseModel):
     trim: bool = True
     default: Any = None
 
+    @field_validator("codes", mode="before")
+    @classmethod
+    def _inline_codes_as_text(cls, v: Any) -> Any:
+        # YAML reads {1: "1", 0: "2"} with integer keys (and 1: 1 with integer values): a local
+        # code is compared as text, so both spellings are the same table.
+        return _code_table(v) if isinstance(v, dict) else v
+
     @model_validator(mode="after")
     def _one_source(self) -> FieldMap:
         given = [k for k in ("column", "concat", "const") if getattr(self, k) is not None]
@@ -185,7 +192,8 @@ class Mapping(BaseModel):
     def _codes_as_text(cls, v: Any) -> Any:
         # YAML reads 1: 男 as an int key; local codes are text.
         if isinstance(v, dict):
-            return {name: {str(k): str(val) for k, val in (table or {}).items()} for name, table in v.items()}
+            return {name: _code_table(table) if isinstance(table, dict) else ({} if table is None else table)
+                    for name, table in v.items()}
         return v
 
     @property
@@ -202,6 +210,108 @@ class Mapping(BaseModel):
         if isinstance(ref, dict):
             return {str(k): str(v) for k, v in ref.items()}
         return self.codes[ref]
+
+
+def _code_table(table: dict[Any, Any]) -> dict[str, str]:
+    """A local-code table with text keys and values (an empty value maps the code to nothing)."""
+    return {str(k): "" if v is None else str(v) for k, v in table.items()}
+
+
+# pydantic error type → what was expected, in Chinese ({ctx} keys are pydantic's context).
+_EXPECTED = {
+    "missing": "缺少此项（必填）",
+    "extra_forbidden": "不认识此项：请检查拼写，或删除它",
+    "string_type": "应为文本",
+    "int_type": "应为整数",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "bool_type": "应为 true 或 false",
+    "bool_parsing": "应为 true 或 false",
+    "list_type": "应为列表（每项一行，以“- ”开头）",
+    "dict_type": "应为对象（“键: 值”若干行，或 {键: 值, …}）",
+    "model_type": "应为对象（“键: 值”若干行，或 {键: 值, …}）",
+    "model_attributes_type": "应为对象（“键: 值”若干行，或 {键: 值, …}）",
+    "string_pattern_mismatch": "格式不符，应匹配 {pattern}",
+    "string_too_short": "不能为空",
+    "string_too_long": "过长，最多 {max_length} 个字符",
+    "too_short": "至少需要 {min_length} 项",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than_equal": "应不大于 {le}",
+    "greater_than": "应大于 {gt}",
+    "less_than": "应小于 {lt}",
+    "literal_error": "应为以下之一：{expected}",
+    "enum": "应为以下之一：{expected}",
+}
+#: What a mapping's list or section holds, for the hint after an empty or mistyped one.
+_HINTS = {
+    ("datasets",): "每个数据集一段“- dataset: 数据集代码”；phip collect probe 的草稿中被注释掉的数据集须补全必填字段后再取消注释",
+    ("source",): "source 下应有 name、org、url 等项",
+    ("codes",): "codes 下每个对照表一项：表名: {本地代码: 标准代码}",
+}
+
+
+def _union_tag(part: Any) -> bool:
+    """A location element naming a member of a union (``str``, ``function-after[…, FieldMap]``)."""
+    return isinstance(part, str) and (part in ("str", "int", "dict[str,str]", "[key]", "FieldMap")
+                                      or part.startswith(("function-", "list[", "dict[")))
+
+
+def _yaml_path(loc: tuple[Any, ...], data: Any) -> str:
+    """``datasets[1]（patient_info）.fields.sex_code.codes`` from pydantic's location."""
+    out: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part + 1}]" if isinstance(node, list) else f".{part}"
+            node = node[part] if isinstance(node, list) and part < len(node) else (
+                node.get(part) if isinstance(node, dict) else None)
+            if out and out[-1] == "datasets" and isinstance(node, dict) and node.get("dataset"):
+                label += f"（{node['dataset']}）"
+            out.append(label)
+        else:
+            out.append(("." if out else "") + str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(out)
+
+
+def explain_validation(exc: ValidationError, data: Any, limit: int = 5) -> str:
+    """pydantic's errors as Chinese lines: the YAML path, what is wrong, what is expected.
+
+    A field given as text or as an object is a union: pydantic reports both branches, of which
+    only the one matching what was written is meant; the other is dropped.
+    """
+    lines: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        branch_str = any(p == "str" for p in loc)
+        value = error.get("input")
+        if branch_str and isinstance(value, dict):
+            continue  # an object was written: the text branch is not what was meant
+        clean = tuple(p for p in loc if not _union_tag(p))
+        if "[key]" in loc:
+            clean = clean[:-1] + (f"{clean[-1]}（键）",) if clean else clean
+        path = _yaml_path(clean, data) or "（顶层）"
+        if path in seen:
+            continue
+        seen.add(path)
+        kind = error["type"]
+        if kind == "value_error":
+            expected = str(error.get("ctx", {}).get("error", error["msg"]))
+        elif kind in ("string_type", "model_type") and len(clean) >= 2 and clean[-2] == "fields":
+            expected = "应为列名（文本）或对象 {column: 列名, …}"
+        else:
+            ctx = {k: str(v).replace("' or '", "'、'") for k, v in (error.get("ctx") or {}).items()}
+            expected = _EXPECTED.get(kind, error["msg"]).format(**ctx)
+        shown = "" if kind == "missing" or value is None or isinstance(value, dict | list) else f"（现为“{str(value)[:60]}”）"
+        if value is None and kind in ("list_type", "dict_type", "model_type", "string_type"):
+            shown = "（现为空）"
+        hint = _HINTS.get(clean, "")
+        lines.append(f"{path}：{expected}{shown}" + (f"。{hint}" if hint else ""))
+        if len(lines) >= limit:
+            break
+    more = len(exc.errors()) - len(seen)
+    return "；".join(lines) + (f"（另有{more}处）" if more > 0 and len(lines) >= limit else "")
 
 
 def check_mapping(mapping: Mapping, standard: Standard | None = None) -> Mapping:
@@ -257,9 +367,7 @@ def load_mapping(source: str | Path, standard: Standard | None = None) -> Mappin
     try:
         mapping = Mapping.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise MappingError("MAPPING_INVALID", f"映射文件第“{loc}”项有误：{first['msg']}") from None
+        raise MappingError("MAPPING_INVALID", f"映射文件有误：{explain_validation(exc, data)}") from None
     mapping.path = path
     return check_mapping(mapping, standard)
 
