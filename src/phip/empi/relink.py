@@ -29,9 +29,10 @@ from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
-from . import chain, golden
+from . import chain, golden, identity_guard, review_queue
 from .features import GOLDEN_FIELDS, MATCH_COLUMNS
-from .resolver import load_active_model, pair_key
+from .resolver import load_active_model
+from .review_queue import pair_key
 from .store import chunks, load_persons, lock_exclusive
 from .tables import EmpiBlock, EmpiEvent, EmpiReview
 from .training import predict
@@ -51,6 +52,8 @@ class RelinkSummary:
     records_moved: int = 0
     identifiers_moved: int = 0
     reviews_added: int = 0
+    reviews_resolved: int = 0  # pending reviews a merge of this run made moot
+    reviews_rewritten: int = 0  # pending reviews now naming a survivor
     blocked_by_id: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -113,11 +116,13 @@ def read_persons(engine: Engine, con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 class _Clusters:
-    """Union–find that refuses to join two different valid ID numbers."""
+    """Union–find that refuses to join two different valid ID numbers (or health cards of one
+    issuer) held by the records behind the persons (:mod:`identity_guard`), not only their
+    golden records."""
 
-    def __init__(self, ids: dict[str, str]):
+    def __init__(self, holds: dict[str, set[identity_guard.Claim]]):
         self.parent: dict[str, str] = {}
-        self.id_of = ids  # root -> its valid ID number
+        self.holds = holds  # root -> what its members hold
 
     def find(self, x: str) -> str:
         parent = self.parent
@@ -132,12 +137,12 @@ class _Clusters:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return None
-        ia, ib = self.id_of.get(ra), self.id_of.get(rb)
-        if ia and ib and ia != ib:
+        ha, hb = self.holds.get(ra, set()), self.holds.get(rb, set())
+        if identity_guard.clash(ha, hb):
             return False
         self.parent[rb] = ra
-        if ib and not ia:
-            self.id_of[ra] = ib
+        if hb:
+            self.holds[ra] = ha | hb
         return True
 
 
@@ -169,7 +174,9 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
             "SELECT s.person_id_l, s.person_id_r, s.match_probability FROM scored s "
             f"WHERE s.match_probability >= {model.link_threshold} ORDER BY s.match_weight DESC").fetchall()
         ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
-        clusters = _Clusters(ids)
+        with engine.connect() as conn:  # only persons a strong pair may join: their records are read
+            holds = identity_guard.held(conn, {p for left, right, _ in strong for p in (left, right)})
+        clusters = _Clusters(holds)
         for left, right, _ in strong:
             joined = clusters.union(left, right)
             summary.blocked_by_id += joined is False
@@ -232,8 +239,6 @@ def _golden_of_merged(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[
 
 def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
            review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
-    # persons of review pairs as they are before any merge (few: pairs between the thresholds)
-    persons = load_persons(conn, {p for l, r, *_ in review_pairs for p in (l, r)}) if review_pairs else {}
     if merges:
         _stage_pairs(conn, merges)
         golden_of = _golden_of_merged(conn)
@@ -282,14 +287,27 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         chain.seal(conn, events)  # COPY assigns ids in row order; the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
         conn.execute(text("DROP TABLE empi_relink_pairs"))
+        # pending reviews naming a person merged away now name its survivor (or are resolved)
+        moved = review_queue.follow_merges(conn, {r: s for s, r in merges}, actor, now, model)
+        summary.reviews_resolved, summary.reviews_rewritten = moved["resolved"], moved["rewritten"]
     if review_pairs:
+        # a pair between the thresholds is proposed between the persons as they are after this
+        # run's merges: survivors, with their folded golden records (never a person merged away)
+        survivor_of = {r: s for s, r in merges}
+        pairs: dict[tuple[str, str], None] = {}
+        for left, right, _, _ in review_pairs:
+            a, b = survivor_of.get(left, left), survivor_of.get(right, right)
+            if a != b:
+                pairs[(min(a, b), max(a, b))] = None
+        persons = load_persons(conn, {p for pair in pairs for p in pair})
         rows = []
-        for left, right, prob, weight in review_pairs:
-            a, b = persons.get(left), persons.get(right)
+        for low, high in pairs:
+            a, b = persons.get(high), persons.get(low)
             if not a or not b or not a.get("match") or not b.get("match"):
                 continue
-            rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", left, right),
-                         "person_id": max(left, right), "candidate_id": min(left, right), "probability": prob,
+            weight, prob = model.score(a["match"], b["match"])
+            rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", low, high),
+                         "person_id": high, "candidate_id": low, "probability": prob,
                          "weight": weight, "evidence": [e.as_dict() for e in model.evidence(a["match"], b["match"])],
                          "created_at": now})
         known = set()

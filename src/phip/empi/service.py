@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, tuple_, update
 
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 
-from . import chain, golden
+from . import chain, golden, identity_guard, review_queue
 from .features import GOLDEN_FIELDS, block_keys, match_row, record_demographics
 from .identifiers import KIND_LABELS, normalize_id_number, record_identifiers
 from .model import Model
@@ -215,9 +215,9 @@ def _active_pair(conn: Connection, survivor: str, retired: str) -> tuple[dict[st
             raise EmpiError("PERSON_NOT_FOUND", f"居民“{pid}”不存在", 404)
         if persons[pid]["status"] != "active":
             raise EmpiError("PERSON_MERGED", f"居民“{pid}”已被合并，请对合并后的居民操作", 409)
-    a, b = persons[survivor].get("id_no"), persons[retired].get("id_no")
-    if a and b and a != b and normalize_id_number(a) and normalize_id_number(b):
-        raise EmpiError("ID_NO_DIFFERENT", "两人的身份证号码均有效且不同，不能合并为同一居民", 409)
+    holds = identity_guard.held(conn, [survivor, retired])
+    if kinds := identity_guard.clash(holds[survivor], holds[retired]):
+        raise EmpiError(*identity_guard.refusal(kinds), 409)
     return persons[survivor], persons[retired]
 
 
@@ -236,10 +236,8 @@ def merge_in(conn: Connection, survivor: str, retired: str, actor: str, reason: 
     _write_golden(conn, survivor, values, sources, now)
     _write_golden(conn, retired, {f: gone.get(f) for f in GOLDEN_FIELDS}, gone.get("sources") or {}, now,
                   status="merged", merged_into=survivor)
-    r = EmpiReview.__table__
-    conn.execute(update(r).where(r.c.status == "pending", or_(
-        and_(r.c.person_id == retired, r.c.candidate_id == survivor),
-        and_(r.c.person_id == survivor, r.c.candidate_id == retired))).values(status="merged", decided_at=now, decided_by=actor))
+    # reviews between the two are resolved, those naming the retired person now name the survivor
+    review_queue.follow_merges(conn, {retired: survivor}, actor, now, load_active_model(conn))
     detail = {"identifiers": moved_ids, "records": moved_records,
               "before": {"survivor": _snapshot(keep), "retired": _snapshot(gone)}}
     return _event(conn, action, actor, reason, survivor, retired, detail, now, review_id)
@@ -271,6 +269,9 @@ def _unmerge_in(conn: Connection, event: dict[str, Any], actor: str, reason: str
     for pid, snap in ((survivor, before.get("survivor")), (retired, before.get("retired"))):
         if snap is not None:
             _write_golden(conn, pid, _values(snap), snap.get("sources") or {}, now)
+    # moving records back cannot join identifiers; checked all the same (one guard on every path)
+    if bad := identity_guard.violations(conn, [survivor, retired]):
+        raise EmpiError(*identity_guard.refusal(next(iter(bad.values()))), 409)
     return _event(conn, "unmerge", actor, reason, survivor, retired,
                   {"identifiers": detail.get("identifiers", []), "records": detail.get("records", [])}, now,
                   reverts=event["id"])

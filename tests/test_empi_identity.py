@@ -1,0 +1,193 @@
+"""The identity guard (one person, one valid ID number, one health card per issuer) on every path
+that joins records — ingest, relink, manual merge, undo — and the review queue kept consistent
+with the persons after merges. Real SQLite and PostgreSQL through the real pipeline."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from phip.empi import identity_guard, service
+from phip.empi.relink import relink
+from phip.empi.tables import EmpiEvent, EmpiReview
+from phip.store import models as m
+from tests.test_empi import _insert_people, count, id_number, ingest, person_of, registration, two_orgs  # noqa: F401 (fixture)
+
+
+def _violations(engine) -> dict[str, list[str]]:
+    with engine.connect() as conn:
+        return identity_guard.violations(conn)
+
+
+def _review(engine, **where):
+    r = EmpiReview.__table__
+    with engine.connect() as conn:
+        return conn.execute(select(r).where(*[r.c[k] == v for k, v in where.items()])).mappings().all()
+
+
+# --- the module on its own ---------------------------------------------------------------------------
+
+
+def test_clash_per_kind_and_issuer():
+    x, y = ("id_no", "", "220102198005170013"), ("id_no", "", "220102198005170021")
+    card1, card2 = ("health_card", "", "HC1"), ("health_card", "", "HC2")
+    assert identity_guard.clash({x}, {x, card1}) == []
+    assert identity_guard.clash({x}, {y}) == ["id_no"]
+    assert identity_guard.clash({x, card1}, {card2}) == ["health_card"]
+    assert identity_guard.clash({("health_card", "A", "1")}, {("health_card", "B", "2")}) == []  # two issuers
+    assert identity_guard.refusal(["health_card", "id_no"])[0] == "ID_NO_DIFFERENT"
+
+
+# --- the defect: a provisional person's record carries a number held by somebody else ------------
+
+
+def _twin_case(pipeline, engine, org):
+    """Twin 王秀英 (X1) is known; a record 王秀英 with twin sister 李明华's number X2 is kept
+    apart at ingest on a provisional person whose golden ID number is empty."""
+    born = date(1986, 3, 14)
+    x1, x2 = id_number(born, 22), id_number(born, 46)
+    first = registration(org, patient_id="A1", name="王秀英", sex="2", born=born, id_no=x1, phone="13912345678")
+    other = registration(org, patient_id="A2", name="李明华", sex="2", born=born, id_no=x2)
+    ingest(pipeline, org, first, other)
+    stray = registration(org, patient_id="A3", name="王秀英", sex="2", born=born, id_no=x2, phone="13912345678")
+    assert ingest(pipeline, org, stray).warnings == 1  # EMPI_ID_CONFLICT: the name is not X2's holder's
+    twin, holder, provisional = person_of(engine, first), person_of(engine, other), person_of(engine, stray)
+    assert len({twin, holder, provisional}) == 3
+    with engine.connect() as conn:
+        assert conn.execute(select(m.Person.id_no).where(m.Person.id == provisional)).scalar_one() is None
+        held = identity_guard.held(conn, [provisional])[provisional]
+    assert ("id_no", "", x2) in held  # the record's number counts, though the golden record has none
+    return twin, holder, provisional
+
+
+def test_relink_does_not_merge_a_provisional_person_into_the_other_twin(pipeline, engine, orgs):
+    org = orgs[0][0]
+    twin, holder, provisional = _twin_case(pipeline, engine, org)
+    summary = relink(engine)
+    assert summary.blocked_by_id >= 1  # the model would join them (same name, birth date, phone)
+    assert summary.persons_merged == 0
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(select(m.Person.id, m.Person.status)).all())
+    assert statuses[twin] == statuses[provisional] == "active"
+    assert _violations(engine) == {}
+
+
+def test_manual_merge_refused_with_code_and_chinese_message(pipeline, engine, orgs):
+    twin, _, provisional = _twin_case(pipeline, engine, orgs[0][0])
+    with pytest.raises(service.EmpiError) as err:
+        service.merge(engine, twin, provisional, actor="op1")
+    assert (err.value.code, err.value.status) == ("ID_NO_DIFFERENT", 409) and "身份证号码" in err.value.message
+    assert count(engine, EmpiEvent) == 0 and _violations(engine) == {}
+
+
+def test_undo_of_a_split_refused_when_the_split_off_person_gained_another_number(pipeline, engine, two_orgs):
+    a, _ = two_orgs
+    born = date(1970, 8, 8)
+    x1, x3 = id_number(born, 31), id_number(born, 57)
+    r1 = registration(a, patient_id="A1", name="刘德华", born=born, id_no=x1)
+    r2 = registration(a, patient_id="A1", name="刘德华", born=born, health_card="HC0000000000000001")
+    ingest(pipeline, a, r1)
+    ingest(pipeline, a, r2)
+    pid = person_of(engine, r1)
+    assert person_of(engine, r2) == pid
+    with engine.connect() as conn:
+        rid = conn.execute(select(m.Record.id).where(m.Record.record_key == r2["registration_no"])).scalar_one()
+    new_id, split_event = service.split(engine, pid, [rid], actor="op1", reason="两个人")
+    # the split-off person's health card brings a record with another valid number to it
+    r3 = registration(a, patient_id="A9", name="刘德华", born=born, id_no=x3, health_card="HC0000000000000001")
+    ingest(pipeline, a, r3)
+    assert person_of(engine, r3) == new_id
+    with pytest.raises(service.EmpiError) as err:
+        service.undo(engine, split_event, actor="op1")
+    assert err.value.code == "ID_NO_DIFFERENT"
+    assert person_of(engine, r2) == new_id and _violations(engine) == {}
+
+
+def test_ingest_never_joins_a_second_number_through_the_patient_id(pipeline, engine, two_orgs):
+    """A hospital patient id that named a person with X1 now arrives with X2: a new person for X2
+    and an id_conflict review; the first person keeps holding X1 only."""
+    a, _ = two_orgs
+    born = date(1955, 5, 5)
+    x1, x2 = id_number(born, 71), id_number(born, 93)
+    r1 = registration(a, patient_id="A1", name="周建华", born=born, id_no=x1)
+    r2 = registration(a, patient_id="A1", name="周建华", born=born, id_no=x2)
+    ingest(pipeline, a, r1)
+    ingest(pipeline, a, r2)
+    assert person_of(engine, r1) != person_of(engine, r2)
+    (item,) = _review(engine, kind="id_conflict")
+    assert (item["person_id"], item["candidate_id"]) == (person_of(engine, r2), person_of(engine, r1))
+    assert _violations(engine) == {}
+    # the same within one batch
+    r3 = registration(a, patient_id="A5", name="孙丽", sex="2", born=born, id_no=id_number(born, 102))
+    r4 = registration(a, patient_id="A5", name="孙丽", sex="2", born=born, id_no=id_number(born, 124))
+    ingest(pipeline, a, r3, r4)
+    assert person_of(engine, r3) != person_of(engine, r4) and _violations(engine) == {}
+
+
+def test_a_second_health_card_of_one_issuer_is_not_joined(pipeline, engine, two_orgs):
+    a, _ = two_orgs
+    r1 = registration(a, patient_id="A1", name="吴敏", born=date(1999, 9, 9), health_card="HC1111")
+    r2 = registration(a, patient_id="A1", name="吴敏", born=date(1999, 9, 9), health_card="HC2222")
+    ingest(pipeline, a, r1)
+    ingest(pipeline, a, r2)
+    assert person_of(engine, r1) != person_of(engine, r2) and _violations(engine) == {}
+    with pytest.raises(service.EmpiError) as err:
+        service.merge(engine, person_of(engine, r1), person_of(engine, r2), actor="op1")
+    assert err.value.code == "HEALTH_CARD_DIFFERENT"
+
+
+# --- the review queue follows merges -------------------------------------------------------------------
+
+
+def test_merge_rewrites_or_resolves_the_reviews_it_makes_moot(pipeline, engine, orgs):
+    org = orgs[0][0]
+    twin, holder, provisional = _twin_case(pipeline, engine, org)
+    (conflict,) = _review(engine, kind="id_conflict")
+    assert (conflict["person_id"], conflict["candidate_id"]) == (provisional, holder)
+    # the provisional person is found to be the same as a third, number-less person: merged into it
+    third = registration(orgs[1][0], patient_id="B1", name="赵丽", sex="2", born=date(1990, 1, 2))
+    ingest(pipeline, orgs[1][0], third)
+    keep = person_of(engine, third)
+    service.merge(engine, keep, provisional, actor="op1")
+    (item,) = _review(engine, id=conflict["id"])
+    assert (item["status"], item["person_id"], item["candidate_id"]) == ("pending", keep, holder)
+    assert item["pair_key"] == f"id_conflict:{min(keep, holder)}:{max(keep, holder)}"
+    # the operator links the review: holder and survivor merge, nothing else points at the retired
+    service.decide(engine, item["id"], "link", actor="op1")
+    assert [r["status"] for r in _review(engine, kind="id_conflict")] == ["linked"]
+
+
+def test_relink_resolves_reviews_of_the_pair_it_merges_and_proposes_survivors_only(engine, orgs):
+    born = date(1990, 4, 12)
+    addr = "吉林省长春市南关区人民大街1号"
+    people = {
+        "p1": {"name": "张伟", "sex": "1", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": addr},
+        "p2": {"name": "張偉", "sex": "1", "birth_date": born, "id_no": None, "phone": "13812345678", "address": addr},
+        "p9": {"name": "张玮", "sex": "1", "birth_date": date(1990, 4, 13), "id_no": None, "phone": None, "address": None},
+    }
+    _insert_people(engine, people)
+    from phip.empi.model import default_model
+
+    model = default_model()
+    from phip.empi.golden import person_row
+
+    rows = {p: person_row(v)[0]["match"] for p, v in people.items()}
+    prob = model.score(rows["p9"], rows["p2"])[1]
+    assert model.review_threshold <= prob < model.link_threshold  # p9 is a review case against p1/p2
+    now = __import__("datetime").datetime(2026, 11, 22, 12)
+    with engine.begin() as conn:  # a stale review between the two that will merge, one naming p2
+        conn.execute(EmpiReview.__table__.insert(), [
+            {"kind": "possible_match", "status": "pending", "pair_key": "possible_match:p1:p2", "person_id": "p2",
+             "candidate_id": "p1", "probability": 0.5, "weight": 0.0, "evidence": [], "created_at": now},
+            {"kind": "id_conflict", "status": "pending", "pair_key": "id_conflict:p2:p9", "person_id": "p9",
+             "candidate_id": "p2", "probability": 0.5, "weight": 0.0, "evidence": [], "created_at": now}])
+    summary = relink(engine)
+    assert summary.persons_merged == 1 and (summary.reviews_resolved, summary.reviews_rewritten) == (1, 1)
+    reviews = {r["pair_key"]: r for r in _review(engine)}
+    assert reviews["possible_match:p1:p2"]["status"] == "merged"
+    assert reviews["id_conflict:p1:p9"]["status"] == "pending"
+    pending = [r for r in reviews.values() if r["status"] == "pending"]
+    assert "p2" not in {p for r in pending for p in (r["person_id"], r["candidate_id"])}  # merged away
+    assert "possible_match:p1:p9" in reviews
