@@ -191,3 +191,96 @@ def test_relink_resolves_reviews_of_the_pair_it_merges_and_proposes_survivors_on
     pending = [r for r in reviews.values() if r["status"] == "pending"]
     assert "p2" not in {p for r in pending for p in (r["person_id"], r["candidate_id"])}  # merged away
     assert "possible_match:p1:p9" in reviews
+
+
+# --- property: after any sequence of ingest / relink / merge / decide / undo ---------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_BORN = date(1986, 3, 14)
+#: Two pairs of twins (same surname, birth date, phone) and a stranger: names close enough that
+#: the model wants to join them, numbers that must keep them apart.
+_RESIDENTS = (
+    ("王秀英", "2", _BORN, id_number(_BORN, 22), "13912345678"),
+    ("王秀瑛", "2", _BORN, id_number(_BORN, 46), "13912345678"),
+    ("李明华", "1", _BORN, id_number(_BORN, 51), "13800001111"),
+    ("李明", "1", _BORN, id_number(_BORN, 73), "13800001111"),
+    ("赵丽", "2", date(1990, 1, 2), id_number(date(1990, 1, 2), 84), None),
+)
+_record = st.fixed_dictionaries({
+    "who": st.integers(0, len(_RESIDENTS) - 1),
+    # own number, another resident's, none, or a truncated one (stored as sent, never a key)
+    "id": st.sampled_from(["own", "none", "bad", "of0", "of1", "of1", "of2", "of3"]),
+    "pid": st.sampled_from(["P1", "P2", "P3", "P4"]),
+    "org": st.integers(0, 1),
+    "card": st.sampled_from([None, None, "HC1", "HC2"]),
+    "phone": st.booleans(),
+})
+_op = st.one_of(
+    st.tuples(st.just("ingest"), st.lists(_record, min_size=1, max_size=4)),
+    st.tuples(st.just("relink")),
+    st.tuples(st.just("relink")),
+    st.tuples(st.just("merge"), st.integers(0, 9), st.integers(0, 9)),
+    st.tuples(st.just("decide"), st.integers(0, 9)),
+    st.tuples(st.just("undo"), st.integers(0, 9)),
+)
+
+
+def _registration(orgs, spec):
+    name, sex, born, own, phone = _RESIDENTS[spec["who"]]
+    number = {"own": own, "none": None, "bad": own[:17]}.get(spec["id"]) or (
+        _RESIDENTS[int(spec["id"][2:])][3] if spec["id"].startswith("of") else None)
+    org = orgs[spec["org"]][0]
+    return org, registration(org, patient_id=spec["pid"], name=name, sex=sex, born=born, id_no=number,
+                             phone=phone if spec["phone"] else None, health_card=spec["card"])
+
+
+def _apply(engine, pipeline, orgs, op) -> None:
+    kind = op[0]
+    try:
+        if kind == "ingest":
+            for spec in op[1]:
+                org, rec = _registration(orgs, spec)
+                pipeline.ingest(org, "outpatient_registration", [rec])
+        elif kind == "relink":
+            relink(engine)
+        elif kind == "merge":
+            with engine.connect() as conn:
+                active = sorted(conn.execute(select(m.Person.id).where(m.Person.status == "active")).scalars())
+            if len(active) > 1:
+                service.merge(engine, active[op[1] % len(active)], active[op[2] % len(active)], actor="prop")
+        elif kind == "decide":
+            pending = [r["id"] for r in service.reviews(engine, limit=100)]
+            if pending:
+                service.decide(engine, pending[op[1] % len(pending)], "link", actor="prop")
+        elif kind == "undo":
+            with engine.connect() as conn:
+                events = sorted(conn.execute(select(EmpiEvent.id)).scalars())
+            if events:
+                service.undo(engine, events[op[1] % len(events)], actor="prop")
+    except service.EmpiError:
+        pass  # a refusal (different numbers, already undone, …) is an allowed outcome
+
+
+@settings(max_examples=30, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=st.lists(_op, min_size=1, max_size=6))
+def test_no_person_ever_holds_two_valid_numbers(store_engine, orgs, ops):
+    from phip.ingest.pipeline import Pipeline
+    from tests.conftest import empty_store
+
+    engine = empty_store(store_engine)
+    pipeline = Pipeline(engine)
+    # every resident known once with its own number, as on a platform that has been running
+    for who in range(len(_RESIDENTS)):
+        org, rec = _registration(orgs, {"who": who, "id": "own", "pid": f"B{who}", "org": 0, "card": None, "phone": True})
+        pipeline.ingest(org, "outpatient_registration", [rec])
+    for op in ops:
+        _apply(engine, pipeline, orgs, op)
+        assert _violations(engine) == {}, op
+    # every record still belongs to an active person (no record left on a merged one)
+    with engine.connect() as conn:
+        stray = conn.execute(select(m.Record.id).join(m.Person, m.Person.id == m.Record.person_id)
+                             .where(m.Person.status != "active")).all()
+    assert stray == []

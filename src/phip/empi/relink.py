@@ -93,6 +93,8 @@ def _read_postgresql(engine: Engine) -> pa.Table:
         with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
             for block in copy:
                 buffer += block
+    if not buffer:  # no active person: Arrow refuses an empty CSV
+        return SCHEMA.empty_table()
     # NULL is an unquoted empty field, an empty string a quoted one
     convert = csv.ConvertOptions(column_types=SCHEMA, null_values=[""], strings_can_be_null=True,
                                  quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])

@@ -221,12 +221,12 @@ class _Batch:
             holder = self.known[id_key]
             demo = self._demographics(i)
             person = self.persons[holder]
-            if demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
+            cards = [k for k in self._clash(i, holder) if k != "id_no"]  # e.g. another health card
+            if not cards and demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
                 self._link(i, holder, keys)  # the common case: exactly what the person is known as
                 return True
             row = match_row(demo["name"], demo["sex"], demo["birth_date"], None, None, None)
-            problems = guard(self.model, row, self._person(holder)["match"] or {})
-            problems += [k for k in self._clash(i, holder) if k != "id_no"]  # e.g. another health card
+            problems = guard(self.model, row, self._person(holder)["match"] or {}) + cards
             if not problems:
                 self._link(i, holder, keys)
                 return True
