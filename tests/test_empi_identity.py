@@ -284,3 +284,47 @@ def test_no_person_ever_holds_two_valid_numbers(store_engine, orgs, ops):
         stray = conn.execute(select(m.Record.id).join(m.Person, m.Person.id == m.Record.person_id)
                              .where(m.Person.status != "active")).all()
     assert stray == []
+
+
+# --- person roles: the address of patient_info reaches the golden record and the matcher -----------
+
+
+def patient_info(org: str, org_name: str, *, patient_id: str, name: str, born: date, sex: str = "1",
+                 id_type: str = "01", id_no: str = "X", **extra) -> dict:
+    """One patient master record (患者基本信息)."""
+    return {"org_code": org, "org_name": org_name, "patient_id": patient_id, "name": name, "sex_code": sex,
+            "birth_date": born.isoformat(), "id_type_code": id_type, "id_no": id_no,
+            "create_time": "2026-11-01 08:00:00", "update_time": "2026-11-20 08:00:00", **extra}
+
+
+def test_patient_info_address_lands_in_the_golden_record_and_is_compared(pipeline, engine, orgs):
+    from phip.empi.features import match_row
+    from phip.empi.model import default_model
+
+    (a, a_name), (b, b_name), (c, _) = orgs[:3]
+    born = date(1990, 4, 12)
+    first = patient_info(a, a_name, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61),
+                         current_address="吉林省长春市南关区人民大街1号")
+    receipt = pipeline.ingest(a, "patient_info", [first])
+    assert receipt.rejected == 0, receipt.as_dict()
+    with engine.connect() as conn:
+        person = conn.execute(select(m.Person)).one()
+    assert person.address == "吉林省长春市南关区人民大街1号" and person.match["address_key"] == "南关区人民大街1号"
+    # a homophone given name, the birth date one digit off, no resident ID: a review case alone …
+    model = default_model()
+    alone = model.score(match_row("张玮", "1", date(1990, 4, 13), None, None, None), person.match)[1]
+    assert model.review_threshold <= alone < model.link_threshold
+    # … the same address (only the household register's, shortened) makes it a link
+    second = patient_info(b, b_name, patient_id="B1", name="张玮", born=date(1990, 4, 13), id_type="99",
+                          id_no="G12345678", household_address="南关区 人民大街1号")
+    assert pipeline.ingest(b, "patient_info", [second]).rejected == 0
+    with engine.connect() as conn:
+        linked = conn.execute(select(m.Record.person_id).where(m.Record.org_code == b)).scalar_one()
+    assert linked == person.id
+    # without the address (a registration carries none) the same person is only proposed
+    third = registration(c, patient_id="C1", name="张玮", born=date(1990, 4, 13))
+    ingest(pipeline, c, third)
+    assert person_of(engine, third) != person.id
+    (item,) = service.reviews(engine)
+    address = next(e for e in item["evidence"] if e["field"] == "address")
+    assert address["level"] == "缺失" and address["right"] == "南关区人民大街1号"

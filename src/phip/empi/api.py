@@ -38,7 +38,7 @@ EXAMPLES = {
                            "other_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f", "actor": "ops", "reason": "同一人",
                            "created_at": "2026-11-22 10:00:00", "records_moved": 3, "identifiers_moved": 2}]},
     "split": {"person_id": "5e6f7a8b9c0d1e2f0c4d6e8f1a2b3c4d", "event_id": 8},
-    "reviews": {"reviews": [{"id": 3, "kind": "possible_match", "status": "pending", "probability": 0.83,
+    "reviews": {"total": 1, "reviews": [{"id": 3, "kind": "possible_match", "status": "pending", "probability": 0.83,
                              "weight": 6.1, "person_id": _PERSON["person_id"],
                              "candidate_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f",
                              "evidence": [{"field": "name", "level": "拼音相同", "weight": 3.2}]}]},
@@ -131,7 +131,7 @@ def build_router(engine: Engine) -> APIRouter:
     def review_queue(status: str = Query("pending", pattern="^(pending|linked|rejected|merged)$"),
                      limit: int = Query(50, ge=1, le=500)) -> dict:
         """审核队列：逐字段比较结果与匹配权重。"""
-        return {"reviews": service.reviews(engine, status, limit)}
+        return {"total": service.review_count(engine, status), "reviews": service.reviews(engine, status, limit)}
 
     @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
     def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:

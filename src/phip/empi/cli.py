@@ -58,6 +58,7 @@ def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，�
         ("自动关联对（≥关联阈值）", summary.linked_pairs), ("合并的人群", summary.clusters_merged),
         ("被合并的居民", summary.persons_merged), ("随居民迁移的记录", summary.records_moved),
         ("迁移的标识", summary.identifiers_moved), ("新增审核项", summary.reviews_added),
+        ("随合并了结的审核项", summary.reviews_resolved), ("改指存续居民的审核项", summary.reviews_rewritten),
         ("因身份证号不同而拒绝的连接", summary.blocked_by_id),
     ):
         table.add_row(label, f"{value:,}")
@@ -81,20 +82,35 @@ def train(
     console.print(f"模型 {model_id} 已训练并启用")
 
 
+REVIEW_KINDS = {"possible_match": "疑似同一人", "id_conflict": "证件号码冲突"}
+REVIEW_STATUSES = {"pending": "待审核", "linked": "已关联", "rejected": "已否决（不是同一人）", "merged": "已随合并处理"}
+
+
+def _shown(value: object) -> str:
+    """A value for a table cell: missing is a dash, never the word None."""
+    return "—" if value is None or value == "" else str(value)
+
+
 @app.command()
 def reviews(status: str = typer.Option("pending", help="pending | linked | rejected | merged"),
             limit: int = typer.Option(20)) -> None:
-    """审核队列 (the review queue)."""
-    items = service.reviews(_engine(), status, limit)
+    """审核队列 (the review queue): per field both values (masked), the comparison level and the weight."""
+    engine = _engine()
+    items = service.reviews(engine, status, limit)
+    total = service.review_count(engine, status)
     for item in items:
-        table = Table(title=f"审核项 {item['id']}（{item['kind']}，匹配概率 {item['probability'] or 0:.3f}）")
+        table = Table(title=f"审核项 {item['id']}（{REVIEW_KINDS.get(item['kind'], item['kind'])}，"
+                            f"匹配概率 {item['probability'] or 0:.3f}，匹配权重 {item['weight'] or 0:+.2f}）")
         for col in ("字段", "比较结果", "本记录", "已有居民", "权重"):
             table.add_column(col)
         for ev in item["evidence"] or []:
-            table.add_row(ev["label"], ev["level"], str(ev["left"]), str(ev["right"]), f"{ev['weight']:+.2f}")
+            table.add_row(ev["label"], ev["level"], _shown(ev["left"]), _shown(ev["right"]), f"{ev['weight']:+.2f}")
         console.print(table)
+    label = REVIEW_STATUSES.get(status, status)
     if not items:
-        console.print("审核队列为空")
+        console.print(f"没有{label}的审核项")
+    else:
+        console.print(f"{label}审核项共 {total:,} 项，显示前 {len(items):,} 项")
 
 
 @app.command()
@@ -102,7 +118,8 @@ def decide(review_id: int, decision: str = typer.Argument(..., help="link | reje
            operator: str = typer.Option(..., "--operator", help="操作人"), note: str | None = typer.Option(None)) -> None:
     """处理审核项 (link the pair or reject it)."""
     result = _run(service.decide, _engine(), review_id, decision, operator, note)
-    console.print(f"审核项 {review_id}：{result['status']}（操作记录 {result['event_id']}）")
+    event = f"，操作记录 {result['event_id']}" if result["event_id"] is not None else "，两者已是同一居民，无需合并"
+    console.print(f"审核项 {review_id}：{REVIEW_STATUSES.get(result['status'], result['status'])}{event}")
 
 
 @app.command()

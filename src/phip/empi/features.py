@@ -95,7 +95,7 @@ def block_keys(row: dict[str, Any]) -> list[str]:
 
 def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, Any]:
     """The golden-field values a record states (None where the data set has no such field)."""
-    name, sex, born_field, id_field, phone, address, id_type = _person_fields(dataset)
+    name, sex, born_field, id_field, phone, address, id_type, household = _person_fields(dataset)
     get = record.get
     id_no = get(id_field)
     if id_no is not None and id_type is not None and get(id_type) not in RESIDENT_ID_TYPES:
@@ -104,7 +104,7 @@ def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, A
     if born is not None and not isinstance(born, date):
         born = None
     return {"name": get(name), "sex": get(sex), "birth_date": born, "id_no": id_no, "phone": get(phone),
-            "address": get(address)}
+            "address": get(address) or get(household)}  # where one lives; else the household register's
 
 
 @per_dataset
@@ -113,7 +113,7 @@ def _person_fields(dataset: DataSet) -> tuple[Any, ...]:
     record of every batch). A role the data set lacks reads a key no record has."""
     person = dataset.person
     return (*(person.get(role) or _ABSENT for role in ("name", "sex", "birth_date", "id_no", "phone", "address")),
-            person.get("id_type"))
+            person.get("id_type"), person.get("household_address") or _ABSENT)
 
 
 _ABSENT = "\x00absent"

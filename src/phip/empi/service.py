@@ -166,6 +166,13 @@ def reviews(engine: Engine, status: str = "pending", limit: int = 50, unmasked: 
     return out
 
 
+def review_count(engine: Engine, status: str = "pending") -> int:
+    """How many review items have ``status`` (the queue's total, beside the page shown)."""
+    r = EmpiReview.__table__
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(r).where(r.c.status == status)).scalar_one()
+
+
 # --- changing -------------------------------------------------------------------------------------
 
 
