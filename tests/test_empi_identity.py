@@ -328,3 +328,88 @@ def test_patient_info_address_lands_in_the_golden_record_and_is_compared(pipelin
     (item,) = service.reviews(engine)
     address = next(e for e in item["evidence"] if e["field"] == "address")
     assert address["level"] == "缺失" and address["right"] == "南关区人民大街1号"
+
+
+# --- cross-reference lookup (PIX) ---------------------------------------------------------------------
+
+
+def test_xref_for_an_institutions_own_patient_and_refused_for_anothers(pipeline, engine, orgs):
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+    from phip.orgs.keys import create_key
+
+    (a, a_name), (b, _), (c, _) = orgs[:3]
+    born = date(1990, 4, 12)
+    x = id_number(born, 61)
+    ingest(pipeline, a, registration(a, patient_id="A-77", name="张伟", born=born, id_no=x, health_card="HC0000000000009"))
+    ingest(pipeline, b, registration(b, patient_id="B-12", name="张伟", born=born, id_no=x))
+    ingest(pipeline, c, registration(c, patient_id="C-5", name="李娜", sex="2", born=date(1985, 1, 1)))
+    _, key_a = create_key(engine, a)
+    _, key_c = create_key(engine, c)
+    client = TestClient(create_app(engine))
+    as_a = {"Authorization": f"Bearer {key_a}"}
+
+    own = client.get("/api/v1/empi/xref", params={"org": a, "patient_id": "A-77"}, headers=as_a)
+    assert own.status_code == 200, own.text
+    body = own.json()
+    assert {(i["org"], i["patient_id"]) for i in body["local_ids"]} == {(a, "A-77"), (b, "B-12")}  # all domains
+    assert next(i for i in body["local_ids"] if i["org"] == a)["org_name"] == a_name
+    shown = {i["kind"]: i["value"] for i in body["identifiers"]}
+    assert shown["id_no"] == x[:3] + "*" * 11 + x[-4:] and x not in own.text  # masked
+    # its own patient id without naming the institution; B's patient id of a person A also has
+    assert client.get("/api/v1/empi/xref", params={"patient_id": "A-77"}, headers=as_a).json()["person_id"] == body["person_id"]
+    assert client.get("/api/v1/empi/xref", params={"org": b, "patient_id": "B-12"}, headers=as_a).json()["person_id"] == body["person_id"]
+    # by ID number, in the body only
+    by_id = client.post("/api/v1/empi/xref", json={"kind": "id_no", "value": x}, headers=as_a)
+    assert by_id.status_code == 200 and by_id.json()["person_id"] == body["person_id"]
+    # another institution's patient: refused whether or not it exists, no existence leak
+    for params in ({"org": c, "patient_id": "C-5"}, {"org": c, "patient_id": "C-nobody"}):
+        refused = client.get("/api/v1/empi/xref", params=params, headers=as_a)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "XREF_FORBIDDEN"
+    assert client.post("/api/v1/empi/xref", json={"kind": "id_no", "value": x},
+                       headers={"Authorization": f"Bearer {key_c}"}).json()["error"]["code"] == "XREF_FORBIDDEN"
+    # its own unknown patient id: not found; no key: 401; a bad number: 400
+    missing = client.get("/api/v1/empi/xref", params={"patient_id": "A-nobody"}, headers=as_a)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "PATIENT_NOT_FOUND"
+    assert client.get("/api/v1/empi/xref", params={"patient_id": "A-77"}).json()["error"]["code"] == "AUTH_REQUIRED"
+    bad = client.post("/api/v1/empi/xref", json={"kind": "id_no", "value": x[:-1] + "0" if x[-1] != "0" else x[:-1] + "1"}, headers=as_a)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_ID_NO"
+
+
+def _cli(engine, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PHIP_DATABASE_URL": engine.url.render_as_string(hide_password=False), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "phip.cli", "empi", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_id_conflict_review_shows_true_evidence_and_the_cli_no_none(pipeline, engine, orgs):
+    """An id_conflict review compares the record's full row: the ID number and the phone are
+    present and equal (masked), with their weights; `phip empi reviews` gives the total."""
+    org = orgs[0][0]
+    twin, holder, provisional = _twin_case(pipeline, engine, org)
+    (item,) = service.reviews(engine)
+    evidence = {e["field"]: e for e in item["evidence"]}
+    assert evidence["id_no"]["level"] == "完全一致" and evidence["id_no"]["weight"] > 0
+    assert evidence["id_no"]["left"] == evidence["id_no"]["right"] and "*" in evidence["id_no"]["left"]
+    assert evidence["name"]["level"] == "不一致" and evidence["name"]["weight"] < 0
+    # the phone of the stray record is there (the holder has none: missing, honestly)
+    assert evidence["phone"]["left"] == "139****5678" and evidence["phone"]["level"] == "缺失"
+    out = _cli(engine, "reviews")
+    assert out.returncode == 0, out.stderr
+    assert "None" not in out.stdout and "证件号码冲突" in out.stdout and "待审核审核项共 1 项" in out.stdout
+    assert "139****5678" in out.stdout and "13912345678" not in out.stdout
+    decided = _cli(engine, "decide", str(item["id"]), "reject", "--operator", "王工")
+    assert decided.returncode == 0 and "None" not in decided.stdout and "已否决" in decided.stdout
+    relinked = _cli(engine, "relink")
+    assert relinked.returncode == 0, relinked.stderr
+    assert "Blocking time" not in relinked.stdout + relinked.stderr and "批量重新关联" in relinked.stdout
+    assert "Predict time" not in relinked.stdout + relinked.stderr
+    xref = _cli(engine, "xref", "--org", org, "--patient-id", "A3")
+    assert xref.returncode == 0 and provisional in xref.stdout and "A3" in xref.stdout
+    nobody = _cli(engine, "xref", "--org", org, "--patient-id", "nobody")
+    assert nobody.returncode == 2 and "PATIENT_NOT_FOUND" in nobody.stderr

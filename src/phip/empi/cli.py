@@ -29,9 +29,9 @@ def _fail(exc: service.EmpiError) -> None:
     raise typer.Exit(2)
 
 
-def _run(fn, *args):  # noqa: ANN001, ANN002, ANN202
+def _run(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except service.EmpiError as exc:
         _fail(exc)
 
@@ -190,3 +190,18 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
         table.add_row(h["person_id"], h["name"] or "", h["sex"] or "", h["birth_date"] or "", h["id_no"] or "",
                       h["phone"] or "", f"{h['match_probability']:.4f}")
     console.print(table)
+
+
+@app.command()
+def xref(org: str = typer.Option(..., "--org", help="患者所属机构代码"),
+         patient_id: str = typer.Option(..., "--patient-id", help="院内患者ID")) -> None:
+    """交叉索引查询 (PIX): the person of an institution's patient id and its local ids in every institution."""
+    result = _run(service.xref, _engine(), org=org, patient_id=patient_id)
+    table = Table(title=f"居民 {result['person_id']}：{len(result['local_ids'])} 个院内患者ID")
+    for col in ("机构代码", "机构名称", "院内患者ID"):
+        table.add_column(col)
+    for item in result["local_ids"]:
+        table.add_row(item["org"], _shown(item["org_name"]), item["patient_id"])
+    console.print(table)
+    for i in result["identifiers"]:
+        console.print(f"  {i['label']}：{i['value']}" + (f"（{i['scope']}）" if i["scope"] else ""))

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, tuple_, up
 
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
-from phip.store.models import Person, PersonIdentifier, Record
+from phip.store.models import Institution, Person, PersonIdentifier, Record
 
 from . import chain, golden, identity_guard, review_queue
 from .features import GOLDEN_FIELDS, block_keys, match_row, record_demographics
@@ -101,6 +101,63 @@ def identifiers(engine: Engine, person_id: str, unmasked: bool = False) -> dict[
          "value": v if unmasked or k != "id_no" else mask(v), "registered_at": at.isoformat(sep=" ")}
         for k, s, v, at in rows
     ]}
+
+
+XREF_KINDS = ("id_no", "health_card", "insurance", "doc")
+_XREF_FORBIDDEN = "只能查询本机构患者所属的居民：该患者不是贵机构的患者，或平台没有该患者"
+
+
+def xref(engine: Engine, *, org: str | None = None, patient_id: str | None = None, kind: str | None = None,
+         value: str | None = None, scope: str | None = None, viewer: str | None = None,
+         unmasked: bool = False) -> dict[str, Any]:
+    """Cross-reference lookup (PIX query, IHE ITI-9; WS/T 448 人员查询): the person an identifier
+    names and every local patient id linked to it, in every institution.
+
+    Asked by an institution's patient id (``org`` + ``patient_id``) or by a province-wide
+    identifier (``kind`` + ``value``; ``scope`` = the document type for ``doc``). ``viewer`` is the
+    asking institution (its push-API key): it sees only persons it has records or a patient id of.
+    For such a person the answer is what a PIX manager answers, all domains' ids: the asking
+    system needs them to fetch the person's history from the others. A person it has no part in
+    is refused with 403 whether or not it exists, so a key cannot probe other hospitals' patients.
+    """
+    if org and patient_id:
+        key = ("patient_id", org.strip(), patient_id.strip())
+    elif kind and value:
+        if kind not in XREF_KINDS:
+            raise EmpiError("BAD_KIND", f"标识类别“{kind}”无效，应为 {' / '.join(XREF_KINDS)}", 400, "kind")
+        if kind == "id_no":
+            id18 = normalize_id_number(value)
+            if id18 is None:
+                raise EmpiError("BAD_ID_NO", "身份证号码无效（GB 11643 校验未通过）", 400, "value")
+            key = ("id_no", "", id18)
+        else:
+            key = (kind, (scope or "").strip() if kind == "doc" else "", value.strip().upper() if kind == "doc" else value.strip())
+    else:
+        raise EmpiError("BAD_QUERY", "请提供机构代码加院内患者ID，或标识类别加标识值", 400)
+    pi, rec = PersonIdentifier.__table__, Record.__table__
+    with engine.connect() as conn:
+        found = conn.execute(select(pi.c.person_id).where(pi.c.kind == key[0], pi.c.scope == key[1],
+                                                          pi.c.value == key[2])).scalar()
+        pid = current_id(conn, found) if found else None
+        visible = pid is not None and (viewer is None or conn.execute(select(pi.c.value).where(
+            pi.c.person_id == pid, pi.c.kind == "patient_id", pi.c.scope == viewer).limit(1)).first() is not None
+            or conn.execute(select(rec.c.id).where(rec.c.person_id == pid, rec.c.org_code == viewer).limit(1)).first() is not None)
+        if not visible:
+            if viewer is not None and not (key[0] == "patient_id" and key[1] == viewer):
+                raise EmpiError("XREF_FORBIDDEN", _XREF_FORBIDDEN, 403)
+            raise EmpiError("PATIENT_NOT_FOUND", "平台没有该患者（尚未上传过该患者的记录）", 404,
+                            "patient_id" if key[0] == "patient_id" else "value")
+        rows = conn.execute(select(pi.c.kind, pi.c.scope, pi.c.value).where(pi.c.person_id == pid)
+                            .order_by(pi.c.kind, pi.c.scope, pi.c.value)).all()
+        names = dict(conn.execute(select(Institution.code, Institution.name).where(
+            Institution.code.in_({s for k, s, _ in rows if k == "patient_id"}))).all())
+    return {
+        "person_id": pid,
+        "local_ids": [{"org": s, "org_name": names.get(s), "patient_id": v} for k, s, v in rows if k == "patient_id"],
+        "identifiers": [{"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
+                         "value": v if unmasked or k not in ("id_no", "health_card", "insurance") else mask(v)}
+                        for k, s, v in rows if k != "patient_id"],
+    }
 
 
 def find(engine: Engine, *, id_no: str | None = None, name: str | None = None, birth_date: Any = None,
