@@ -4,7 +4,7 @@ with the persons after merges. Real SQLite and PostgreSQL through the real pipel
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from sqlalchemy import select
@@ -413,3 +413,43 @@ def test_id_conflict_review_shows_true_evidence_and_the_cli_no_none(pipeline, en
     assert xref.returncode == 0 and provisional in xref.stdout and "A3" in xref.stdout
     nobody = _cli(engine, "xref", "--org", org, "--patient-id", "nobody")
     assert nobody.returncode == 2 and "PATIENT_NOT_FOUND" in nobody.stderr
+
+
+# --- 15-digit numbers: the century is revisited ------------------------------------------------------
+
+
+def test_upgrade_id15_takes_the_century_from_the_birth_date():
+    from phip.standard.checks import id_check_char, parse_id_number, upgrade_id15
+
+    id15 = "220102050412061"
+    assert upgrade_id15(id15)[6:10] == "1905"
+    assert upgrade_id15(id15, date(2005, 4, 12))[6:10] == "2005"
+    assert upgrade_id15(id15, "2005-04-12")[6:10] == "2005"
+    assert upgrade_id15(id15, date(2005, 4, 13))[6:10] == "1905"  # another day: the number decides
+    assert upgrade_id15(id15, date(1905, 4, 12))[6:10] == "1905"
+    body = "220102" + "2005" + "0412061"
+    assert parse_id_number(id15, birth_date=date(2005, 4, 12)) == (body + id_check_char(body), True)
+    assert parse_id_number(id15)[0][6:10] == "1905"  # the cache keeps the two apart
+
+
+def test_a_15_digit_number_joins_the_person_of_its_18_digit_form(pipeline, engine, orgs):
+    """A 15-digit number of a child born 2005 (kept as sent by a hospital): the record's birth
+    date chooses 20xx; without a birth date, the person already known by the 20xx form is found."""
+    from phip.empi.resolver import EmpiResolver
+    from phip.standard.catalog import load_standard
+
+    a, b = orgs[0][0], orgs[1][0]
+    born = date(2005, 4, 12)
+    id18 = id_number(born, 61)
+    id15 = id18[:6] + id18[8:17]
+    known = registration(a, patient_id="A1", name="刘洋", born=born, id_no=id18)
+    ingest(pipeline, a, known)
+    pid = person_of(engine, known)
+    ds = load_standard().dataset("outpatient_registration")
+    records = [{"patient_id": "B1", "name": "刘洋", "sex_code": "1", "birth_date": born, "id_type_code": "01", "id_no": id15},
+               {"patient_id": "B2", "name": "刘洋", "sex_code": "1", "id_type_code": "01", "id_no": id15}]
+    with engine.begin() as conn:
+        resolution = EmpiResolver().resolve(conn, b, ds, records, datetime(2026, 11, 22, 12))
+    assert resolution.person_ids == [pid, pid]
+    with engine.connect() as conn:
+        assert identity_guard.violations(conn) == {}

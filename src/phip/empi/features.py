@@ -103,6 +103,8 @@ def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, A
     born = get(born_field)
     if born is not None and not isinstance(born, date):
         born = None
+    if isinstance(id_no, str) and len(id_no.strip()) == 15:
+        id_no = normalize_id_number(id_no, born) or id_no  # the century the record's birth date gives
     return {"name": get(name), "sex": get(sex), "birth_date": born, "id_no": id_no, "phone": get(phone),
             "address": get(address) or get(household)}  # where one lives; else the household register's
 

@@ -97,7 +97,7 @@ def _record_columns() -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """Only the payload fields behind guarded roles are read (JSON extraction in the database),
     never whole payloads: the relink checks every person of its strong pairs. Built once, so
     ``select_in`` reuses its statement."""
-    roles = ("id_no", "id_type", "health_card_no")
+    roles = ("id_no", "id_type", "health_card_no", "birth_date")  # a 15-digit number's century needs the birth date
     names = sorted({ds.person[r] for ds in load_standard().datasets if ds.person for r in roles if ds.person.get(r)})
     payload = Record.__table__.c.payload
     return tuple(names), (Record.__table__.c.person_id, Record.__table__.c.dataset, *[payload[n].as_string() for n in names])

@@ -34,7 +34,7 @@ from phip.store.sql import insert_ignoring_conflicts
 
 from . import golden, identity_guard
 from .features import block_keys, match_row, record_demographics
-from .identifiers import IdentifierKey, record_identifiers
+from .identifiers import IdentifierKey, other_century, record_identifiers
 from .model import COMPARISONS, Model, default_model
 from .review_queue import pair_key
 from .store import (
@@ -113,7 +113,13 @@ class _Batch:
 
     def run(self) -> Resolution:
         per_record = [record_identifiers(self.org, self.dataset, r) for r in self.records]
-        self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys})
+        alternatives = self._other_centuries(per_record)
+        self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys} | set(alternatives.values()))
+        for i, alt in alternatives.items():
+            if per_record[i][0] not in self.known and alt in self.known:
+                # a 15-digit number whose other century another record of the person carries
+                per_record[i][0] = alt
+                self._demographics(i)["id_no"] = alt[2]
         # Light rows first: most records of a known person state nothing new about them, and
         # the JSON columns are most of the read. Persons a record may change or contradict
         # get their full rows in one more query.
@@ -133,6 +139,19 @@ class _Batch:
             self._probabilistic(deferred, per_record)
         self._write()
         return Resolution(self.result, self.findings)
+
+    def _other_centuries(self, per_record: list[list[IdentifierKey]]) -> dict[int, IdentifierKey]:
+        """Records stating a 15-digit ID number: the key of its other century's 18-digit form."""
+        field = self.dataset.person.get("id_no")
+        out: dict[int, IdentifierKey] = {}
+        if not field:
+            return out
+        for i, keys in enumerate(per_record):
+            raw = self.records[i].get(field)
+            if keys and keys[0][0] == "id_no" and isinstance(raw, str) and len(raw.strip()) == 15:
+                if alt := other_century(raw, keys[0][2]):
+                    out[i] = ("id_no", "", alt)
+        return out
 
     def _touched(self, per_record: list[list[IdentifierKey]]) -> set[str]:
         """Known persons whose stored values some record of the batch differs from (the ID
