@@ -453,3 +453,28 @@ def test_a_15_digit_number_joins_the_person_of_its_18_digit_form(pipeline, engin
     assert resolution.person_ids == [pid, pid]
     with engine.connect() as conn:
         assert identity_guard.violations(conn) == {}
+
+
+# --- records whose ID number is not valid reach the matcher as evidence, never as a key -------------
+
+
+def test_placeholder_or_truncated_id_numbers_are_no_identity_key(pipeline, engine, orgs):
+    a, b = orgs[0][0], orgs[1][0]
+    born = date(1979, 12, 3)
+    x = id_number(born, 88)
+    known = registration(a, patient_id="A1", name="黄志强", born=born, id_no=x, phone="13611112222")
+    ingest(pipeline, a, known)
+    # a placeholder is compared as missing (not "different": that weighs m = 1e-4), a truncated
+    # number as a typo of the right one: name and birth date link them (as they link a record
+    # without any number; a placeholder compared as "different" scored 0.936, below the threshold)
+    placeholder = registration(b, patient_id="B1", name="黄志强", born=born, id_no="000000000000000000")
+    truncated = registration(b, patient_id="B2", name="黄志强", born=born, id_no=x[:17], phone="13611112222")
+    stranger = registration(b, patient_id="B3", name="马丽", sex="2", born=date(1991, 1, 1), id_no="000000000000000000")
+    receipt = pipeline.ingest(b, "outpatient_registration", [placeholder, truncated, stranger])
+    assert receipt.rejected == 0 and receipt.warnings >= 3  # kept, flagged
+    assert person_of(engine, placeholder) == person_of(engine, truncated) == person_of(engine, known)
+    assert person_of(engine, stranger) != person_of(engine, known)  # a shared placeholder joins nobody
+    with engine.connect() as conn:
+        kinds = conn.execute(select(m.PersonIdentifier.kind, m.PersonIdentifier.value)).all()
+        assert identity_guard.violations(conn) == {}
+    assert ("id_no", "000000000000000000") not in kinds and ("id_no", x[:17]) not in kinds

@@ -52,6 +52,8 @@ def match_row(
     valid = bool(id_clean) and is_valid_id_number(id_clean)
     if valid:
         id_clean = normalize_id_number(id_clean)
+    elif id_clean and not _looks_like_id(id_clean):
+        id_clean = None  # a placeholder ("无", "000000000000000000") is no evidence: compared as missing
     return {
         "name_key": nk.key if nk else None,
         "name_py": nk.py if nk else None,
@@ -65,6 +67,17 @@ def match_row(
         "phone": (normalize_phone(phone) or phone) if phone else None,
         "address_key": address_key(address),
     }
+
+
+_ID_ATTEMPT = re.compile(r"^\d{14,18}[\dX]?$")
+
+
+def _looks_like_id(value: str) -> bool:
+    """An invalid number worth comparing: an ID number with a typo or cut short (one edit from
+    the right one is evidence). Records are now stored with whatever the hospital sent; a
+    placeholder compared as "different" would weigh a fixed m of 1e-4 against every person
+    with a valid number, and shared placeholders would block all their holders together."""
+    return bool(_ID_ATTEMPT.match(value)) and len(set(value)) > 2
 
 
 def _yyyymmdd(day: date) -> str:
