@@ -413,6 +413,13 @@ def test_id_conflict_review_shows_true_evidence_and_the_cli_no_none(pipeline, en
     assert xref.returncode == 0 and provisional in xref.stdout and "A3" in xref.stdout
     nobody = _cli(engine, "xref", "--org", org, "--patient-id", "nobody")
     assert nobody.returncode == 2 and "PATIENT_NOT_FOUND" in nobody.stderr
+    # the audit finds a person left holding two numbers (as the old relink left them)
+    clean = _cli(engine, "verify", "--identities")
+    assert clean.returncode == 0 and "没有居民名下载有两个不同" in clean.stdout
+    with engine.begin() as conn:
+        conn.execute(m.Record.__table__.update().where(m.Record.person_id == provisional).values(person_id=twin))
+    broken = _cli(engine, "verify", "--identities")
+    assert broken.returncode == 1 and twin in broken.stderr and "身份证号码" in broken.stderr
 
 
 # --- 15-digit numbers: the century is revisited ------------------------------------------------------

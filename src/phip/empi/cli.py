@@ -137,11 +137,16 @@ def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason:
 
 
 @app.command()
-def verify() -> None:
-    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken."""
+def verify(identities: bool = typer.Option(False, "--identities",
+                                           help="另查每位居民名下记录是否载有两个不同的有效身份证号码/健康卡号")) -> None:
+    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken.
+    ``--identities`` also audits the identity guard over every active person (reads the guarded
+    fields of all records: minutes on a province), e.g. after upgrading a store the twin defect
+    may have touched; each person found can be repaired with undo or split."""
     from .chain import verify as check
 
-    verdict = check(_engine())
+    engine = _engine()
+    verdict = check(engine)
     if verdict.unchained:
         console.print(f"链前操作记录（迁移 0006 之前写入，未入链）：{verdict.unchained} 条")
     if not verdict.ok:
@@ -149,6 +154,18 @@ def verify() -> None:
                   highlight=False)
         raise typer.Exit(1)
     console.print(f"哈希链完整，已校验 {verdict.checked} 条操作记录")
+    if identities:
+        from .identity_guard import violations
+
+        with engine.connect() as conn:
+            found = violations(conn)
+        labels = {"id_no": "身份证号码", "health_card": "健康卡号"}
+        for pid, kinds in sorted(found.items()):
+            err.print(f"[bold red]ID_NO_DIFFERENT[/] 居民 {pid} 名下的记录载有两个不同的"
+                      f"{'、'.join(labels.get(k, k) for k in kinds)}（phip empi show {pid} 查看，撤销或拆分修复）", highlight=False)
+        if found:
+            raise typer.Exit(1)
+        console.print("没有居民名下载有两个不同的有效身份证号码或健康卡号")
 
 
 @app.command()
