@@ -302,10 +302,11 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
             if a != b:
                 pairs[(min(a, b), max(a, b))] = None
         persons = load_persons(conn, {p for pair in pairs for p in pair})
+        holds = identity_guard.held(conn, persons)  # a pair the guard would refuse is no question
         rows = []
         for low, high in pairs:
             a, b = persons.get(high), persons.get(low)
-            if not a or not b or not a.get("match") or not b.get("match"):
+            if not a or not b or not a.get("match") or not b.get("match") or identity_guard.clash(holds[high], holds[low]):
                 continue
             weight, prob = model.score(a["match"], b["match"])
             rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", low, high),
