@@ -49,7 +49,7 @@ def _twin_case(pipeline, engine, org):
     born = date(1986, 3, 14)
     x1, x2 = id_number(born, 22), id_number(born, 46)
     first = registration(org, patient_id="A1", name="王秀英", sex="2", born=born, id_no=x1, phone="13912345678")
-    other = registration(org, patient_id="A2", name="李明华", sex="2", born=born, id_no=x2)
+    other = registration(org, patient_id="A2", name="李明华", sex="2", born=born, id_no=x2, phone="13912345678")
     ingest(pipeline, org, first, other)
     stray = registration(org, patient_id="A3", name="王秀英", sex="2", born=born, id_no=x2, phone="13912345678")
     assert ingest(pipeline, org, stray).warnings == 1  # EMPI_ID_CONFLICT: the name is not X2's holder's
@@ -397,8 +397,9 @@ def test_id_conflict_review_shows_true_evidence_and_the_cli_no_none(pipeline, en
     assert evidence["id_no"]["level"] == "完全一致" and evidence["id_no"]["weight"] > 0
     assert evidence["id_no"]["left"] == evidence["id_no"]["right"] and "*" in evidence["id_no"]["left"]
     assert evidence["name"]["level"] == "不一致" and evidence["name"]["weight"] < 0
-    # the phone of the stray record is there (the holder has none: missing, honestly)
-    assert evidence["phone"]["left"] == "139****5678" and evidence["phone"]["level"] == "缺失"
+    # the phone is present on both sides and equal (it showed as missing before)
+    assert evidence["phone"]["left"] == evidence["phone"]["right"] == "139****5678"
+    assert evidence["phone"]["level"] == "完全一致" and evidence["phone"]["weight"] > 0
     out = _cli(engine, "reviews")
     assert out.returncode == 0, out.stderr
     assert "None" not in out.stdout and "证件号码冲突" in out.stdout and "待审核审核项共 1 项" in out.stdout
@@ -485,3 +486,27 @@ def test_placeholder_or_truncated_id_numbers_are_no_identity_key(pipeline, engin
         kinds = conn.execute(select(m.PersonIdentifier.kind, m.PersonIdentifier.value)).all()
         assert identity_guard.violations(conn) == {}
     assert ("id_no", "000000000000000000") not in kinds and ("id_no", x[:17]) not in kinds
+
+
+def test_relink_respects_a_reviewers_rejection_and_a_pending_id_conflict(engine, orgs):
+    """Persons the model would merge stay apart when a reviewer rejected the pair, or when the
+    ingest kept them apart over an ID-number conflict that no reviewer has decided yet."""
+    born = date(1990, 4, 12)
+    addr = "吉林省长春市南关区人民大街1号"
+    people = {
+        "p1": {"name": "张伟", "sex": "1", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": addr},
+        "p2": {"name": "張偉", "sex": "1", "birth_date": born, "id_no": None, "phone": "13812345678", "address": addr},
+        "p3": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
+        "p4": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
+    }
+    _insert_people(engine, people)
+    assert relink(engine, dry_run=True).persons_merged == 2  # the model joins both pairs
+    now = datetime(2026, 11, 22, 12)
+    with engine.begin() as conn:
+        conn.execute(EmpiReview.__table__.insert(), [
+            {"kind": "possible_match", "status": "rejected", "pair_key": "possible_match:p1:p2", "person_id": "p2",
+             "candidate_id": "p1", "evidence": [], "created_at": now},
+            {"kind": "id_conflict", "status": "pending", "pair_key": "id_conflict:p3:p4", "person_id": "p4",
+             "candidate_id": "p3", "evidence": [], "created_at": now}])
+    summary = relink(engine)
+    assert summary.persons_merged == 0 and summary.blocked_by_id == 2

@@ -59,7 +59,7 @@ def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，�
         ("被合并的居民", summary.persons_merged), ("随居民迁移的记录", summary.records_moved),
         ("迁移的标识", summary.identifiers_moved), ("新增审核项", summary.reviews_added),
         ("随合并了结的审核项", summary.reviews_resolved), ("改指存续居民的审核项", summary.reviews_rewritten),
-        ("因身份证号不同而拒绝的连接", summary.blocked_by_id),
+        ("因证件号码不同或审核结论而拒绝的连接", summary.blocked_by_id),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("用时（秒）", " / ".join(f"{k} {v}" for k, v in summary.seconds.items()))

@@ -54,7 +54,7 @@ class RelinkSummary:
     reviews_added: int = 0
     reviews_resolved: int = 0  # pending reviews a merge of this run made moot
     reviews_rewritten: int = 0  # pending reviews now naming a survivor
-    blocked_by_id: int = 0
+    blocked_by_id: int = 0  # joins refused: two numbers or cards, a rejected or pending id_conflict review
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -148,6 +148,20 @@ class _Clusters:
         return True
 
 
+def _cannot_link(conn: Connection, persons: set[str]) -> list[tuple[str, str, str]]:
+    """Pairs the relink must not join: rejected reviews (a reviewer said different persons) and
+    pending ``id_conflict`` reviews (ingest kept the record apart because its name contradicts
+    the number's holder; a strong score on phone and birth date must not decide it instead)."""
+    from phip.store.sql import select_in
+
+    r = EmpiReview.__table__
+    cols = (r.c.pair_key, r.c.kind, r.c.status, r.c.person_id, r.c.candidate_id)
+    ids = sorted(persons)
+    rows = {row[0]: row for key in (r.c.person_id, r.c.candidate_id) for row in select_in(conn, cols, key, ids)}
+    return [(a, b, key) for key, kind, status, a, b in rows.values()
+            if status == "rejected" or (status == "pending" and kind == "id_conflict")]
+
+
 def relink(engine: Engine, actor: str = "relink", progress: Progress | None = None, dry_run: bool = False) -> RelinkSummary:
     summary = RelinkSummary(run_id=uuid.uuid4().hex[:12])
     tick = progress or (lambda stage, done, total: None)
@@ -177,7 +191,13 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
             f"WHERE s.match_probability >= {model.link_threshold} ORDER BY s.match_weight DESC").fetchall()
         ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
         with engine.connect() as conn:  # only persons a strong pair may join: their records are read
-            holds = identity_guard.held(conn, {p for left, right, _ in strong for p in (left, right)})
+            involved = {p for left, right, _ in strong for p in (left, right)}
+            holds = identity_guard.held(conn, involved)
+            for a, b, key in _cannot_link(conn, involved):
+                # a reviewer's "not the same person", or an ID-number conflict still waiting for
+                # one: kept apart as if they held two different numbers of a kind of their own
+                holds.setdefault(a, set()).add(("review", key, a))
+                holds.setdefault(b, set()).add(("review", key, b))
         clusters = _Clusters(holds)
         for left, right, _ in strong:
             joined = clusters.union(left, right)
