@@ -40,8 +40,10 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         pipeline = Pipeline(engine, std)
     errors.install(app)
     app.add_middleware(errors.RejectNul)
+    limiter = limiter or RateLimiter()  # one budget per institution across push and xref
     app.include_router(push.build_router(engine, pipeline, limiter))
     dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
+    app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))
 
     @app.middleware("http")

@@ -7,6 +7,7 @@ trail records. ID numbers and phones are masked in every answer.
 """
 
 
+import math
 from datetime import date
 
 from typing import Annotated
@@ -38,11 +39,15 @@ EXAMPLES = {
                            "other_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f", "actor": "ops", "reason": "同一人",
                            "created_at": "2026-11-22 10:00:00", "records_moved": 3, "identifiers_moved": 2}]},
     "split": {"person_id": "5e6f7a8b9c0d1e2f0c4d6e8f1a2b3c4d", "event_id": 8},
-    "reviews": {"reviews": [{"id": 3, "kind": "possible_match", "status": "pending", "probability": 0.83,
+    "reviews": {"total": 1, "reviews": [{"id": 3, "kind": "possible_match", "status": "pending", "probability": 0.83,
                              "weight": 6.1, "person_id": _PERSON["person_id"],
                              "candidate_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f",
                              "evidence": [{"field": "name", "level": "拼音相同", "weight": 3.2}]}]},
     "decision": {"review_id": 3, "status": "linked", "event_id": 9},
+    "xref": {"person_id": _PERSON["person_id"], "local_ids": [
+        {"org": "12220104412001376B", "org_name": "长春中医药大学附院", "patient_id": "P000123"},
+        {"org": "122201024120041126", "org_name": "长春市中医院", "patient_id": "0098812"}],
+        "identifiers": [{"kind": "id_no", "label": "居民身份证号码", "scope": None, "value": "220102********0614"}]},
     "event": {"event_id": 9},
 }
 
@@ -61,6 +66,17 @@ class MergeRequest(Operator):
 
 class SplitRequest(Operator):
     record_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1)
+
+
+class XrefQuery(BaseModel):
+    """By the institution's patient id, or by a province-wide identifier (ID numbers only in a
+    body: a query string is written to access logs)."""
+
+    org: str | None = Field(None, max_length=32, description="机构代码（与 patient_id 一起）")
+    patient_id: str | None = Field(None, max_length=64, description="院内患者ID")
+    kind: str | None = Field(None, pattern="^(id_no|health_card|insurance|doc)$", description="标识类别")
+    scope: str | None = Field(None, max_length=8, description="证件类别代码（kind=doc 时）")
+    value: str | None = Field(None, max_length=64, description="标识值")
 
 
 class Decision(Operator):
@@ -131,7 +147,7 @@ def build_router(engine: Engine) -> APIRouter:
     def review_queue(status: str = Query("pending", pattern="^(pending|linked|rejected|merged)$"),
                      limit: int = Query(50, ge=1, le=500)) -> dict:
         """审核队列：逐字段比较结果与匹配权重。"""
-        return {"reviews": service.reviews(engine, status, limit)}
+        return {"total": service.review_count(engine, status), "reviews": service.reviews(engine, status, limit)}
 
     @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
     def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:
@@ -144,5 +160,57 @@ def build_router(engine: Engine) -> APIRouter:
     @router.post("/events/{event_id}/undo", responses=documented("event"))
     def undo(event_id: EventId, body: UndoBody, actor: Actor) -> dict:
         return {"event_id": _call(service.undo, engine, event_id, actor, body.reason)}
+
+    return router
+
+
+def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRouter:
+    """Cross-reference lookup (PIX 交叉索引查询) for hospital systems: authorised by the
+    institution's push-API key, limited to persons the institution has records or a patient id of
+    (``service.xref``)."""
+    from fastapi import Header
+
+    from phip.api.limits import RateLimiter
+    from phip.orgs.keys import authenticate
+
+    limiter = limiter or RateLimiter()
+
+    def institution(authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
+                    x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None) -> str:
+        key = x_api_key
+        if authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
+        org = authenticate(engine, key)
+        if org is None:
+            raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
+        if wait := limiter.acquire(org):  # type: ignore[attr-defined]
+            raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",
+                           headers={"Retry-After": str(math.ceil(wait))})
+        return org
+
+    router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 交叉索引 PIX"])
+    Org = Annotated[str, Depends(institution)]
+    refused = {401: ("AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供", None),
+               403: ("XREF_FORBIDDEN", "只能查询本机构患者所属的居民：该患者不是贵机构的患者，或平台没有该患者", None),
+               404: ("PATIENT_NOT_FOUND", "平台没有该患者（尚未上传过该患者的记录）", "patient_id")}
+    documented = responses(EXAMPLES["xref"], 400, 401, 403, 404, 429, overrides=refused)
+
+    @router.get("/xref", responses=documented)
+    def xref(org: Org, patient_id: str = Query(..., min_length=1, max_length=64, description="院内患者ID"),
+             org_code: str | None = Query(None, alias="org", max_length=32,
+                                          description="患者所属机构代码（缺省为本机构）")) -> dict:
+        """PIX 查询（IHE ITI-9，WS/T 448 人员查询）：院内患者ID所属的居民（主索引号）及其在各机构的院内患者ID。
+        只能查询本机构有记录的居民。"""
+        return _call(service.xref, engine, org=org_code or org, patient_id=patient_id, viewer=org)
+
+    @router.post("/xref", responses=documented)
+    def xref_by_body(org: Org, body: Annotated[XrefQuery, Body(openapi_examples={
+            "按身份证号码": {"value": {"kind": "id_no", "value": "220102199004120614"}},
+            "按院内患者ID": {"value": {"org": "12220104412001376B", "patient_id": "P000123"}}})]) -> dict:
+        """同上，查询条件放在请求体中：按身份证号码等标识查询时必须用此方式（查询串会写入访问日志）。"""
+        return _call(service.xref, engine, org=body.org or (org if body.patient_id else None), patient_id=body.patient_id,
+                     kind=body.kind, value=body.value, scope=body.scope, viewer=org)
 
     return router

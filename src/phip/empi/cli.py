@@ -29,9 +29,9 @@ def _fail(exc: service.EmpiError) -> None:
     raise typer.Exit(2)
 
 
-def _run(fn, *args):  # noqa: ANN001, ANN002, ANN202
+def _run(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except service.EmpiError as exc:
         _fail(exc)
 
@@ -58,7 +58,8 @@ def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，�
         ("自动关联对（≥关联阈值）", summary.linked_pairs), ("合并的人群", summary.clusters_merged),
         ("被合并的居民", summary.persons_merged), ("随居民迁移的记录", summary.records_moved),
         ("迁移的标识", summary.identifiers_moved), ("新增审核项", summary.reviews_added),
-        ("因身份证号不同而拒绝的连接", summary.blocked_by_id),
+        ("随合并了结的审核项", summary.reviews_resolved), ("改指存续居民的审核项", summary.reviews_rewritten),
+        ("因证件号码不同或审核结论而拒绝的连接", summary.blocked_by_id),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("用时（秒）", " / ".join(f"{k} {v}" for k, v in summary.seconds.items()))
@@ -81,20 +82,35 @@ def train(
     console.print(f"模型 {model_id} 已训练并启用")
 
 
+REVIEW_KINDS = {"possible_match": "疑似同一人", "id_conflict": "证件号码冲突"}
+REVIEW_STATUSES = {"pending": "待审核", "linked": "已关联", "rejected": "已否决（不是同一人）", "merged": "已随合并处理"}
+
+
+def _shown(value: object) -> str:
+    """A value for a table cell: missing is a dash, never the word None."""
+    return "—" if value is None or value == "" else str(value)
+
+
 @app.command()
 def reviews(status: str = typer.Option("pending", help="pending | linked | rejected | merged"),
             limit: int = typer.Option(20)) -> None:
-    """审核队列 (the review queue)."""
-    items = service.reviews(_engine(), status, limit)
+    """审核队列 (the review queue): per field both values (masked), the comparison level and the weight."""
+    engine = _engine()
+    items = service.reviews(engine, status, limit)
+    total = service.review_count(engine, status)
     for item in items:
-        table = Table(title=f"审核项 {item['id']}（{item['kind']}，匹配概率 {item['probability'] or 0:.3f}）")
+        table = Table(title=f"审核项 {item['id']}（{REVIEW_KINDS.get(item['kind'], item['kind'])}，"
+                            f"匹配概率 {item['probability'] or 0:.3f}，匹配权重 {item['weight'] or 0:+.2f}）")
         for col in ("字段", "比较结果", "本记录", "已有居民", "权重"):
             table.add_column(col)
         for ev in item["evidence"] or []:
-            table.add_row(ev["label"], ev["level"], str(ev["left"]), str(ev["right"]), f"{ev['weight']:+.2f}")
+            table.add_row(ev["label"], ev["level"], _shown(ev["left"]), _shown(ev["right"]), f"{ev['weight']:+.2f}")
         console.print(table)
+    label = REVIEW_STATUSES.get(status, status)
     if not items:
-        console.print("审核队列为空")
+        console.print(f"没有{label}的审核项")
+    else:
+        console.print(f"{label}审核项共 {total:,} 项，显示前 {len(items):,} 项")
 
 
 @app.command()
@@ -102,7 +118,8 @@ def decide(review_id: int, decision: str = typer.Argument(..., help="link | reje
            operator: str = typer.Option(..., "--operator", help="操作人"), note: str | None = typer.Option(None)) -> None:
     """处理审核项 (link the pair or reject it)."""
     result = _run(service.decide, _engine(), review_id, decision, operator, note)
-    console.print(f"审核项 {review_id}：{result['status']}（操作记录 {result['event_id']}）")
+    event = f"，操作记录 {result['event_id']}" if result["event_id"] is not None else "，两者已是同一居民，无需合并"
+    console.print(f"审核项 {review_id}：{REVIEW_STATUSES.get(result['status'], result['status'])}{event}")
 
 
 @app.command()
@@ -120,11 +137,16 @@ def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason:
 
 
 @app.command()
-def verify() -> None:
-    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken."""
+def verify(identities: bool = typer.Option(False, "--identities",
+                                           help="另查每位居民名下记录是否载有两个不同的有效身份证号码/健康卡号")) -> None:
+    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken.
+    ``--identities`` also audits the identity guard over every active person (reads the guarded
+    fields of all records: minutes on a province), e.g. after upgrading a store the twin defect
+    may have touched; each person found can be repaired with undo or split."""
     from .chain import verify as check
 
-    verdict = check(_engine())
+    engine = _engine()
+    verdict = check(engine)
     if verdict.unchained:
         console.print(f"链前操作记录（迁移 0006 之前写入，未入链）：{verdict.unchained} 条")
     if not verdict.ok:
@@ -132,6 +154,18 @@ def verify() -> None:
                   highlight=False)
         raise typer.Exit(1)
     console.print(f"哈希链完整，已校验 {verdict.checked} 条操作记录")
+    if identities:
+        from .identity_guard import violations
+
+        with engine.connect() as conn:
+            found = violations(conn)
+        labels = {"id_no": "身份证号码", "health_card": "健康卡号"}
+        for pid, kinds in sorted(found.items()):
+            err.print(f"[bold red]ID_NO_DIFFERENT[/] 居民 {pid} 名下的记录载有两个不同的"
+                      f"{'、'.join(labels.get(k, k) for k in kinds)}（phip empi show {pid} 查看，撤销或拆分修复）", highlight=False)
+        if found:
+            raise typer.Exit(1)
+        console.print("没有居民名下载有两个不同的有效身份证号码或健康卡号")
 
 
 @app.command()
@@ -173,3 +207,18 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
         table.add_row(h["person_id"], h["name"] or "", h["sex"] or "", h["birth_date"] or "", h["id_no"] or "",
                       h["phone"] or "", f"{h['match_probability']:.4f}")
     console.print(table)
+
+
+@app.command()
+def xref(org: str = typer.Option(..., "--org", help="患者所属机构代码"),
+         patient_id: str = typer.Option(..., "--patient-id", help="院内患者ID")) -> None:
+    """交叉索引查询 (PIX): the person of an institution's patient id and its local ids in every institution."""
+    result = _run(service.xref, _engine(), org=org, patient_id=patient_id)
+    table = Table(title=f"居民 {result['person_id']}：{len(result['local_ids'])} 个院内患者ID")
+    for col in ("机构代码", "机构名称", "院内患者ID"):
+        table.add_column(col)
+    for item in result["local_ids"]:
+        table.add_row(item["org"], _shown(item["org_name"]), item["patient_id"])
+    console.print(table)
+    for i in result["identifiers"]:
+        console.print(f"  {i['label']}：{i['value']}" + (f"（{i['scope']}）" if i["scope"] else ""))

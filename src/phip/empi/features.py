@@ -52,6 +52,8 @@ def match_row(
     valid = bool(id_clean) and is_valid_id_number(id_clean)
     if valid:
         id_clean = normalize_id_number(id_clean)
+    elif id_clean and not _looks_like_id(id_clean):
+        id_clean = None  # a placeholder ("无", "000000000000000000") is no evidence: compared as missing
     return {
         "name_key": nk.key if nk else None,
         "name_py": nk.py if nk else None,
@@ -65,6 +67,17 @@ def match_row(
         "phone": (normalize_phone(phone) or phone) if phone else None,
         "address_key": address_key(address),
     }
+
+
+_ID_ATTEMPT = re.compile(r"^\d{14,18}[\dX]?$")
+
+
+def _looks_like_id(value: str) -> bool:
+    """An invalid number worth comparing: an ID number with a typo or cut short (one edit from
+    the right one is evidence). Records are now stored with whatever the hospital sent; a
+    placeholder compared as "different" would weigh a fixed m of 1e-4 against every person
+    with a valid number, and shared placeholders would block all their holders together."""
+    return bool(_ID_ATTEMPT.match(value)) and len(set(value)) > 2
 
 
 def _yyyymmdd(day: date) -> str:
@@ -95,7 +108,7 @@ def block_keys(row: dict[str, Any]) -> list[str]:
 
 def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, Any]:
     """The golden-field values a record states (None where the data set has no such field)."""
-    name, sex, born_field, id_field, phone, address, id_type = _person_fields(dataset)
+    name, sex, born_field, id_field, phone, address, id_type, household = _person_fields(dataset)
     get = record.get
     id_no = get(id_field)
     if id_no is not None and id_type is not None and get(id_type) not in RESIDENT_ID_TYPES:
@@ -103,8 +116,10 @@ def record_demographics(dataset: DataSet, record: dict[str, Any]) -> dict[str, A
     born = get(born_field)
     if born is not None and not isinstance(born, date):
         born = None
+    if isinstance(id_no, str) and len(id_no.strip()) == 15:
+        id_no = normalize_id_number(id_no, born) or id_no  # the century the record's birth date gives
     return {"name": get(name), "sex": get(sex), "birth_date": born, "id_no": id_no, "phone": get(phone),
-            "address": get(address)}
+            "address": get(address) or get(household)}  # where one lives; else the household register's
 
 
 @per_dataset
@@ -113,7 +128,7 @@ def _person_fields(dataset: DataSet) -> tuple[Any, ...]:
     record of every batch). A role the data set lacks reads a key no record has."""
     person = dataset.person
     return (*(person.get(role) or _ABSENT for role in ("name", "sex", "birth_date", "id_no", "phone", "address")),
-            person.get("id_type"))
+            person.get("id_type"), person.get("household_address") or _ABSENT)
 
 
 _ABSENT = "\x00absent"

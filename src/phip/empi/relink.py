@@ -29,9 +29,10 @@ from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
-from . import chain, golden
+from . import chain, golden, identity_guard, review_queue
 from .features import GOLDEN_FIELDS, MATCH_COLUMNS
-from .resolver import load_active_model, pair_key
+from .resolver import load_active_model
+from .review_queue import pair_key
 from .store import chunks, load_persons, lock_exclusive
 from .tables import EmpiBlock, EmpiEvent, EmpiReview
 from .training import predict
@@ -51,7 +52,9 @@ class RelinkSummary:
     records_moved: int = 0
     identifiers_moved: int = 0
     reviews_added: int = 0
-    blocked_by_id: int = 0
+    reviews_resolved: int = 0  # pending reviews a merge of this run made moot
+    reviews_rewritten: int = 0  # pending reviews now naming a survivor
+    blocked_by_id: int = 0  # joins refused: two numbers or cards, a rejected or pending id_conflict review
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,6 +93,8 @@ def _read_postgresql(engine: Engine) -> pa.Table:
         with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
             for block in copy:
                 buffer += block
+    if not buffer:  # no active person: Arrow refuses an empty CSV
+        return SCHEMA.empty_table()
     # NULL is an unquoted empty field, an empty string a quoted one
     convert = csv.ConvertOptions(column_types=SCHEMA, null_values=[""], strings_can_be_null=True,
                                  quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
@@ -113,11 +118,13 @@ def read_persons(engine: Engine, con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 class _Clusters:
-    """Union–find that refuses to join two different valid ID numbers."""
+    """Union–find that refuses to join two different valid ID numbers (or health cards of one
+    issuer) held by the records behind the persons (:mod:`identity_guard`), not only their
+    golden records."""
 
-    def __init__(self, ids: dict[str, str]):
+    def __init__(self, holds: dict[str, set[identity_guard.Claim]]):
         self.parent: dict[str, str] = {}
-        self.id_of = ids  # root -> its valid ID number
+        self.holds = holds  # root -> what its members hold
 
     def find(self, x: str) -> str:
         parent = self.parent
@@ -132,13 +139,27 @@ class _Clusters:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return None
-        ia, ib = self.id_of.get(ra), self.id_of.get(rb)
-        if ia and ib and ia != ib:
+        ha, hb = self.holds.get(ra, set()), self.holds.get(rb, set())
+        if identity_guard.clash(ha, hb):
             return False
         self.parent[rb] = ra
-        if ib and not ia:
-            self.id_of[ra] = ib
+        if hb:
+            self.holds[ra] = ha | hb
         return True
+
+
+def _cannot_link(conn: Connection, persons: set[str]) -> list[tuple[str, str, str]]:
+    """Pairs the relink must not join: rejected reviews (a reviewer said different persons) and
+    pending ``id_conflict`` reviews (ingest kept the record apart because its name contradicts
+    the number's holder; a strong score on phone and birth date must not decide it instead)."""
+    from phip.store.sql import select_in
+
+    r = EmpiReview.__table__
+    cols = (r.c.pair_key, r.c.kind, r.c.status, r.c.person_id, r.c.candidate_id)
+    ids = sorted(persons)
+    rows = {row[0]: row for key in (r.c.person_id, r.c.candidate_id) for row in select_in(conn, cols, key, ids)}
+    return [(a, b, key) for key, kind, status, a, b in rows.values()
+            if status == "rejected" or (status == "pending" and kind == "id_conflict")]
 
 
 def relink(engine: Engine, actor: str = "relink", progress: Progress | None = None, dry_run: bool = False) -> RelinkSummary:
@@ -169,7 +190,15 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
             "SELECT s.person_id_l, s.person_id_r, s.match_probability FROM scored s "
             f"WHERE s.match_probability >= {model.link_threshold} ORDER BY s.match_weight DESC").fetchall()
         ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
-        clusters = _Clusters(ids)
+        with engine.connect() as conn:  # only persons a strong pair may join: their records are read
+            involved = {p for left, right, _ in strong for p in (left, right)}
+            holds = identity_guard.held(conn, involved)
+            for a, b, key in _cannot_link(conn, involved):
+                # a reviewer's "not the same person", or an ID-number conflict still waiting for
+                # one: kept apart as if they held two different numbers of a kind of their own
+                holds.setdefault(a, set()).add(("review", key, a))
+                holds.setdefault(b, set()).add(("review", key, b))
+        clusters = _Clusters(holds)
         for left, right, _ in strong:
             joined = clusters.union(left, right)
             summary.blocked_by_id += joined is False
@@ -232,8 +261,6 @@ def _golden_of_merged(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[
 
 def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
            review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
-    # persons of review pairs as they are before any merge (few: pairs between the thresholds)
-    persons = load_persons(conn, {p for l, r, *_ in review_pairs for p in (l, r)}) if review_pairs else {}
     if merges:
         _stage_pairs(conn, merges)
         golden_of = _golden_of_merged(conn)
@@ -282,14 +309,28 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         chain.seal(conn, events)  # COPY assigns ids in row order; the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
         conn.execute(text("DROP TABLE empi_relink_pairs"))
+        # pending reviews naming a person merged away now name its survivor (or are resolved)
+        moved = review_queue.follow_merges(conn, {r: s for s, r in merges}, actor, now, model)
+        summary.reviews_resolved, summary.reviews_rewritten = moved["resolved"], moved["rewritten"]
     if review_pairs:
+        # a pair between the thresholds is proposed between the persons as they are after this
+        # run's merges: survivors, with their folded golden records (never a person merged away)
+        survivor_of = {r: s for s, r in merges}
+        pairs: dict[tuple[str, str], None] = {}
+        for left, right, _, _ in review_pairs:
+            a, b = survivor_of.get(left, left), survivor_of.get(right, right)
+            if a != b:
+                pairs[(min(a, b), max(a, b))] = None
+        persons = load_persons(conn, {p for pair in pairs for p in pair})
+        holds = identity_guard.held(conn, persons)  # a pair the guard would refuse is no question
         rows = []
-        for left, right, prob, weight in review_pairs:
-            a, b = persons.get(left), persons.get(right)
-            if not a or not b or not a.get("match") or not b.get("match"):
+        for low, high in pairs:
+            a, b = persons.get(high), persons.get(low)
+            if not a or not b or not a.get("match") or not b.get("match") or identity_guard.clash(holds[high], holds[low]):
                 continue
-            rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", left, right),
-                         "person_id": max(left, right), "candidate_id": min(left, right), "probability": prob,
+            weight, prob = model.score(a["match"], b["match"])
+            rows.append({"kind": "possible_match", "status": "pending", "pair_key": pair_key("possible_match", low, high),
+                         "person_id": high, "candidate_id": low, "probability": prob,
                          "weight": weight, "evidence": [e.as_dict() for e in model.evidence(a["match"], b["match"])],
                          "created_at": now})
         known = set()

@@ -32,10 +32,11 @@ from phip.standard.catalog import DataSet
 from phip.standard.validate import Finding, finding
 from phip.store.sql import insert_ignoring_conflicts
 
-from . import golden
+from . import golden, identity_guard
 from .features import block_keys, match_row, record_demographics
-from .identifiers import IdentifierKey, record_identifiers
+from .identifiers import IdentifierKey, other_century, record_identifiers
 from .model import COMPARISONS, Model, default_model
+from .review_queue import pair_key
 from .store import (
     blocks_to_persons, insert_identifiers, insert_persons, load_person_details, load_persons, lock_shared, lookup_identifiers,
     update_persons,
@@ -59,11 +60,6 @@ def guard(model: Model, record_row: dict[str, Any], person_row: dict[str, Any]) 
         if model.level_of(_DOB, record_row, person_row) > 2:
             problems.append("birth_date")
     return problems
-
-
-def pair_key(kind: str, a: str, b: str) -> str:
-    lo, hi = sorted((a, b))
-    return f"{kind}:{lo}:{hi}"
 
 
 class EmpiResolver:
@@ -110,17 +106,27 @@ class _Batch:
         self.batch_index: dict[str, list[str]] = {}  # blocking key -> new persons of this batch
         self._demo: list[dict[str, Any] | None] = [None] * len(records)
         self._same: list[str | None] = [None] * len(records)  # see _touched
+        self._claims: list[frozenset[identity_guard.Claim]] = []
+        self.holds: dict[str, set[identity_guard.Claim]] = {}  # identity guard: what a person holds
 
     # -- steps --------------------------------------------------------------------------------
 
     def run(self) -> Resolution:
         per_record = [record_identifiers(self.org, self.dataset, r) for r in self.records]
-        self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys})
+        alternatives = self._other_centuries(per_record)
+        self.known = lookup_identifiers(self.conn, {k for keys in per_record for k in keys} | set(alternatives.values()))
+        for i, alt in alternatives.items():
+            if per_record[i][0] not in self.known and alt in self.known:
+                # a 15-digit number whose other century another record of the person carries
+                per_record[i][0] = alt
+                self._demographics(i)["id_no"] = alt[2]
         # Light rows first: most records of a known person state nothing new about them, and
         # the JSON columns are most of the read. Persons a record may change or contradict
         # get their full rows in one more query.
         self.persons = load_persons(self.conn, set(self.known.values()), light=True) if self.known else {}
         self._complete(self._touched(per_record))
+        self._claims = [identity_guard.claims(keys) for keys in per_record]
+        self._load_holds(self._guarded_targets(per_record))
         deferred: list[int] = []
         same, changed = self._same, self.changed
         for i, keys in enumerate(per_record):
@@ -133,6 +139,19 @@ class _Batch:
             self._probabilistic(deferred, per_record)
         self._write()
         return Resolution(self.result, self.findings)
+
+    def _other_centuries(self, per_record: list[list[IdentifierKey]]) -> dict[int, IdentifierKey]:
+        """Records stating a 15-digit ID number: the key of its other century's 18-digit form."""
+        field = self.dataset.person.get("id_no")
+        out: dict[int, IdentifierKey] = {}
+        if not field:
+            return out
+        for i, keys in enumerate(per_record):
+            raw = self.records[i].get(field)
+            if keys and keys[0][0] == "id_no" and isinstance(raw, str) and len(raw.strip()) == 15:
+                if alt := other_century(raw, keys[0][2]):
+                    out[i] = ("id_no", "", alt)
+        return out
 
     def _touched(self, per_record: list[list[IdentifierKey]]) -> set[str]:
         """Known persons whose stored values some record of the batch differs from (the ID
@@ -168,6 +187,37 @@ class _Batch:
                     same[i] = holder
         return touched
 
+    def _guarded_targets(self, per_record: list[list[IdentifierKey]]) -> set[str]:
+        """Known persons a record with a guarded identifier (valid ID number, health card) may be
+        linked to, unless all its guarded identifiers are already registered to that one person
+        (then nothing new joins it: the usual repeat visit needs no read)."""
+        known, out = self.known, set()
+        for keys, claims in zip(per_record, self._claims, strict=True):
+            if not claims:
+                continue
+            pids = {known[k] for k in keys if k in known}
+            if len(pids) == 1 and all(known.get(c) in pids for c in claims):
+                continue
+            out |= pids
+        return out
+
+    def _load_holds(self, pids: set[str] | list[str]) -> None:
+        wanted = [p for p in pids if p not in self.holds and p not in self.new_persons]
+        if wanted:
+            self.holds.update(identity_guard.held(self.conn, wanted))
+
+    def _clash(self, i: int, pid: str) -> list[str]:
+        """The guarded kinds on which record i and person pid disagree ([] = it may join)."""
+        claims = self._claims[i]
+        if not claims:
+            return []
+        known = self.known
+        if all(known.get(c) == pid for c in claims):
+            return []  # all registered to the person already: the record brings nothing new
+        if pid not in self.holds:
+            self._load_holds([pid])
+        return identity_guard.clash(self.holds.get(pid, ()), claims)
+
     def _complete(self, pids: set[str] | list[str]) -> None:
         """Read the JSON columns of persons loaded light."""
         wanted = [p for p in pids if p in self.persons and "match" not in self.persons[p]]
@@ -190,25 +240,33 @@ class _Batch:
             holder = self.known[id_key]
             demo = self._demographics(i)
             person = self.persons[holder]
-            if demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
+            cards = [k for k in self._clash(i, holder) if k != "id_no"]  # e.g. another health card
+            if not cards and demo["name"] in (None, person["name"]) and demo["birth_date"] in (None, person["birth_date"]):
                 self._link(i, holder, keys)  # the common case: exactly what the person is known as
                 return True
             row = match_row(demo["name"], demo["sex"], demo["birth_date"], None, None, None)
-            problems = guard(self.model, row, self._person(holder)["match"] or {})
+            problems = guard(self.model, row, self._person(holder)["match"] or {}) + cards
             if not problems:
                 self._link(i, holder, keys)
                 return True
             self._conflict(i, holder, problems)
             others = [k for k in keys if k != id_key]
             target = next((self.known[k] for k in others if k in self.known and self.known[k] != holder), None)
-            if target is None:
+            if target is None or self._clash(i, target):
                 target = self._create(i, demo_without_id(demo))
             self._link(i, target, others, observe=False)
-            self.reviews.append(self._review("id_conflict", target, holder, i, row))
+            self.reviews.append(self._review("id_conflict", target, holder, i))
             return True
         person_id = next((self.known[k] for k in keys if k in self.known), None)
         if person_id is not None:
-            self._link(i, person_id, keys)
+            if not self._clash(i, person_id):
+                self._link(i, person_id, keys)
+                return True
+            # the person this record's patient id (or card) names holds another ID number or card:
+            # never joined; a new person with the record's own identifiers, and a reviewer looks
+            target = self._create(i, self._demographics(i) if id_key else demo_without_id(self._demographics(i)))
+            self._link(i, target, keys, observe=False)
+            self.reviews.append(self._review("id_conflict", target, person_id, i))
             return True
         if id_key is not None:  # a valid ID number seen for the first time: a new person, no guessing
             self._link(i, self._create(i, self._demographics(i)), keys, observe=False)
@@ -226,11 +284,14 @@ class _Batch:
         if missing:
             self.persons.update(load_persons(self.conn, missing))
         self._complete(candidates)
+        guarded = [i for i in deferred if self._claims[i]]
+        if guarded:  # candidates a record with a health card could join: what they hold
+            self._load_holds({p for i in guarded for key in block_keys(rows[i]) for p in stored.get(key, ())})
         for i in deferred:
             keys = per_record[i]
             person_id = next((self.known[k] for k in keys if k in self.known), None)
-            if person_id is not None:  # an earlier record of this batch registered the identifier
-                self._link(i, person_id, keys)
+            if person_id is not None and not self._clash(i, person_id):
+                self._link(i, person_id, keys)  # an earlier record of this batch registered the identifier
                 continue
             row = rows[i]
             if not row["name_key"]:
@@ -246,6 +307,8 @@ class _Batch:
                     if pid in seen or person is None or person["status"] != "active" or not person["match"]:
                         continue
                     seen.add(pid)
+                    if self._clash(i, pid):
+                        continue  # never a candidate: it holds another ID number or card
                     weight, prob = self.model.score(row, person["match"])
                     if prob > best_p:
                         best, best_p, best_w = pid, prob, weight
@@ -281,6 +344,7 @@ class _Batch:
                   "merged_into": None, **columns, "sources": sources}
         self.persons[pid] = person
         self.new_persons[pid] = person
+        self.holds[pid] = set()
         self.new_blocks[pid] = keys
         for key in keys:
             self.batch_index.setdefault(key, []).append(pid)
@@ -288,6 +352,8 @@ class _Batch:
 
     def _link(self, i: int, pid: str, keys: list[IdentifierKey], observe: bool = True) -> None:
         self.result[i] = pid
+        if self._claims[i] and pid in self.holds:
+            self.holds[pid] |= self._claims[i]  # the record's, even a number registered to another
         for key in keys:
             if key not in self.known:
                 self.known[key] = pid
@@ -319,14 +385,19 @@ class _Batch:
             self.new_blocks[pid] = keys
 
     def _conflict(self, i: int, holder: str, problems: list[str]) -> None:
-        what = "和".join({"name": "姓名", "birth_date": "出生日期"}[p] for p in problems)
+        what = "和".join({"name": "姓名", "birth_date": "出生日期", "health_card": "健康卡号"}[p] for p in problems)
         label = next((f.label for f in self.dataset.fields if f.name == self.dataset.person.get("id_no")), "身份证件号码")
         self.findings.setdefault(i, []).append(
             finding("EMPI_ID_CONFLICT", self.dataset.person.get("id_no"), label=label, what=what))
 
-    def _review(self, kind: str, person_id: str, candidate_id: str, i: int, row: dict[str, Any],
+    def _review(self, kind: str, person_id: str, candidate_id: str, i: int, row: dict[str, Any] | None = None,
                 prob: float | None = None, weight: float | None = None) -> dict[str, Any]:
+        """A review item; the evidence compares the record's full matching row (ID number, phone
+        and address included, whatever made the pair) with the candidate's golden one."""
         other = self._person(candidate_id)["match"] or {}
+        if row is None:
+            demo = self._demographics(i)
+            row = match_row(demo["name"], demo["sex"], demo["birth_date"], demo["id_no"], demo["phone"], demo["address"])
         if weight is None:
             weight, prob = self.model.score(row, other)
         return {

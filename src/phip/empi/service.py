@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, tuple_, update
 
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
-from phip.store.models import Person, PersonIdentifier, Record
+from phip.store.models import Institution, Person, PersonIdentifier, Record
 
-from . import chain, golden
+from . import chain, golden, identity_guard, review_queue
 from .features import GOLDEN_FIELDS, block_keys, match_row, record_demographics
 from .identifiers import KIND_LABELS, normalize_id_number, record_identifiers
 from .model import Model
@@ -103,6 +103,63 @@ def identifiers(engine: Engine, person_id: str, unmasked: bool = False) -> dict[
     ]}
 
 
+XREF_KINDS = ("id_no", "health_card", "insurance", "doc")
+_XREF_FORBIDDEN = "只能查询本机构患者所属的居民：该患者不是贵机构的患者，或平台没有该患者"
+
+
+def xref(engine: Engine, *, org: str | None = None, patient_id: str | None = None, kind: str | None = None,
+         value: str | None = None, scope: str | None = None, viewer: str | None = None,
+         unmasked: bool = False) -> dict[str, Any]:
+    """Cross-reference lookup (PIX query, IHE ITI-9; WS/T 448 人员查询): the person an identifier
+    names and every local patient id linked to it, in every institution.
+
+    Asked by an institution's patient id (``org`` + ``patient_id``) or by a province-wide
+    identifier (``kind`` + ``value``; ``scope`` = the document type for ``doc``). ``viewer`` is the
+    asking institution (its push-API key): it sees only persons it has records or a patient id of.
+    For such a person the answer is what a PIX manager answers, all domains' ids: the asking
+    system needs them to fetch the person's history from the others. A person it has no part in
+    is refused with 403 whether or not it exists, so a key cannot probe other hospitals' patients.
+    """
+    if org and patient_id:
+        key = ("patient_id", org.strip(), patient_id.strip())
+    elif kind and value:
+        if kind not in XREF_KINDS:
+            raise EmpiError("BAD_KIND", f"标识类别“{kind}”无效，应为 {' / '.join(XREF_KINDS)}", 400, "kind")
+        if kind == "id_no":
+            id18 = normalize_id_number(value)
+            if id18 is None:
+                raise EmpiError("BAD_ID_NO", "身份证号码无效（GB 11643 校验未通过）", 400, "value")
+            key = ("id_no", "", id18)
+        else:
+            key = (kind, (scope or "").strip() if kind == "doc" else "", value.strip().upper() if kind == "doc" else value.strip())
+    else:
+        raise EmpiError("BAD_QUERY", "请提供机构代码加院内患者ID，或标识类别加标识值", 400)
+    pi, rec = PersonIdentifier.__table__, Record.__table__
+    with engine.connect() as conn:
+        found = conn.execute(select(pi.c.person_id).where(pi.c.kind == key[0], pi.c.scope == key[1],
+                                                          pi.c.value == key[2])).scalar()
+        pid = current_id(conn, found) if found else None
+        visible = pid is not None and (viewer is None or conn.execute(select(pi.c.value).where(
+            pi.c.person_id == pid, pi.c.kind == "patient_id", pi.c.scope == viewer).limit(1)).first() is not None
+            or conn.execute(select(rec.c.id).where(rec.c.person_id == pid, rec.c.org_code == viewer).limit(1)).first() is not None)
+        if not visible:
+            if viewer is not None and not (key[0] == "patient_id" and key[1] == viewer):
+                raise EmpiError("XREF_FORBIDDEN", _XREF_FORBIDDEN, 403)
+            raise EmpiError("PATIENT_NOT_FOUND", "平台没有该患者（尚未上传过该患者的记录）", 404,
+                            "patient_id" if key[0] == "patient_id" else "value")
+        rows = conn.execute(select(pi.c.kind, pi.c.scope, pi.c.value).where(pi.c.person_id == pid)
+                            .order_by(pi.c.kind, pi.c.scope, pi.c.value)).all()
+        names = dict(conn.execute(select(Institution.code, Institution.name).where(
+            Institution.code.in_({s for k, s, _ in rows if k == "patient_id"}))).all())
+    return {
+        "person_id": pid,
+        "local_ids": [{"org": s, "org_name": names.get(s), "patient_id": v} for k, s, v in rows if k == "patient_id"],
+        "identifiers": [{"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
+                         "value": v if unmasked or k not in ("id_no", "health_card", "insurance") else mask(v)}
+                        for k, s, v in rows if k != "patient_id"],
+    }
+
+
 def find(engine: Engine, *, id_no: str | None = None, name: str | None = None, birth_date: Any = None,
          phone: str | None = None, sex: str | None = None, limit: int = 20, unmasked: bool = False) -> list[dict[str, Any]]:
     """PDQ-like search by demographics: an ID number exactly; otherwise candidates from the index
@@ -166,6 +223,13 @@ def reviews(engine: Engine, status: str = "pending", limit: int = 50, unmasked: 
     return out
 
 
+def review_count(engine: Engine, status: str = "pending") -> int:
+    """How many review items have ``status`` (the queue's total, beside the page shown)."""
+    r = EmpiReview.__table__
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(r).where(r.c.status == status)).scalar_one()
+
+
 # --- changing -------------------------------------------------------------------------------------
 
 
@@ -215,9 +279,9 @@ def _active_pair(conn: Connection, survivor: str, retired: str) -> tuple[dict[st
             raise EmpiError("PERSON_NOT_FOUND", f"居民“{pid}”不存在", 404)
         if persons[pid]["status"] != "active":
             raise EmpiError("PERSON_MERGED", f"居民“{pid}”已被合并，请对合并后的居民操作", 409)
-    a, b = persons[survivor].get("id_no"), persons[retired].get("id_no")
-    if a and b and a != b and normalize_id_number(a) and normalize_id_number(b):
-        raise EmpiError("ID_NO_DIFFERENT", "两人的身份证号码均有效且不同，不能合并为同一居民", 409)
+    holds = identity_guard.held(conn, [survivor, retired])
+    if kinds := identity_guard.clash(holds[survivor], holds[retired]):
+        raise EmpiError(*identity_guard.refusal(kinds), 409)
     return persons[survivor], persons[retired]
 
 
@@ -236,10 +300,8 @@ def merge_in(conn: Connection, survivor: str, retired: str, actor: str, reason: 
     _write_golden(conn, survivor, values, sources, now)
     _write_golden(conn, retired, {f: gone.get(f) for f in GOLDEN_FIELDS}, gone.get("sources") or {}, now,
                   status="merged", merged_into=survivor)
-    r = EmpiReview.__table__
-    conn.execute(update(r).where(r.c.status == "pending", or_(
-        and_(r.c.person_id == retired, r.c.candidate_id == survivor),
-        and_(r.c.person_id == survivor, r.c.candidate_id == retired))).values(status="merged", decided_at=now, decided_by=actor))
+    # reviews between the two are resolved, those naming the retired person now name the survivor
+    review_queue.follow_merges(conn, {retired: survivor}, actor, now, load_active_model(conn))
     detail = {"identifiers": moved_ids, "records": moved_records,
               "before": {"survivor": _snapshot(keep), "retired": _snapshot(gone)}}
     return _event(conn, action, actor, reason, survivor, retired, detail, now, review_id)
@@ -271,6 +333,9 @@ def _unmerge_in(conn: Connection, event: dict[str, Any], actor: str, reason: str
     for pid, snap in ((survivor, before.get("survivor")), (retired, before.get("retired"))):
         if snap is not None:
             _write_golden(conn, pid, _values(snap), snap.get("sources") or {}, now)
+    # moving records back cannot join identifiers; checked all the same (one guard on every path)
+    if bad := identity_guard.violations(conn, [survivor, retired]):
+        raise EmpiError(*identity_guard.refusal(next(iter(bad.values()))), 409)
     return _event(conn, "unmerge", actor, reason, survivor, retired,
                   {"identifiers": detail.get("identifiers", []), "records": detail.get("records", [])}, now,
                   reverts=event["id"])

@@ -42,8 +42,27 @@ def demographic_frame(people: Iterable[tuple[str, Any, Any, Any, Any, Any, Any]]
                  for pid, name, sex, born, id_no, phone, address in people)
 
 
+_LOG = logging.getLogger("phip.empi.splink")
+
+
+class _ToPlatformLog(logging.Handler):
+    """Splink's own messages (English timings such as "Blocking time: 0.02 seconds", its
+    warnings) go to the platform's log at DEBUG, never to the operator's terminal: the
+    commands report progress in Chinese themselves."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug("%s: %s", record.name, record.getMessage())
+
+
 def _quiet() -> None:
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    """Route Splink's logger to the platform log (idempotent). A handler of our own also stops
+    Splink from installing its stderr handler (it does so only when the logger has none)."""
+    splink = logging.getLogger("splink")
+    if not any(isinstance(h, _ToPlatformLog) for h in splink.handlers):
+        splink.addHandler(_ToPlatformLog())
+    splink.propagate = False
+    splink.setLevel(logging.INFO)
 
 
 def linker(table: pa.Table, settings: Any, con: duckdb.DuckDBPyConnection | None = None):  # noqa: ANN201

@@ -37,7 +37,7 @@ CATEGORY_LABELS: dict[str, str] = {
 #: Person roles a data set may declare; the EMPI reads these to identify the person.
 PersonRole = Literal[
     "patient_id", "id_type", "id_no", "name", "sex", "birth_date", "phone", "health_card_no",
-    "insurance_no", "address",
+    "insurance_no", "address", "household_address",
 ]
 TYPE_LABELS = {
     "string": "字符", "text": "长文本", "code": "代码", "int": "整数", "decimal": "数值",

@@ -94,9 +94,23 @@ def id_check_char(first17: str) -> str:
     return _ID_CHECK[sum(map(mul, map(int, first17), _ID_WEIGHTS)) % 11]
 
 
-def upgrade_id15(id15: str) -> str:
-    """Upgrade a 15-digit ID number (YYMMDD, century 19 implied) to its 18-digit form."""
-    body = id15[:6] + "19" + id15[6:]
+def id15_century(id15: str, birth_date: date | str | None = None) -> str:
+    """The century of a 15-digit ID number's YYMMDD: "19" (the numbers were issued before 1999),
+    unless the record's own birth date is 20YYMMDD for the same YYMMDD (a number typed without
+    its century, or a system that stored the old form for a child): then "20"."""
+    if isinstance(birth_date, str):
+        text = birth_date.strip()[:10].replace("-", "")
+    elif isinstance(birth_date, date):
+        text = birth_date.isoformat()[:10].replace("-", "")
+    else:
+        return "19"
+    return "20" if len(text) == 8 and text[:2] == "20" and text[2:] == id15[6:12] else "19"
+
+
+def upgrade_id15(id15: str, birth_date: date | str | None = None) -> str:
+    """Upgrade a 15-digit ID number (YYMMDD) to its 18-digit form; the century is 19 unless the
+    record's birth date says 20 for the same YYMMDD (:func:`id15_century`)."""
+    body = id15[:6] + id15_century(id15, birth_date) + id15[6:]
     return body + id_check_char(body)
 
 
@@ -122,18 +136,21 @@ class IdNumberError(ValueError):
         self.message = message
 
 
-def parse_id_number(raw: str, today: date | None = None) -> tuple[str, bool]:
+def parse_id_number(raw: str, today: date | None = None, birth_date: date | str | None = None) -> tuple[str, bool]:
     """Validate a resident ID number; return (18-digit form, was_upgraded).
 
-    Raises IdNumberError with a stable code and a Chinese message when the number is not
-    a valid GB 11643 number. Results are cached: the same patients recur across records.
+    ``birth_date`` (the record's) only matters for a 15-digit number: it chooses the century
+    (:func:`id15_century`). Raises IdNumberError with a stable code and a Chinese message when
+    the number is not a valid GB 11643 number. Results are cached: the same patients recur
+    across records.
     """
+    century = id15_century(raw.strip(), birth_date) if birth_date is not None and len(raw.strip()) == 15 else "19"
     if today is None:
-        result = _parse_id_cached(raw, _today())
+        result = _parse_id_cached(raw, _today(), century)
         if isinstance(result, IdNumberError):
             raise result
         return result
-    return _parse_id(raw, today)
+    return _parse_id(raw, today, century)
 
 
 _TODAY: list[Any] = [0.0, date.min]
@@ -149,18 +166,19 @@ def _today() -> date:
 
 
 @lru_cache(maxsize=65536)
-def _parse_id_cached(raw: str, today: date) -> tuple[str, bool] | IdNumberError:
+def _parse_id_cached(raw: str, today: date, century: str = "19") -> tuple[str, bool] | IdNumberError:
     try:
-        return _parse_id(raw, today)
+        return _parse_id(raw, today, century)
     except IdNumberError as exc:
         return exc
 
 
-def _parse_id(raw: str, today: date) -> tuple[str, bool]:
+def _parse_id(raw: str, today: date, century: str = "19") -> tuple[str, bool]:
     value = raw.upper()
     upgraded = False
     if _ID15.match(value):
-        value = upgrade_id15(value)
+        body = value[:6] + century + value[6:]
+        value = body + id_check_char(body)
         upgraded = True
     elif not _ID18.match(value):
         raise IdNumberError("ID_NO_FORMAT", f"身份证号码应为18位（末位可为X）或15位数字，实际为“{len(value)}位”")
