@@ -158,6 +158,17 @@ def test_id_number_upgrade_and_consistency():
     assert ("ID_NO_BIRTH_MISMATCH", "id_no", "warning") in codes(out)
 
 
+def test_a_fifteen_digit_number_takes_the_century_of_the_records_birth_date():
+    """15-digit numbers were issued before 1999, but hospital systems also cut the century out
+    of later numbers: when the record's birth date says 20YYMMDD for the same digits, the
+    18-digit form is 20YY (the EMPI then links it to the person holding that 18-digit number)."""
+    out = check(visit(id_no="110105050312002", birth_date="2005-03-12", sex_code="2"))
+    assert out.accepted and out.record["id_no"].startswith("11010520050312002")
+    assert ("ID_NO_BIRTH_MISMATCH", "id_no", "warning") not in codes(out)
+    out = check(visit(id_no="110105050312002", birth_date="1905-03-12", sex_code="2"))
+    assert out.record["id_no"].startswith("11010519050312002")
+
+
 def test_passport_numbers_are_not_checked_as_id_cards():
     out = check(visit(id_type_code="03", id_no="E12345678"))
     assert out.accepted and not out.findings

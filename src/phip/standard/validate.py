@@ -589,8 +589,9 @@ class RecordValidator:
             id_type = record.get(self._id_type_field) if self._id_type_field else None
             if id_type not in (None, "01", "02"):
                 continue  # passports and other documents follow other rules
-            try:
-                id18, upgraded = parse_id_number(value)
+            born = record.get(self._birth_field) if self._birth_field and len(value) == 15 else None
+            try:  # a 15-digit number takes its century from the record's birth date (20xx when it says so)
+                id18, upgraded = parse_id_number(value, birth_date=born)
             except ValueError:
                 self._invalid_id(spec, value.upper(), record, findings)
                 continue
