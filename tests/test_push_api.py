@@ -243,7 +243,7 @@ def test_every_endpoint_documents_examples_that_tell_the_truth(api, engine):
     listed = {d["code"]: d for d in client.get("/api/v1/standard").json()["datasets"]}
     assert examples.STANDARD_INDEX["datasets"][0] == listed["outpatient_visit"]
     source = "".join(p.read_text(encoding="utf-8") for p in (Path(push.__file__), Path(push.__file__).with_name("errors.py"),
-                                                             Path(push.__file__).with_name("limits.py")))
+                                                             Path(push.__file__).with_name("limits.py"), Path(push.__file__).with_name("keyauth.py")))
     for code, _, _ in examples.ERRORS.values():
         assert f'"{code}"' in source, code
 

@@ -8,23 +8,22 @@ each record is accepted or rejected on its own.
 """
 
 
-import math
 import zlib
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, select
 
 from phip.ingest.pipeline import Pipeline
-from phip.orgs.keys import authenticate
 from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
 from phip.store.models import Batch, BatchFinding
 
 from .errors import ApiError
+from .keyauth import institution_key
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
 from .limits import RECORDS, RateLimiter
 
@@ -38,24 +37,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     router = APIRouter(prefix="/api/v1", tags=["接口对接 push API"])
     limiter = limiter or RateLimiter()
 
-    def institution(
-        authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
-        x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None,
-    ) -> str:
-        key = x_api_key
-        if authorization and authorization.lower().startswith("bearer "):
-            key = authorization[7:].strip()
-        if not key:
-            raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
-        org = authenticate(engine, key)
-        if org is None:
-            raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
-        wait = limiter.acquire(org)
-        if wait:
-            raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",
-                           headers={"Retry-After": str(math.ceil(wait))})
-        return org
-
+    institution = institution_key(engine, limiter)
     Org = Annotated[str, Depends(institution)]
 
     @router.post(

@@ -46,6 +46,7 @@ from sqlalchemy import Engine, column, inspect, literal_column, select, table, t
 
 from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, FieldSpec, Standard, ValueDomain, load_standard
+from phip.standard.validate import domain_lookup
 
 from .guard import check_query
 from .mapping import IDENTIFIER, PIPELINE_FILLED
@@ -417,17 +418,6 @@ def _value_adjust(spec: FieldSpec, column: ColumnInfo) -> tuple[int, str]:
 # --- value domains: proposing code tables ---------------------------------------------------------
 
 
-def _domain_spellings(domain: ValueDomain) -> dict[str, str]:
-    """Accepted spellings of a domain's codes (as validation reads them: 1 and 01 alike)."""
-    out: dict[str, str] = {}
-    for c in domain.codes:
-        out[c.code] = c.code
-        if c.code.isdigit():
-            out.setdefault(str(int(c.code)), c.code)
-            out.setdefault(c.code.zfill(2), c.code)
-    return out
-
-
 def resolve_value(domain: ValueDomain, value: str) -> str | None:
     """The standard code a local value stands for, from the data (values:) or the domain's names."""
     local = {str(k).upper(): str(v) for k, v in _rules().get("values", {}).get(domain.id, {}).items()}
@@ -452,7 +442,7 @@ def propose_codes(spec: FieldSpec, values: list[str], standard: Standard) -> tup
     domain = standard.domain(spec.domain or "")
     if domain.kind != "table" or not values:
         return None, [], 0
-    spell = _domain_spellings(domain)
+    spell = domain_lookup(domain)
     inside = [v for v in values if v in spell or v.upper() in spell]
     if len(inside) == len(values):
         for rule in _rules().get("suspicious", {}).get(domain.id, []):
@@ -816,7 +806,7 @@ def _codes_and_formats(p: Proposal, standard: Standard) -> None:
         elif spec.type == "code" and m.column.samples and spec.domain:
             domain = standard.domain(spec.domain)
             if domain.kind == "table":
-                spell = _domain_spellings(domain)
+                spell = domain_lookup(domain)
                 outside = sorted({str(v).strip() for v in m.column.samples} - set(spell))[:5]
                 if outside:
                     m.notes.append(f"TODO 抽样中有值域外的取值（{'、'.join(outside)}），需配置代码对照，否则采集时报 NOT_IN_DOMAIN")

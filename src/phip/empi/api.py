@@ -168,28 +168,10 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
     """Cross-reference lookup (PIX 交叉索引查询) for hospital systems: authorised by the
     institution's push-API key, limited to persons the institution has records or a patient id of
     (``service.xref``)."""
-    from fastapi import Header
-
+    from phip.api.keyauth import institution_key
     from phip.api.limits import RateLimiter
-    from phip.orgs.keys import authenticate
 
-    limiter = limiter or RateLimiter()
-
-    def institution(authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
-                    x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None) -> str:
-        key = x_api_key
-        if authorization and authorization.lower().startswith("bearer "):
-            key = authorization[7:].strip()
-        if not key:
-            raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
-        org = authenticate(engine, key)
-        if org is None:
-            raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
-        if wait := limiter.acquire(org):  # type: ignore[attr-defined]
-            raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",
-                           headers={"Retry-After": str(math.ceil(wait))})
-        return org
-
+    institution = institution_key(engine, limiter or RateLimiter())  # type: ignore[arg-type]
     router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 交叉索引 PIX"])
     Org = Annotated[str, Depends(institution)]
     refused = {401: ("AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供", None),

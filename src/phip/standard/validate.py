@@ -217,7 +217,7 @@ _TRUE = frozenset({"1", "true", "t", "y", "yes", "是"})
 _FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
 
 
-def _domain_lookup(domain: ValueDomain) -> dict[str, str]:
+def domain_lookup(domain: ValueDomain) -> dict[str, str]:
     """Accepted spellings → canonical code. Numeric codes also match by integer value
     ("1" and "01" are the same payment method), as regional feeds disagree on code width,
     and a code's own name (男 for 1) reads as the code."""
@@ -278,7 +278,7 @@ def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
                 return text
 
             return convert
-        lookup = _domain_lookup(domain)
+        lookup = domain_lookup(domain)
 
         def convert(value: Any) -> Any:
             text = _as_text(value)
@@ -397,7 +397,7 @@ def _shortcut(spec: FieldSpec, standard: Standard) -> tuple[int, Any]:
     if spec.type == "code":
         domain = standard.domain(spec.domain or "")
         if domain.kind != "code_system":
-            return _CODE, _domain_lookup(domain)
+            return _CODE, domain_lookup(domain)
         return _CODE_SYSTEM, re.compile(domain.pattern or ".*").match
     if spec.type == "date":
         return _DATE, None

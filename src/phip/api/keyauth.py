@@ -1,0 +1,41 @@
+"""The institution behind a request (接口密钥认证): one dependency for every API a hospital
+system calls with its push-API key (records, receipts, feedback, the EMPI cross-reference),
+so that each answers a missing, wrong or over-used key the same way."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Header
+from sqlalchemy import Engine
+
+from phip.orgs.keys import authenticate
+
+from .errors import ApiError
+from .limits import RateLimiter
+
+
+def institution_key(engine: Engine, limiter: RateLimiter) -> Callable[..., str]:
+    """A FastAPI dependency answering the institution code of the request's key; 401 without a
+    valid key, 429 with Retry-After once the institution's rate is spent."""
+
+    def institution(
+        authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
+        x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None,
+    ) -> str:
+        key = x_api_key
+        if authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
+        org = authenticate(engine, key)
+        if org is None:
+            raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
+        if wait := limiter.acquire(org):
+            raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",
+                           headers={"Retry-After": str(math.ceil(wait))})
+        return org
+
+    return institution
