@@ -1,0 +1,153 @@
+"""Rejections are first-class (issue 17), on real SQLite and PostgreSQL: one current rejection
+per source row and content however often it is re-read (push resend, file re-import, pull
+collection re-run), a changed content replaces it, a corrected record clears it, the feedback
+API lists each open one once, and the daily count of new ones feeds the upload report.
+
+Built on rejections that stay rejections under any severity policy: the natural key missing,
+an unparseable event time, an object where a text is expected, another institution's code."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import orjson
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from phip.api.app import create_app
+from phip.ingest.files import ingest_file
+from phip.orgs.keys import create_key
+from phip.store import models as m
+from phip.synth.generator import Generator
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+DS = "outpatient_visit"
+
+
+def visits(orgs, n=8, seed=4):
+    gen = Generator(seed=seed)
+    records = []
+    for _, _, recs in gen.day([orgs[0]], NOW.date() - timedelta(days=1), visits=n, admissions=1, datasets=[DS], now=NOW):
+        records += recs
+    return orgs[0][0], records
+
+
+def spoil(records, other_org):
+    """Four records that cannot be stored, whatever the severity of the other checks."""
+    bad = list(records)
+    bad[1] = {k: v for k, v in bad[1].items() if k != "visit_no"}  # natural key missing: known by content
+    bad[3] = {**bad[3], "visit_time": "昨天上午"}  # event time unreadable
+    bad[5] = {**bad[5], "dept_name": {"name": "内科"}}  # an object where a text is expected
+    bad[6] = {**bad[6], "org_code": other_org}  # another institution's record
+    return bad
+
+
+def current(engine):
+    with engine.connect() as conn:
+        return {r.reject_key: r for r in conn.execute(select(m.RejectedRecord))}
+
+
+def daily(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(func.sum(m.IngestDaily.rejected), func.sum(m.IngestDaily.rejected_new))).one()
+
+
+def test_re_reading_the_same_rejected_rows_keeps_one_each(pipeline, engine, orgs):
+    org, records = visits(orgs)
+    bad = spoil(records, orgs[1][0])
+    first = pipeline.ingest(org, DS, bad, now=NOW)
+    second = pipeline.ingest(org, DS, bad, now=NOW + timedelta(hours=1))
+    third = pipeline.ingest(org, DS, bad, now=NOW + timedelta(hours=2))
+    # every receipt still tells the hospital about every rejection
+    assert first.rejected == second.rejected == third.rejected == 4
+    assert [r.index for r in third.rejections] == [1, 3, 5, 6]
+    kept = current(engine)
+    assert len(kept) == 4
+    assert {r.times_seen for r in kept.values()} == {3}
+    assert {r.first_seen for r in kept.values()} == {NOW} and {r.last_seen for r in kept.values()} == {NOW + timedelta(hours=2)}
+    assert {r.batch_id for r in kept.values()} == {third.batch_id}
+    assert all(r.resolved_at is None for r in kept.values())
+    # the keyed ones are known by the natural key a stored record would have; the keyless one by content
+    keyed = {k for k in kept if not k.startswith("#")}
+    assert keyed == {bad[3]["visit_no"], bad[5]["visit_no"], bad[6]["visit_no"]}
+    assert sum(k.startswith("#") for k in kept) == 1
+    codes = {r.record_key: {f["code"] for f in r.findings} for r in kept.values()}
+    assert "ORG_MISMATCH" in codes[bad[6]["visit_no"]]
+    assert kept[bad[5]["visit_no"]].payload["dept_name"] == {"name": "内科"}  # as sent, for correction
+    assert tuple(daily(engine)) == (12, 4)  # every rejection received, four of them new
+
+
+def test_changed_content_replaces_and_a_correction_clears(pipeline, engine, orgs):
+    org, records = visits(orgs)
+    target = {**records[2], "visit_time": "2026-13-45 08:00:00"}
+    pipeline.ingest(org, DS, [target], now=NOW)
+    pipeline.ingest(org, DS, [target], now=NOW + timedelta(minutes=1))
+    (before,) = current(engine).values()
+    assert before.times_seen == 2
+    changed = {**target, "visit_time": "下午"}
+    pipeline.ingest(org, DS, [changed], now=NOW + timedelta(minutes=2))
+    (after,) = current(engine).values()
+    assert after.id == before.id and after.content_hash != before.content_hash
+    assert (after.times_seen, after.first_seen) == (1, NOW + timedelta(minutes=2))
+    assert after.payload["visit_time"] == "下午"
+    assert tuple(daily(engine)) == (3, 2)  # the changed content is a new rejection
+
+    fixed = pipeline.ingest(org, DS, [records[2]], now=NOW + timedelta(minutes=3))
+    assert fixed.accepted == 1
+    (resolved,) = current(engine).values()
+    assert resolved.resolved_at == NOW + timedelta(minutes=3) and resolved.resolved_batch == fixed.batch_id
+    # the same bad content sent again after the correction opens it anew
+    pipeline.ingest(org, DS, [changed], now=NOW + timedelta(minutes=4))
+    (reopened,) = current(engine).values()
+    assert reopened.resolved_at is None and reopened.times_seen == 1 and reopened.first_seen == NOW + timedelta(minutes=4)
+    # an unchanged resend of the stored record clears it too (the last word of the hospital counts)
+    again = pipeline.ingest(org, DS, [records[2]], now=NOW + timedelta(minutes=5))
+    assert again.unchanged == 1
+    assert next(iter(current(engine).values())).resolved_at == NOW + timedelta(minutes=5)
+
+
+def test_the_last_word_of_a_batch_on_a_key_counts(pipeline, engine, orgs):
+    org, records = visits(orgs, n=3)
+    bad = {**records[0], "dept_name": ["内科"]}
+    receipt = pipeline.ingest(org, DS, [bad, records[0]], now=NOW)  # corrected further on in the batch
+    assert (receipt.rejected, receipt.accepted) == (1, 1)
+    assert current(engine) == {}
+    receipt = pipeline.ingest(org, DS, [records[1], {**records[1], "dept_name": ["内科"]}], now=NOW)  # spoilt after
+    (open_,) = current(engine).values()
+    assert open_.record_key == records[1]["visit_no"] and open_.resolved_at is None
+    assert receipt.rejected == 1
+    # two copies of one bad row in a batch are one rejection seen twice
+    row = {k: v for k, v in records[2].items() if k != "visit_no"}
+    pipeline.ingest(org, DS, [row, row], now=NOW)
+    assert next(r for k, r in current(engine).items() if k.startswith("#")).times_seen == 2
+
+
+def test_file_re_import_and_push_resend_list_each_once_in_feedback(pipeline, engine, orgs, tmp_path):
+    org, records = visits(orgs)
+    bad = spoil(records, orgs[1][0])
+    path = tmp_path / "visits.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in bad) + b"{broken\n")
+    for _ in range(2):
+        receipt = ingest_file(pipeline, path, org, DS)
+        assert receipt.rejected == 5  # the four, and the line that is no JSON
+    assert len(current(engine)) == 5
+
+    client = TestClient(create_app(engine))
+    _, key = create_key(engine, org)
+    auth = {"Authorization": f"Bearer {key}"}
+    pushable = [r for r in bad if r.get("org_code") != orgs[1][0]]  # the API refuses another's code whole (403)
+    for _ in range(2):
+        assert client.post(f"/api/v1/datasets/{DS}/records", json=pushable, headers=auth).json()["counts"]["rejected"] == 3
+    items = client.get("/api/v1/feedback", headers=auth).json()["items"]
+    assert len(items) == 5 and len({(i["record_key"], i["index"], i["batch_id"]) for i in items}) == 5
+    by_key = {i["record_key"]: i for i in items}
+    assert by_key[bad[3]["visit_no"]]["times_seen"] == 4  # two imports, two pushes
+    assert by_key[bad[6]["visit_no"]]["times_seen"] == 2  # imported only
+    # corrected over the API: no longer listed
+    client.post(f"/api/v1/datasets/{DS}/records", json=[records[3], records[5]], headers=auth)
+    left = [i["record_key"] for i in client.get("/api/v1/feedback", headers=auth).json()["items"]]
+    assert sorted(left, key=str) == sorted([None, None, bad[6]["visit_no"]], key=str)
+    # the stored receipts still list each batch's rejections
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.BatchFinding)
+                            .where(m.BatchFinding.rejected.is_(True))).scalar_one() == 2 * 5 + 2 * 3
