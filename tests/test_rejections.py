@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import orjson
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import column, func, select, table
 
 from phip.api.app import create_app
 from phip.ingest.files import ingest_file
@@ -151,3 +151,67 @@ def test_file_re_import_and_push_resend_list_each_once_in_feedback(pipeline, eng
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(m.BatchFinding)
                             .where(m.BatchFinding.rejected.is_(True))).scalar_one() == 2 * 5 + 2 * 3
+
+
+def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
+    """The issue's case: a second run over the same source rows (22 → 44 before)."""
+    from phip.collect import his_synth
+    from phip.collect.runner import Collector
+    from tests.collect_support import ORG_CODE, demo_mapping, source_url
+
+    url = source_url("sqlite", "rerun", tmp_path)
+    data = his_synth.build(url, seed=7, days=1, visits=20, admissions=4)
+    mapping = demo_mapping(url, tmp_path)
+    planted = sum(len(b) for b in data.bad.values())
+    collector = Collector(engine)
+    runs = [collector.run(mapping, full=True) for _ in range(2)]
+    assert [sum(r.rejected for r in results) for results in runs] == [planted, planted]
+    kept = current(engine)
+    assert len(kept) == planted > 0 and {r.times_seen for r in kept.values()} == {2}
+    assert {(r.dataset, r.record_key) for r in kept.values()} == {(ds, k) for ds, bad in data.bad.items() for k in bad}
+    _, key = create_key(engine, ORG_CODE)
+    items = TestClient(create_app(engine)).get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+    assert len(items) == planted
+
+
+def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs):
+    """A store at 0007 whose batch_findings hold the same rejection twice and one since corrected."""
+    from alembic import command
+
+    from phip.orgs.service import seed_institutions
+    from phip.store.db import alembic_config, make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0007_key_collation")
+    seed_institutions(engine)
+    org = orgs[0][0]
+    row = {"org_code": org, "dataset": DS, "rejected": True, "findings": [{"code": "BAD_DATETIME"}]}
+    with engine.begin() as conn:
+        conn.execute(m.BatchFinding.__table__.insert(), [
+            {**row, "batch_id": "b1", "idx": 0, "record_key": "MZ1", "payload": {"visit_no": "MZ1"}, "created_at": NOW},
+            {**row, "batch_id": "b2", "idx": 3, "record_key": "MZ1", "payload": {"visit_no": "MZ1"},
+             "created_at": NOW + timedelta(days=1)},
+            {**row, "batch_id": "b1", "idx": 1, "record_key": None, "payload": {"x": 1}, "created_at": NOW},
+            {**row, "batch_id": "b1", "idx": 2, "record_key": "MZ2", "payload": {"visit_no": "MZ2"}, "created_at": NOW},
+        ])
+        conn.execute(m.Record.__table__.insert(), [{
+            "org_code": org, "dataset": DS, "record_key": "MZ2", "version": 1, "content_hash": "h", "event_time": NOW,
+            "received_at": NOW + timedelta(hours=1), "batch_id": "b9", "payload": {}}])
+        old_daily = table("ingest_daily", *(column(c) for c in ("org_code", "dataset", "day", "received", "accepted",
+                                                                   "updated", "unchanged", "rejected", "warnings")))
+        conn.execute(old_daily.insert(), [
+            {"org_code": org, "dataset": DS, "day": NOW.date(), "received": 3, "accepted": 0, "updated": 0,
+             "unchanged": 0, "rejected": 3, "warnings": 0},
+            {"org_code": org, "dataset": DS, "day": NOW.date() + timedelta(days=1), "received": 1, "accepted": 0,
+             "updated": 0, "unchanged": 0, "rejected": 1, "warnings": 0}])
+    upgrade(engine)
+    kept = current(engine)
+    assert set(kept) == {"MZ1", "MZ2", next(k for k in kept if k.startswith("#"))} and len(kept) == 3
+    assert (kept["MZ1"].times_seen, kept["MZ1"].first_seen, kept["MZ1"].batch_id, kept["MZ1"].idx) == (2, NOW, "b2", 3)
+    assert kept["MZ2"].resolved_at == NOW + timedelta(hours=1) and kept["MZ2"].resolved_batch == "b9"
+    assert kept["MZ1"].resolved_at is None
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(m.IngestDaily.day, m.IngestDaily.rejected_new)).all()) == {
+            NOW.date(): 3, NOW.date() + timedelta(days=1): 0}
+    command.downgrade(alembic_config(engine), "0007_key_collation")
+    engine.dispose()
