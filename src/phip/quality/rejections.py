@@ -110,8 +110,8 @@ def find(engine: Engine, org_code: str, dataset: str, *, include_resolved: bool 
 
 
 def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role: str = "operator") -> dict[str, str]:
-    """The values that say which record it is and what was wrong with it, as sent and masked:
-    the natural key, the person (name, ID number, phone) and every field a finding names."""
+    """The values that say whose record it is and what was wrong with it, as sent and masked:
+    the person (name, ID number, phone) and every field a finding names."""
     if isinstance(payload, dict) and "_unreadable" in payload:
         return {"原文": _shown(mask_text(payload["_unreadable"], role))}
     if isinstance(payload, dict) and "_unserialisable" in payload:
@@ -120,7 +120,7 @@ def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role
         return {"原文": _shown(mask_text(_text(payload), role))}
     specs = {f.name: f for f in dataset.fields}
     person = dataset.person
-    wanted = [*dataset.natural_key]
+    wanted = []  # the natural key is shown beside, as the record's key
     for role_name in ("name", "id_no", "phone"):
         if role_name in person:
             wanted.append(person[role_name])
