@@ -8,6 +8,7 @@ an unparseable event time, an object where a text is expected, another instituti
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import orjson
@@ -249,3 +250,66 @@ def test_upload_report_counts_each_rejected_row_once(pipeline, engine, orgs):
     assert lines[0].split(",")[col - 1] == "拒收"
     assert next(line for line in lines if line.startswith(rows[org].name)).split(",")[col - 1] == "5"
     assert not upload_report(engine, parse_period("2026-10"), "institution").total.rejected
+
+
+def test_dashboard_page_lists_open_rejections_masked(pipeline, engine, orgs):
+    """TestClient on both back ends (tests/test_dashboard_browser.py opens it in Chromium)."""
+    from tests.test_dashboard import PASSWORD, SCRIPT, login
+
+    from phip.web.auth import create_user
+
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    client = TestClient(create_app(engine))
+    org, records = visits(orgs, n=60)
+    bad = [{**r, "visit_time": "不详", "name": SCRIPT} for r in records[:55]]
+    id_no = bad[0]["id_no"]
+    for _ in range(2):
+        pipeline.ingest(org, DS, bad, now=NOW)
+    pipeline.ingest(org, DS, records[:3], now=NOW)  # three corrected
+    page = f"/ops/institutions/{org}/rejections/{DS}"
+    assert "/login" in client.get(page, follow_redirects=False).headers["location"]
+    login(client)
+    inst = client.get(f"/ops/institutions/{org}").text
+    assert f'href="/ops/institutions/{org}/rejections/{DS}"' in inst and 'id="inst-rejections-link"' in inst
+    html = client.get(page).text
+    assert "未纠正 52 条" in html and "第 1 / 2 页" in html and html.count("<code>BAD_DATETIME</code>") == 50
+    assert id_no not in html and f"{id_no[:6]}********{id_no[-4:]}" in html
+    assert SCRIPT not in html and "&lt;script&gt;" in html
+    second = client.get(page, params={"page": 2}).text
+    assert second.count("<code>BAD_DATETIME</code>") == 2
+    everything = client.get(page, params={"state": "all"}).text
+    assert "全部 55 条" in everything, re.search(r'id="rej-total">[^<]*', everything)
+    assert client.get(page, params={"state": "all", "page": 2}).text.count("已纠正 20") == 3  # 已纠正 2026-…
+    index = client.get(f"/ops/institutions/{org}/rejections").text
+    assert f'/ops/institutions/{org}/rejections/{DS}"' in index and 'id="rej-table"' not in index
+    assert client.get(f"/ops/institutions/{org}/rejections/nope").status_code == 404
+    assert client.get(f"/ops/institutions/NOPE/rejections").status_code == 404
+
+
+def test_open_rejections_lower_the_quality_score(pipeline, engine, orgs):
+    from phip.quality.run import analyse
+    from phip.quality.service import dataset_scores
+
+    org, records = visits(orgs, n=10)
+    day = NOW.date() - timedelta(days=1)
+    pipeline.ingest(org, DS, records[:8], now=NOW)
+    analyse(engine, org, day, day, as_of=NOW)
+    (clean,) = dataset_scores(engine, org, day, NOW.date())
+    assert clean["rejected"] == 0 and clean["acceptance"] == 100.0
+    bad = [{**r, "visit_time": "不详"} for r in records[8:]]
+    for _ in range(3):  # re-sent: still two rejected rows
+        pipeline.ingest(org, DS, bad, now=NOW)
+    (scored,) = dataset_scores(engine, org, day, NOW.date())
+    assert scored["rejected"] == 2 and scored["acceptance"] == 80.0
+    assert scored["overall"] == round(clean["overall"] * 8 / 10, 2) < clean["overall"]
+    assert scored["scores"] == clean["scores"]  # the dimensions judge the stored records
+    pipeline.ingest(org, DS, records[8:], now=NOW)  # corrected
+    (fixed,) = dataset_scores(engine, org, day, NOW.date())
+    assert fixed["rejected"] == 0
+    # a data set with nothing stored and rejections open scores 0
+    pipeline.ingest(org, "outpatient_registration", [{"registration_no": "G1"}], now=NOW)
+    by_ds = {e["dataset"]: e for e in dataset_scores(engine, org, day, NOW.date())}
+    assert by_ds["outpatient_registration"]["overall"] == 0.0 and by_ds["outpatient_registration"]["checked"] == 0
+    # outside the window the rejection does not count
+    assert all(e["dataset"] != "outpatient_registration"
+               for e in dataset_scores(engine, org, day - timedelta(days=30), day - timedelta(days=20)))
