@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timedelta
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import column, func, select, table
 
@@ -175,14 +176,21 @@ def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
     assert len(items) == planted
 
 
-def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend):
     """A store at 0007 whose batch_findings hold the same rejection twice and one since corrected."""
     from alembic import command
 
     from phip.orgs.service import seed_institutions
-    from phip.store.db import alembic_config, make_engine, upgrade
+    from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
+    from tests.conftest import PG_URL
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    else:
+        create_database(PG_URL + "_carry")
+        engine = make_engine(PG_URL + "_carry")
+        wipe(engine)
     command.upgrade(alembic_config(engine), "0007_key_collation")
     seed_institutions(engine)
     org = orgs[0][0]
@@ -215,6 +223,8 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs):
         assert dict(conn.execute(select(m.IngestDaily.day, m.IngestDaily.rejected_new)).all()) == {
             NOW.date(): 3, NOW.date() + timedelta(days=1): 0}
     command.downgrade(alembic_config(engine), "0007_key_collation")
+    if backend != "sqlite":
+        wipe(engine)
     engine.dispose()
 
 
