@@ -323,3 +323,37 @@ def test_open_rejections_lower_the_quality_score(pipeline, engine, orgs):
     # outside the window the rejection does not count
     assert all(e["dataset"] != "outpatient_registration"
                for e in dataset_scores(engine, org, day - timedelta(days=30), day - timedelta(days=20)))
+
+
+def test_a_failure_after_the_rejections_are_written_leaves_none(pipeline, engine, orgs):
+    """The database dies after the current rejections are written (at the counters): neither
+    the new rejections nor a resolution nor a times-seen survive; the replay counts them once."""
+    from sqlalchemy import event, text
+
+    org, records = visits(orgs)
+    bad = spoil(records, orgs[1][0])
+    pipeline.ingest(org, DS, bad, now=NOW)
+    before = {k: (r.times_seen, r.resolved_at) for k, r in current(engine).items()}
+
+    def die(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if "ingest_daily" in statement and statement.lstrip().upper().startswith("INSERT"):
+            if conn.dialect.name == "postgresql":
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                with engine.connect() as killer:
+                    killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            else:
+                raise OSError("disk I/O error (simulated power loss)")
+
+    again = [*bad, {**records[3]}, {**records[0], "visit_time": "不详"}]  # one re-read, one correction, one new
+    event.listen(engine, "before_cursor_execute", die)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
+            pipeline.ingest(org, DS, again, now=NOW + timedelta(hours=1))
+    finally:
+        event.remove(engine, "before_cursor_execute", die)
+    engine.dispose()
+    assert {k: (r.times_seen, r.resolved_at) for k, r in current(engine).items()} == before
+    pipeline.ingest(org, DS, again, now=NOW + timedelta(hours=1))
+    kept = current(engine)
+    assert len(kept) == 5 and kept[bad[3]["visit_no"]].resolved_at == NOW + timedelta(hours=1)
+    assert kept[bad[5]["visit_no"]].times_seen == 2
