@@ -303,7 +303,8 @@ def _print_receipt(receipt, show: int) -> None:  # noqa: ANN001
             reasons = "；".join(f"[{f.code}] {f.message}" for f in r.findings if f.severity == "error")
             console.print(f"  第{r.index + 1}条 {r.record_key or ''}：{reasons}", highlight=False)
     if receipt.rejected > min(show, len(receipt.rejections)):
-        console.print(f"全部 {receipt.rejected} 条拒收记录及原因已随批次保存，医疗机构可通过接口 /api/v1/feedback 获取。")
+        console.print(f"全部 {receipt.rejected} 条拒收记录及原因已随批次保存，医疗机构可通过接口 /api/v1/feedback 获取，"
+                      "运维人员可用 phip quality rejections 查看（同一条源记录只记一次）。", highlight=False)
 
 
 # --- synthetic data and demo --------------------------------------------------------------------
