@@ -10,22 +10,32 @@
     vs plain Splink predict + cluster on the same rows in memory; real-time resolution of one
     incoming record without an ID number against those persons (p50/p95) vs one with a known ID.
 (d) the ingest pipeline with the EMPI resolver vs the identifier-only resolver (outpatient visits).
+(e) the harder set (phip.empi.synth_hard, issue 18; default 100,000 records, the HELD-OUT seed):
+    patient_info records of 40 institutions loaded through the pipeline as a user would
+    (Pipeline.ingest per institution batch, real-time EMPI), then `phip empi relink`'s function;
+    pairwise P/R/F1 against the truth (a record that did not reach the EMPI counts as its own
+    person), twins and same-day namesakes merged, records rejected by validation and why, vs plain
+    Splink with standard settings (Splink's comparison library, EM) on the same records.
 
-Usage: python benchmarks/empi.py [--persons 1000000] [--synthetic 100000] [--visits 20000]
-                                 [--pg postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_empi] [--skip a,b,c,d]
+Usage: python benchmarks/empi.py [--persons N] [--synthetic 100000] [--visits 20000] [--seed 1807]
+                                 [--pg postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_empi]
+                                 [--skip a,b,c,d,e | --only e]
+--persons is (c)'s persons (default 1,000,000) and (e)'s records (default 100,000); --seed is (e)'s
+(default the held-out seed, phip.empi.synth_hard.HELD_OUT_SEED; develop on TUNING_SEED).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from phip.empi.model import LINK_THRESHOLD, splink_settings  # noqa: E402
 from phip.empi.relink import _Clusters  # noqa: E402
@@ -338,18 +348,220 @@ def pipeline_ratio(url: str, visits: int) -> None:
     print(f"  ratio EMPI / identifier-only: {rates['EMPI resolver'] / rates['identifier-only resolver']:.2f}")
 
 
+# --- (e) the harder set through the pipeline --------------------------------------------------------------
+
+
+def _pairs(sizes: Counter) -> int:
+    return sum(k * (k - 1) // 2 for k in sizes.values())
+
+
+def score(person_of: dict[tuple[str, str], str | None], truth: dict[tuple[str, str], int],
+          keys: list[tuple[str, str]] | None = None) -> tuple[int, int, int]:
+    """Pairwise (tp, fp, fn) of a clustering of records; a record with no person is its own."""
+    keys = list(truth) if keys is None else keys
+    cluster = {k: person_of.get(k) or ("alone", k) for k in keys}
+    tp = _pairs(Counter((cluster[k], truth[k]) for k in keys))
+    predicted = _pairs(Counter(cluster.values()))
+    actual = _pairs(Counter(truth[k] for k in keys))
+    return tp, predicted - tp, actual - tp
+
+
+def merged(person_of: dict[tuple[str, str], str | None], truth: dict[tuple[str, str], int],
+           pairs: list[tuple[int, int]]) -> int:
+    """How many of the (entity, entity) pairs ended with a record of each in one person."""
+    persons: dict[int, set] = defaultdict(set)
+    for k, e in truth.items():
+        if person_of.get(k):
+            persons[e].add(person_of[k])
+    return sum(1 for a, b in pairs if persons[a] & persons[b])
+
+
+def lost_by_case(person_of: dict[tuple[str, str], str | None], truth: dict[tuple[str, str], int],
+                 cases: dict[tuple[str, str], tuple[str, ...]], keys: list[tuple[str, str]]) -> Counter:
+    """True pairs among ``keys`` left in two persons, counted under each case either record carries
+    (a pair counts once per case; 'clean' when neither carries one): where recall goes."""
+    by_entity: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for k in keys:
+        by_entity[truth[k]].append(k)
+    out: Counter = Counter()
+    for members in by_entity.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if person_of.get(a) != person_of.get(b):
+                    out.update(set(cases[a]) | set(cases[b]) or {"clean"})
+    return out
+
+
+def _store_persons(engine) -> dict[tuple[str, str], str | None]:  # noqa: ANN001
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT org_code, record_key, person_id FROM records WHERE dataset = 'patient_info'")).all()
+    return {(org, key): pid for org, key, pid in rows}
+
+
+def plain_splink(records: list) -> tuple[dict[float, dict[tuple[str, str], str]], float]:
+    """Plain Splink, standard settings: the comparison library on the records as sent (pinyin by
+    pypinyin, no surname readings, no check of the ID number), EM-trained on them, connected
+    components at 0.5 and at 0.95."""
+    from pypinyin import lazy_pinyin
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    import splink.comparison_library as cl
+
+    start = time.perf_counter()
+    cols: dict[str, list] = defaultdict(list)
+    for r in records:
+        rec = r.record
+        py = lazy_pinyin(rec["name"])
+        cols["unique_id"].append(f"{r.org_code}|{r.patient_id}")
+        cols["name"].append(rec["name"])
+        cols["name_py"].append("".join(py))
+        cols["surname_py"].append(py[0])
+        cols["given_py"].append("".join(py[1:]) or None)
+        cols["sex"].append(rec.get("sex_code"))
+        cols["birth_date"].append(rec.get("birth_date"))
+        cols["id_no"].append(rec.get("id_no") or None)
+        cols["phone"].append(rec.get("phone") or None)
+        cols["address"].append(rec.get("current_address") or None)
+    table = pa.Table.from_pydict(cols)
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=[
+            cl.NameComparison("name_py"), cl.DateOfBirthComparison("birth_date", input_is_string=True),
+            cl.LevenshteinAtThresholds("id_no", [1, 2]), cl.LevenshteinAtThresholds("phone", [1, 2]),
+            cl.JaroWinklerAtThresholds("address", [0.9, 0.7]), cl.ExactMatch("sex"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("id_no"), block_on("phone"), block_on("name_py", "birth_date"),
+            block_on("surname_py", "birth_date"), block_on("given_py", "birth_date"),
+        ],
+    )
+    logging.getLogger("splink").setLevel(logging.ERROR)  # its training chatter, not figures
+    linker = Linker(DuckDBAPI(connection=duckdb.connect()).register(table), settings)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("id_no"), block_on("name_py", "birth_date", "phone")], recall=0.8)
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("surname_py", "birth_date"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("id_no"))
+    pairs = linker.inference.predict(threshold_match_probability=0.5)
+    out = {}
+    for threshold in (0.5, LINK_THRESHOLD):
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, threshold)
+        rows = clusters.as_duckdbpyrelation().select("unique_id, cluster_id").fetchall()
+        out[threshold] = {tuple(uid.split("|", 1)): str(cid) for uid, cid in rows}
+    return out, time.perf_counter() - start
+
+
+def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
+    from phip.empi.relink import relink
+    from phip.empi.synth_hard import HELD_OUT_SEED, NO_USABLE_ID, TUNING_SEED, hard_set
+    from phip.ingest.pipeline import Pipeline
+    from phip.orgs.service import seed_institutions
+    from phip.store.db import create_database, make_engine, upgrade, wipe
+    from phip.store.models import BatchFinding
+
+    label = {HELD_OUT_SEED: "held-out", TUNING_SEED: "tuning"}.get(seed, "other")
+    data = hard_set(n, seed)
+    truth = {(r.org_code, r.patient_id): r.entity for r in data.records}
+    cases = data.case_counts()
+    print(f"  seed {seed} ({label}): {len(data.records):,} records of {data.persons():,} persons at "
+          f"{len({r.org_code for r in data.records})} institutions, {data.true_pairs():,} true pairs, "
+          f"{len(data.twins)} twin pairs, {len(data.namesakes)} same-day namesake pairs")
+    print("  cases (records): " + ", ".join(f"{c} {k:,}" for c, k in sorted(cases.items())))
+
+    create_database(url)
+    engine = make_engine(url)
+    wipe(engine)
+    upgrade(engine)
+    seed_institutions(engine)
+    by_org: dict[str, list] = defaultdict(list)
+    for r in data.records:
+        by_org[r.org_code].append(r.record)
+    pipe = Pipeline(engine)
+    rejected_codes: Counter = Counter()
+    rejected_keys: set[tuple[str, str]] = set()
+    totals: Counter = Counter()
+    start = time.perf_counter()
+    for offset in range(0, max(len(v) for v in by_org.values()), batch):  # institutions take turns, a batch each
+        for org, recs in by_org.items():
+            chunk = recs[offset: offset + batch]
+            if not chunk:
+                continue
+            receipt = pipe.ingest(org, "patient_info", chunk, now=NOW, source="bench")
+            totals.update(accepted=receipt.accepted, rejected=receipt.rejected, warnings=receipt.warnings)
+            for rej in receipt.rejections:
+                rejected_keys.add((org, chunk[rej.index]["patient_id"]))
+                rejected_codes["+".join(sorted({f"{f.code}({f.field})" for f in rej.findings if f.severity == "error"}))] += 1
+    ingest_s = time.perf_counter() - start
+    print(f"  pipeline: {len(data.records):,} records in {ingest_s:.0f} s ({len(data.records) / ingest_s:,.0f} records/s, "
+          f"PostgreSQL, real-time EMPI), accepted {totals['accepted']:,}, rejected {totals['rejected']:,} "
+          f"({totals['rejected'] / len(data.records):.2%}), with warnings {totals['warnings']:,}")
+    for codes, k in rejected_codes.most_common():
+        print(f"    rejected {k:,}: {codes}")
+    planted = Counter(c for r in data.records if (r.org_code, r.patient_id) in rejected_keys for c in r.cases if c in NO_USABLE_ID)
+    print("    rejected records by planted case: " + ", ".join(f"{c} {k:,}" for c, k in sorted(planted.items())))
+    warned: Counter = Counter()
+    with engine.connect() as conn:
+        for (found,) in conn.execute(select(BatchFinding.findings).where(BatchFinding.rejected.is_(False))):
+            warned.update({f["code"] for f in found})
+    print("    stored records with warnings, by code: " + ", ".join(f"{c} {k:,}" for c, k in warned.most_common()))
+    after_ingest = _store_persons(engine)
+
+    start = time.perf_counter()
+    summary = relink(engine)
+    relink_s = time.perf_counter() - start
+    print(f"  relink: {summary.persons:,} persons, {summary.persons_merged:,} merged, {summary.reviews_added:,} review items, "
+          f"{summary.blocked_by_id:,} links refused (two ID numbers), {relink_s:.1f} s")
+    after_relink = _store_persons(engine)
+    engine.dispose()
+    no_person = sum(1 for k in truth if not after_relink.get(k))
+
+    base, base_s = plain_splink(data.records)
+    accepted = [k for k in truth if after_relink.get(k)]
+    rows = [
+        ("PHIP after ingest (real time)", score(after_ingest, truth), merged(after_ingest, truth, data.twins),
+         merged(after_ingest, truth, data.namesakes)),
+        ("PHIP after relink", score(after_relink, truth), merged(after_relink, truth, data.twins),
+         merged(after_relink, truth, data.namesakes)),
+        ("  (PHIP after relink, accepted records only)", score(after_relink, truth, accepted), None, None),
+    ] + [(f"plain Splink, standard settings @{t}", score(base[t], truth), merged(base[t], truth, data.twins),
+          merged(base[t], truth, data.namesakes)) for t in base]
+    print(f"  {'':<46} {'precision':>9} {'recall':>7} {'F1':>7} {'tp':>7} {'fp':>6} {'fn':>6} {'twins merged':>12} {'namesakes merged':>16}")
+    f1s = {}
+    for name, (tp, fp, fn), twins, names in rows:
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f1s[name] = f = 2 * p * r / (p + r) if p + r else 0.0
+        print(f"  {name:<46} {p:>9.4f} {r:>7.4f} {f:>7.4f} {tp:>7,} {fp:>6,} {fn:>6,} "
+              f"{'' if twins is None else f'{twins}/{len(data.twins)}':>12} {'' if names is None else f'{names}/{len(data.namesakes)}':>16}")
+    best = max((f for name, f in f1s.items() if name.startswith("plain")), default=0.0)
+    tp, fp, fn = score(after_relink, truth)
+    kept_pairs = sum(score(after_relink, truth, accepted)[0::2])
+    print(f"  pairs lost after relink: {fn:,}, of which {data.true_pairs() - kept_pairs:,} have a record that did not reach the EMPI")
+    case_of = {(r.org_code, r.patient_id): r.cases for r in data.records}
+    lost = lost_by_case(after_relink, truth, case_of, accepted)
+    print("    pairs lost among the records that reached it, by case of either record: "
+          + ", ".join(f"{c} {k:,}" for c, k in lost.most_common()))
+    print(f"  records that did not reach the EMPI (rejected or no person): {no_person:,}")
+    print(f"  plain Splink train + predict + cluster: {base_s:.0f} s")
+    print(f"  F1 PHIP after relink {f1s['PHIP after relink']:.4f} vs plain Splink (best of its two thresholds) {best:.4f}: "
+          f"ratio {f1s['PHIP after relink'] / best:.3f}")
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1].startswith("--child-"):
         {"--child-relink": relink_child, "--child-splink": splink_child}[sys.argv[1]](sys.argv[2])
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--persons", type=int, default=1_000_000)
+    ap.add_argument("--persons", type=int, default=None, help="(c) persons (1,000,000) / (e) records (100,000)")
+    ap.add_argument("--seed", type=int, default=None, help="(e) seed, default the held-out seed")
     ap.add_argument("--synthetic", type=int, default=100_000)
     ap.add_argument("--visits", type=int, default=20_000)
     ap.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", PG))
     ap.add_argument("--skip", default="")
+    ap.add_argument("--only", default="", help="run only these sections, e.g. e or a,b")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
+    if args.only:
+        skip |= set("abcde") - set(args.only.split(","))
     print(f"EMPI benchmark — {os.cpu_count()} cores, shared machine (other workers may be running)")
     if "a" not in skip:
         print("(a) FEBRL4, 5,000 × 5,000 records, 5,000 true links")
@@ -358,11 +570,17 @@ def main() -> None:
         print("(b) Chinese synthetic register")
         chinese(args.synthetic)
     if "c" not in skip:
-        print(f"(c) speed on PostgreSQL, {args.persons:,} persons")
-        speed(args.pg, args.persons)
+        persons = args.persons or 1_000_000
+        print(f"(c) speed on PostgreSQL, {persons:,} persons")
+        speed(args.pg, persons)
     if "d" not in skip:
         print("(d) ingest pipeline")
         pipeline_ratio(args.pg, args.visits)
+    if "e" not in skip:
+        from phip.empi.synth_hard import HELD_OUT_SEED
+
+        print("(e) harder set through the pipeline, then relink, vs plain Splink")
+        hard(args.pg, args.persons or 100_000, HELD_OUT_SEED if args.seed is None else args.seed)
 
 
 if __name__ == "__main__":

@@ -118,3 +118,19 @@ def test_phones():
     assert normalize_phone("88906388") == "88906388"
     assert normalize_phone("12345") is None
     assert normalize_phone("23800001111") is None
+
+
+@given(st.text(alphabet="0123456789X", min_size=0, max_size=20))
+def test_problems_agree_with_the_parser(raw):
+    """id_number_problems lists every failed check; its first is the one parse_id_number
+    raises, and a number has none exactly when the parser accepts it."""
+    from phip.standard.checks import IdNumberError, id_number_problems, parse_id_number
+
+    problems = id_number_problems(raw)
+    try:
+        parse_id_number(raw)
+    except IdNumberError as exc:
+        assert problems and problems[0].code == exc.code
+    else:
+        assert problems == ()
+    assert len({p.code for p in problems}) == len(problems)

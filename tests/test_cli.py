@@ -109,6 +109,8 @@ def test_ingest_every_format(tmp_path):
 
 def test_ingest_reports_rejections_and_bad_input(tmp_path):
     records = _records(tmp_path, visits=40, error_rate=0.3)
+    for record in records[:3]:  # no event time: rejected (the other planted errors are warnings)
+        record["visit_time"] = "昨天上午"
     path = tmp_path / "bad.ndjson"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     out = run(["ingest", str(path), "--org", "长春中医药大学附院", "--dataset", "outpatient_visit", "--show", "2"],

@@ -134,6 +134,9 @@ def test_errors_on_the_dashboard_are_pages_with_their_status(client):
         r = client.get(path)
         assert r.status_code == status and r.headers["content-type"].startswith("text/html"), (path, r.text[:200])
         assert said in r.text and "<title>提示" in r.text, (path, r.text)
+    # a period the dashboard cannot read shows the current month, as any unreadable period does
+    # (year 0 used to escape as a ValueError: a 500)
+    assert client.get("/ops/uploads?period=0000-01").status_code == 200
     api = client.get("/api/v1/feedback?limit=0")
     assert api.headers["content-type"].startswith("application/json")
     client.cookies.clear()  # not logged in: to the login first, whatever is wrong with the address

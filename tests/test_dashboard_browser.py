@@ -183,7 +183,7 @@ def test_rejections_page_in_chromium(tmp_path):
     records = next(r for _, _, r in Generator(seed=41).day([(org, "x")], now.date() - timedelta(days=1), visits=5,
                                                            admissions=1, datasets=["outpatient_visit"], now=now))
     bad = [{**records[0], "visit_time": "不详", "name": PATIENT_SCRIPT},
-           {**records[1], "dept_name": {"电话": "13912345678"}}]
+           {**records[1], "visit_time": {"电话": "13912345678"}}]
     pipeline = Pipeline(engine)
     for _ in range(2):  # re-read: one rejection each
         assert pipeline.ingest(org, "outpatient_visit", bad, now=now).rejected == 2

@@ -76,20 +76,26 @@ def test_same_key_twice_in_one_batch_becomes_two_versions(pipeline, engine, orgs
 
 def test_bad_records_are_rejected_alone(pipeline, engine, orgs):
     org, records = visits(orgs, n=10)
-    records[3] = {**records[3], "sex_code": "7"}
+    records[3] = {**records[3], "visit_time": "2026-02-30 25:00:00"}
     records[6] = {k: v for k, v in records[6].items() if k != "visit_time"}
     records[8] = "not an object"
+    wrong = records[9]["id_no"][:-1] + next(c for c in "0123456789" if c != records[9]["id_no"][-1])
+    records[9] = {**records[9], "sex_code": "7", "id_no": wrong}  # stored, flagged
     receipt = pipeline.ingest(org, "outpatient_visit", records, now=NOW)
-    assert receipt.accepted == 7 and receipt.rejected == 3
+    assert receipt.accepted == 7 and receipt.rejected == 3 and receipt.warnings >= 1
     assert [r.index for r in receipt.rejections] == [3, 6, 8]
-    assert receipt.rejections[0].findings[0].code == "NOT_IN_DOMAIN"
+    assert receipt.rejections[0].findings[0].code == "BAD_DATETIME"
     assert receipt.rejections[0].record_key == records[3]["visit_no"]
     with engine.connect() as conn:
         kept = conn.execute(select(m.BatchFinding).where(m.BatchFinding.rejected.is_(True)).order_by(m.BatchFinding.idx)).all()
         current = conn.execute(select(m.RejectedRecord).order_by(m.RejectedRecord.idx)).all()
+        flagged = conn.execute(select(m.BatchFinding).where(m.BatchFinding.idx == 9)).one()
+        stored = conn.execute(select(m.Record.payload).where(m.Record.record_key == records[9]["visit_no"])).scalar_one()
     assert [k.idx for k in kept] == [3, 6, 8]
     assert [c.idx for c in current] == [3, 6, 8]
-    assert current[0].payload["sex_code"] == "7"  # the raw record is kept for the hospital to correct
+    assert current[0].payload["visit_time"] == "2026-02-30 25:00:00"  # the raw record is kept for the hospital to correct
+    assert not flagged.rejected and {"NOT_IN_DOMAIN", "ID_NO_CHECKSUM"} <= {f["code"] for f in flagged.findings}
+    assert "sex_code" not in stored and stored["id_no"] == wrong
 
 
 def test_institution_writes_only_its_own_records(pipeline, engine, orgs):
@@ -354,8 +360,8 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
 
     org, records = visits(orgs, n=40)
     records[3] = {**records[3], "visit_time": "明天"}  # rejected
-    records[7] = {**records[7], "sex_code": "男"}  # a label, not a code of the domain: rejected
-    records[11] = {**records[11], "id_no": records[11]["id_no"][:17] + "0"}  # warning or rejection by check digit
+    records[7] = {**records[7], "sex_code": "男", "payment_method_code": "ZZ"}  # the name reads as the code; ZZ left out
+    records[11] = {**records[11], "id_no": records[11]["id_no"][:17] + "0"}  # kept as sent, flagged
     # the EMPI's other roads: no ID number (probabilistic), a repeat visit with a new phone
     # (survivorship), a known ID number under another name (guard: a new person, a review)
     records[15] = {**records[15], "id_no": None, "id_type_code": None, "health_card_no": None}
@@ -380,7 +386,7 @@ def test_stream_validated_in_another_process_stores_what_in_process_validation_s
     assert content_remote == _content(engine)
     assert remote[-1]["counts"]["updated"] == 2
     assert any(row[0] == "measure" and row[2] == "hypertension" for row in content_remote)
-    assert len(stored_remote) == sum(r["counts"]["accepted"] for r in remote) == 38  # the date and the check digit rejected
+    assert len(stored_remote) == sum(r["counts"]["accepted"] for r in remote) == 39  # only the unreadable time rejected
     from phip.empi.tables import EmpiReview
 
     assert count(engine, EmpiReview, EmpiReview.kind == "id_conflict") == 1  # the guard's road was taken
@@ -407,13 +413,16 @@ def test_validation_keeps_the_canonical_text_only_for_the_writer(orgs):
 
 def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipeline, engine, orgs):
     """A record the validation process cannot receive (not picklable) costs only that batch's
-    overlap: it is validated here and rejected with its reason like any other bad record."""
+    overlap: it is validated here and reported with its reason like any other bad value."""
     org, records = visits(orgs, n=20)
     records[4] = {**records[4], "name": lambda: "x"}
     receipts = list(pipeline.ingest_stream(org, "outpatient_visit", iter([records[:10], records[10:]]), source="file", now=NOW))
-    assert [r.accepted for r in receipts] == [9, 10]
-    assert receipts[0].rejections[0].index == 4
-    assert count(engine, m.Record) == 19
+    assert [r.accepted for r in receipts] == [10, 10] and [r.warnings for r in receipts][0] >= 1
+    with engine.connect() as conn:
+        found = conn.execute(select(m.BatchFinding.findings).where(m.BatchFinding.idx == 4)).scalar_one()
+        stored = conn.execute(select(m.Record.payload).where(m.Record.record_key == records[4]["visit_no"])).scalar_one()
+    assert ("BAD_VALUE_TYPE", "name") in {(f["code"], f["field"]) for f in found} and "name" not in stored
+    assert count(engine, m.Record) == 20
 
 
 def test_validation_process_exits_when_its_writer_is_killed(tmp_path):

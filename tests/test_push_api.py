@@ -66,17 +66,22 @@ def test_push_replay_and_correct(api, engine, orgs):
 def test_ndjson_gzip_and_rejections_with_feedback(api, engine, orgs):
     client, org, auth, _ = api
     batch = records(orgs, n=6)
-    batch[2] = {**batch[2], "sex_code": "7"}
+    batch[2] = {**batch[2], "visit_time": "2026-02-30 09:00:00"}  # no event time: cannot be stored
+    batch[4] = {**batch[4], "sex_code": "7"}  # stored without the code, flagged
     payload = gzip.compress("\n".join(json.dumps(r, ensure_ascii=False) for r in batch).encode())
     r = client.post(URL, content=payload, headers={**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
     body = r.json()
     assert r.status_code == 200 and body["counts"]["rejected"] == 1 and body["counts"]["accepted"] == 5
+    assert body["counts"]["warnings"] == 1
     rej = body["rejections"][0]
     assert rej["index"] == 2 and rej["record_key"] == batch[2]["visit_no"]
-    assert rej["findings"][0] == {"severity": "error", "code": "NOT_IN_DOMAIN", "field": "sex_code",
+    assert rej["findings"][0] == {"severity": "error", "code": "BAD_DATETIME", "field": "visit_time",
                                   "message": rej["findings"][0]["message"]}
     fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00"}, headers=auth).json()
     assert [i["record_key"] for i in fb["items"]] == [batch[2]["visit_no"]]
+    fb = client.get("/api/v1/feedback", params={"since": "2020-01-01 00:00:00", "warnings": "true"}, headers=auth).json()
+    assert [(i["record_key"], i["rejected"]) for i in fb["items"]] == [(batch[2]["visit_no"], True), (batch[4]["visit_no"], False)]
+    assert fb["items"][1]["findings"][0]["code"] == "NOT_IN_DOMAIN" and fb["items"][1]["findings"][0]["severity"] == "warning"
     assert client.get("/api/v1/feedback", params={"since": "昨天"}, headers=auth).status_code == 400
 
 
@@ -113,6 +118,9 @@ def test_authentication(api, engine, orgs):
         (b"<xml/>", {"Content-Type": "application/xml"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
         (b"[]", {}, 415, "UNSUPPORTED_MEDIA_TYPE"),
         (b"not gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "BAD_GZIP"),
+        (gzip.compress(b'[{"a": 1}]') + b"trailing garbage", {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+         400, "BAD_GZIP"),
+        (gzip.compress(b'[{"a": 1}]')[:-6], {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "BAD_GZIP"),
     ],
 )
 def test_bad_requests_store_nothing(api, engine, content, headers, status, code):
@@ -279,3 +287,36 @@ def test_parameter_errors_are_worded_in_chinese(api):
                                                          "field": "limit"}
     r = client.get("/api/v1/feedback", params={"limit": "many"}, headers=auth)
     assert r.json()["error"]["message"] == "请求参数错误：【limit】应为整数"
+
+
+def test_every_gzip_member_is_read(api, engine, orgs):
+    """gzip(part 1) + gzip(part 2), as ``cat a.gz b.gz`` makes: both parts are stored (zlib
+    alone stops after the first member, which stored part 1 and answered 200)."""
+    client, _, auth, _ = api
+    batch = records(orgs, n=6)
+    lines = [json.dumps(r, ensure_ascii=False) for r in batch]
+    payload = gzip.compress("\n".join(lines[:3]).encode() + b"\n") + gzip.compress("\n".join(lines[3:]).encode())
+    r = client.post(URL, content=payload, headers={**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["counts"]["accepted"] == 6, r.text
+    assert stored(engine) == 6
+
+
+def test_deep_nesting_rejects_that_record_only(api, engine, orgs):
+    """A valid record followed by a thousand nested arrays: the valid one is stored, the other
+    rejected with its reason; the batch never fails on Python's recursion limit."""
+    client, _, auth, _ = api
+    batch = records(orgs, n=2)
+    deep = "[" * 1000 + "]" * 1000
+    key_deep = json.dumps({**batch[1], "visit_no": "X"})[:-1] + ', "extra": ' + deep + "}"
+    body = "[" + json.dumps(batch[0], ensure_ascii=False) + "," + deep + "," + key_deep.replace('"visit_no": "X"', '"visit_no": ' + deep) + "]"
+    r = client.post(URL, content=body.encode(), headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    counts = r.json()["counts"]
+    assert counts["accepted"] == 1 and counts["rejected"] == 2
+    assert stored(engine) == 1
+    with engine.connect() as conn:
+        lines = conn.execute(select(m.BatchFinding.idx).where(m.BatchFinding.rejected.is_(True))).scalars().all()
+        kept = conn.execute(select(m.RejectedRecord.payload, m.RejectedRecord.times_seen)).all()
+    assert sorted(lines) == [1, 2]  # the receipt's lines, one per rejected record
+    # what is kept of both is the same marker, so as content they are one rejection seen twice
+    assert [(p, n) for p, n in kept] == [({"_too_deep": "嵌套超过32层，原文未保存"}, 2)]

@@ -39,7 +39,7 @@ def spoil(records, other_org):
     bad = list(records)
     bad[1] = {k: v for k, v in bad[1].items() if k != "visit_no"}  # natural key missing: known by content
     bad[3] = {**bad[3], "visit_time": "昨天上午"}  # event time unreadable
-    bad[5] = {**bad[5], "dept_name": {"name": "内科"}}  # an object where a text is expected
+    bad[5] = {**bad[5], "visit_time": {"日期": "上午"}}  # an object where a text is expected
     bad[6] = {**bad[6], "org_code": other_org}  # another institution's record
     return bad
 
@@ -75,7 +75,7 @@ def test_re_reading_the_same_rejected_rows_keeps_one_each(pipeline, engine, orgs
     assert sum(k.startswith("#") for k in kept) == 1
     codes = {r.record_key: {f["code"] for f in r.findings} for r in kept.values()}
     assert "ORG_MISMATCH" in codes[bad[6]["visit_no"]]
-    assert kept[bad[5]["visit_no"]].payload["dept_name"] == {"name": "内科"}  # as sent, for correction
+    assert kept[bad[5]["visit_no"]].payload["visit_time"] == {"日期": "上午"}  # as sent, for correction
     assert tuple(daily(engine)) == (12, 4)  # every rejection received, four of them new
 
 
@@ -110,11 +110,11 @@ def test_changed_content_replaces_and_a_correction_clears(pipeline, engine, orgs
 
 def test_the_last_word_of_a_batch_on_a_key_counts(pipeline, engine, orgs):
     org, records = visits(orgs, n=3)
-    bad = {**records[0], "dept_name": ["内科"]}
+    bad = {**records[0], "visit_time": ["昨天"]}
     receipt = pipeline.ingest(org, DS, [bad, records[0]], now=NOW)  # corrected further on in the batch
     assert (receipt.rejected, receipt.accepted) == (1, 1)
     assert current(engine) == {}
-    receipt = pipeline.ingest(org, DS, [records[1], {**records[1], "dept_name": ["内科"]}], now=NOW)  # spoilt after
+    receipt = pipeline.ingest(org, DS, [records[1], {**records[1], "visit_time": ["昨天"]}], now=NOW)  # spoilt after
     (open_,) = current(engine).values()
     assert open_.record_key == records[1]["visit_no"] and open_.resolved_at is None
     assert receipt.rejected == 1
@@ -156,24 +156,34 @@ def test_file_re_import_and_push_resend_list_each_once_in_feedback(pipeline, eng
 
 
 def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
-    """The issue's case: a second run over the same source rows (22 → 44 before)."""
+    """The issue's case: a second run over the same source rows (22 → 44 before). Three visits
+    at the source carry a visit time that is no time (an event time cannot be kept)."""
     from phip.collect import his_synth
     from phip.collect.runner import Collector
-    from tests.collect_support import ORG_CODE, demo_mapping, source_url
+    from tests.collect_support import ORG_CODE, demo_mapping, execute, source_url
 
     url = source_url("sqlite", "rerun", tmp_path)
     data = his_synth.build(url, seed=7, days=1, visits=20, admissions=4)
+    spoilt = sorted(data.truth["outpatient_visit"])[:3]
+    for visit_no in spoilt:
+        execute(url, "UPDATE MZ_JZJL SET JZSJ = '不详' WHERE JZXH = :v", v=visit_no)
     mapping = demo_mapping(url, tmp_path)
-    planted = sum(len(b) for b in data.bad.values())
     collector = Collector(engine)
-    runs = [collector.run(mapping, full=True) for _ in range(2)]
-    assert [sum(r.rejected for r in results) for results in runs] == [planted, planted]
+    runs = [collector.run(mapping, ["outpatient_visit"], full=True) for _ in range(2)]
+    assert [sum(r.rejected for r in results) for results in runs] == [3, 3]
     kept = current(engine)
-    assert len(kept) == planted > 0 and {r.times_seen for r in kept.values()} == {2}
-    assert {(r.dataset, r.record_key) for r in kept.values()} == {(ds, k) for ds, bad in data.bad.items() for k in bad}
+    assert sorted(kept) == sorted(spoilt) and {r.times_seen for r in kept.values()} == {2}
+    assert {f["code"] for r in kept.values() for f in r.findings} == {"BAD_DATETIME"}
     _, key = create_key(engine, ORG_CODE)
-    items = TestClient(create_app(engine)).get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()["items"]
-    assert len(items) == planted
+    client = TestClient(create_app(engine))
+    items = client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+    assert sorted(i["record_key"] for i in items) == sorted(spoilt)
+    # corrected at the source: the next run clears them
+    for visit_no in spoilt:
+        execute(url, "UPDATE MZ_JZJL SET JZSJ = '2026-11-21 09:00:00' WHERE JZXH = :v", v=visit_no)
+    collector.run(mapping, ["outpatient_visit"], full=True)
+    assert all(r.resolved_at is not None for r in current(engine).values())
+    assert client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).json()["items"] == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

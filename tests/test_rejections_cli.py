@@ -26,8 +26,8 @@ def _spoilt(orgs):
     records = next(r for _, _, r in Generator(seed=5).day([orgs[0]], now.date() - timedelta(days=1), visits=6,
                                                           admissions=1, datasets=[DS], now=now))
     records[0] = {**records[0], "visit_time": "昨天"}
-    records[1] = {**records[1], "dept_name": {"tel": "13912345678"}}  # a phone where a name is expected
-    records[2] = {k: v for k, v in records[2].items() if k != "patient_id"}
+    records[1] = {**records[1], "visit_time": {"tel": "13912345678"}}  # a phone where a time is expected
+    records[2] = {**records[2], "visit_time": ["上午"]}
     return records
 
 
@@ -54,8 +54,7 @@ def test_quality_rejections_counts_once_and_masks(pipeline, engine, orgs, tmp_pa
     assert records[0]["id_no"] not in table and records[0]["id_no"][-4:] in table
 
     # corrected: gone from the default list, kept with --all
-    fixed = {k: v for k, v in records[2].items()}
-    fixed["patient_id"] = "P-FIXED"
+    fixed = {**records[2], "visit_time": f"{platform_now() - timedelta(days=1):%Y-%m-%d} 09:00:00"}
     assert pipeline.ingest(ORG, DS, [fixed]).accepted == 1
     body = json.loads(run(["quality", "rejections", "--json"], tmp_path, database_url=url).stdout)
     assert body["groups"][0]["open"] == 2

@@ -197,7 +197,7 @@ def test_periods(text, start, end):
     assert (p.start, p.end) == (start, end)
 
 
-@pytest.mark.parametrize("text", ["2021-13", "2021-04..2021-03", "last month", "2021-02-30"])
+@pytest.mark.parametrize("text", ["2021-13", "2021-04..2021-03", "last month", "2021-02-30", "0000-01", "0000-01-01", "9999-12..10000-01"])
 def test_bad_periods(text):
     with pytest.raises(PeriodError):
         parse_period(text)

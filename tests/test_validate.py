@@ -51,46 +51,100 @@ def test_datetime_spellings(spelling):
 @pytest.mark.parametrize(
     "overrides, code, field",
     [
-        ({"visit_no": None}, "REQUIRED", "visit_no"),
+        ({"visit_no": None}, "REQUIRED", "visit_no"),  # the natural key
         ({"visit_no": "  "}, "REQUIRED", "visit_no"),
-        ({"sex_code": "7"}, "NOT_IN_DOMAIN", "sex_code"),
-        ({"diagnosis_code": "高血压"}, "BAD_CODE_FORMAT", "diagnosis_code"),
-        ({"dept_name": "科" * 51}, "TOO_LONG", "dept_name"),
-        ({"age_years": "三十"}, "BAD_INT", "age_years"),
-        ({"age_years": 200}, "OUT_OF_RANGE", "age_years"),
-        ({"total_fee": "abc"}, "BAD_DECIMAL", "total_fee"),
-        ({"first_visit_flag": "maybe"}, "BAD_BOOL", "first_visit_flag"),
+        ({"visit_no": "M" * 40}, "TOO_LONG", "visit_no"),
+        ({"visit_no": ["MZ1"]}, "BAD_VALUE_TYPE", "visit_no"),
+        ({"visit_time": None}, "REQUIRED", "visit_time"),  # the event time
         ({"visit_time": "2026-02-30 10:00:00"}, "BAD_DATETIME", "visit_time"),
         ({"visit_time": "2026-11-23 10:00:00"}, "DATE_IN_FUTURE", "visit_time"),
-        ({"birth_date": "1899-12-31"}, "DATE_BEFORE_1900", "birth_date"),
-        ({"registration_time": "2026-11-21 10:00:00"}, "TIME_ORDER", "visit_time"),
-        ({"name": ["张三"]}, "BAD_VALUE_TYPE", "name"),
-        ({"org_code": "X"}, None, None),
+        ({"visit_time": "1899-11-21 10:00:00"}, "DATE_BEFORE_1900", "visit_time"),
+        ({"dept_name": "心内\x00科"}, "NUL_CHARACTER", "dept_name"),
     ],
 )
-def test_errors_reject(overrides, code, field):
+def test_what_cannot_be_stored_is_rejected(overrides, code, field):
     out = check(visit(**overrides))
-    if code is None:  # a non-USCC org code only warns
-        assert out.accepted and ("USCC_FORMAT", "org_code", "warning") in codes(out)
-        return
     assert not out.accepted
     assert (code, field, "error") in codes(out)
     message = next(f.message for f in out.findings if f.code == code)
     assert "【" in message  # Chinese label of the field
 
 
-def test_id_number_required_vs_optional():
-    # optional in visits: a bad number warns and keeps the record
-    out = check(visit(id_no="110105194912310021"))
-    assert out.accepted and ("ID_NO_CHECKSUM", "id_no", "warning") in codes(out)
-    # required in the patient master: it rejects
-    patient = {"org_code": ORG, "org_name": "x", "patient_id": "P1", "name": "张三", "sex_code": "1",
-               "birth_date": "1949-12-31", "id_type_code": "01", "id_no": "110105194912310021",
-               "create_time": "2026-01-01 08:00:00", "update_time": "2026-01-01 08:00:00"}
-    out = check(patient, "patient_info")
-    assert not out.accepted and ("ID_NO_CHECKSUM", "id_no", "error") in codes(out)
-    # the message never repeats the number itself
-    assert all("110105194912310021" not in f.message for f in out.findings)
+@pytest.mark.parametrize(
+    "overrides, code, field, stored",
+    [
+        # a value of the wrong type or outside its value domain is left out of the stored record
+        ({"sex_code": "7"}, "NOT_IN_DOMAIN", "sex_code", None),
+        ({"age_years": "三十"}, "BAD_INT", "age_years", None),
+        ({"total_fee": "abc"}, "BAD_DECIMAL", "total_fee", None),
+        ({"first_visit_flag": "maybe"}, "BAD_BOOL", "first_visit_flag", None),
+        ({"birth_date": "1985-13-02"}, "BAD_DATE", "birth_date", None),
+        ({"birth_date": "1899-12-31"}, "DATE_BEFORE_1900", "birth_date", None),
+        ({"name": ["张三"]}, "BAD_VALUE_TYPE", "name", None),
+        ({"sex_code": None}, "REQUIRED", "sex_code", None),
+        # a value of the right type that breaks a rule is kept as sent
+        ({"diagnosis_code": "高血压"}, "BAD_CODE_FORMAT", "diagnosis_code", "高血压"),
+        ({"dept_name": "科" * 51}, "TOO_LONG", "dept_name", "科" * 51),
+        ({"age_years": 200}, "OUT_OF_RANGE", "age_years", 200),
+        ({"registration_time": "2026-11-21 10:00:00"}, "TIME_ORDER", "visit_time", datetime(2026, 11, 21, 9, 30)),
+    ],
+)
+def test_other_defects_are_warnings_on_a_stored_record(overrides, code, field, stored):
+    out = check(visit(**overrides))
+    assert out.accepted, out.findings
+    assert (code, field, "warning") in codes(out)
+    assert out.record.get(field) == stored
+    message = next(f.message for f in out.findings if f.code == code)
+    assert "【" in message
+    assert ("该值未保存" in message) == (stored is None and code != "REQUIRED")
+
+
+def test_a_value_far_beyond_its_length_is_not_kept():
+    out = check(visit(dept_name="科" * 40_000))
+    assert out.accepted and "dept_name" not in out.record
+    assert ("TOO_LONG", "dept_name", "warning") in codes(out)
+
+
+def test_non_usccc_org_code_only_warns():
+    out = check(visit(org_code="X"))
+    assert out.accepted and ("USCC_FORMAT", "org_code", "warning") in codes(out)
+
+
+PATIENT = {"org_code": ORG, "org_name": "x", "patient_id": "P1", "name": "张三", "sex_code": "1",
+           "birth_date": "1949-12-31", "id_type_code": "01", "id_no": "110105194912310021",
+           "create_time": "2026-01-01 08:00:00", "update_time": "2026-01-01 08:00:00"}
+
+
+def test_an_invalid_id_number_gets_the_same_verdict_in_every_data_set():
+    visit_out = check(visit(id_no="110105194912310021"))
+    patient_out = check(PATIENT, "patient_info")
+    for out in (visit_out, patient_out):
+        assert out.accepted and out.record["id_no"] == "110105194912310021"  # kept as sent
+        assert ("ID_NO_CHECKSUM", "id_no", "warning") in codes(out)
+        # the message never repeats the number itself
+        assert all("110105194912310021" not in f.message for f in out.findings)
+    assert {f.code for f in visit_out.findings if f.field == "id_no"} == {f.code for f in patient_out.findings if f.field == "id_no"} - {"ID_NO_SEX_MISMATCH"}
+
+
+def test_a_patient_without_an_id_number_is_kept():
+    for id_no in (None, "", "1101051949"):
+        out = check({**PATIENT, "id_no": id_no}, "patient_info")
+        assert out.accepted, out.findings
+        assert {f.severity for f in out.findings} == {"warning"}
+
+
+def test_every_failed_id_check_is_named():
+    # region 00, month 31, wrong check character, 17th digit odd (male) on a woman, another birth date
+    out = check({**PATIENT, "id_no": "000105195631010013", "sex_code": "2", "birth_date": "1956-01-01"}, "patient_info")
+    assert out.accepted
+    found = {f.code for f in out.findings if f.field == "id_no"}
+    assert found == {"ID_NO_REGION", "ID_NO_BIRTH", "ID_NO_CHECKSUM", "ID_NO_SEX_MISMATCH"}
+    # a truncated number: its format, and what its readable digits still say
+    out = check({**PATIENT, "id_no": "11010519491231002", "sex_code": "1"}, "patient_info")
+    found = {f.code for f in out.findings if f.field == "id_no"}
+    assert found == {"ID_NO_FORMAT", "ID_NO_SEX_MISMATCH"}  # digit 17 is 2: female
+    out = check({**PATIENT, "id_no": "11010519491231002", "birth_date": "1949-12-30"}, "patient_info")
+    assert {f.code for f in out.findings if f.field == "id_no"} == {"ID_NO_FORMAT", "ID_NO_BIRTH_MISMATCH", "ID_NO_SEX_MISMATCH"}
 
 
 def test_id_number_upgrade_and_consistency():
@@ -231,7 +285,8 @@ def test_an_excel_id_number_typed_as_a_number_is_not_stored_rounded(tmp_path):
     (row,) = list(read_records(tmp_path / "v.xlsx", STD.dataset("outpatient_visit")))
     assert row["age_years"] == 40 and isinstance(row["age_years"], int)
     assert isinstance(row["id_no"], float)  # left for validation to refuse, not rounded into …283520
-    assert ("NUMBER_PRECISION_LOST", "id_no", "error") in codes(check(visit(id_no=row["id_no"])))
+    out = check(visit(id_no=row["id_no"]))
+    assert ("NUMBER_PRECISION_LOST", "id_no", "warning") in codes(out) and "id_no" not in out.record
 
 
 def test_a_record_carrying_a_whole_foreign_row_gets_eleven_warnings_not_three_hundred():

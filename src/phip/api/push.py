@@ -118,7 +118,8 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
 
     @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
                 description="返回本机构尚未纠正的被拒收记录及原因（每条源记录一次，含首次、最近拒收时间和次数），"
-                "供机构修正后重传；修正后的记录被接收后即不再列出。since 按最近一次拒收时间筛选。",
+                "供机构修正后重传；修正后的记录被接收后即不再列出。since 按最近一次拒收时间筛选；"
+                "warnings=true 时同时返回已接收但有警告的记录。",
                 responses=responses(FEEDBACK, 400, 401, 429, 503, overrides={
                     400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))
     def feedback(
@@ -126,6 +127,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
         quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
+        warnings: Annotated[bool, Query(description="同时返回已接收但有警告的记录（如身份证号码校验失败、值域外代码未保存）")] = False,
     ) -> dict[str, Any]:
         # Each open rejection once (rejected_records), however often the row was sent or read
         # again; a corrected record accepted since has resolved it and it is no longer listed.
@@ -133,18 +135,30 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         stmt = (select(rr.last_seen, rr.first_seen, rr.times_seen, rr.batch_id, rr.dataset, rr.idx, rr.record_key,
                        rr.findings)
                 .where(rr.org_code == org, rr.resolved_at.is_(None)).order_by(rr.last_seen, rr.id).limit(limit))
+        # Warnings are the receipts' lines of stored records (one per batch that carried them).
+        warned = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
+                         BatchFinding.record_key, BatchFinding.findings)
+                  .where(BatchFinding.org_code == org, BatchFinding.rejected.is_(False))
+                  .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
         if since:
             try:
                 start: datetime = parse_datetime(since)
             except ValueError:
                 raise ApiError(400, "BAD_SINCE", f"since 参数“{since}”不是有效的日期时间", field="since") from None
             stmt = stmt.where(rr.last_seen >= start)
+            warned = warned.where(BatchFinding.created_at >= start)
         with engine.connect() as conn:
             rows = conn.execute(stmt).all()
+            warned_rows = conn.execute(warned).all() if warnings else []
         answer: dict[str, Any] = {"org_code": org, "items": [
             {"received_at": r.last_seen.isoformat(sep=" "), "first_seen": r.first_seen.isoformat(sep=" "),
              "times_seen": r.times_seen, "batch_id": r.batch_id, "dataset": r.dataset,
-             "index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows]}
+             "index": r.idx, "record_key": r.record_key, "rejected": True, "findings": r.findings} for r in rows]}
+        if warnings:
+            answer["items"] = sorted(answer["items"] + [
+                {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
+                 "index": r.idx, "record_key": r.record_key, "rejected": False, "findings": r.findings}
+                for r in warned_rows], key=lambda item: item["received_at"])[:limit]
         if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
             answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
         return answer
@@ -164,14 +178,34 @@ async def _read_body(request: Request) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").lower() == "gzip":
-        try:
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            body = inflater.decompress(body, MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-                raise ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
-        except zlib.error:
-            raise ApiError(400, "BAD_GZIP", "请求体声明为gzip压缩，但无法解压") from None
+        body = _gunzip(body)
     return body
+
+
+def _gunzip(body: bytes) -> bytes:
+    """Every member of a gzip body (RFC 1952 allows several, as ``cat a.gz b.gz`` makes, and
+    zlib stops after the first), within the size limit; anything after the last member that
+    is not another member is refused, never ignored: it would be records silently lost."""
+    too_large = ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+    out: list[bytes] = []
+    size, rest = 0, body
+    try:
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = inflater.decompress(rest, MAX_BODY_BYTES + 1 - size)
+            size += len(part)
+            if size > MAX_BODY_BYTES or inflater.unconsumed_tail:
+                raise too_large
+            if not inflater.eof:
+                raise ApiError(400, "BAD_GZIP", "gzip压缩数据不完整（被截断），请重新压缩后上传")
+            out.append(part)
+            rest = inflater.unused_data
+            if not rest:
+                return b"".join(out)
+            if rest[:2] != b"\x1f\x8b":
+                raise ApiError(400, "BAD_GZIP", f"gzip压缩数据之后还有{len(rest)}字节无法识别的内容，请只上传压缩后的文件")
+    except zlib.error:
+        raise ApiError(400, "BAD_GZIP", "请求体声明为gzip压缩，但无法解压") from None
 
 
 def _parse(body: bytes, ndjson: bool) -> list[Any]:

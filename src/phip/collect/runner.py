@@ -15,9 +15,11 @@ those rows and the pipeline recognises them by content hash (unchanged), so ther
 and no duplicate. The overlap window does the same for rows whose transaction committed on
 the source after later rows were read.
 
-Source failures (down, timeout, connection dropped mid-stream) are retried with exponential
-backoff, resuming from the watermark; after the last retry the run is marked failed with a
-Chinese reason and the remaining jobs of the source are not attempted.
+Source failures are classified (:mod:`phip.collect.source_errors`). Those that may pass (down,
+timeout, connection dropped mid-stream) are retried with exponential backoff, resuming from
+the watermark; after the last retry the run is marked failed with a Chinese reason and the
+remaining jobs of the source are not attempted. Those that cannot (access denied, a wrong
+mapping) fail at once; a login failure also skips the source's other jobs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from . import reader, state
 from .guard import ReadOnlyViolation, check_query
 from .mapping import Job, Mapping, MappingError
 from .source import SourceError, describe_error, mask_url, open_source, source_url
+from .source_errors import classify
 from .transform import RowMapper
 
 log = logging.getLogger("phip.collect")
@@ -82,7 +85,7 @@ class _JobFailed(Exception):
 
 def build_sql(job: Job, since: Any) -> tuple[str, str, dict[str, Any]]:
     """(query, count query, parameters) for one extraction from ``since`` (None = from the start)."""
-    base = job.sql
+    base = job.sql + "\n"  # a query ending in a -- comment must not swallow the ") src" after it
     if job.cursor is None:
         return base, f"SELECT COUNT(*) FROM ({base}) src", {}
     col = job.cursor.column.split(".")[-1]
@@ -138,18 +141,18 @@ class Collector:
             if guard is not None and not guard():
                 return results
             source = open_source(mapping)
-            down: str | None = None
+            down: JobResult | None = None
             for job in selected:
                 if down is not None:
                     results.append(JobResult(mapping.name, job.key, job.dataset, None, "skipped",
-                                             error=f"数据源不可用，未执行：{down}", code="SOURCE_DOWN"))
+                                             error=f"数据源不可用，未执行：{down.error}", code=down.code))
                     continue
                 try:
                     results.append(self._run_job(mapping, job, source, full, progress, count))
                 except _JobFailed as failed:
                     results.append(failed.result)
                     if failed.source_down:
-                        down = failed.result.error
+                        down = failed.result
         finally:
             if source is not None:
                 source.dispose()
@@ -178,11 +181,15 @@ class Collector:
                 state.finish_run(self.engine, run_id, "ok", attempts=failures + 1)
                 return result
             except SourceError as exc:
+                if exc.driver:  # the driver's own words, for the DBA: in the log, never on a page
+                    log.warning("source %s/%s: %s: %s", mapping.name, job.key, exc.code, exc.driver)
+                if not exc.retry:  # access denied, a wrong mapping …: the same answer every time
+                    return self._fail(result, run_id, exc.message, exc.code, failures + 1, source_down=exc.source_wide)
                 if result.rows_read > committed_before:
                     failures = 0  # progress was made: count consecutive failures only
                 failures += 1
                 if failures > spec.retries:
-                    return self._fail(result, run_id, exc.message, "SOURCE_DOWN", failures, source_down=True)
+                    return self._fail(result, run_id, exc.message, exc.code, failures, source_down=True)
                 self.sleep(spec.backoff_delta.total_seconds() * 2 ** (failures - 1))
                 if high is not None:
                     since = high  # resume from what this run has committed
@@ -313,13 +320,16 @@ def map_batches(job: Job, batches: Iterator[tuple[Sequence[Any], RowMapper]], nu
 def read_batches(mapping: Mapping, job: Job, dataset: DataSet, source: Engine, sql: str, count_sql: str,
                  params: dict[str, Any], batch_size: int, count: bool, on_total: Callable[[int | None], None],
                  ) -> Iterator[tuple[Sequence[Any], RowMapper]]:
-    """Batches of rows from a server-side cursor; every driver failure becomes SourceError."""
+    """Batches of rows from a server-side cursor; every driver failure becomes a SourceError
+    classified by :func:`phip.collect.source_errors.classify` (retried or not)."""
     url = source_url(mapping)
-    where = f"数据源{mapping.name}（{mask_url(url)}）"
+    where = {"backend": url.get_backend_name(), "source": mapping.name, "url": url, "job": job.key,
+             "sent": sql, "own": job.sql}
     try:
         conn = source.connect()
     except Exception as exc:  # noqa: BLE001 - any failure to connect is the source's
-        raise SourceError(f"无法连接{where}：{describe_error(exc, url)}") from None
+        raise (classify(exc, stage="connect", **where)
+               or SourceError(f"无法连接数据源{mapping.name}（{mask_url(url)}）：{type(exc).__name__}")) from None
     with conn:
         try:
             total = conn.execute(text(count_sql), params).scalar() if count else None
@@ -327,10 +337,8 @@ def read_batches(mapping: Mapping, job: Job, dataset: DataSet, source: Engine, s
             result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(text(sql), params)
             partitions = result.partitions(batch_size)
         except Exception as exc:  # noqa: BLE001
-            if _is_query_error(exc):  # the SQL itself is wrong: retrying cannot help
-                raise MappingError("SOURCE_QUERY", f"{where}执行映射查询出错：{describe_error(exc, url)}") from None
-            if _is_driver_error(exc):
-                raise SourceError(f"{where}查询失败：{describe_error(exc, url)}") from None
+            if (error := classify(exc, stage="query", **where)) is not None:
+                raise error from None
             raise
         mapper = RowMapper(mapping, job, dataset, list(result.keys()))
         while True:
@@ -339,22 +347,10 @@ def read_batches(mapping: Mapping, job: Job, dataset: DataSet, source: Engine, s
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001
-                if _is_driver_error(exc):
-                    raise SourceError(f"{where}读取中断：{describe_error(exc, url)}") from None
+                if (error := classify(exc, stage="read", **where)) is not None:
+                    raise error from None
                 raise
             yield rows, mapper
-
-
-def _is_driver_error(exc: BaseException) -> bool:
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    return isinstance(exc, DBAPIError | OperationalError | InterfaceError | OSError | ConnectionError)
-
-
-def _is_query_error(exc: BaseException) -> bool:
-    from sqlalchemy.exc import ProgrammingError
-
-    return isinstance(exc, ProgrammingError)
 
 
 _END = object()

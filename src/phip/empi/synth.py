@@ -61,7 +61,8 @@ class Register:
         self.surname_weights = list(names.values())
         self.s2t = opencc.OpenCC("s2t.json")
         by_sound: dict[str, list[str]] = defaultdict(list)
-        for ch in set(GIVEN_CHARS + "".join(s for s in self.surnames if len(s) == 1)):
+        # sorted: a set's order follows PYTHONHASHSEED, and the groups' order feeds rng.choice
+        for ch in sorted(set(GIVEN_CHARS + "".join(s for s in self.surnames if len(s) == 1))):
             by_sound[lazy_pinyin(ch, style=Style.NORMAL)[0]].append(ch)
         self.homophones = {ch: [o for o in group if o != ch] for group in by_sound.values() for ch in group}
         self.homophones = {k: v for k, v in self.homophones.items() if v}

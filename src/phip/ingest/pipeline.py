@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, Integer, bindparam, insert, select, u
 from phip.gc_tuning import gc_paused
 from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
-from phip.standard.checks import replace_nul
+from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
 from phip.standard.validate import Finding, RecordValidator, finding, platform_now, validator_for
 from phip.store import models as m
 from phip.store.sql import bulk_insert, increment, lock_key, select_in
@@ -130,9 +130,12 @@ def _raw_key(dataset: DataSet, raw: Any) -> str | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return replace_nul(KEY_SEPARATOR.join(str(raw[k]) for k in dataset.natural_key)[:200])
+        parts = [raw[k] for k in dataset.natural_key]
     except KeyError:
         return None
+    if any(isinstance(part, dict | list | tuple) for part in parts):
+        return None  # a key is a value, never a structure (whose str() may nest without end)
+    return replace_nul(KEY_SEPARATOR.join(map(str, parts))[:200])
 
 
 def _rejected(validator: RecordValidator, dataset: DataSet, index: int, raw: Any, findings: list[Finding]) -> Rejection:
@@ -157,6 +160,8 @@ def _jsonable(raw: Any) -> Any:
     shown as U+FFFD: see standard.checks.replace_nul)."""
     if isinstance(raw, Unreadable):
         return {"_unreadable": replace_nul(raw.text)}
+    if nested_too_deep(raw):
+        return {"_too_deep": f"嵌套超过{MAX_NESTING}层，原文未保存"}
     try:
         text = orjson.dumps(raw)
     except TypeError:

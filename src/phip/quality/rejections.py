@@ -114,8 +114,9 @@ def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role
     the person (name, ID number, phone) and every field a finding names."""
     if isinstance(payload, dict) and "_unreadable" in payload:
         return {"原文": _shown(mask_text(payload["_unreadable"], role))}
-    if isinstance(payload, dict) and "_unserialisable" in payload:
-        return {"原文": _shown(mask_text(payload["_unserialisable"], role))}
+    for marker in ("_unserialisable", "_too_deep"):  # what the pipeline kept instead (ingest.pipeline._jsonable)
+        if isinstance(payload, dict) and marker in payload:
+            return {"原文": _shown(mask_text(payload[marker], role))}
     if not isinstance(payload, dict):
         return {"原文": _shown(mask_text(_text(payload), role))}
     specs = {f.name: f for f in dataset.fields}

@@ -40,6 +40,8 @@ _DAY = re.compile(r"^(\d{4})\s*[-./年]\s*(\d{1,2})\s*[-./月]\s*(\d{1,2})\s*日
 
 def _bound(text: str, end: bool) -> date:
     text = text.strip()
+    if (m := _DAY.match(text) or _MONTH.match(text)) and not 1900 <= int(m[1]) <= 2999:
+        raise PeriodError(f"“{text}”的年份超出范围（1900–2999）")  # year 0 made date() raise: a 500
     if m := _DAY.match(text):
         try:
             return date(int(m[1]), int(m[2]), int(m[3]))

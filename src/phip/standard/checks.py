@@ -54,6 +54,30 @@ def replace_nul(value: Any) -> Any:
     return value
 
 
+#: No record of the standard nests deeper than a few levels; a value nested deeper than this is
+#: kept for feedback only as a note, since walking it recursively (serialising, repr,
+#: replace_nul) would hit Python's recursion limit and fail the whole batch.
+MAX_NESTING = 32
+
+
+def nested_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether ``value`` nests lists or objects more than ``limit`` levels deep (iterative, so
+    it cannot itself overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
 # --- GB 11643 resident ID number --------------------------------------------------------
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -148,6 +172,45 @@ def _parse_id(raw: str, today: date) -> tuple[str, bool]:
     if not upgraded and id_check_char(value[:17]) != value[17]:
         raise IdNumberError("ID_NO_CHECKSUM", "身份证号码校验位错误（GB 11643）")
     return value, upgraded
+
+
+def id_number_problems(raw: str, today: date | None = None) -> tuple[IdNumberError, ...]:
+    """Every GB 11643 check ``raw`` fails, in order (format, region, birth date, check
+    character); empty for a valid number. A number is kept as sent whatever it fails, so its
+    finding must name all of it at once: a month 56 is a birth-date error even when the
+    region is wrong too, and a hospital fixes the number in one round, not one per check."""
+    return _problems_cached(raw, today or _today())
+
+
+@lru_cache(maxsize=65536)
+def _problems_cached(raw: str, today: date) -> tuple[IdNumberError, ...]:
+    value = raw.upper()
+    problems: list[IdNumberError] = []
+    is18, is15 = bool(_ID18.match(value)), bool(_ID15.match(value))
+    if not (is18 or is15):
+        problems.append(IdNumberError("ID_NO_FORMAT", f"身份证号码应为18位（末位可为X）或15位数字，实际为“{len(value)}位”"))
+    if len(value) >= 2 and value[:2].isdigit() and value[:2] not in PROVINCE_CODES:
+        problems.append(IdNumberError("ID_NO_REGION", f"身份证号码前两位“{value[:2]}”不是有效的省级行政区划代码"))
+    digits = ("19" + value[6:12]) if is15 else value[6:14]
+    if len(digits) == 8 and digits.isdigit():
+        born = id_birth_date(f"{'0' * 6}{digits}")
+        if born is None or born.year < 1900 or born > today:
+            problems.append(IdNumberError("ID_NO_BIRTH", f"身份证号码中的出生日期“{digits}”无效"))
+    if is18 and id_check_char(value[:17]) != value[17]:
+        problems.append(IdNumberError("ID_NO_CHECKSUM", "身份证号码校验位错误（GB 11643）"))
+    return tuple(problems)
+
+
+def stated_sex_and_birth(value: str) -> tuple[str | None, date | None]:
+    """What the digits of a number say of sex and birth date, where they can be read, valid
+    number or not: an ID number that fails its check character still tells whether the record
+    disagrees with itself."""
+    value = value.upper()
+    if _ID15.match(value):
+        value = value[:6] + "19" + value[6:]
+    sex = id_sex(value) if len(value) >= 17 and value[16].isdigit() else None
+    born = id_birth_date(value) if len(value) >= 14 and value[6:14].isdigit() else None
+    return sex, born
 
 
 @lru_cache(maxsize=65536)

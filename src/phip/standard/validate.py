@@ -5,13 +5,23 @@ the pipeline runs it for every record and must keep up with tens of thousands of
 second. The result is the record in canonical form (ASCII digits, ISO dates, codes as the
 code table spells them, 15-digit ID numbers upgraded) plus findings.
 
-Severity: ``error`` rejects the record, ``warning`` keeps it. Structural problems (missing
-required field, wrong type, too long, code outside its value domain, impossible date,
-times out of order) are errors: the platform cannot store what it cannot interpret. Soft
-problems are warnings: a credit-code check digit (early pilot codes fail it), a phone
-format, an ID number that disagrees with the stated sex or birth date, and an invalid ID
-number in a data set where the ID number is optional (the record is kept, the EMPI will not
-trust that number).
+Keep what can be kept. A record is rejected (severity ``error``) only when it cannot be
+stored meaningfully: it is no object or unreadable, a field of its natural key or its event
+time is missing or cannot be read, a value carries U+0000 (PostgreSQL stores none), or it is
+another institution's. Every other defect is a ``warning`` on a stored record:
+
+* a value of the wrong type or outside its closed value domain (a date that is no date, a
+  sex code ``M``) is left out of the stored record — the record holds only values it can
+  vouch for — and its finding quotes it (identifiers masked);
+* a value of the right type that breaks a rule of the standard (too long, a pattern, an ICD
+  code's format, a range, two times out of order) is kept as sent and flagged;
+* an ID number that fails GB 11643 is kept as sent, flagged with every check it fails, and
+  never used as an identity key (the EMPI matches it as text only). A real HIS lost 17 of 18
+  patients to its check digits when such records were rejected, and the EMPI lost the records
+  it exists for (newborns, visitors, emergency patients without papers).
+
+``MESSAGES`` gives each code's severity on an ordinary field; on a natural-key or event-time
+field every finding that leaves the value out is an error.
 """
 
 from __future__ import annotations
@@ -26,13 +36,14 @@ from zoneinfo import ZoneInfo
 
 from .catalog import DataSet, FieldSpec, Standard, ValueDomain
 from .checks import (
-    IdNumberError,
     id_birth_date,
+    id_number_problems,
     id_sex,
     normalize_phone,
     normalize_text,
     parse_id_number,
     replace_nul,
+    stated_sex_and_birth,
     uscc_problem,
 )
 
@@ -44,28 +55,28 @@ PLATFORM_TZ = ZoneInfo("Asia/Shanghai")
 MESSAGES: dict[str, tuple[Severity, str]] = {
     "UNREADABLE": ("error", "{reason}"),
     "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
-    "REQUIRED": ("error", "【{label}】为必填项，不能为空"),
-    "BAD_VALUE_TYPE": ("error", "【{label}】应为单个值，不能是数组或对象"),
+    "REQUIRED": ("warning", "【{label}】为必填项，不能为空"),
+    "BAD_VALUE_TYPE": ("warning", "【{label}】应为单个值，不能是数组或对象"),
     "NUL_CHARACTER": ("error", "【{label}】含有空字符（U+0000），无法保存，请删除后重传"),
-    "NUMBER_PRECISION_LOST": ("error", "【{label}】以数值形式提供且超过15位有效数字（如Excel中的身份证号码），"
+    "NUMBER_PRECISION_LOST": ("warning", "【{label}】以数值形式提供且超过15位有效数字（如Excel中的身份证号码），"
                                        "精度已丢失；请将该列设为文本格式后重新导出"),
-    "TOO_LONG": ("error", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
-    "NOT_IN_DOMAIN": ("error", "【{label}】的值“{value}”不在值域【{domain}】内"),
-    "BAD_CODE_FORMAT": ("error", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
-    "BAD_PATTERN": ("error", "【{label}】的值“{value}”格式不正确"),
-    "BAD_INT": ("error", "【{label}】应为整数，实际为“{value}”"),
-    "BAD_DECIMAL": ("error", "【{label}】应为数值，实际为“{value}”"),
-    "BAD_DATE": ("error", "【{label}】不是有效日期（应为YYYY-MM-DD），实际为“{value}”"),
-    "BAD_DATETIME": ("error", "【{label}】不是有效日期时间（应为YYYY-MM-DD HH:MM:SS），实际为“{value}”"),
-    "BAD_BOOL": ("error", "【{label}】应为是/否（true/false、1/0），实际为“{value}”"),
-    "OUT_OF_RANGE": ("error", "【{label}】的值{value}超出允许范围（{bounds}）"),
-    "DATE_IN_FUTURE": ("error", "【{label}】“{value}”晚于当前时间"),
-    "DATE_BEFORE_1900": ("error", "【{label}】“{value}”早于1900年"),
-    "TIME_ORDER": ("error", "【{label}】“{value}”早于【{other_label}】“{other_value}”，时间先后顺序错误"),
-    "ID_NO_FORMAT": ("error", "【{label}】{detail}"),
-    "ID_NO_REGION": ("error", "【{label}】{detail}"),
-    "ID_NO_BIRTH": ("error", "【{label}】{detail}"),
-    "ID_NO_CHECKSUM": ("error", "【{label}】{detail}"),
+    "TOO_LONG": ("warning", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
+    "NOT_IN_DOMAIN": ("warning", "【{label}】的值“{value}”不在值域【{domain}】内"),
+    "BAD_CODE_FORMAT": ("warning", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
+    "BAD_PATTERN": ("warning", "【{label}】的值“{value}”格式不正确"),
+    "BAD_INT": ("warning", "【{label}】应为整数，实际为“{value}”"),
+    "BAD_DECIMAL": ("warning", "【{label}】应为数值，实际为“{value}”"),
+    "BAD_DATE": ("warning", "【{label}】不是有效日期（应为YYYY-MM-DD），实际为“{value}”"),
+    "BAD_DATETIME": ("warning", "【{label}】不是有效日期时间（应为YYYY-MM-DD HH:MM:SS），实际为“{value}”"),
+    "BAD_BOOL": ("warning", "【{label}】应为是/否（true/false、1/0），实际为“{value}”"),
+    "OUT_OF_RANGE": ("warning", "【{label}】的值{value}超出允许范围（{bounds}）"),
+    "DATE_IN_FUTURE": ("warning", "【{label}】“{value}”晚于当前时间"),
+    "DATE_BEFORE_1900": ("warning", "【{label}】“{value}”早于1900年"),
+    "TIME_ORDER": ("warning", "【{label}】“{value}”早于【{other_label}】“{other_value}”，时间先后顺序错误"),
+    "ID_NO_FORMAT": ("warning", "【{label}】{detail}"),
+    "ID_NO_REGION": ("warning", "【{label}】{detail}"),
+    "ID_NO_BIRTH": ("warning", "【{label}】{detail}"),
+    "ID_NO_CHECKSUM": ("warning", "【{label}】{detail}"),
     "ID_NO_UPGRADED": ("warning", "【{label}】为15位旧号码，已按GB 11643升级为18位"),
     "ID_NO_SEX_MISMATCH": ("warning", "【{label}】第17位所示性别与【性别代码】不一致"),
     "ID_NO_BIRTH_MISMATCH": ("warning", "【{label}】中的出生日期与【出生日期】不一致"),
@@ -85,6 +96,13 @@ _UNKNOWN_LISTED = 10
 
 #: Fields whose raw value must never appear in a message (messages reach logs and hospitals).
 _SENSITIVE_CHECKS = {"id_no", "phone"}
+#: Findings on a value of the right type that breaks a rule: the value is kept as sent (a
+#: diagnosis text longer than the standard's length is still the diagnosis). Every other
+#: finding on a value leaves it out of the stored record.
+_KEPT_AS_SENT = frozenset({"TOO_LONG", "BAD_PATTERN", "BAD_CODE_FORMAT", "OUT_OF_RANGE"})
+#: Beyond this a value kept as sent is no longer a field but a sender's bug: left out.
+_KEEP_CAP = 32_768
+_DROPPED = "；该值未保存，记录已接收"
 _EPOCH_FLOOR = date(1900, 1, 1)
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 
@@ -201,13 +219,22 @@ _FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
 
 def _domain_lookup(domain: ValueDomain) -> dict[str, str]:
     """Accepted spellings → canonical code. Numeric codes also match by integer value
-    ("1" and "01" are the same payment method), as regional feeds disagree on code width."""
+    ("1" and "01" are the same payment method), as regional feeds disagree on code width,
+    and a code's own name (男 for 1) reads as the code."""
     lookup: dict[str, str] = {}
     for c in domain.codes:
         lookup[c.code] = c.code
         if c.code.isdigit():
             lookup.setdefault(str(int(c.code)), c.code)
             lookup.setdefault(c.code.zfill(2), c.code)
+    # The code's name is a spelling too: hospital systems send 男/女 or 汉族 where the standard
+    # wants 1/2 or 01. Only names no other code of the domain shares, and never over a code.
+    names: dict[str, list[str]] = {}
+    for c in domain.codes:
+        names.setdefault(c.name, []).append(c.code)
+    for name, codes in names.items():
+        if len(codes) == 1:
+            lookup.setdefault(name, codes[0])
     return lookup
 
 
@@ -402,6 +429,8 @@ class RecordValidator:
         self._id_type_field = person.get("id_type")
         self._sex_field = person.get("sex")
         self._birth_field = person.get("birth_date")
+        #: Fields without which a record cannot be stored meaningfully: its key and its time.
+        self._structural = frozenset((*dataset.natural_key, dataset.event_time))
 
     def validate(self, raw: Any, now: datetime | None = None) -> Outcome:
         if not isinstance(raw, dict):
@@ -472,12 +501,7 @@ class RecordValidator:
             try:
                 value = convert(value)
             except _Bad as bad:
-                params = dict(bad.params)
-                if spec.check in _SENSITIVE_CHECKS and "value" in params:
-                    params["value"] = "***"
-                params.setdefault("length", spec.length)
-                findings.append(finding(bad.code, name, label=spec.label, **params))
-                errors = True
+                errors |= self._bad_value(name, spec, value, bad, record, findings)
                 continue
             if value != "":
                 record[name] = value
@@ -487,13 +511,38 @@ class RecordValidator:
                                     dataset=self.dataset.name))
         for spec in self._required:
             if spec.name not in record and not any(f.field == spec.name for f in findings):
-                findings.append(finding("REQUIRED", spec.name, label=spec.label))
-                errors = True
+                structural = spec.name in self._structural
+                findings.append(finding("REQUIRED", spec.name, "error" if structural else None, label=spec.label))
+                errors |= structural
         errors |= self._check_dates(record, findings, now or platform_now())
-        errors |= self._check_identifiers(record, findings)
+        self._check_identifiers(record, findings)
         if errors:
             return Outcome(None, findings)
         return Outcome(record, findings)
+
+    def _bad_value(self, name: str, spec: FieldSpec, value: Any, bad: _Bad, record: dict[str, Any],
+                   findings: list[Finding]) -> bool:
+        """Report a value its converter refused; keep it as sent where its type allows.
+        True when the record cannot be stored (the value is part of its key or its time)."""
+        params = dict(bad.params)
+        if spec.check in _SENSITIVE_CHECKS and "value" in params:
+            params["value"] = "***"
+        params.setdefault("length", spec.length)
+        if name in self._structural:
+            findings.append(finding(bad.code, name, "error", label=spec.label, **params))
+            return True
+        found = finding(bad.code, name, label=spec.label, **params)
+        if bad.code in _KEPT_AS_SENT:
+            try:
+                text = _as_text(value) if not isinstance(value, int | float) or bad.code != "OUT_OF_RANGE" else value
+            except _Bad:
+                text = None
+            if text is not None and (not isinstance(text, str) or len(text) <= _KEEP_CAP):
+                record[name] = text
+                findings.append(found)
+                return False
+        findings.append(Finding(found.severity, found.code, name, found.message + _DROPPED))
+        return False
 
     def _check_dates(self, record: dict[str, Any], findings: list[Finding], now: datetime) -> bool:
         bad = False
@@ -506,13 +555,18 @@ class RecordValidator:
                 continue
             day = value if is_date else value.date()
             if day < _EPOCH_FLOOR:
-                findings.append(finding("DATE_BEFORE_1900", name, label=labels[name], value=value))
-                del record[name]
-                bad = True
+                code = "DATE_BEFORE_1900"
             elif name not in self._future_ok and (day > today if is_date else value > latest):
-                findings.append(finding("DATE_IN_FUTURE", name, label=labels[name], value=value))
-                del record[name]
+                code = "DATE_IN_FUTURE"
+            else:
+                continue
+            del record[name]
+            if name in self._structural:
+                findings.append(finding(code, name, "error", label=labels[name], value=value))
                 bad = True
+            else:
+                found = finding(code, name, label=labels[name], value=value)
+                findings.append(Finding(found.severity, code, name, found.message + _DROPPED))
         for earlier, later in self._order:
             a, b = record.get(earlier), record.get(later)
             if a is None or b is None:
@@ -521,14 +575,12 @@ class RecordValidator:
                 a = a.date() if isinstance(a, datetime) else a
                 b = b.date() if isinstance(b, datetime) else b
             if b < a:
-                findings.append(
+                findings.append(  # both times are kept: which of them is wrong, only the hospital knows
                     finding("TIME_ORDER", later, label=labels[later], value=b, other_label=labels[earlier], other_value=a)
                 )
-                bad = True
         return bad
 
-    def _check_identifiers(self, record: dict[str, Any], findings: list[Finding]) -> bool:
-        bad = False
+    def _check_identifiers(self, record: dict[str, Any], findings: list[Finding]) -> None:
         labels = self._labels
         for spec in self._id_fields:
             value = record.get(spec.name)
@@ -539,21 +591,13 @@ class RecordValidator:
                 continue  # passports and other documents follow other rules
             try:
                 id18, upgraded = parse_id_number(value)
-            except IdNumberError as exc:
-                severity: Severity = "error" if spec.required else "warning"
-                detail = exc.message + (_SCIENTIFIC_HINT if _SCIENTIFIC(value) else "")
-                findings.append(finding(exc.code, spec.name, severity, label=spec.label, detail=detail))
-                bad |= severity == "error"
+            except ValueError:
+                self._invalid_id(spec, value.upper(), record, findings)
                 continue
             record[spec.name] = id18
             if upgraded:
                 findings.append(finding("ID_NO_UPGRADED", spec.name, label=spec.label))
-            sex = record.get(self._sex_field) if self._sex_field else None
-            if sex in ("1", "2") and id_sex(id18) != sex:
-                findings.append(finding("ID_NO_SEX_MISMATCH", spec.name, label=spec.label))
-            born = record.get(self._birth_field) if self._birth_field else None
-            if born is not None and id_birth_date(id18) != born:
-                findings.append(finding("ID_NO_BIRTH_MISMATCH", spec.name, label=spec.label))
+            self._id_agrees(spec, id_sex(id18), id_birth_date(id18), record, findings)
         for name in self._uscc_fields:
             value = record.get(name)
             if value is not None and (problem := uscc_problem(value)):
@@ -567,7 +611,24 @@ class RecordValidator:
                 findings.append(finding("PHONE_FORMAT", name, label=labels[name], hint=_SCIENTIFIC_HINT if _SCIENTIFIC(value) else ""))
             else:
                 record[name] = phone
-        return bad
+
+    def _invalid_id(self, spec: FieldSpec, value: str, record: dict[str, Any], findings: list[Finding]) -> None:
+        """An ID number failing GB 11643: kept as sent, every failed check named, and the
+        record's sex and birth date still compared with what its digits say."""
+        hint = _SCIENTIFIC_HINT if _SCIENTIFIC(value) else ""
+        for problem in id_number_problems(value):
+            findings.append(finding(problem.code, spec.name, label=spec.label, detail=problem.message + hint))
+        record[spec.name] = value
+        self._id_agrees(spec, *stated_sex_and_birth(value), record, findings)
+
+    def _id_agrees(self, spec: FieldSpec, stated_sex: str | None, stated_birth: date | None,
+                   record: dict[str, Any], findings: list[Finding]) -> None:
+        sex = record.get(self._sex_field) if self._sex_field else None
+        if stated_sex and sex in ("1", "2") and stated_sex != sex:
+            findings.append(finding("ID_NO_SEX_MISMATCH", spec.name, label=spec.label))
+        born = record.get(self._birth_field) if self._birth_field else None
+        if born is not None and stated_birth is not None and stated_birth != born:
+            findings.append(finding("ID_NO_BIRTH_MISMATCH", spec.name, label=spec.label))
 
     def natural_key_values(self, raw: Any) -> dict[str, Any] | None:
         """The natural-key fields of a raw record normalised as :meth:`validate` would store them,

@@ -81,6 +81,9 @@ class Planted:
     code: str
     field: str | None
     key: str | None = None  # natural key of the planted record (quality plants)
+    #: Whether validation must reject the record (its key or event time is hit) or store it
+    #: with a warning (any other field; docs/standard.md).
+    rejected: bool = False
 
 
 class Generator:
@@ -480,7 +483,8 @@ class Generator:
             if id(rec) in self._aside or self.rng.random() >= self.error_rate:
                 continue
             code, fld = self._corrupt(dataset, rec)
-            self.planted.append(Planted(dataset.code, index, code, fld))
+            structural = fld in dataset.natural_key or fld == dataset.event_time
+            self.planted.append(Planted(dataset.code, index, code, fld, rejected=structural and code != "TIME_ORDER"))
 
     def _corrupt(self, dataset: DataSet, rec: dict[str, Any]) -> tuple[str, str | None]:
         rng = self.rng
