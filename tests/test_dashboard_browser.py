@@ -169,3 +169,52 @@ def changchun_count() -> int:
 
     with SEED.open(encoding="utf-8") as f:
         return sum(r["region_code"] == "220100" for r in csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_rejections_page_in_chromium(tmp_path):
+    """From the institution page to its rejections of a data set: the masked example is on the
+    page, the full ID number and phone are not, and a script in a rejected name stays text."""
+    from playwright.sync_api import sync_playwright
+
+    engine = prepare(make_engine(f"sqlite:///{tmp_path / 'phip.db'}"))
+    now = platform_now()
+    org = "12220104412001376B"
+    records = next(r for _, _, r in Generator(seed=41).day([(org, "x")], now.date() - timedelta(days=1), visits=5,
+                                                           admissions=1, datasets=["outpatient_visit"], now=now))
+    bad = [{**records[0], "visit_time": "不详", "name": PATIENT_SCRIPT},
+           {**records[1], "visit_time": {"电话": "13912345678"}}]
+    pipeline = Pipeline(engine)
+    for _ in range(2):  # re-read: one rejection each
+        assert pipeline.ingest(org, "outpatient_visit", bad, now=now).rejected == 2
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    engine.dispose()
+    id_no = bad[0]["id_no"]
+    errors: list[str] = []
+    dialogs: list[str] = []
+    with serving(tmp_path) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 900}).new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{base}/ops/institutions/{org}")
+        assert "/login" in page.url
+        page.fill("#username", "ops")
+        page.fill("#password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_url(f"{base}/ops/institutions/{org}")
+        assert "门诊/急诊就诊记录" in page.inner_text("#inst-rejections")
+        page.click("#inst-rejections a")
+        page.wait_for_url(f"{base}/ops/institutions/{org}/rejections/outpatient_visit")
+        assert "未纠正 2 条" in page.inner_text("#rej-total")
+        table = page.inner_text("#rej-table")
+        assert f"{id_no[:6]}********{id_no[-4:]}" in table  # the masked example
+        assert "139****5678" in table and "BAD_DATETIME" in table and PATIENT_SCRIPT in table
+        html = page.content()
+        assert id_no not in html and "13912345678" not in html
+        rows = page.locator("#rej-table tbody tr")
+        assert [rows.nth(i).locator("td").nth(3).inner_text() for i in range(rows.count())] == ["2", "2"]  # times seen
+        page.screenshot(path=str(tmp_path / "rejections.png"), full_page=True)
+        browser.close()
+    assert errors == [] and dialogs == []

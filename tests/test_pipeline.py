@@ -88,10 +88,12 @@ def test_bad_records_are_rejected_alone(pipeline, engine, orgs):
     assert receipt.rejections[0].record_key == records[3]["visit_no"]
     with engine.connect() as conn:
         kept = conn.execute(select(m.BatchFinding).where(m.BatchFinding.rejected.is_(True)).order_by(m.BatchFinding.idx)).all()
+        current = conn.execute(select(m.RejectedRecord).order_by(m.RejectedRecord.idx)).all()
         flagged = conn.execute(select(m.BatchFinding).where(m.BatchFinding.idx == 9)).one()
         stored = conn.execute(select(m.Record.payload).where(m.Record.record_key == records[9]["visit_no"])).scalar_one()
     assert [k.idx for k in kept] == [3, 6, 8]
-    assert kept[0].payload["visit_time"] == "2026-02-30 25:00:00"  # the raw record is kept for the hospital to correct
+    assert [c.idx for c in current] == [3, 6, 8]
+    assert current[0].payload["visit_time"] == "2026-02-30 25:00:00"  # the raw record is kept for the hospital to correct
     assert not flagged.rejected and {"NOT_IN_DOMAIN", "ID_NO_CHECKSUM"} <= {f["code"] for f in flagged.findings}
     assert "sex_code" not in stored and stored["id_no"] == wrong
 
@@ -229,7 +231,7 @@ def test_nul_characters_are_rejected_by_field_and_what_is_kept_of_them_stores(pi
     assert unknown.field == "remark\ufffd" and "\x00" not in unknown.message
     assert by_index[3].record_key == "MZ\ufffdBAD"
     with engine.connect() as conn:
-        kept = {k.idx: k for k in conn.execute(select(m.BatchFinding).where(m.BatchFinding.rejected.is_(True)))}
+        kept = {k.idx: k for k in conn.execute(select(m.RejectedRecord))}
         stored = conn.execute(select(m.Record.record_key)).scalars().all()
     assert stored == [records[4]["visit_no"]]
     assert kept[1].payload["name"] == "张\ufffd三" and kept[3].record_key == "MZ\ufffdBAD"
@@ -247,7 +249,7 @@ def test_an_unreadable_line_with_a_nul_is_kept_for_feedback(pipeline, engine, or
     receipt = pipeline.ingest(org, "outpatient_visit", [Unreadable("第2行不是有效的JSON", '{"a":"\x00'), records[0]], now=NOW)
     assert (receipt.accepted, receipt.rejected) == (1, 1)
     with engine.connect() as conn:
-        payload = conn.execute(select(m.BatchFinding.payload).where(m.BatchFinding.rejected.is_(True))).scalar_one()
+        payload = conn.execute(select(m.RejectedRecord.payload)).scalar_one()
     assert payload == {"_unreadable": '{"a":"\ufffd'}
 
 

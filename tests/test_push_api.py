@@ -315,5 +315,8 @@ def test_deep_nesting_rejects_that_record_only(api, engine, orgs):
     assert counts["accepted"] == 1 and counts["rejected"] == 2
     assert stored(engine) == 1
     with engine.connect() as conn:
-        kept = conn.execute(select(m.BatchFinding.payload).where(m.BatchFinding.rejected.is_(True))).scalars().all()
-    assert all(p == {"_too_deep": "嵌套超过32层，原文未保存"} for p in kept)
+        lines = conn.execute(select(m.BatchFinding.idx).where(m.BatchFinding.rejected.is_(True))).scalars().all()
+        kept = conn.execute(select(m.RejectedRecord.payload, m.RejectedRecord.times_seen)).all()
+    assert sorted(lines) == [1, 2]  # the receipt's lines, one per rejected record
+    # what is kept of both is the same marker, so as content they are one rejection seen twice
+    assert [(p, n) for p, n in kept] == [({"_too_deep": "嵌套超过32层，原文未保存"}, 2)]

@@ -172,16 +172,17 @@ def test_xlsx_and_csv_hold_the_report(engine, pipeline, two_orgs, tmp_path):
     export.to_xlsx(report, path)
     ws = load_workbook(path).active
     assert ws.cell(1, 1).value == export.title(report) and "2026年10月1日-10月31日" in ws.cell(1, 1).value
-    assert (ws.cell(2, 4).value, ws.cell(3, 4).value, ws.cell(3, 5).value) == ("门急诊信息", "上传人次", "上传率")
+    assert (ws.cell(2, 3).value, ws.cell(2, 5).value, ws.cell(3, 5).value, ws.cell(3, 6).value) == (
+        "拒收", "门急诊信息", "上传人次", "上传率")
     for i, row in enumerate([*report.rows, report.total]):
         got = [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(COLUMNS) + 2)]
         assert got == [row.name, *export.cells(row)]
     i = next(i for i, r in enumerate(report.rows) if r.key == two_orgs[0][0])
     first = report.rows[i]
-    assert ws.cell(export.FIRST_DATA_ROW + i, 5).value == pytest.approx(first.outpatient / 30)
-    assert ws.cell(export.FIRST_DATA_ROW + i, 7).value == "报告为0"
+    assert ws.cell(export.FIRST_DATA_ROW + i, 6).value == pytest.approx(first.outpatient / 30)
+    assert ws.cell(export.FIRST_DATA_ROW + i, 8).value == "报告为0"
     csv_text = export.to_csv(report)
-    assert csv_text.startswith("\ufeff接入单位,数据上传量") and f"{first.outpatient / 30 * 100:.2f}%" in csv_text
+    assert csv_text.startswith("\ufeff接入单位,数据上传量,拒收,") and f"{first.outpatient / 30 * 100:.2f}%" in csv_text
     assert [r.volume for r in report.rows] == sorted((r.volume for r in report.rows), reverse=True)
 
 

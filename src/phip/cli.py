@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -106,24 +107,88 @@ def standard_export(
 # --- institutions -------------------------------------------------------------------------------
 
 
+#: ``phip orgs list --status``: each word (English or Chinese) and what it keeps.
+ORG_STATUS_FILTERS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "active": ("在用", lambda s: s.status == "active"),
+    "closed": ("关停", lambda s: s.status != "active"),
+    "connected": ("网络已联通", lambda s: s.network == "connected"),
+    "pending": ("网络待联通", lambda s: s.network != "connected"),
+    "uploading": ("数据上传已实现", lambda s: s.uploading),
+    "not-uploading": ("数据上传待实现", lambda s: not s.uploading),
+    "analysed": ("数据分析已完成", lambda s: bool(s.analysed)),
+    "not-analysed": ("数据分析待完成", lambda s: not s.analysed),
+}
+_ORG_STATUS_WORDS = {**{k: k for k in ORG_STATUS_FILTERS}, "在用": "active", "关停": "closed", "已联通": "connected",
+                     "待联通": "pending", "已上传": "uploading", "实现": "uploading", "未上传": "not-uploading",
+                     "待实现": "not-uploading", "已分析": "analysed", "完成": "analysed", "未分析": "not-analysed",
+                     "待完成": "not-analysed"}
+
+
 @orgs_app.command("list")
-def orgs_list() -> None:
-    """按地区列出医疗机构及对接进度 (institutions by region with onboarding status)."""
+def orgs_list(
+    region: str | None = typer.Option(None, "--region", help="地区：区划代码前缀（如 2201、220100）或地区名称（如 长春）"),
+    name: str | None = typer.Option(None, "--name", help="机构名称包含的文字"),
+    status: list[str] = typer.Option(None, "--status", help="状态（可多次给出，须同时满足）："
+                                     + "、".join(f"{k}（{v[0]}）" for k, v in ORG_STATUS_FILTERS.items())),
+    as_json: bool = typer.Option(False, "--json", help="以JSON输出"),
+) -> None:
+    """按地区列出医疗机构及对接进度，可按地区、名称、状态筛选 (institutions by region, filtered)."""
+    import orjson
+
     from phip import runtime
     from phip.orgs.service import METHOD_LABELS
     from phip.reports.onboarding import onboarding_status
+    from rich.markup import escape
 
+    checks = []
+    for word in status or []:
+        key = _ORG_STATUS_WORDS.get(word.strip().lower()) or _ORG_STATUS_WORDS.get(word.strip())
+        if key is None:
+            fail(f"状态“{word}”无效，可选：" + "、".join(f"{k}（{v[0]}）" for k, v in ORG_STATUS_FILTERS.items()),
+                 "BAD_STATUS")
+        checks.append(ORG_STATUS_FILTERS[key][1])
     rows = onboarding_status(runtime.engine(), "hospital")
-    table = Table(title=f"对接医疗机构（{len(rows)}家）")
-    for col in ("地区", "区划代码", "医疗机构", "机构代码", "等级", "对接方式", "网络联通", "数据上传", "数据分析"):
-        table.add_column(col)
-    region = None
+    if region:
+        ref = region.strip()
+        if ref.isdigit():  # a code prefix: 22 the province, 2201 or 220100 长春市
+            rows = [r for r in rows if (r.region_code or "").startswith(ref)]
+        else:
+            rows = [r for r in rows if ref in r.region_name]
+    if name:
+        rows = [r for r in rows if name.strip().lower() in r.name.lower()]
+    rows = [r for r in rows if all(check(r) for check in checks)]
+    if as_json:
+        print(orjson.dumps([{
+            "code": r.code, "name": r.name, "region_code": r.region_code, "region_name": r.region_name,
+            "level": r.level, "docking_method": r.docking_method, "status": r.status, "network": r.network,
+            "uploading": r.uploading, "analysed": bool(r.analysed),
+            "first_upload_at": r.first_upload_at.isoformat(sep=" ") if r.first_upload_at else None,
+        } for r in rows], option=orjson.OPT_INDENT_2).decode())
+        return
+    filtered = any((region, name, status))
+    table = Table(title=f"对接医疗机构（{'筛选出' if filtered else ''}{len(rows)}家）")
+    # The code is what an operator copies into the next command: never cut; the names wrap
+    # instead, and each region is a heading row rather than two columns of every row.
+    table.add_column("医疗机构", overflow="fold", ratio=1)
+    table.add_column("机构代码", no_wrap=True, min_width=max((len(r.code) for r in rows), default=8))
+    narrow = console.width < 110  # an 80-column terminal: 三级/甲等 on two lines leaves the name room
+    for col in ("等级", "对接方式"):
+        table.add_column(col, overflow="fold", max_width=4 if narrow else None)
+    for col in ("网络", "上传", "分析"):
+        table.add_column(col, no_wrap=True)
+    previous = None
     for r in rows:
-        status = r.labels
-        table.add_row(r.region_name if r.region_name != region else "", r.region_code if r.region_name != region else "",
-                      r.name, r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), status["network"],
-                      status["upload"], status["analysis"])
-        region = r.region_name
+        if r.region_name != previous:
+            if previous is not None:
+                table.add_section()
+            table.add_row(f"[bold]{escape(r.region_name)}（{r.region_code}）[/]", "", "", "", "", "", "")
+            previous = r.region_name
+        labels = r.labels
+        table.add_row(escape(r.name), r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), labels["network"],
+                      labels["upload"], labels["analysis"])
+    if not rows:
+        console.print("没有符合条件的医疗机构")
+        return
     console.print(table)
 
 
@@ -238,7 +303,8 @@ def _print_receipt(receipt, show: int) -> None:  # noqa: ANN001
             reasons = "；".join(f"[{f.code}] {f.message}" for f in r.findings if f.severity == "error")
             console.print(f"  第{r.index + 1}条 {r.record_key or ''}：{reasons}", highlight=False)
     if receipt.rejected > min(show, len(receipt.rejections)):
-        console.print(f"全部 {receipt.rejected} 条拒收记录及原因已随批次保存，医疗机构可通过接口 /api/v1/feedback 获取。")
+        console.print(f"全部 {receipt.rejected} 条拒收记录及原因已随批次保存，医疗机构可通过接口 /api/v1/feedback 获取，"
+                      "运维人员可用 phip quality rejections 查看（同一条源记录只记一次）。", highlight=False)
 
 
 # --- synthetic data and demo --------------------------------------------------------------------

@@ -29,8 +29,9 @@ RECEIPT: dict[str, Any] = {
 
 FEEDBACK: dict[str, Any] = {
     "org_code": RECEIPT["org_code"],
-    "items": [{"received_at": RECEIPT["received_at"], "batch_id": RECEIPT["batch_id"], "dataset": "outpatient_visit",
-               "index": 1, "record_key": "MZ202611210002", "findings": [_FINDING]}],
+    "items": [{"received_at": RECEIPT["received_at"], "first_seen": "2026-11-20 02:30:05", "times_seen": 2,
+               "batch_id": RECEIPT["batch_id"], "dataset": "outpatient_visit",
+               "index": 1, "record_key": "MZ202611210002", "rejected": True, "findings": [_FINDING]}],
 }
 
 STANDARD_INDEX: dict[str, Any] = {

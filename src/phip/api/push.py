@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from phip.ingest.pipeline import Pipeline
 from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
-from phip.store.models import Batch, BatchFinding
+from phip.store.models import Batch, BatchFinding, RejectedRecord
 
 from .errors import ApiError
 from .keyauth import institution_key
@@ -99,7 +99,9 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         }
 
     @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
-                description="返回本机构自 since 起被拒收的记录及原因，供机构修正后重传；warnings=true 时同时返回已接收但有警告的记录。",
+                description="返回本机构尚未纠正的被拒收记录及原因（每条源记录一次，含首次、最近拒收时间和次数），"
+                "供机构修正后重传；修正后的记录被接收后即不再列出。since 按最近一次拒收时间筛选；"
+                "warnings=true 时同时返回已接收但有警告的记录。",
                 responses=responses(FEEDBACK, 400, 401, 429, 503, overrides={
                     400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))
     def feedback(
@@ -109,23 +111,36 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
         warnings: Annotated[bool, Query(description="同时返回已接收但有警告的记录（如身份证号码校验失败、值域外代码未保存）")] = False,
     ) -> dict[str, Any]:
-        stmt = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
-                       BatchFinding.record_key, BatchFinding.rejected, BatchFinding.findings)
-                .where(BatchFinding.org_code == org)
-                .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
-        if not warnings:  # most defects are warnings on a stored record (docs/standard.md)
-            stmt = stmt.where(BatchFinding.rejected.is_(True))
+        # Each open rejection once (rejected_records), however often the row was sent or read
+        # again; a corrected record accepted since has resolved it and it is no longer listed.
+        rr = RejectedRecord
+        stmt = (select(rr.last_seen, rr.first_seen, rr.times_seen, rr.batch_id, rr.dataset, rr.idx, rr.record_key,
+                       rr.findings)
+                .where(rr.org_code == org, rr.resolved_at.is_(None)).order_by(rr.last_seen, rr.id).limit(limit))
+        # Warnings are the receipts' lines of stored records (one per batch that carried them).
+        warned = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
+                         BatchFinding.record_key, BatchFinding.findings)
+                  .where(BatchFinding.org_code == org, BatchFinding.rejected.is_(False))
+                  .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
         if since:
             try:
                 start: datetime = parse_datetime(since)
             except ValueError:
                 raise ApiError(400, "BAD_SINCE", f"since 参数“{since}”不是有效的日期时间", field="since") from None
-            stmt = stmt.where(BatchFinding.created_at >= start)
+            stmt = stmt.where(rr.last_seen >= start)
+            warned = warned.where(BatchFinding.created_at >= start)
         with engine.connect() as conn:
             rows = conn.execute(stmt).all()
+            warned_rows = conn.execute(warned).all() if warnings else []
         answer: dict[str, Any] = {"org_code": org, "items": [
-            {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
-             "index": r.idx, "record_key": r.record_key, "rejected": r.rejected, "findings": r.findings} for r in rows]}
+            {"received_at": r.last_seen.isoformat(sep=" "), "first_seen": r.first_seen.isoformat(sep=" "),
+             "times_seen": r.times_seen, "batch_id": r.batch_id, "dataset": r.dataset,
+             "index": r.idx, "record_key": r.record_key, "rejected": True, "findings": r.findings} for r in rows]}
+        if warnings:
+            answer["items"] = sorted(answer["items"] + [
+                {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
+                 "index": r.idx, "record_key": r.record_key, "rejected": False, "findings": r.findings}
+                for r in warned_rows], key=lambda item: item["received_at"])[:limit]
         if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
             answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
         return answer

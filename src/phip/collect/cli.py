@@ -169,7 +169,8 @@ def run(
                       str(r.unchanged), str(r.rejected), str(r.warnings), r.cursor or "", r.error or "")
     console.print(table)
     if any(r.rejected for r in results):
-        console.print("拒收记录及原因已保存，医疗机构可通过 GET /api/v1/feedback 获取。")
+        console.print("拒收记录及原因已保存（同一条源记录重复采集只记一次），医疗机构可通过 GET /api/v1/feedback 获取，"
+                      "运维人员可用 phip quality rejections 查看。", highlight=False)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(2)
 

@@ -18,6 +18,7 @@ serialises concurrent batches of the same stream so the compare-and-write cannot
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,13 +28,13 @@ from datetime import date, datetime
 from typing import Any, TypedDict, Unpack
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, insert, select, update
 
 from phip.gc_tuning import gc_paused
 from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
-from phip.standard.validate import Finding, finding, platform_now, validator_for
+from phip.standard.validate import Finding, RecordValidator, finding, platform_now, validator_for
 from phip.store import models as m
 from phip.store.sql import bulk_insert, increment, lock_key, select_in
 
@@ -72,6 +73,11 @@ class Rejection:
     index: int
     record_key: str | None
     findings: list[Finding]
+    #: ``record_key`` is the natural key as a stored record of it would have it (normalised):
+    #: the stored rejection is known by it, and a record of that key accepted later clears it.
+    #: Otherwise the key is a best effort for the hospital to read, and the rejection is known
+    #: by the content hash of its payload.
+    keyed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "record_key": self.record_key, "findings": [f.as_dict() for f in self.findings]}
@@ -130,6 +136,23 @@ def _raw_key(dataset: DataSet, raw: Any) -> str | None:
     if any(isinstance(part, dict | list | tuple) for part in parts):
         return None  # a key is a value, never a structure (whose str() may nest without end)
     return replace_nul(KEY_SEPARATOR.join(map(str, parts))[:200])
+
+
+def _rejected(validator: RecordValidator, dataset: DataSet, index: int, raw: Any, findings: list[Finding]) -> Rejection:
+    """A rejection known by the natural key when its fields can be read as a stored record's
+    would be (then the corrected record, stored under that key, clears it), else by content."""
+    values = validator.natural_key_values(raw)
+    if values is not None:
+        key = record_key(dataset, values)
+        if len(key) <= 200:
+            return Rejection(index, key, findings, True)
+    return Rejection(index, _raw_key(dataset, raw), findings)
+
+
+def _payload_hash(payload: Any) -> str:
+    """Content hash of a rejected record's payload as stored (:func:`_jsonable`): equal rows of
+    a re-read, equal hash."""
+    return hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 def _jsonable(raw: Any) -> Any:
@@ -200,13 +223,12 @@ def _validate_batch(
                 if raw.get("org_name") in (None, ""):
                     raw["org_name"] = org_name
             elif claimed != org_code and str(claimed).strip().upper() != org_code:
-                rejections.append(
-                    Rejection(index, _raw_key(dataset, raw), [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)])
-                )
+                rejections.append(_rejected(validator, dataset, index, raw,
+                                            [finding("ORG_MISMATCH", "org_code", value=claimed, org=org_code)]))
                 continue
         outcome = validator.validate(raw, now)
         if outcome.record is None:
-            rejections.append(Rejection(index, _raw_key(dataset, raw), outcome.findings))
+            rejections.append(_rejected(validator, dataset, index, raw, outcome.findings))
             continue
         record = outcome.record
         event = record.get(event_field)
@@ -355,7 +377,7 @@ class Pipeline:
         warned = [g for g in good if g.warnings]
         receipt.rejected = len(stored_rejections)
         receipt.warnings = len(warned)
-        receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings) for r in stored_rejections]
+        receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings, r.keyed) for r in stored_rejections]
         return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref)
 
     def commit(self, prepared: Prepared) -> Receipt:
@@ -466,10 +488,12 @@ class Pipeline:
             "updated": receipt.updated, "unchanged": receipt.unchanged, "rejected": receipt.rejected,
             "warnings": receipt.warnings,
         }])
+        # The receipt's lines (what each batch was told); the payload is kept once, with the
+        # current rejection (_keep_rejections), not again with every receipt that repeats it.
         rows = [
             {"batch_id": receipt.batch_id, "org_code": receipt.org_code, "dataset": dataset.code, "idx": r.index,
              "record_key": r.record_key, "rejected": True, "findings": [f.as_dict() for f in r.findings],
-             "payload": _jsonable(records[r.index]), "created_at": now}
+             "payload": None, "created_at": now}
             for r in rejections
         ]
         rows += [
@@ -480,13 +504,83 @@ class Pipeline:
         ]
         if rows:
             conn.execute(_INSERT_FINDING, rows)
+        new = self._keep_rejections(conn, dataset, records, good, receipt, rejections, now)
         increment(conn, m.IngestDaily.__table__, ("org_code", "dataset", "day"), [{
             "org_code": receipt.org_code, "dataset": dataset.code, "day": now.date(), "received": receipt.total,
             "accepted": receipt.accepted, "updated": receipt.updated, "unchanged": receipt.unchanged,
-            "rejected": receipt.rejected, "warnings": receipt.warnings,
+            "rejected": receipt.rejected, "warnings": receipt.warnings, "rejected_new": new,
         }])
         if receipt.accepted or receipt.updated:
             conn.execute(_FIRST_UPLOAD, {"org": receipt.org_code, "now": now})
+
+
+    @staticmethod
+    def _keep_rejections(
+        conn: Connection, dataset: DataSet, records: Sequence[Any], good: list[_Good], receipt: Receipt,
+        rejections: list[Rejection], now: datetime,
+    ) -> int:
+        """One current rejection per source row and content (``rejected_records``), in the
+        batch's transaction (the stream's lock is held: no other batch of it compares at once).
+
+        A re-read of a rejected row with the same content moves its ``last_seen`` and
+        ``times_seen``; another content of the same key replaces it, as does a rejection of a
+        key that was resolved; a record of that key accepted (new, corrected or unchanged)
+        resolves it. Within the batch the last word on a key counts. Returns how many
+        rejections are new (``ingest_daily.rejected_new``)."""
+        org = receipt.org_code
+        last_good = {g.key: g.index for g in good}
+        latest: dict[str, tuple[Rejection, str, Any, int]] = {}  # key: (rejection, hash, payload, times in batch)
+        for r in rejections:
+            payload = _jsonable(records[r.index])
+            digest = _payload_hash(payload)
+            key = r.record_key if r.keyed and r.record_key else "#" + digest
+            if last_good.get(key, -1) > r.index:
+                continue  # corrected further on in this very batch
+            before = latest.get(key)
+            latest[key] = (r, digest, payload, before[3] + 1 if before is not None and before[1] == digest else 1)
+        cleared = [k for k in last_good if k not in latest]
+        found: dict[str, Any] = {}  # key: (org, data set, id, hash, resolved_at)
+        if cleared:
+            # The stream's open rejections are few, its accepted keys many: read the open ones
+            # (an index range, none at all in the common batch) rather than probe every key,
+            # unless there are more of them than keys to clear (measured on PostgreSQL, 1,000-
+            # record batches with ten open: 5.4 ms a batch for the probe).
+            opened = conn.execute(_OPEN_KEYS, {"org": org, "ds": dataset.code, "n": len(cleared) + 1}).all()
+            if len(opened) > len(cleared):
+                opened = [(k, *row) for k, *row in select_in(conn, _REJECTED_COLUMNS, _REJECTED.c.reject_key, cleared)
+                          if row[0] == org and row[1] == dataset.code and row[4] is None]
+            keep = set(cleared)
+            found.update((k, tuple(row)) for k, *row in opened if k in keep)
+        if not latest and not found:
+            return 0  # the common batch: nothing rejected, nothing open to clear
+        if latest:
+            found.update((key, tuple(row)) for key, *row in select_in(conn, _REJECTED_COLUMNS, _REJECTED.c.reject_key,
+                                                                       list(latest))
+                         if row[0] == org and row[1] == dataset.code)
+        inserts, replaces, again, resolves = [], [], [], []
+        for key, (r, digest, payload, times) in latest.items():
+            row = found.get(key)
+            findings = [f.as_dict() for f in r.findings]
+            if row is not None and row[4] is None and row[3] == digest:  # open, same content: seen again
+                again.append({"rid": row[2], "n": times, "now": now, "batch": receipt.batch_id, "index": r.index,
+                              "findings": findings})
+                continue
+            values = {"record_key": r.record_key, "content_hash": digest, "findings": findings, "payload": payload,
+                      "batch_id": receipt.batch_id, "idx": r.index, "first_seen": now, "last_seen": now,
+                      "times_seen": times, "resolved_at": None, "resolved_batch": None}
+            if row is None:
+                inserts.append({"org_code": org, "dataset": dataset.code, "reject_key": key, **values})
+            else:
+                replaces.append({"rid": row[2], **values})
+        for key in cleared:
+            row = found.get(key)
+            if row is not None and row[4] is None:
+                resolves.append({"rid": row[2], "at": now, "batch": receipt.batch_id})
+        for statement, params in ((_INSERT_REJECTED, inserts), (_REPLACE_REJECTED, replaces),
+                                  (_SEEN_AGAIN, again), (_RESOLVE, resolves)):
+            if params:
+                conn.execute(statement, params)
+        return len(inserts) + len(replaces)
 
 
 # Statements of every batch, built once: building one afresh and letting SQLAlchemy cache-key
@@ -499,6 +593,20 @@ _UPDATE_HEAD = update(_RECORDS).where(_RECORDS.c.id == bindparam("rid")).values(
 _INSERT_VERSION = insert(m.RecordVersion.__table__)
 _INSERT_BATCH = insert(m.Batch.__table__)
 _INSERT_FINDING = insert(m.BatchFinding.__table__)
+_REJECTED = m.RejectedRecord.__table__
+_REJECTED_COLUMNS = tuple(_REJECTED.c[c] for c in ("reject_key", "org_code", "dataset", "id", "content_hash", "resolved_at"))
+_OPEN_KEYS = select(*_REJECTED_COLUMNS).where(
+    _REJECTED.c.org_code == bindparam("org"), _REJECTED.c.dataset == bindparam("ds"), _REJECTED.c.resolved_at.is_(None)
+).limit(bindparam("n", type_=Integer))
+_INSERT_REJECTED = insert(_REJECTED)
+_REPLACE_REJECTED = update(_REJECTED).where(_REJECTED.c.id == bindparam("rid")).values({c: bindparam(c) for c in (
+    "record_key", "content_hash", "findings", "payload", "batch_id", "idx", "first_seen", "last_seen", "times_seen",
+    "resolved_at", "resolved_batch")})
+_SEEN_AGAIN = update(_REJECTED).where(_REJECTED.c.id == bindparam("rid")).values(
+    last_seen=bindparam("now"), times_seen=_REJECTED.c.times_seen + bindparam("n"), batch_id=bindparam("batch"),
+    idx=bindparam("index"), findings=bindparam("findings"))
+_RESOLVE = update(_REJECTED).where(_REJECTED.c.id == bindparam("rid")).values(
+    resolved_at=bindparam("at"), resolved_batch=bindparam("batch"))
 _INSTITUTIONS = m.Institution.__table__
 _FIRST_UPLOAD = update(_INSTITUTIONS).where(
     _INSTITUTIONS.c.code == bindparam("org"), _INSTITUTIONS.c.first_upload_at.is_(None)

@@ -98,3 +98,59 @@ def findings(
         table.add_row(str(f.day), f.dataset_name, f.record_key or "", f.code, f.message,
                       " ".join(f"{k} {v}" for k, v in f.example.items()))
     console.print(table)
+
+
+@app.command("rejections")
+def rejections(
+    org: str | None = typer.Option(None, "--org", help="医疗机构代码或名称（默认全部）"),
+    dataset: str | None = typer.Option(None, "--dataset", help="数据集编码、序号或名称（默认全部）"),
+    all_: bool = typer.Option(False, "--all", help="同时列出已纠正（修正后的记录已接收）的拒收记录"),
+    limit: int = typer.Option(5, "--limit", min=1, max=1000, help="每个机构×数据集显示的示例条数"),
+    as_json: bool = typer.Option(False, "--json", help="以JSON输出（证件号、电话同样脱敏）"),
+) -> None:
+    """列出拒收记录：按机构和数据集计数，附脱敏示例 (rejections per institution and data set, masked)."""
+    import orjson
+
+    from phip import runtime
+    from phip.orgs.service import find_institution
+    from phip.quality import rejections as service
+    from phip.standard.catalog import load_standard
+
+    engine = runtime.engine()
+    org_code = None
+    if org:
+        inst = find_institution(engine, org)
+        if inst is None:
+            _fail(f"医疗机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
+        org_code = inst.code
+    if dataset:
+        try:
+            dataset = load_standard().dataset(dataset).code
+        except KeyError:
+            _fail(f"数据集“{dataset}”不存在；用 phip standard list 查看全部数据集", "UNKNOWN_DATASET")
+    found = service.groups(engine, org_code=org_code, dataset=dataset, include_resolved=all_)
+    shown = [(g, service.find(engine, g.org_code, g.dataset, include_resolved=all_, size=limit)[0]) for g in found]
+    if as_json:
+        print(orjson.dumps({"groups": [
+            {"org_code": g.org_code, "org_name": g.org_name, "dataset": g.dataset, "dataset_name": g.dataset_name,
+             "open": g.open, "resolved": g.resolved, "times_seen": g.times_seen,
+             "last_seen": g.last_seen.isoformat(sep=" ") if g.last_seen else None,
+             "examples": [service.as_json(v) for v in views]} for g, views in shown]},
+            option=orjson.OPT_INDENT_2).decode())
+        return
+    if not shown:
+        console.print("没有拒收记录" if all_ else "没有未纠正的拒收记录")
+        return
+    for g, views in shown:
+        counts = f"未纠正 {g.open} 条" + (f"，已纠正 {g.resolved} 条" if all_ else "") + f"，未纠正的累计被拒收 {g.times_seen} 次"
+        table = Table(title=f"{g.org_name}（{g.org_code}）· {g.dataset_name}：{counts}", title_justify="left")
+        for col in ("记录", "首次拒收", "最近拒收", "次数", "原因", "示例（已脱敏）", *(["状态"] if all_ else [])):
+            table.add_column(col, overflow="fold")
+        for v in views:
+            table.add_row(v.record_key or "（无法识别）", f"{v.first_seen:%Y-%m-%d %H:%M}", f"{v.last_seen:%Y-%m-%d %H:%M}",
+                          str(v.times_seen), v.reasons, "；".join(f"{k} {val}" for k, val in v.example.items()),
+                          *([f"已纠正 {v.resolved_at:%Y-%m-%d %H:%M}" if v.resolved_at else "未纠正"] if all_ else []))
+        console.print(table)
+        more = (g.open + (g.resolved if all_ else 0)) - len(views)
+        if more > 0:
+            console.print(f"  另有 {more} 条未显示（--limit 调整示例条数）", highlight=False)

@@ -5,13 +5,13 @@ top findings and the findings browser. Examples are read from the stored record 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, desc, func, select
 
 from phip.standard.catalog import load_standard
-from phip.store.models import Record
+from phip.store.models import Record, RejectedRecord
 from phip.web.mask import mask_id, mask_phone
 
 from .rules import load_rules
@@ -106,22 +106,48 @@ def top_findings(engine: Engine, org_code: str, limit: int = 10, role: str = "op
 
 
 def dataset_scores(engine: Engine, org_code: str, day_from: date, day_to: date) -> list[dict[str, Any]]:
-    """Per data set: records checked and a score per dimension over the window (weighted by records)."""
+    """Per data set: records checked and a score per dimension over the window (weighted by
+    records), the open rejections last seen in the window, and the overall score.
+
+    A rejected record was never stored, so no rule could check it; it counts as a record that
+    failed every dimension: overall = mean of the dimension scores × checked ÷ (checked +
+    rejected). ``acceptance`` (接收率) = 100 × checked ÷ (checked + rejected). A data set with
+    open rejections and nothing stored scores 0 (see docs/quality-and-reports.md)."""
     s = QualityScore
+    r = RejectedRecord
     with engine.connect() as conn:
         rows = conn.execute(
             select(s.dataset, s.dimension, func.sum(s.checked), func.sum(s.failed))
             .where(s.org_code == org_code, s.day >= day_from, s.day <= day_to).group_by(s.dataset, s.dimension)
         ).all()
+        rejected = dict(conn.execute(
+            select(r.dataset, func.count())
+            .where(r.org_code == org_code, r.resolved_at.is_(None), r.last_seen >= datetime.combine(day_from, time()),
+                   r.last_seen < datetime.combine(day_to + timedelta(days=1), time()))
+            .group_by(r.dataset)
+        ).all())
     std = load_standard()
     table: dict[str, dict[str, Any]] = {}
+
+    def entry_of(ds: str) -> dict[str, Any]:
+        return table.setdefault(ds, {"dataset": ds, "name": std.dataset(ds).label, "checked": 0, "scores": {}})
+
     for ds, dim, checked, failed in rows:
-        entry = table.setdefault(ds, {"dataset": ds, "name": std.dataset(ds).label, "checked": 0, "scores": {}})
+        entry = entry_of(ds)
         entry["checked"] = max(entry["checked"], int(checked or 0))
         entry["scores"][dim] = round(100.0 * (1 - (failed or 0) / checked), 2) if checked else None
+    for ds in rejected:
+        entry_of(ds)
     for entry in table.values():
         vals = [v for v in entry["scores"].values() if v is not None]
-        entry["overall"] = round(sum(vals) / len(vals), 2) if vals else None
+        bad = int(rejected.get(entry["dataset"], 0))
+        seen = entry["checked"] + bad
+        entry["rejected"] = bad
+        entry["acceptance"] = round(100.0 * entry["checked"] / seen, 2) if seen else None
+        if vals:
+            entry["overall"] = round(sum(vals) / len(vals) * entry["checked"] / seen, 2)
+        else:
+            entry["overall"] = 0.0 if bad else None
     order = {d.code: d.number for d in std.datasets}
     return sorted(table.values(), key=lambda e: order[e["dataset"]])
 

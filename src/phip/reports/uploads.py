@@ -30,6 +30,7 @@ BASIC = ("patient_info",)
 #: (key, Chinese header, group header) — the column order of the export and the page.
 COLUMNS: list[tuple[str, str, str | None]] = [
     ("volume", "数据上传量", None),
+    ("rejected", "拒收", None),
     ("days", "数据上传天数", None),
     ("outpatient", "上传人次", "门急诊信息"),
     ("outpatient_rate", "上传率", "门急诊信息"),
@@ -49,6 +50,7 @@ class Row:
     name: str
     region_name: str
     volume: int = 0
+    rejected: int = 0  # rejections new in the period: each source row and content once (ingest_daily.rejected_new)
     days: int = 0
     outpatient: int = 0
     outpatient_reported: int | None = None
@@ -127,8 +129,10 @@ def upload_report(engine: Engine, period: Period, level: Level = "institution", 
         insts = conn.execute(inst_q.order_by(Institution.region_code, Institution.name)).all()
         stored = IngestDaily.accepted + IngestDaily.updated
         in_period = (IngestDaily.day >= period.start, IngestDaily.day <= period.end)
-        volume = {o: int(n or 0) for o, n in conn.execute(
-            select(IngestDaily.org_code, func.sum(stored)).where(*in_period).group_by(IngestDaily.org_code))}
+        volume, rejected = {}, {}
+        for o, n, bad in conn.execute(select(IngestDaily.org_code, func.sum(stored), func.sum(IngestDaily.rejected_new))
+                                      .where(*in_period).group_by(IngestDaily.org_code)):
+            volume[o], rejected[o] = int(n or 0), int(bad or 0)
         day_rows = conn.execute(
             select(IngestDaily.org_code, IngestDaily.day).where(*in_period, stored > 0).group_by(IngestDaily.org_code, IngestDaily.day)
         ).all()
@@ -150,7 +154,8 @@ def upload_report(engine: Engine, period: Period, level: Level = "institution", 
         days_by_org.setdefault(org, set()).add(day)
     rows: list[Row] = []
     for code, name, rcode, rname, status, network in insts:
-        row = Row(code, name, rname, volume=volume.get(code, 0), days=len(days_by_org.get(code, ())),
+        row = Row(code, name, rname, volume=volume.get(code, 0), rejected=rejected.get(code, 0),
+                  days=len(days_by_org.get(code, ())),
                   counted=status == "active" and network == "connected", region_code=rcode)
         for k in ("outpatient", "lab_exam", "basic", "discharges", "hypertension", "diabetes"):
             setattr(row, k, events[k].get(code, 0))
@@ -170,6 +175,7 @@ def upload_report(engine: Engine, period: Period, level: Level = "institution", 
         absent = [r for r in rows if r.value(sort) is None]
         rows = sorted(present, key=lambda r: r.value(sort), reverse=descending) + absent  # type: ignore[arg-type,return-value]
     notes = ["上传率 = 上传人次 ÷ 向卫生统计直报系统报告的人次；“未报告”与“报告为0”不计算上传率。",
+             "拒收 = 统计期内新被拒收的记录数：同一条源记录以相同内容重复上传或重复采集只计一次，内容变化后再被拒收另计。",
              "地区上传率只计入在用且网络已联通、并已报告的机构；关停或未联通机构不拉低地区上传率。"]
     return Report(period, level, rows, total, region_code, notes)
 
@@ -177,7 +183,7 @@ def upload_report(engine: Engine, period: Period, level: Level = "institution", 
 def _aggregate(name: str, key: str, members: list[Row], days_by_org: dict[str, set[date]], orgs: list[str]) -> Row:
     agg = Row(key, name, name, institutions=len(members), region_code=key)
     for r in members:
-        for k in ("volume", "outpatient", "discharges", "lab_exam", "basic", "hypertension", "diabetes"):
+        for k in ("volume", "rejected", "outpatient", "discharges", "lab_exam", "basic", "hypertension", "diabetes"):
             setattr(agg, k, getattr(agg, k) + getattr(r, k))
     agg.days = len(set().union(*(days_by_org.get(o, set()) for o in orgs))) if orgs else 0
     # rates: numerator and denominator over the same institutions — counted ones that reported

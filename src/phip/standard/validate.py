@@ -631,6 +631,28 @@ class RecordValidator:
         if born is not None and stated_birth is not None and stated_birth != born:
             findings.append(finding("ID_NO_BIRTH_MISMATCH", spec.name, label=spec.label))
 
+    def natural_key_values(self, raw: Any) -> dict[str, Any] | None:
+        """The natural-key fields of a raw record normalised as :meth:`validate` would store them,
+        or None when one is missing or cannot be read. A rejected record is then known by the key
+        its corrected version will be stored under (``ingest.keys.record_key``), whatever else is
+        wrong with it."""
+        if not isinstance(raw, dict):
+            return None
+        values: dict[str, Any] = {}
+        for name in self.dataset.natural_key:
+            value = raw.get(name)
+            entry = self._by_name.get(name)
+            if value is None or value == "" or entry is None or (type(value) is str and "\x00" in value):
+                return None
+            try:
+                value = entry[3](value)
+            except _Bad:
+                return None
+            if value is None or value == "":
+                return None
+            values[name] = value
+        return values
+
 
 _VALIDATORS: dict[tuple[int, str], RecordValidator] = {}
 

@@ -208,6 +208,46 @@ class IngestDaily(Base):
     unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
     warnings: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Rejections new that day: a source row (and content) not rejected before, or rejected
+    #: again after it was corrected. ``rejected`` counts every rejection of every receipt, so a
+    #: nightly re-read of one bad row adds one there each night and nothing here.
+    rejected_new: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class RejectedRecord(Base):
+    """The current rejection of one source row (拒收记录): one row per (institution, data set,
+    natural key), or per content hash of the raw payload when the key cannot be read.
+
+    Receipts say every time that a batch had a record rejected; this table says it once: a
+    re-read of the same row with the same content only moves ``last_seen`` and ``times_seen``,
+    a changed content of the same key replaces the row, and a record of that key accepted later
+    marks it resolved (``resolved_at``). All of it in the pipeline's transaction of the batch.
+    """
+
+    __tablename__ = "rejected_records"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_code: Mapped[str] = mapped_column(key_text(32))
+    dataset: Mapped[str] = mapped_column(key_text(40))
+    #: the natural key as ``records.record_key`` would hold it, or ``#`` + the content hash
+    reject_key: Mapped[str] = mapped_column(key_text(200))
+    record_key: Mapped[str | None] = mapped_column(String(200))  # as shown to the hospital (best effort)
+    content_hash: Mapped[str] = mapped_column(String(32))  # of the raw payload as sent
+    findings: Mapped[list] = mapped_column(Document)
+    payload: Mapped[dict | None] = mapped_column(Document)
+    batch_id: Mapped[str] = mapped_column(String(32))  # the last batch that carried it
+    idx: Mapped[int] = mapped_column(Integer)  # its index in that batch
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_batch: Mapped[str | None] = mapped_column(String(32))  # the batch that brought the correction
+
+    __table_args__ = (
+        # reject_key leads, as records.record_key does: batch lookups are `reject_key IN (…)`
+        UniqueConstraint("reject_key", "dataset", "org_code", name="uq_rejected_records_key"),
+        Index("ix_rejected_records_open", "org_code", "dataset", "resolved_at"),
+        Index("ix_rejected_records_org_seen", "org_code", "last_seen"),
+    )
 
 
 class EventDaily(Base):

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from phip.api import errors
+from phip.quality import rejections
 from phip.quality import service as quality
 from phip.quality.rules import load_rules
 from phip.reports import export, onboarding, overview
@@ -174,7 +175,35 @@ def build_router(engine: Engine) -> APIRouter:
                      datasets=overview.datasets_of(engine, code, start, today),
                      scores=quality.dataset_scores(engine, code, start, today), dimensions=rules.dimensions,
                      top=quality.top_findings(engine, code, role=me.role),
+                     rejections=rejections.groups(engine, org_code=code, include_resolved=True),
                      trend={"days": [d.isoformat() for d, _ in volumes], "values": [n for _, n in volumes]})
+
+    @router.get(PREFIX + "/institutions/{code}/rejections", response_class=HTMLResponse)
+    def rejections_index(request: Request, code: str) -> HTMLResponse:
+        return rejections_page(request, code, None)
+
+    @router.get(PREFIX + "/institutions/{code}/rejections/{dataset}", response_class=HTMLResponse)
+    def rejections_page(request: Request, code: str, dataset: str | None, state: str = "open",
+                        page: Annotated[int, Query(ge=1, le=100000)] = 1) -> HTMLResponse:
+        """An institution's rejections (拒收记录): counts per data set, and one data set's
+        rejections page by page with masked examples; open ones by default, ``state=all`` too
+        the ones a corrected record has cleared."""
+        me = user(request)
+        inst = overview.institution(engine, code)
+        if inst is None:
+            return _page("error.html", 404, me=me, message=f"医疗机构“{code}”不存在")
+        ds = None
+        if dataset is not None:
+            try:
+                ds = std.dataset(dataset)
+            except KeyError:
+                return _page("error.html", 404, me=me, message=f"数据集“{dataset}”不存在")
+        everything = state == "all"
+        groups = rejections.groups(engine, org_code=code, include_resolved=True)
+        items, total = ([], 0) if ds is None else rejections.find(
+            engine, code, ds.code, include_resolved=everything, page=page, size=50, role=me.role)
+        return _page("rejections.html", me=me, active="uploads", inst=inst, groups=groups, dataset=ds, items=items,
+                     total=total, page=page, pages=max(1, (total + 49) // 50), state="all" if everything else "open")
 
     @router.get(f"{PREFIX}/findings", response_class=HTMLResponse)
     def findings_page(request: Request, org: str | None = None, dataset: str | None = None, dimension: str | None = None,
