@@ -104,6 +104,16 @@ def test_id_number_guard_queues_a_review_and_warns(pipeline, engine, two_orgs):
     # the same number written in traditional characters is the same person: no finding
     fine = registration(b, patient_id="B1", name="張秀英", sex="2", born=born, id_no=id18)
     assert ingest(pipeline, b, fine).warnings == 0 and person_of(engine, fine) == holder
+    # a given name typed with another character (not a homophone), same surname, sex and
+    # birthday: the number's holder, no review
+    typo = registration(b, patient_id="B0", name="张秀传", sex="2", born=born, id_no=id18)
+    assert ingest(pipeline, b, typo).warnings == 0 and person_of(engine, typo) == holder
+    # the same surname with another birth date or another sex is someone else
+    for name, sex, day in (("张国华", "2", date(1975, 3, 9)), ("张国强", "1", born)):
+        stray = registration(b, patient_id=f"B-{name}-{sex}", name=name, sex=sex, born=day, id_no=id18)
+        assert ingest(pipeline, b, stray).warnings == 1 and person_of(engine, stray) != holder
+    with engine.begin() as conn:
+        conn.execute(EmpiReview.__table__.delete())
     # the same number with somebody else's name and birth date: not linked, queued, warned
     wrong = registration(b, patient_id="B2", name="赵志强", sex="1", born=date(1990, 1, 1), id_no=id18)
     receipt = ingest(pipeline, b, wrong)
@@ -617,3 +627,19 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     assert [e["action"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]] == ["link", "unmerge"]
     # the audit trail names the logged-in operator, not what the body claims
     assert {e["actor"] for e in client.get(f"/api/v1/empi/persons/{pid}/events").json()["events"]} == {"ops"}
+
+
+def test_a_shortened_address_does_not_replace_the_fuller_one():
+    """A later record that writes the address without its district keeps the golden address
+    whole (combine too, whichever side is newer); another address still replaces it."""
+    from phip.empi import golden
+
+    full, short = "青海省西宁市城中区南大街117号20栋3单元", "南大街117号20栋3单元"
+    old = golden.source_of("A", "patient_info", date(2026, 1, 1))
+    new = golden.source_of("B", "patient_info", date(2026, 2, 1))
+    values, _, changed = golden.survive({"address": full}, {"address": old}, {"address": short}, new)
+    assert values["address"] == full and not changed
+    values, _, changed = golden.survive({"address": full}, {"address": old}, {"address": "城东区八一路9号"}, new)
+    assert values["address"] == "城东区八一路9号" and changed
+    merged, _ = golden.combine(({"address": short}, {"address": new}), ({"address": full}, {"address": old}))
+    assert merged["address"] == full

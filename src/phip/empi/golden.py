@@ -13,7 +13,7 @@ from typing import Any
 
 from phip.standard.checks import id_birth_date, id_sex, normalize_phone
 
-from .features import GOLDEN_FIELDS, block_keys, match_row
+from .features import GOLDEN_FIELDS, address_key, block_keys, match_row
 from .identifiers import normalize_id_number
 
 
@@ -43,6 +43,16 @@ def _at(source: dict[str, Any] | None) -> str:
     return (source or {}).get("at") or ""
 
 
+def shortened(field: str, new: Any, old: Any) -> bool:
+    """Whether ``new`` is ``old`` written shorter: an address without its district (娜欢大街117号
+    for 六枝特区娜欢大街117号). The later record does not replace the fuller address: a golden
+    address cut to its street compared weaker than a twin's full one and joined the wrong twin."""
+    if field != "address" or not new or not old:
+        return False
+    short, full = address_key(str(new)), address_key(str(old))
+    return bool(short and full and short != full and full.endswith(short))
+
+
 def survive(
     current: dict[str, Any], sources: dict[str, Any] | None, observed: dict[str, Any], source: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
@@ -51,7 +61,7 @@ def survive(
     srcs = dict(sources or {})
     changed = False
     for field, value in trusted(observed, values.get("id_no")).items():
-        if value == values.get(field):
+        if value == values.get(field) or shortened(field, value, values.get(field)):
             continue
         if values.get(field) is None or source["at"] >= _at(srcs.get(field)):
             values[field] = value
@@ -71,9 +81,10 @@ def combine(a: tuple[dict[str, Any], dict[str, Any]], b: tuple[dict[str, Any], d
     values, srcs = dict(a[0]), dict(a[1] or {})
     for field in GOLDEN_FIELDS:
         other = b[0].get(field)
-        if other is None:
+        if other is None or shortened(field, other, values.get(field)):
             continue
-        if values.get(field) is None or _at((b[1] or {}).get(field)) > _at(srcs.get(field)):
+        if values.get(field) is None or _at((b[1] or {}).get(field)) > _at(srcs.get(field)) \
+                or shortened(field, values.get(field), other):
             values[field] = other
             if (b[1] or {}).get(field):
                 srcs[field] = b[1][field]
