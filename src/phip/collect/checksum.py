@@ -21,10 +21,11 @@ depend on Python ordering the keys as the database does.
 Crash safety: a chunk's count and checksum are those the source computed *before* its rows were
 read, and are written only after the pipeline has committed those rows. A kill in between
 leaves the old state: the chunk differs again on the next run and is read again (unchanged rows
-cost a hash comparison). A row changed between the checksum and the read is read in its new
-state and found again next run. When a chunk is split, the state of its first part (which
-takes over the chunk's lower bound) is written after all other parts: until then the old chunk
-still covers the whole range, so a kill leaves an overlap, never a gap.
+cost a hash comparison, nothing is stored twice). A row changed between the checksum and the
+read is read in its new state and found again next run. Newly drawn chunks (first run, a chunk
+drawn again) are recorded at once with the count -1, "never read", which no source count
+equals: the stored chunks cover the whole key range at every moment, so a kill never leaves a
+range that no chunk compares.
 
 Deleted rows: a chunk whose rows were deleted at the source differs and is re-read; the rows
 that are gone are simply not among those read. The platform keeps the record as last read (it
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
 K = CollectChunk.__table__
 SUPPORTED = ("mysql", "mariadb", "postgresql")
+UNREAD = -1  # the count stored for a chunk drawn but not read yet: it differs from any source count
 
 
 @dataclass
@@ -63,7 +65,6 @@ class Chunk:
     rows: int = 0  # at the source, now
     checksum: str | None = None
     stored: tuple[int, str | None] | None = None  # (rows, checksum) of the platform's last read
-    deferred: bool = False  # first part of a split chunk: its state is written last
 
     @property
     def changed(self) -> bool:
@@ -202,11 +203,12 @@ def _stored(engine: Engine, mapping: Mapping, job: Job) -> list[Chunk]:
     return [Chunk(_decode(r.lo), _decode(r.hi), stored=(int(r.rows), r.checksum)) for r in rows]
 
 
-def _save(conn: Any, mapping: Mapping, job: Job, chunks: list[Chunk], run_id: int) -> None:
+def _save(conn: Any, mapping: Mapping, job: Job, chunks: list[Chunk], run_id: int, unread: bool = False) -> None:
     now = platform_now()
     for c in chunks:
         lo = _encode(c.lo) or ""
-        values = {"hi": _encode(c.hi), "rows": c.rows, "checksum": c.checksum, "run_id": run_id, "updated_at": now}
+        rows, checksum = (UNREAD, None) if unread else (c.rows, c.checksum)
+        values = {"hi": _encode(c.hi), "rows": rows, "checksum": checksum, "run_id": run_id, "updated_at": now}
         where = (K.c.source == mapping.name, K.c.job == job.key, K.c.lo == lo)
         if conn.execute(update(K).where(*where).values(**values)).rowcount == 0:
             conn.execute(insert(K).values(source=mapping.name, job=job.key, lo=lo, **values))
@@ -225,14 +227,26 @@ def _groups(chunks: list[Chunk], batch_size: int) -> list[list[Chunk]]:
     return groups
 
 
-def plan(engine: Engine, mapping: Mapping, job: Job, source: Engine, everything: bool = False) -> tuple[list[Chunk], int]:
-    """The job's chunks with the source's counts and checksums, split where they grew; and the
-    number of checksum queries sent. ``everything``: every chunk counts as changed."""
+def _unread(engine: Engine, mapping: Mapping, job: Job, chunks: list[Chunk], run_id: int) -> None:
+    """Record newly drawn chunks as never read (count -1), in one transaction, before any is
+    read: the stored chunks always cover the whole key range, so a kill leaves no range that
+    no chunk would ever compare again."""
+    for c in chunks:
+        c.stored = (UNREAD, None)
+    with engine.begin() as conn:
+        _save(conn, mapping, job, chunks, run_id, unread=True)
+
+
+def plan(engine: Engine, mapping: Mapping, job: Job, source: Engine, everything: bool = False,
+         run_id: int = 0) -> tuple[list[Chunk], int]:
+    """The job's chunks with the source's counts and checksums, drawn again where they grew;
+    and the number of checksum queries sent. ``everything``: every chunk counts as changed."""
     assert job.change_detection is not None
     sql = ChunkSql(job, source.dialect.name)
     chunks = _stored(engine, mapping, job)
     if not chunks:
         chunks = _draw(mapping, job, source, sql, None, None)  # first run: all new, all read
+        _unread(engine, mapping, job, chunks, run_id)
     queries = _measure(mapping, job, source, sql, chunks)
     limit = 2 * job.change_detection.chunk_size
     out: list[Chunk] = []
@@ -242,9 +256,7 @@ def plan(engine: Engine, mapping: Mapping, job: Job, source: Engine, everything:
             continue
         parts = _draw(mapping, job, source, sql, c.lo, c.hi)
         queries += _measure(mapping, job, source, sql, parts)
-        for p in parts:
-            p.stored = None  # drawn now: read them
-        parts[0].deferred = len(parts) > 1
+        _unread(engine, mapping, job, parts, run_id)  # the first part takes over the chunk's row
         out.extend(parts)
     if everything:
         for c in out:
@@ -256,7 +268,7 @@ def run_checksum(collector: Collector, mapping: Mapping, job: Job, source: Engin
                  progress: Progress | None, everything: bool) -> None:
     """Compare, re-read the changed chunks, and record their state after each commit."""
     engine = collector.engine
-    chunks, _ = plan(engine, mapping, job, source, everything)
+    chunks, _ = plan(engine, mapping, job, source, everything, result.run_id or 0)
     changed = [c for c in chunks if c.changed]
     result.chunks, result.chunks_changed = len(chunks), len(changed)
     with engine.begin() as conn:
@@ -268,8 +280,8 @@ def run_checksum(collector: Collector, mapping: Mapping, job: Job, source: Engin
     batch_size = job.batch_size or mapping.source.batch_size
     sql = ChunkSql(job, source.dialect.name)
     ref = f"{mapping.name}/{job.key}#{result.run_id}"
-    deferred: list[Chunk] = []
-    empty = [c for c in changed if c.rows == 0]
+    with engine.begin() as conn:  # emptied at the source: nothing to read, nothing to wait for
+        _save(conn, mapping, job, [c for c in changed if c.rows == 0], result.run_id or 0)
     for group in _groups([c for c in changed if c.rows > 0], batch_size):
         text_, params = sql.rows(group)
         check_query(text_, source.dialect.name, f"数据集{job.key}的变更检测查询")
@@ -285,12 +297,8 @@ def run_checksum(collector: Collector, mapping: Mapping, job: Job, source: Engin
             result.event_days |= receipt.event_days
             if progress is not None:
                 progress.advance(job, n_rows)
-        now_done = [c for c in group if not c.deferred]
-        deferred += [c for c in group if c.deferred]
         with engine.begin() as conn:  # every row of the group is committed: its chunks are current
-            _save(conn, mapping, job, now_done, result.run_id or 0)
-    with engine.begin() as conn:
-        _save(conn, mapping, job, [*empty, *deferred], result.run_id or 0)
+            _save(conn, mapping, job, group, result.run_id or 0)
 
 
 def forget(engine: Engine, source: str, job: str) -> None:

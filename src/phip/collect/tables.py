@@ -76,7 +76,7 @@ class CollectRun(Base):
 
 
 class CollectChunk(Base):
-    """One key range of a change-detection job: ``[lo, next chunk's lo)``; the first chunk's
+    """One key range of a change-detection job: ``[lo, hi)``; the first chunk's
     ``lo`` is ``""`` (no lower bound), the last has no upper bound (``hi`` NULL); each row keeps both bounds. ``lo`` holds the key as
     JSON (a list: one value per key column)."""
 

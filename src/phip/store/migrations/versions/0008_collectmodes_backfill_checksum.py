@@ -2,14 +2,14 @@
 stored or changed (``batches.event_days``, for the quality analysis), the mode and chunk counts
 of a collection run, and the per-chunk checksums of change-detection jobs (``collect_chunks``).
 
-Revision ID: 0008_collectmodes_backfill_checksum
+Revision ID: 0008_collectmodes
 Revises: 0007_key_collation
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_collectmodes_backfill_checksum"
+revision = "0008_collectmodes"
 down_revision = "0007_key_collation"
 branch_labels = None
 depends_on = None
