@@ -135,9 +135,38 @@ class ChunkSql:
         return " AND ".join(parts)
 
     def checksums(self, chunks: list[Chunk]) -> tuple[str, dict[str, Any]]:
+        """ONE query for many chunks: their bounds as a derived table joined to the source on
+        the key range (each bound row is an index range at the source: MariaDB "range checked
+        for each record", PostgreSQL a parameterised index scan), grouped by chunk. The chunks
+        without a lower or upper bound (the first, the last) are parts of their own. A part of
+        the full expression per chunk cost the read-only guard 5 ms of parsing per chunk (a
+        million rows in chunks of 100: 50 s); a bound row costs it 0.25 ms."""
         params: dict[str, Any] = {}
-        parts = [f"SELECT {i} AS n, COUNT(*) AS cnt, {self.aggregate} AS crc FROM ({self.job.sql}) src "
-                 f"WHERE {self.range(c.lo, c.hi, str(i), params)}" for i, c in enumerate(chunks)]
+        width = len(self.keys)
+        rows, parts = [], []
+        for i, c in enumerate(chunks):
+            if c.lo is None or c.hi is None:
+                parts.append(f"SELECT {i} AS n, COUNT(*) AS cnt, {self.aggregate} AS crc FROM ({self.job.sql}) src "
+                             f"WHERE {self.range(c.lo, c.hi, str(i), params)}")
+                continue
+            cells = []
+            for j in range(width):
+                params[f"l{i}_{j}"], params[f"h{i}_{j}"] = c.lo[j], c.hi[j]
+                cells += [f":l{i}_{j}", f":h{i}_{j}"]
+            if not rows:
+                names = [f"{side}{j}" for j in range(width) for side in ("lo", "hi")]
+                cells = [f"{cell} AS {name}" for cell, name in zip(cells, names, strict=True)]
+                rows.append(f"SELECT {i} AS n, {', '.join(cells)}")
+            else:
+                rows.append(f"SELECT {i}, {', '.join(cells)}")
+        if rows:
+            los = ", ".join(f"b.lo{j}" for j in range(width))
+            his = ", ".join(f"b.hi{j}" for j in range(width))
+            keys = ", ".join(self.keys)
+            on = (f"{keys} >= {los} AND {keys} < {his}" if width == 1
+                  else f"({keys}) >= ({los}) AND ({keys}) < ({his})")
+            parts.insert(0, f"SELECT b.n, COUNT(*) AS cnt, {self.aggregate} AS crc FROM ({' UNION ALL '.join(rows)}) b "
+                            f"JOIN ({self.job.sql}) src ON {on} GROUP BY b.n")
         return " UNION ALL ".join(parts), params
 
     def boundaries(self, lo: list[Any] | None, hi: list[Any] | None, size: int) -> tuple[str, dict[str, Any]]:
@@ -189,6 +218,8 @@ def _measure(mapping: Mapping, job: Job, source: Engine, sql: ChunkSql, chunks: 
     for start in range(0, len(chunks), step):
         part = chunks[start:start + step]
         text_, params = sql.checksums(part)
+        for c in part:  # a chunk with no row left has no group in the result
+            c.rows, c.checksum = 0, None
         for n, cnt, crc in _query(mapping, job, source, text_, params):
             part[int(n)].rows = int(cnt)
             part[int(n)].checksum = None if crc is None or int(cnt) == 0 else str(int(crc))

@@ -129,8 +129,10 @@ class ChangeDetection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Literal["checksum"] = "checksum"
     key: str | list[str]  # unique, NOT NULL, indexed key column(s): the chunks are ranges of it
-    chunk_size: int = Field(1000, ge=10, le=100000)  # rows per chunk when chunks are (re)drawn
-    chunks_per_query: int = Field(200, ge=1, le=2000)  # chunks checksummed by one query
+    # rows per chunk when chunks are drawn: a changed row costs its chunk's rows re-read, a
+    # chunk costs a row of state and a bound in the checksum query (docs/performance.md)
+    chunk_size: int = Field(200, ge=10, le=100000)
+    chunks_per_query: int = Field(1000, ge=1, le=5000)  # chunks checksummed by one query
 
     @field_validator("key")
     @classmethod
