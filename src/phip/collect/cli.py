@@ -183,7 +183,7 @@ def status(source: str | None = typer.Argument(None, help="数据源名称（默
 
     rows = collect_status(runtime.engine(), source)
     table = Table(title="数据采集状态")
-    for col in ("数据源", "数据集", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
+    for col in ("数据源", "数据集", "方式", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
         table.add_column(col)
     for r in rows:
         run = r.run
@@ -191,7 +191,10 @@ def status(source: str | None = typer.Argument(None, help="数据源名称（默
         state = STATUS_LABELS.get(run.status, run.status) if run else ""
         if run is not None and run.status == "running" and r.lease_holder is None:
             state = "中断"
-        table.add_row(r.source, r.job, r.cursor or "", started, state, str(run.rows_read if run else 0),
+        mode = MODE_LABELS.get(run.mode or "", run.mode or "") if run else ""
+        if run is not None and run.chunks is not None:
+            mode += f"（{run.chunks_changed}/{run.chunks} 块有变化）"
+        table.add_row(r.source, r.job, mode, r.cursor or "", started, state, str(run.rows_read if run else 0),
                       str(run.accepted if run else 0), str(run.updated if run else 0), str(run.rejected if run else 0),
                       (run.error or "") if run else "", f"{r.next_run_at:%Y-%m-%d %H:%M}" if r.next_run_at else "")
     console.print(table)
