@@ -115,3 +115,16 @@ def test_first_run_and_backfill_flag_load_history(engine, tmp_path):
                              .order_by(m.Base.metadata.tables["collect_runs"].c.id)).scalars().all()
     assert modes == ["backfill"] * 2 + ["incremental"] * 2 + ["backfill"] * 2
     assert len(data.truth["outpatient_visit"]) == first[1].accepted
+
+
+def test_cli_backfill_says_what_history_arrived_and_analyses_it(tmp_path):
+    from tests.test_cli import run
+
+    url = source_url("sqlite", "backfill_cli", tmp_path)
+    data = his_synth.build(url, seed=6, days=2, visits=4, admissions=1)
+    mapping = demo_mapping(url, tmp_path)  # sets HIS_DEMO_URL, which the command inherits
+    out = run(["collect", "run", str(mapping.path), "--dataset", "outpatient_visit", "--backfill", "--analyse"],
+              tmp_path / "data").stdout
+    assert "历史补采" in out and "历史补采的数据业务日期" in out
+    visits_stored = len(data.truth["outpatient_visit"])
+    assert f"{visits_stored} 条记录" in out  # the two days' visits, analysed at once

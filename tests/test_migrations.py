@@ -66,8 +66,14 @@ def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: E
 
     records = next(recs for _, ds, recs in Generator(seed=11).day(orgs[:1], NOW.date(), visits=40, admissions=1, now=NOW,
                                                                   datasets=["outpatient_visit"]))
+    # This tree's pipeline writes batches.event_days (a later migration): the 0006 store gets
+    # that column for the ingest only, and loses it again before the upgrade adds it.
+    with pg_scratch.begin() as conn:
+        conn.execute(text("ALTER TABLE batches ADD COLUMN event_days JSON"))
     receipt = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
     assert receipt.accepted == len(records)
+    with pg_scratch.begin() as conn:
+        conn.execute(text("ALTER TABLE batches DROP COLUMN event_days"))
     with pg_scratch.connect() as conn:
         before = conn.execute(select(Record.record_key, Record.person_id).order_by(Record.record_key)).all()
         identifiers = conn.execute(select(PersonIdentifier.value, PersonIdentifier.person_id).order_by(PersonIdentifier.value)).all()
