@@ -42,7 +42,7 @@ def run(
     from phip import runtime
     from phip.orgs.service import find_institution, list_institutions
     from phip.quality.run import analyse
-    from phip.quality.window import windows
+    from phip.quality.window import analyse_windows
     from phip.standard.catalog import load_standard
     from phip.standard.validate import platform_now
 
@@ -73,10 +73,11 @@ def run(
                   console=console) as progress:
         task = progress.add_task("分析机构", total=len(codes))
         for code in codes:
-            for a, b in [(start, end)] if explicit else windows(engine, code, today):
-                result = analyse(engine, code, a, b, dataset=dataset)
+            results = ([analyse(engine, code, start, end, dataset=dataset)] if explicit
+                       else analyse_windows(engine, code, today, dataset=dataset))
+            for result in results:
                 top = sorted(result.by_code.items(), key=lambda kv: -kv[1])[:3]
-                table.add_row(code, f"{a} ~ {b}", str(result.records), str(result.findings),
+                table.add_row(code, f"{result.day_from} ~ {result.day_to}", str(result.records), str(result.findings),
                               "，".join(f"{c} {n}" for c, n in top))
             progress.advance(task)
     console.print(table)

@@ -27,8 +27,8 @@ from sqlalchemy import Engine, or_, select
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
-from .run import RunResult, analyse
-from .window import recent, windows
+from .run import RunResult
+from .window import analyse_windows, recent
 from .tables import QualityRun
 
 log = logging.getLogger("phip.quality")
@@ -89,12 +89,8 @@ def run_due(engine: Engine, at: time | None, now: datetime | None = None,
     for code in due_institutions(engine, at, now):
         if not due_institutions(engine, at, now, only=code):  # another worker took it meanwhile
             continue
-        # computed before the first run below starts: it becomes "the last analysis"
-        for start, end in windows(engine, code, (now or platform_now()).date()):
-            result = analyse(engine, code, start, end, as_of=now)
-            log.info("quality analysis of %s (%s ~ %s): %d records, %d findings", code, start, end,
-                     result.records, result.findings)
+        for result in analyse_windows(engine, code, (now or platform_now()).date(), as_of=now, on_result=on_result):
+            log.info("quality analysis of %s (%s ~ %s): %d records, %d findings", code, result.day_from,
+                     result.day_to, result.records, result.findings)
             results.append(result)
-            if on_result:
-                on_result(result)
     return results

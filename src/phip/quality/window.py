@@ -5,19 +5,22 @@ that arrives about older days: a back-fill of history (a new source's first run,
 run --backfill``, a pushed archive) found nothing. Each batch keeps the event days of the records
 it stored or changed (``batches.event_days``), so the nightly analysis and ``phip quality run``
 without dates cover, besides the last seven days, every event day that received data since the
-institution's last complete analysis began (all of them before its first): history is analysed
-as the history it is, once, on the days it happened.
+institution's last complete pass over its windows (all of them before its first): history is
+analysed as the history it is, once, on the days it happened.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
+from phip.standard.validate import platform_now
 from phip.store.dayranges import Range, merge, unpack
 from phip.store.models import Batch
 
+from .run import RunResult, analyse
 from .tables import QualityRun
 
 WINDOW_DAYS = 7
@@ -32,12 +35,12 @@ def recent(today: date) -> Range:
     return today - timedelta(days=WINDOW_DAYS), today
 
 
-def last_analysis_start(engine: Engine, org_code: str) -> datetime | None:
-    """When the institution's latest complete analysis of every data set began."""
+def covered_until(engine: Engine, org_code: str) -> datetime | None:
+    """Batches received before this time have had their event days analysed (the mark of the
+    institution's last complete pass over its windows; None before its first)."""
     r = QualityRun.__table__
     with engine.connect() as conn:
-        return conn.execute(select(func.max(r.c.started_at)).where(
-            r.c.org_code == org_code, r.c.dataset.is_(None), r.c.finished_at.is_not(None))).scalar()
+        return conn.execute(select(func.max(r.c.received_until)).where(r.c.org_code == org_code)).scalar()
 
 
 def touched(engine: Engine, org_code: str, since: datetime | None) -> list[Range]:
@@ -55,7 +58,25 @@ def touched(engine: Engine, org_code: str, since: datetime | None) -> list[Range
 
 def windows(engine: Engine, org_code: str, today: date) -> list[Range]:
     """The event-day ranges to analyse: the last seven days plus what arrived since the last
-    complete analysis, ranges a week apart or less joined."""
-    since = last_analysis_start(engine, org_code)
-    upto = [(a, min(b, today)) for a, b in touched(engine, org_code, since) if a <= today]
+    complete pass, ranges a week apart or less joined."""
+    upto = [(a, min(b, today)) for a, b in touched(engine, org_code, covered_until(engine, org_code)) if a <= today]
     return merge([recent(today), *upto], gap_days=JOIN_GAP_DAYS)
+
+
+def analyse_windows(engine: Engine, org_code: str, today: date, *, as_of: datetime | None = None,
+                    dataset: str | None = None, on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Analyse every window, then mark the pass complete on its last run. The mark is the time
+    the windows were computed; a pass that dies half-way leaves no mark, so the next one covers
+    the same batches again. A run of dates chosen by hand (``--from``) marks nothing: it did
+    not look at what arrived."""
+    mark = platform_now()
+    results = []
+    for start, end in windows(engine, org_code, today):
+        result = analyse(engine, org_code, start, end, as_of=as_of, dataset=dataset)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    if results and dataset is None:
+        with engine.begin() as conn:
+            conn.execute(update(QualityRun).where(QualityRun.id == results[-1].run_id).values(received_until=mark))
+    return results

@@ -1,5 +1,6 @@
 """Back-fill and change detection of pull collection (issue 17): the event days each batch
-stored or changed (``batches.event_days``, for the quality analysis), the mode and chunk counts
+stored or changed (``batches.event_days``) and how far the analysis has covered them
+(``quality_runs.received_until``), the mode and chunk counts
 of a collection run, and the per-chunk checksums of change-detection jobs (``collect_chunks``).
 
 Revision ID: 0008_collectmodes
@@ -18,6 +19,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("batches") as batch:
         batch.add_column(sa.Column("event_days", sa.JSON(), nullable=True))
+    with op.batch_alter_table("quality_runs") as batch:
+        batch.add_column(sa.Column("received_until", sa.DateTime(), nullable=True))
     with op.batch_alter_table("collect_runs") as batch:
         batch.add_column(sa.Column("mode", sa.String(length=12), nullable=True))
         batch.add_column(sa.Column("chunks", sa.Integer(), nullable=True))
@@ -42,5 +45,7 @@ def downgrade() -> None:
         batch.drop_column("chunks_changed")
         batch.drop_column("chunks")
         batch.drop_column("mode")
+    with op.batch_alter_table("quality_runs") as batch:
+        batch.drop_column("received_until")
     with op.batch_alter_table("batches") as batch:
         batch.drop_column("event_days")
