@@ -129,3 +129,17 @@ def test_sqlite_source_is_refused_when_the_mapping_loads(tmp_path):
     with pytest.raises(MappingError) as info:
         load_mapping(text)
     assert info.value.code == "CHECKSUM_DIALECT"
+
+
+def test_mapping_takes_a_cursor_or_change_detection_not_both():
+    from phip.collect.mapping import MappingError
+
+    text = his_synth.unstamped_mapping("mysql+pymysql://ro@127.0.0.1/his").replace(
+        "    change_detection:", "    cursor: {column: JZSJ}\n    change_detection:")
+    with pytest.raises(MappingError) as info:
+        load_mapping(text)
+    assert info.value.code == "MAPPING_INVALID" and "只能选其一" in info.value.message
+    bad_key = his_synth.unstamped_mapping("mysql+pymysql://ro@127.0.0.1/his").replace("key: JZXH", "key: 'JZXH; DROP'")
+    with pytest.raises(MappingError) as info:
+        load_mapping(bad_key)
+    assert "键列名" in info.value.message
