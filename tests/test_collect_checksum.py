@@ -143,3 +143,17 @@ def test_mapping_takes_a_cursor_or_change_detection_not_both():
     with pytest.raises(MappingError) as info:
         load_mapping(bad_key)
     assert "键列名" in info.value.message
+
+
+@pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
+def test_composite_key(engine, tmp_path, backend):
+    """Chunks of a two-column key (row-value ranges) on both dialects."""
+    url = his_synth.build_unstamped(source_url(backend, "unstamped_pair", tmp_path), 1_500)
+    text = his_synth.unstamped_mapping(url, chunk_size=100).replace("key: JZXH", "key: [BRID, JZXH]")
+    mapping = load_mapping(text)
+    first = _run(engine, mapping)
+    assert first.rows_read == 1_500 and first.chunks >= 15
+    execute(url, "UPDATE MZ_JZJL_LS SET KSMC = '外科' WHERE JZXH = 777")
+    second = _run(engine, mapping)
+    assert (second.chunks_changed, second.updated) == (1, 1) and second.rows_read <= 100
+    assert _run(engine, mapping).rows_read == 0
