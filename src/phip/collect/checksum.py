@@ -7,7 +7,8 @@ ranges of a unique key (``[lo, hi)``, about ``chunk_size`` rows each when drawn)
 *source* computes for each chunk its row count and a checksum of the mapped columns — MySQL/
 MariaDB ``BIT_XOR`` of the first 64 bits of ``MD5(CONCAT_WS('#', columns…, null flags))``,
 PostgreSQL ``SUM`` of the same bits of ``MD5(ROW(columns…)::text)`` — ``chunks_per_query``
-chunks per query (one ``UNION ALL`` part per chunk, each an index range). Only the rows of
+chunks per query (their bounds as a derived table joined to the source on the key: an index
+range per chunk, see :meth:`ChunkSql.checksums`). Only the rows of
 the chunks whose (count, checksum) differ from those of the platform's last read are fetched
 and sent through the pipeline, which stores a changed row as a new version and recognises the
 others by content hash. Every query is generated here and passes the read-only guard before it
