@@ -86,6 +86,7 @@ def test_chunk_state_follows_the_commit(engine, mariadb_source, monkeypatch):
     written: the next run reads those chunks again, stores nothing twice and then records them."""
     url = his_synth.build_unstamped(mariadb_source, 1_000)
     mapping = load_mapping(his_synth.unstamped_mapping(url, chunk_size=100, batch_size=300))
+    monkeypatch.setattr(checksum, "GROUP_BATCHES", 1)  # groups of three chunks: several groups in 1,000 rows
     real_save = checksum._save
     calls = {"n": 0}
 

@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 K = CollectChunk.__table__
 SUPPORTED = ("mysql", "mariadb", "postgresql")
 UNREAD = -1  # the count stored for a chunk drawn but not read yet: it differs from any source count
+#: Changed chunks are read about this many batches per query. Within one query the reader works
+#: ahead while the collector writes; one batch per query left them taking turns (181,400 rows
+#: re-read at 16,000 rows/s beside the full re-read's 24,000). A kill re-reads at most a group.
+GROUP_BATCHES = 8
 
 
 @dataclass
@@ -246,12 +250,12 @@ def _save(conn: Any, mapping: Mapping, job: Job, chunks: list[Chunk], run_id: in
             conn.execute(insert(K).values(source=mapping.name, job=job.key, lo=lo, **values))
 
 
-def _groups(chunks: list[Chunk], batch_size: int) -> list[list[Chunk]]:
-    """Changed chunks read together, about a batch of rows per query."""
+def _groups(chunks: list[Chunk], rows_per_group: int) -> list[list[Chunk]]:
+    """Changed chunks read together, about ``rows_per_group`` rows per query."""
     groups: list[list[Chunk]] = []
     rows = 0
     for c in chunks:
-        if not groups or rows + c.rows > batch_size:
+        if not groups or rows + c.rows > rows_per_group:
             groups.append([])
             rows = 0
         groups[-1].append(c)
@@ -314,7 +318,7 @@ def run_checksum(collector: Collector, mapping: Mapping, job: Job, source: Engin
     ref = f"{mapping.name}/{job.key}#{result.run_id}"
     with engine.begin() as conn:  # emptied at the source: nothing to read, nothing to wait for
         _save(conn, mapping, job, [c for c in changed if c.rows == 0], result.run_id or 0)
-    for group in _groups([c for c in changed if c.rows > 0], batch_size):
+    for group in _groups([c for c in changed if c.rows > 0], batch_size * GROUP_BATCHES):
         text_, params = sql.rows(group)
         check_query(text_, source.dialect.name, f"数据集{job.key}的变更检测查询")
         for n_rows, _, receipt in collector._committed(  # noqa: SLF001 - the collector's own reading path
