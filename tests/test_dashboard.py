@@ -89,9 +89,10 @@ def test_forms_need_the_session_csrf_token(client, engine, orgs):
 
 def test_names_are_text_and_identifiers_masked(client, engine, pipeline, orgs):
     code = orgs[0][0]
-    with engine.begin() as conn:
-        conn.execute(update(Institution).where(Institution.code == code).values(name=f"{SCRIPT}医院"))
     now = platform_now()
+    with engine.begin() as conn:  # connected a month ago: its planted late visit is late, not history
+        conn.execute(update(Institution).where(Institution.code == code).values(
+            name=f"{SCRIPT}医院", first_upload_at=now - timedelta(days=30)))
     gen = Generator(seed=21)
     batches = {ds: recs for _, ds, recs in gen.day([(code, "x")], now.date(), visits=12, admissions=6, now=now)}
     planted = gen.plant_quality(batches)

@@ -67,15 +67,18 @@ def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: E
     records = next(recs for _, ds, recs in Generator(seed=11).day(orgs[:1], NOW.date(), visits=40, admissions=1, now=NOW,
                                                                   datasets=["outpatient_visit"]))
     # Today's pipeline also writes what later migrations add (0008: rejected_records and
-    # ingest_daily.rejected_new): lend them to the store for this write, and take them back.
+    # ingest_daily.rejected_new; 0009: batches.event_days): lend them to the store for this
+    # write, and take them back.
     with pg_scratch.begin() as conn:
         RejectedRecord.__table__.create(conn)
         conn.execute(text("ALTER TABLE ingest_daily ADD COLUMN rejected_new bigint NOT NULL DEFAULT 0"))
+        conn.execute(text("ALTER TABLE batches ADD COLUMN event_days JSON"))
     receipt = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
     assert receipt.accepted == len(records)
     with pg_scratch.begin() as conn:
         RejectedRecord.__table__.drop(conn)
         conn.execute(text("ALTER TABLE ingest_daily DROP COLUMN rejected_new"))
+        conn.execute(text("ALTER TABLE batches DROP COLUMN event_days"))
     with pg_scratch.connect() as conn:
         before = conn.execute(select(Record.record_key, Record.person_id).order_by(Record.record_key)).all()
         identifiers = conn.execute(select(PersonIdentifier.value, PersonIdentifier.person_id).order_by(PersonIdentifier.value)).all()

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from phip.quality.rules import load_rules
 from phip.quality.run import analyse
 from phip.quality.tables import QualityFinding, QualityScore
 from phip.reports.tables import AnalysedMark
 from phip.standard.validate import platform_now
+from phip.store.models import Institution
 from phip.synth.generator import Generator
 
 
@@ -22,6 +23,10 @@ def one_day(gen: Generator, org: tuple[str, str], now) -> dict[str, list[dict]]:
 
 
 def ingest_all(pipeline, org_code: str, batches: dict, now) -> None:  # noqa: ANN001
+    # Connected (first upload) a month ago: a visit sent five days late is late, not history.
+    with pipeline.engine.begin() as conn:
+        conn.execute(update(Institution).where(Institution.code == org_code, Institution.first_upload_at.is_(None))
+                     .values(first_upload_at=now - timedelta(days=30)))
     for ds, recs in batches.items():
         receipt = pipeline.ingest(org_code, ds, recs, now=now)
         assert receipt.rejected == 0, (ds, receipt.rejections[:1])

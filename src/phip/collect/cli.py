@@ -22,6 +22,7 @@ console = Console()
 err = Console(stderr=True)
 
 STATUS_LABELS = {"ok": "成功", "failed": "失败", "running": "运行中", "interrupted": "中断", "skipped": "未执行"}
+MODE_LABELS = {"incremental": "增量", "full": "全量", "backfill": "历史补采", "checksum": "变更检测"}
 
 
 def _fail(message: str, code: str) -> None:
@@ -139,8 +140,13 @@ def run(
     source: str = typer.Argument(..., help="映射文件或数据源名称"),
     dataset: list[str] = typer.Option(None, "--dataset", "-d", help="只采集这些数据集（可重复）"),
     full: bool = typer.Option(False, "--full", help="忽略游标，全量重采（已有数据按内容去重，不会重复）"),
+    backfill: bool = typer.Option(False, "--backfill", help="历史补采：全量读取并按历史数据对待（质控按业务日期分析，接入前的数据不判迟报）"),
+    analyse_now: bool = typer.Option(False, "--analyse", help="采集后立即对本次收到数据的业务日做质控分析（默认留给夜间分析）"),
 ) -> None:
-    """按映射采集数据源并送入统一入库流程 (extract, map and ingest)."""
+    """按映射采集数据源并送入统一入库流程 (extract, map and ingest).
+
+    A job's first run, and every job with --backfill, loads the source's history as history
+    (mode 历史补采): the quality analysis covers the event days it brought in."""
     from phip import runtime
 
     from .runner import Collector
@@ -150,29 +156,53 @@ def run(
     mapping = _mapping(source)
     collector = Collector(runtime.engine(), runtime.pipeline())
     console.print(f"数据源 {mapping.name}（{mask_url(mapping.source.url)}）→ 机构 {mapping.source.org}"
-                  + ("，全量" if full else "，增量"), highlight=False)
+                  + ("，历史补采" if backfill else "，全量" if full else "，增量"), highlight=False)
     from phip.ingest.pipeline import IngestError
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("行"),
                   TimeElapsedColumn(), console=console) as progress:
         try:
-            results = collector.run(mapping, dataset or None, full=full, progress=_Bars(progress), count=True)
+            results = collector.run(mapping, dataset or None, full=full, backfill=backfill, progress=_Bars(progress),
+                                    count=True)
         except SourceBusy as exc:
             _fail(exc.message, exc.code)
         except (MappingError, IngestError) as exc:
             _fail(exc.message, exc.code)
     table = Table(title="采集结果")
-    for col in ("数据集", "状态", "读取", "新增", "更新", "未变化", "拒收", "含警告", "游标", "错误"):
+    for col in ("数据集", "方式", "状态", "读取", "新增", "更新", "未变化", "拒收", "含警告", "游标/校验块", "错误"):
         table.add_column(col)
     for r in results:
-        table.add_row(r.job, STATUS_LABELS.get(r.status, r.status), str(r.rows_read), str(r.accepted), str(r.updated),
-                      str(r.unchanged), str(r.rejected), str(r.warnings), r.cursor or "", r.error or "")
+        where = f"{r.chunks_changed}/{r.chunks} 块有变化" if r.chunks is not None else (r.cursor or "")
+        table.add_row(r.job, MODE_LABELS.get(r.mode, r.mode), STATUS_LABELS.get(r.status, r.status), str(r.rows_read),
+                      str(r.accepted), str(r.updated), str(r.unchanged), str(r.rejected), str(r.warnings), where,
+                      r.error or "")
     console.print(table)
+    _history(results, mapping.source.org, analyse_now)
     if any(r.rejected for r in results):
         console.print("拒收记录及原因已保存（同一条源记录重复采集只记一次），医疗机构可通过 GET /api/v1/feedback 获取，"
                       "运维人员可用 phip quality rejections 查看。", highlight=False)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(2)
+
+
+def _history(results: list, org_code: str, analyse_now: bool) -> None:  # noqa: ANN001
+    """Say which event days a back-fill brought in and, with --analyse, analyse them now."""
+    from phip.store.dayranges import merge, to_ranges
+
+    ranges = merge([r for res in results for r in to_ranges(res.event_days)], gap_days=7)
+    if not ranges:
+        return
+    if any(r.mode == "backfill" for r in results):
+        shown = "、".join(f"{a} ~ {b}" for a, b in ranges[:5]) + ("等" if len(ranges) > 5 else "")
+        console.print(f"历史补采的数据业务日期：{shown}。质控分析按这些业务日期进行（夜间分析或 phip quality run），"
+                      "机构接入日期之前的业务不判为迟报。", highlight=False)
+    if analyse_now:
+        from phip import runtime
+        from phip.quality.run import analyse
+
+        for a, b in ranges:
+            result = analyse(runtime.engine(), org_code, a, b)
+            console.print(f"质控分析 {a} ~ {b}：{result.records} 条记录，{result.findings} 个问题", highlight=False)
 
 
 @app.command("status")
@@ -184,7 +214,7 @@ def status(source: str | None = typer.Argument(None, help="数据源名称（默
 
     rows = collect_status(runtime.engine(), source)
     table = Table(title="数据采集状态")
-    for col in ("数据源", "数据集", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
+    for col in ("数据源", "数据集", "方式", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
         table.add_column(col)
     for r in rows:
         run = r.run
@@ -192,7 +222,10 @@ def status(source: str | None = typer.Argument(None, help="数据源名称（默
         state = STATUS_LABELS.get(run.status, run.status) if run else ""
         if run is not None and run.status == "running" and r.lease_holder is None:
             state = "中断"
-        table.add_row(r.source, r.job, r.cursor or "", started, state, str(run.rows_read if run else 0),
+        mode = MODE_LABELS.get(run.mode or "", run.mode or "") if run else ""
+        if run is not None and run.chunks is not None:
+            mode += f"（{run.chunks_changed}/{run.chunks} 块有变化）"
+        table.add_row(r.source, r.job, mode, r.cursor or "", started, state, str(run.rows_read if run else 0),
                       str(run.accepted if run else 0), str(run.updated if run else 0), str(run.rejected if run else 0),
                       (run.error or "") if run else "", f"{r.next_run_at:%Y-%m-%d %H:%M}" if r.next_run_at else "")
     console.print(table)

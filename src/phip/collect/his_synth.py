@@ -585,3 +585,68 @@ def build(admin_url: str, *, seed: int = 1, days: int = 2, visits: int = 30, adm
     finally:
         engine.dispose()
     return data
+
+
+# --- a visit table without an update time (change detection, phip.collect.checksum) ----------
+
+#: The outpatient visits of an old HIS module that keeps no create/update time: the case of
+#: ``change_detection: checksum``. Built in the database itself (MariaDB's sequence engine,
+#: PostgreSQL's generate_series), so a million rows take seconds.
+UNSTAMPED_TABLE = "MZ_JZJL_LS"
+UNSTAMPED_MAPPING = f"""\
+  - dataset: outpatient_visit
+    name: visits_unstamped
+    from: {UNSTAMPED_TABLE}
+    change_detection: {{key: JZXH, chunk_size: CHUNK}}
+    fields:
+      visit_no: JZXH
+      patient_id: BRID
+      name: BRXM
+      sex_code: XB
+      visit_type_code: JZLB
+      dept_code: KSDM
+      dept_name: KSMC
+      visit_time: JZSJ
+      diagnosis_code: ZDDM
+      diagnosis_name: ZDMC
+"""
+
+
+def build_unstamped(admin_url: str, rows: int) -> str:
+    """A fresh database holding ``MZ_JZJL_LS``: ``rows`` visits keyed 1..rows (``JZXH``), no
+    update-time column; returns the URL."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = reset_database(admin_url)
+    backend = make_url(url).get_backend_name()
+    patient = "MOD(n, 50000)"
+    cols = ("JZXH BIGINT PRIMARY KEY, BRID VARCHAR(20) NOT NULL, BRXM VARCHAR(50), XB CHAR(1), JZLB CHAR(1), "
+            "KSDM VARCHAR(10), KSMC VARCHAR(50), JZSJ {ts}, ZDDM VARCHAR(20), ZDMC VARCHAR(100)")
+    if backend in ("mysql", "mariadb"):
+        create = f"CREATE TABLE {UNSTAMPED_TABLE} ({cols.format(ts='DATETIME')}) DEFAULT CHARSET=utf8mb4"
+        fill = (f"INSERT INTO {UNSTAMPED_TABLE} SELECT n, CONCAT('P', LPAD({patient}, 6, '0')), CONCAT('患者', {patient}), "
+                f"1 + MOD(n, 2), '1', 'NK01', '内科', TIMESTAMP('2026-01-01') + INTERVAL MOD(n, 300) DAY "
+                f"+ INTERVAL MOD(n, 600) MINUTE, 'J06.900', '急性上呼吸道感染' FROM (SELECT seq AS n FROM seq_1_to_{rows}) s")
+    elif backend == "postgresql":
+        create = f"CREATE TABLE {UNSTAMPED_TABLE} ({cols.format(ts='TIMESTAMP')})"
+        fill = (f"INSERT INTO {UNSTAMPED_TABLE} SELECT n, 'P' || LPAD(({patient})::text, 6, '0'), '患者' || {patient}, "
+                f"(1 + MOD(n, 2))::text, '1', 'NK01', '内科', TIMESTAMP '2026-01-01' + MOD(n, 300) * INTERVAL '1 day' "
+                f"+ MOD(n, 600) * INTERVAL '1 minute', 'J06.900', '急性上呼吸道感染' FROM generate_series(1, {rows}) AS g(n)")
+    else:
+        raise ValueError(f"build_unstamped: MariaDB/MySQL or PostgreSQL only, not {backend}")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(create))
+            if rows:
+                conn.execute(text(fill))
+    finally:
+        engine.dispose()
+    return url
+
+
+def unstamped_mapping(url: str, chunk_size: int = 1000, batch_size: int = 5000) -> str:
+    """The mapping (YAML text) of the demo institution pulling ``MZ_JZJL_LS`` by checksums."""
+    return (f"source:\n  name: his_unstamped\n  org: \"{DEMO_ORG[0]}\"\n  url: \"{url}\"\n  batch_size: {batch_size}\n"
+            f"datasets:\n{UNSTAMPED_MAPPING.replace('CHUNK', str(chunk_size))}")

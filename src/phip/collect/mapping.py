@@ -121,6 +121,34 @@ class CursorSpec(BaseModel):
         return parse_duration(self.overlap) if self.kind == "time" else int(self.overlap)
 
 
+class ChangeDetection(BaseModel):
+    """Change detection for a table without an update time (变更检测): the source computes a
+    row count and a checksum of the mapped columns per key range (chunk), the platform compares
+    them with those of its last read and re-reads only the chunks that differ."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["checksum"] = "checksum"
+    key: str | list[str]  # unique, NOT NULL, indexed key column(s): the chunks are ranges of it
+    # rows per chunk when chunks are drawn: a changed row costs its chunk's rows re-read, a
+    # chunk costs a row of state and a bound in the checksum query (docs/performance.md)
+    chunk_size: int = Field(200, ge=10, le=100000)
+    chunks_per_query: int = Field(1000, ge=1, le=5000)  # chunks checksummed by one query
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str | list[str]) -> str | list[str]:
+        for col in [v] if isinstance(v, str) else v:
+            if not IDENTIFIER.match(col):
+                raise ValueError(f"变更检测的键列名“{col}”不合法")
+        if isinstance(v, list) and not v:
+            raise ValueError("变更检测须指定键列 key")
+        return v
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+
 class FieldMap(BaseModel):
     """How one standard field is made from a row: exactly one of column / concat / const."""
 
@@ -161,6 +189,7 @@ class Job(BaseModel):
     query: str | None = None
     from_: str | None = Field(None, alias="from", pattern=IDENTIFIER.pattern)
     cursor: CursorSpec | None = None
+    change_detection: ChangeDetection | None = None  # tables without an update time
     batch_size: int | None = Field(None, ge=1, le=50000)
     fields: dict[str, str | FieldMap]
 
@@ -168,6 +197,8 @@ class Job(BaseModel):
     def _source(self) -> Job:
         if (self.query is None) == (self.from_ is None):
             raise ValueError("须且只须指定 query（SELECT语句）或 from（表名）之一")
+        if self.cursor is not None and self.change_detection is not None:
+            raise ValueError("cursor（增量游标）与 change_detection（变更检测）只能选其一")
         self.fields = {k: FieldMap(column=v) if isinstance(v, str) else v for k, v in self.fields.items()}
         return self
 
@@ -344,6 +375,10 @@ def check_mapping(mapping: Mapping, standard: Standard | None = None) -> Mapping
                 raise MappingError("UNKNOWN_CODES", f"{where}字段{name}引用的代码对照表“{fm.codes}”未在 codes 中定义")
             if fm.codes is not None and ds.field(name).type != "code":
                 raise MappingError("CODES_ON_NON_CODE", f"{where}字段{name}不是代码字段，不能配置代码对照")
+        backend = mapping.source.backend
+        if job.change_detection is not None and backend is not None and backend not in ("mysql", "mariadb", "postgresql"):
+            raise MappingError("CHECKSUM_DIALECT", f"{where}：变更检测（change_detection）目前支持 MySQL/MariaDB 与 "
+                                                   f"PostgreSQL 数据源，不支持 {backend}")
         try:
             check_query(job.sql, mapping.source.backend, f"{where}的查询")
         except ReadOnlyViolation as exc:

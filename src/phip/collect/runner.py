@@ -32,8 +32,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
@@ -74,6 +74,10 @@ class JobResult:
     cursor: str | None = None
     error: str | None = None
     code: str | None = None
+    mode: str = "incremental"  # incremental | full | backfill | checksum
+    event_days: set[date] = field(default_factory=set)  # event days of the records stored or changed
+    chunks: int | None = None  # checksum mode: chunks compared …
+    chunks_changed: int | None = None  # … and re-read
 
 
 class _JobFailed(Exception):
@@ -125,11 +129,13 @@ class Collector:
         self.sleep = sleep
 
     def run(self, mapping: Mapping, jobs: Sequence[str] | None = None, *, full: bool = False,
-            progress: Progress | None = None, count: bool = False,
+            backfill: bool = False, progress: Progress | None = None, count: bool = False,
             guard: Callable[[], bool] | None = None) -> list[JobResult]:
         """Run the selected jobs (all by default); raises SourceBusy when another holder runs it.
         ``guard`` is asked once the lease is held; False means "nothing to do" (the scheduler's
-        second due-check)."""
+        second due-check). ``backfill`` (and a job's first run) reads the whole source as
+        history (mode ``backfill``); the event days it brings in are analysed on their own
+        dates (:mod:`phip.quality.window`)."""
         selected = [mapping.job(j) for j in jobs] if jobs else list(mapping.datasets)
         for job in selected:
             self.pipeline.dataset(job.dataset)  # unknown data set: fail before taking the lease
@@ -148,7 +154,7 @@ class Collector:
                                              error=f"数据源不可用，未执行：{down.error}", code=down.code))
                     continue
                 try:
-                    results.append(self._run_job(mapping, job, source, full, progress, count))
+                    results.append(self._run_job(mapping, job, source, full, progress, count, backfill))
                 except _JobFailed as failed:
                     results.append(failed.result)
                     if failed.source_down:
@@ -162,13 +168,22 @@ class Collector:
     # -- one job ---------------------------------------------------------------------------
 
     def _run_job(self, mapping: Mapping, job: Job, source: Engine, full: bool,
-                 progress: Progress | None, count: bool) -> JobResult:
+                 progress: Progress | None, count: bool, backfill: bool = False) -> JobResult:
         kind = job.cursor.kind if job.cursor else "none"
         with self.engine.connect() as conn:
             stored = state.get_cursor(conn, mapping.name, job.key, kind) if job.cursor else None
-        since = None if full else stored
-        run_id = state.start_run(self.engine, mapping.name, job.key, job.dataset, self.holder, full, since, kind)
-        result = JobResult(mapping.name, job.key, job.dataset, run_id, "running",
+        first = not state.has_finished_run(self.engine, mapping.name, job.key)
+        if job.change_detection is not None:
+            mode = "checksum"
+        elif backfill or first:
+            mode = "backfill"  # history as history: everything, analysed on its own event days
+        else:
+            mode = "full" if full else "incremental"
+        # --full and --backfill read everything; a first run killed half-way resumes from its watermark
+        since = None if full or backfill else stored
+        run_id = state.start_run(self.engine, mapping.name, job.key, job.dataset, self.holder, full or mode == "backfill",
+                                 since, kind, mode)
+        result = JobResult(mapping.name, job.key, job.dataset, run_id, "running", mode=mode,
                            cursor=state.encode_cursor(kind, stored) if stored is not None else None)
         spec = mapping.source
         failures = 0
@@ -176,7 +191,12 @@ class Collector:
         while True:
             committed_before = result.rows_read
             try:
-                high = self._extract(mapping, job, source, since, high, result, progress, count and failures == 0)
+                if job.change_detection is not None:
+                    from .checksum import run_checksum  # noqa: PLC0415 - the mode's own module
+
+                    run_checksum(self, mapping, job, source, result, progress, full or backfill)
+                else:
+                    high = self._extract(mapping, job, source, since, high, result, progress, count and failures == 0)
                 result.status = "ok"
                 state.finish_run(self.engine, run_id, "ok", attempts=failures + 1)
                 return result
@@ -257,6 +277,7 @@ class Collector:
             result.rows_read += n_rows
             for name in ("accepted", "updated", "unchanged", "rejected", "warnings"):
                 setattr(result, name, getattr(result, name) + getattr(receipt, name))
+            result.event_days |= receipt.event_days
             result.cursor = encoded
             if progress is not None:
                 progress.advance(job, n_rows)

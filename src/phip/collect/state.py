@@ -150,14 +150,22 @@ def set_cursor(conn: Connection, source: str, job: str, kind: str, value: Any, r
 # --- runs --------------------------------------------------------------------------------------
 
 
-def start_run(engine: Engine, source: str, job: str, dataset: str, holder: str, full: bool, cursor_from: Any, kind: str) -> int:
+def has_finished_run(engine: Engine, source: str, job: str) -> bool:
+    """Whether the job has ever completed a run: its first does the back-fill."""
+    with engine.connect() as conn:
+        return conn.execute(select(R.c.id).where(R.c.source == source, R.c.job == job, R.c.status == "ok")
+                            .limit(1)).first() is not None
+
+
+def start_run(engine: Engine, source: str, job: str, dataset: str, holder: str, full: bool, cursor_from: Any, kind: str,
+              mode: str | None = None) -> int:
     now = platform_now()
     with engine.begin() as conn:
         conn.execute(update(R).where(R.c.source == source, R.c.status == "running", R.c.holder != holder)
                      .values(status="interrupted", finished_at=now, error="上次采集进程未正常结束（被终止或崩溃），已由本次采集从游标处续采"))
         result = conn.execute(insert(R).values(
             source=source, job=job, dataset=dataset, holder=holder, full=full, status="running", started_at=now,
-            rows_read=0, accepted=0, updated=0, unchanged=0, rejected=0, warnings=0, batches=0, attempts=1,
+            rows_read=0, accepted=0, updated=0, unchanged=0, rejected=0, warnings=0, batches=0, attempts=1, mode=mode,
             cursor_from=encode_cursor(kind, cursor_from) if cursor_from is not None else None,
         ))
         return int(result.inserted_primary_key[0])

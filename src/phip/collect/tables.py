@@ -7,6 +7,10 @@
   batch the pipeline has committed.
 * ``collect_runs``: one row per job per run, with its counts and error: what
   ``phip collect status`` shows.
+* ``collect_chunks``: per source and job in change-detection mode (``change_detection:
+  checksum``), one row per key range (chunk) of the source table: its lower key bound, and the
+  row count and checksum the source computed for it before the platform last read it. Written
+  only after that read's records are committed.
 """
 
 from __future__ import annotations
@@ -63,5 +67,25 @@ class CollectRun(Base):
     cursor_from: Mapped[str | None] = mapped_column(String(64))
     cursor_to: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(1000))
+    # incremental | full | backfill (first run, or --backfill: history loaded as history) | checksum
+    mode: Mapped[str | None] = mapped_column(String(12))
+    chunks: Mapped[int | None] = mapped_column(Integer)  # checksum mode: chunks compared …
+    chunks_changed: Mapped[int | None] = mapped_column(Integer)  # … and re-read
 
     __table_args__ = (Index("ix_collect_runs_source_job", "source", "job", "id"),)
+
+
+class CollectChunk(Base):
+    """One key range of a change-detection job: ``[lo, hi)``; the first chunk's
+    ``lo`` is ``""`` (no lower bound), the last has no upper bound (``hi`` NULL); each row keeps both bounds. ``lo`` holds the key as
+    JSON (a list: one value per key column)."""
+
+    __tablename__ = "collect_chunks"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hi: Mapped[str | None] = mapped_column(String(200))  # the upper bound, excluded; None: none
+    rows: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(40))
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

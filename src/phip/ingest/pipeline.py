@@ -36,6 +36,7 @@ from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
 from phip.standard.validate import Finding, RecordValidator, finding, platform_now, validator_for
 from phip.store import models as m
+from phip.store.dayranges import pack
 from phip.store.sql import bulk_insert, increment, lock_key, select_in
 
 from phip.empi.resolver import EmpiResolver
@@ -99,6 +100,9 @@ class Receipt:
     rejected: int = 0
     warnings: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # event days of the records this batch stored or changed: kept with the batch so that the
+    # quality analysis covers the days that received data, a back-fill's included
+    event_days: set[date] = field(default_factory=set)
 
     def as_dict(self, max_rejections: int | None = None) -> dict[str, Any]:
         shown = self.rejections if max_rejections is None else self.rejections[:max_rejections]
@@ -121,6 +125,7 @@ class Receipt:
         a million bad rows must not be held in memory to show the first ten."""
         for name in ("total", "accepted", "updated", "unchanged", "rejected", "warnings"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.event_days |= other.event_days
         room = len(other.rejections) if keep is None else max(0, keep - len(self.rejections))
         self.rejections.extend(other.rejections[:room])
 
@@ -435,6 +440,7 @@ class Pipeline:
                 if g.event_time is not None:
                     day = g.event_time.date()
                     day_delta[day] = day_delta.get(day, 0) + 1
+                    receipt.event_days.add(day)
             elif head[1] == g.hash:
                 receipt.unchanged += 1
             else:
@@ -445,6 +451,8 @@ class Pipeline:
                 })
                 old_day = old_event.date() if old_event else None
                 new_day = g.event_time.date() if g.event_time else None
+                if new_day is not None:
+                    receipt.event_days.add(new_day)
                 if old_day != new_day:
                     if old_day is not None:
                         day_delta[old_day] = day_delta.get(old_day, 0) - 1
@@ -486,7 +494,7 @@ class Pipeline:
             "id": receipt.batch_id, "org_code": receipt.org_code, "dataset": dataset.code, "source": receipt.source,
             "source_ref": source_ref, "received_at": now, "total": receipt.total, "accepted": receipt.accepted,
             "updated": receipt.updated, "unchanged": receipt.unchanged, "rejected": receipt.rejected,
-            "warnings": receipt.warnings,
+            "warnings": receipt.warnings, "event_days": pack(receipt.event_days),
         }])
         # The receipt's lines (what each batch was told); the payload is kept once, with the
         # current rejection (_keep_rejections), not again with every receipt that repeats it.

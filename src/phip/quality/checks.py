@@ -30,6 +30,9 @@ class Scope:
     start: datetime  # event time window [start, end)
     end: datetime
     as_of: datetime  # "now" of the run: companions and references are due relative to it
+    # the institution's connection (the later of its docking start date and its first upload's
+    # day): timeliness is judged only for events from then on; older events are history
+    connected: datetime | None = None
 
     def bind(self, **extra: Any) -> dict[str, Any]:
         return {"org": self.org_code, "ds": self.dataset, "t0": self.start, "t1": self.end, **extra}
@@ -249,9 +252,15 @@ def reference(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> Ite
 
 def upload_delay(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> Iterator[Hit]:
     days = rule.params["days"]
-    sql = (f"SELECT r.id, r.record_key, r.event_time, r.received_at FROM records r WHERE {SCOPE} "
+    binds = scope.bind(d1=days + 1)
+    # Events before the institution was connected could not have been sent on time: a
+    # back-fill of history is history, not lateness.
+    since = ""
+    if scope.connected is not None:
+        since, binds["connected"] = " AND r.event_time >= :connected", scope.connected
+    sql = (f"SELECT r.id, r.record_key, r.event_time, r.received_at FROM records r WHERE {SCOPE}{since} "
            f"AND r.received_at >= {q.day_plus('r.event_time', 'd1')}")
-    for row in _rows(conn, sql, scope.bind(d1=days + 1)):
+    for row in _rows(conn, sql, binds):
         event, received = as_datetime(row[2]), as_datetime(row[3])
         yield Hit(row[0], row[1], event, "QC_LATE_UPLOAD", None,
                   {"event": f"{event:%Y-%m-%d %H:%M}", "received": f"{received:%Y-%m-%d %H:%M}", "days": days})

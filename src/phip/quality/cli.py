@@ -32,18 +32,23 @@ def _day(text: str | None, default: date) -> date:
 def run(
     org: list[str] = typer.Option(None, "--org", help="医疗机构代码或名称（可多次给出；默认全部已上传数据的机构）"),
     dataset: str | None = typer.Option(None, "--dataset", help="只分析一个数据集"),
-    day_from: str | None = typer.Option(None, "--from", help="业务发生日起（默认7天前）"),
+    day_from: str | None = typer.Option(None, "--from", help="业务发生日起（默认：近7天，加上次分析以来收到数据的业务日）"),
     day_to: str | None = typer.Option(None, "--to", help="业务发生日止（默认今天）"),
 ) -> None:
-    """对机构已存储的数据进行质控分析 (analyse stored records; findings and scores)."""
+    """对机构已存储的数据进行质控分析 (analyse stored records; findings and scores).
+
+    Without --from/--to: the last seven event days plus every event day that received records
+    since the institution's last analysis (a back-fill is analysed on the days it happened)."""
     from phip import runtime
     from phip.orgs.service import find_institution, list_institutions
     from phip.quality.run import analyse
+    from phip.quality.window import analyse_windows
     from phip.standard.catalog import load_standard
     from phip.standard.validate import platform_now
 
     engine = runtime.engine()
     today = platform_now().date()
+    explicit = bool(day_from or day_to)
     start, end = _day(day_from, today - timedelta(days=7)), _day(day_to, today)
     if end < start:
         _fail("结束日期早于开始日期", "BAD_PERIOD")
@@ -61,16 +66,19 @@ def run(
             codes.append(inst.code)
     else:
         codes = [r.code for r in list_institutions(engine) if r.first_upload_at]
-    table = Table(title=f"质控分析 {start} ~ {end}")
-    for col in ("机构", "记录数", "问题数", "主要问题"):
+    table = Table(title=f"质控分析 {start} ~ {end}" if explicit else "质控分析（近7天及新收到数据的业务日）")
+    for col in ("机构", "业务日", "记录数", "问题数", "主要问题"):
         table.add_column(col)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("分析机构", total=len(codes))
         for code in codes:
-            result = analyse(engine, code, start, end, dataset=dataset)
-            top = sorted(result.by_code.items(), key=lambda kv: -kv[1])[:3]
-            table.add_row(code, str(result.records), str(result.findings), "，".join(f"{c} {n}" for c, n in top))
+            results = ([analyse(engine, code, start, end, dataset=dataset)] if explicit
+                       else analyse_windows(engine, code, today, dataset=dataset))
+            for result in results:
+                top = sorted(result.by_code.items(), key=lambda kv: -kv[1])[:3]
+                table.add_row(code, f"{result.day_from} ~ {result.day_to}", str(result.records), str(result.findings),
+                              "，".join(f"{c} {n}" for c, n in top))
             progress.advance(task)
     console.print(table)
 

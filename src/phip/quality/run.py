@@ -20,7 +20,7 @@ from sqlalchemy import Date, Engine, delete, func, insert, select, update
 from phip.reports.tables import AnalysedMark
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
-from phip.store.models import Record
+from phip.store.models import Institution, Record
 from phip.store.sql import bulk_insert, lock_key
 
 from .checks import CHECKS, Hit, Scope, Sql
@@ -51,6 +51,21 @@ def datasets_with_records(engine: Engine, org_code: str, start: datetime, end: d
         ).scalars())
 
 
+def connection_time(engine: Engine, org_code: str) -> datetime | None:
+    """When the institution counts as connected (接入) for timeliness: the later of its docking
+    start date (对接开始时间, from the reply form) and the day of its first upload (the onboarding
+    stage "data uploading"); None when neither is known. Events before it are history: they
+    could not have been sent on time, whenever they arrive (a back-fill), so QC_LATE_UPLOAD
+    judges only events from that day on."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Institution.docking_start, Institution.first_upload_at)
+                           .where(Institution.code == org_code)).first()
+    if row is None:
+        return None
+    days = [d for d in (row.docking_start, row.first_upload_at.date() if row.first_upload_at else None) if d]
+    return datetime.combine(max(days), time()) if days else None
+
+
 def analyse(
     engine: Engine, org_code: str, day_from: date, day_to: date, *, dataset: str | None = None,
     as_of: datetime | None = None, rules: RuleSet | None = None,
@@ -67,8 +82,9 @@ def analyse(
                                            "day_to": day_to, "started_at": platform_now(), "records": 0, "findings": 0}])
     codes = [std.dataset(dataset).code] if dataset else datasets_with_records(engine, org_code, start, end)
     sql = Sql(engine.dialect.name)
+    connected = connection_time(engine, org_code)
     for ds in codes:
-        scope = Scope(org_code, ds, start, end, as_of)
+        scope = Scope(org_code, ds, start, end, as_of, connected)
         with engine.begin() as conn:
             lock_key(conn, f"quality/{org_code}/{ds}")  # two runs of one institution (worker and CLI) replace in turn
             hits: list[Hit] = []

@@ -1,9 +1,11 @@
 """Nightly quality analysis (每日质控分析) from ``phip worker``.
 
 Once a day, after ``PHIP_QUALITY_AT`` (platform local time, default 02:30: after the T+1
-uploads), every institution that has uploaded is analysed over the last seven event days —
-the window ``phip quality run`` takes by default, so records corrected since the previous
-night are analysed again and stale findings replaced. ``PHIP_QUALITY_AT=off`` leaves it to
+uploads), every institution that has uploaded is analysed over the last seven event days plus
+every event day that received records since its last analysis (:mod:`phip.quality.window`: a
+back-fill of history is analysed on the days it happened) — the windows ``phip quality run``
+takes by default, so records corrected since the previous night are analysed again and stale
+findings replaced. ``PHIP_QUALITY_AT=off`` leaves it to
 the operator (or cron).
 
 Workers share nothing but the database, like the collection schedule: an institution is
@@ -25,13 +27,13 @@ from sqlalchemy import Engine, or_, select
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
-from .run import RunResult, analyse
+from .run import RunResult
+from .window import analyse_windows, recent
 from .tables import QualityRun
 
 log = logging.getLogger("phip.quality")
 
 DEFAULT_AT = time(2, 30)
-WINDOW_DAYS = 7  # as `phip quality run` without --from
 STALE_AFTER = timedelta(hours=1)
 
 
@@ -55,7 +57,8 @@ def quality_time(text: str | None = None) -> time | None:
 
 
 def window(today: date) -> tuple[date, date]:
-    return today - timedelta(days=WINDOW_DAYS), today
+    """The last seven event days (what every nightly analysis covers at least)."""
+    return recent(today)
 
 
 def due_institutions(engine: Engine, at: time, now: datetime | None = None, only: str | None = None) -> list[str]:
@@ -86,11 +89,8 @@ def run_due(engine: Engine, at: time | None, now: datetime | None = None,
     for code in due_institutions(engine, at, now):
         if not due_institutions(engine, at, now, only=code):  # another worker took it meanwhile
             continue
-        start, end = window((now or platform_now()).date())
-        result = analyse(engine, code, start, end, as_of=now)
-        log.info("quality analysis of %s (%s ~ %s): %d records, %d findings", code, start, end,
-                 result.records, result.findings)
-        results.append(result)
-        if on_result:
-            on_result(result)
+        for result in analyse_windows(engine, code, (now or platform_now()).date(), as_of=now, on_result=on_result):
+            log.info("quality analysis of %s (%s ~ %s): %d records, %d findings", code, result.day_from,
+                     result.day_to, result.records, result.findings)
+            results.append(result)
     return results

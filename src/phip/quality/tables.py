@@ -29,6 +29,9 @@ class QualityRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     records: Mapped[int] = mapped_column(Integer, default=0)
     findings: Mapped[int] = mapped_column(Integer, default=0)
+    # set on the last run of a pass over the analysis windows (phip.quality.window), once all
+    # its runs finished: the event days of batches received before it have been analysed
+    received_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class QualityFinding(Base):

@@ -175,6 +175,9 @@ class Batch(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     warnings: Mapped[int] = mapped_column(Integer, default=0)
+    # event days of the records stored or changed, as ranges (phip.store.dayranges): what the
+    # quality analysis must cover after this batch, however old the events
+    event_days: Mapped[list | None] = mapped_column(JSON)
 
 
 class BatchFinding(Base):
