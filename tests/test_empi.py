@@ -639,6 +639,8 @@ def test_a_shortened_address_does_not_replace_the_fuller_one():
     new = golden.source_of("B", "patient_info", date(2026, 2, 1))
     values, _, changed = golden.survive({"address": full}, {"address": old}, {"address": short}, new)
     assert values["address"] == full and not changed
+    values, _, changed = golden.survive({"address": short}, {"address": new}, {"address": full}, old)
+    assert values["address"] == full and changed  # older, but fuller
     values, _, changed = golden.survive({"address": full}, {"address": old}, {"address": "城东区八一路9号"}, new)
     assert values["address"] == "城东区八一路9号" and changed
     merged, _ = golden.combine(({"address": short}, {"address": new}), ({"address": full}, {"address": old}))

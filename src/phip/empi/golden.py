@@ -45,8 +45,9 @@ def _at(source: dict[str, Any] | None) -> str:
 
 def shortened(field: str, new: Any, old: Any) -> bool:
     """Whether ``new`` is ``old`` written shorter: an address without its district (娜欢大街117号
-    for 六枝特区娜欢大街117号). The later record does not replace the fuller address: a golden
-    address cut to its street compared weaker than a twin's full one and joined the wrong twin."""
+    for 六枝特区娜欢大街117号). The fuller address stays golden whichever record is newer: a
+    golden address cut to its street compared weaker than a twin's full one and joined the
+    wrong twin."""
     if field != "address" or not new or not old:
         return False
     short, full = address_key(str(new)), address_key(str(old))
@@ -63,7 +64,8 @@ def survive(
     for field, value in trusted(observed, values.get("id_no")).items():
         if value == values.get(field) or shortened(field, value, values.get(field)):
             continue
-        if values.get(field) is None or source["at"] >= _at(srcs.get(field)):
+        if values.get(field) is None or source["at"] >= _at(srcs.get(field)) \
+                or shortened(field, values.get(field), value):  # an older but fuller address
             values[field] = value
             srcs[field] = source
             changed = True
