@@ -606,10 +606,15 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     login(client)
     hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
     assert hits[0]["person_id"] == pid and hits[0]["id_no"].count("*") == 11
-    by_id = client.get("/api/v1/empi/persons", params={"id_no": id_number(born, 61)}).json()["persons"]
+    by_id = client.post("/api/v1/empi/persons/search", json={"id_no": id_number(born, 61)}).json()["persons"]
     assert [h["person_id"] for h in by_id] == [pid]
-    bad = client.get("/api/v1/empi/persons", params={"id_no": "220102199004120610"})
+    bad = client.post("/api/v1/empi/persons/search", json={"id_no": "220102199004120610"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_ID_NO"
+    # identifiers never in an address: refused there, before anything reads them
+    for params in ({"id_no": id_number(born, 61)}, {"phone": "13804311234"}):
+        in_url = client.get("/api/v1/empi/persons", params=params)
+        assert in_url.status_code == 400 and in_url.json()["error"]["code"] == "IDENTIFIER_IN_URL"
+    assert client.post("/api/v1/empi/persons/search", json={}).json()["error"]["code"] == "BAD_QUERY"
     assert client.get("/api/v1/empi/persons").json()["error"]["code"] == "BAD_QUERY"
     ids = client.get(f"/api/v1/empi/persons/{pid}/identifiers").json()["identifiers"]
     assert {i["kind"] for i in ids} == {"id_no", "patient_id"}

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir, database_url: str | None = None) -> Iterator[str]:  # noqa: ANN001
+def serving(data_dir, database_url: str | None = None, log=subprocess.DEVNULL) -> Iterator[str]:  # noqa: ANN001
     """`phip serve` on a free port over ``data_dir`` (or ``database_url``); yields its base URL
     once /healthz answers."""
     port = free_port()
@@ -33,7 +33,7 @@ def serving(data_dir, database_url: str | None = None) -> Iterator[str]:  # noqa
     if database_url:
         env["PHIP_DATABASE_URL"] = database_url
     proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -98,3 +98,42 @@ def test_simulate_push_plays_a_hospital(tmp_path):
     with sqlite3.connect(tmp_path / "phip.db") as conn:
         datasets = conn.execute("SELECT count(DISTINCT dataset) FROM records").fetchone()[0]
     assert datasets >= 40  # rare data sets (e.g. rescue records) need more than 10 visits to appear
+
+
+def test_the_server_log_carries_no_full_identifier(tmp_path):
+    """A whole run as operators and hospitals use it — pushes, feedback, an operator's EMPI
+    searches, an old client putting an ID number and a phone into an address — and then the
+    server's log is searched for every ID number and phone that went in: none is there whole."""
+    import json
+    import re
+
+    from phip.web.auth import create_user
+
+    key = run(["orgs", "key", "create", ORG], tmp_path).stdout.strip().splitlines()[-1]
+    records_file = tmp_path / "v.json"
+    run(["generate", "--org", ORG, "--visits", "30", "--out", str(records_file)], tmp_path)
+    records = json.loads(records_file.read_text(encoding="utf-8"))
+    secrets = {r[f] for r in records for f in ("id_no", "phone") if r.get(f)}
+    assert len(secrets) > 5
+    from phip.store.db import make_engine
+
+    create_user(make_engine(f"sqlite:///{tmp_path / 'phip.db'}"), "ops", "correct horse battery")
+    log_path = tmp_path / "server.log"
+    auth = {"Authorization": f"Bearer {key}"}
+    with log_path.open("wb") as log, serving(tmp_path, log=log) as base:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.post("/api/v1/datasets/outpatient_visit/records", content=records_file.read_bytes(),
+                               headers={**auth, "Content-Type": "application/json"}).status_code == 200
+            client.get("/api/v1/feedback", params={"warnings": "true"}, headers=auth)
+            page = client.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+            client.post("/login", data={"username": "ops", "password": "correct horse battery", "csrf_token": token})
+            some = records[0]
+            assert client.post("/api/v1/empi/persons/search", json={"id_no": some["id_no"]}).status_code == 200
+            for params in ({"id_no": some["id_no"]}, {"phone": some.get("phone") or "13804311234"}):
+                assert client.get("/api/v1/empi/persons", params=params).status_code == 400
+            client.get(f"/ops/findings?q={some['id_no']}")
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    assert "/api/v1/empi/persons?id_no=" in text  # the request was logged, and masked
+    leaked = sorted(s for s in secrets if s in text)
+    assert not leaked, leaked[:3]

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select, text
 
 from phip import runtime
-from phip.api import errors, push
+from phip.api import access_log, errors, push
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.empi import api as empi_api
@@ -39,6 +39,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     else:
         pipeline = Pipeline(engine, std)
     errors.install(app)
+    access_log.install()
     app.add_middleware(errors.RejectNul)
     limiter = limiter or RateLimiter()  # one budget per institution across push and xref
     app.include_router(push.build_router(engine, pipeline, limiter))

@@ -79,6 +79,18 @@ class XrefQuery(BaseModel):
     value: str | None = Field(None, max_length=64, description="标识值")
 
 
+class PersonSearch(BaseModel):
+    """PDQ search (居民查找) in a request body: ID numbers and phones never go into an address,
+    which access logs and proxies write down whole."""
+
+    id_no: str | None = Field(None, max_length=32, description="身份证件号码")
+    name: str | None = Field(None, max_length=50, description="姓名")
+    birth_date: date | None = Field(None, description="出生日期")
+    phone: str | None = Field(None, max_length=20, description="电话号码")
+    sex: str | None = Field(None, pattern="^[0129]$", description="性别代码")
+    limit: int = Field(20, ge=1, le=100)
+
+
 class Decision(Operator):
     decision: str = Field(pattern="^(link|reject)$", description="link（是同一人）| reject（不是同一人）")
 
@@ -115,12 +127,25 @@ def build_router(engine: Engine) -> APIRouter:
     def documented(example: str, *statuses: int, overrides: dict | None = None) -> dict:
         return responses(EXAMPLES[example], 401, *statuses, overrides={**errors, **(overrides or {})})
 
-    @router.get("/persons", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
+    in_url = ("IDENTIFIER_IN_URL", "身份证号码和电话号码不能放在网址中（会被写入访问日志）：请改用 "
+              "POST /api/v1/empi/persons/search，在请求体中提供", "id_no")
+
+    @router.get("/persons", responses=documented("find", 400, overrides={400: in_url}))
     def find(id_no: str | None = None, name: str | None = Query(None, max_length=50), birth_date: date | None = None,
              phone: str | None = Query(None, max_length=20), sex: str | None = Query(None, pattern="^[0129]$"),
              limit: int = Query(20, ge=1, le=100)) -> dict:
-        """PDQ：按身份证号码、电话或姓名+出生日期查找居民，按匹配权重排序。"""
-        hits = _call(service.find, engine, id_no=id_no, name=name, birth_date=birth_date, phone=phone, sex=sex, limit=limit)
+        """PDQ：按姓名+出生日期查找居民（身份证号码、电话请用 POST /persons/search）。"""
+        if id_no or phone:  # refused before anything reads them; the access log masks them too
+            raise ApiError(400, in_url[0], in_url[1], "id_no" if id_no else "phone")
+        hits = _call(service.find, engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
+        return {"persons": hits}
+
+    @router.post("/persons/search", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
+    def search(query: Annotated[PersonSearch, Body(openapi_examples={"按身份证号码": {"value": {"id_no": "220102199004120614"}},
+                                                                     "按姓名和出生日期": {"value": {"name": "张伟", "birth_date": "1990-04-12"}}})]) -> dict:
+        """PDQ：按身份证号码、电话或姓名+出生日期查找居民，按匹配权重排序（查询条件在请求体中，不进访问日志）。"""
+        hits = _call(service.find, engine, id_no=query.id_no, name=query.name, birth_date=query.birth_date,
+                     phone=query.phone, sex=query.sex, limit=query.limit)
         return {"persons": hits}
 
     @router.get("/persons/{person_id}", responses=documented("golden", 404, overrides=not_found))
