@@ -77,7 +77,7 @@ def clusters_from(pairs: pa.Table, threshold: float, valid_ids: dict[str, str]) 
     rows = sorted(((w, l, r) for l, r, w, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),
                                                    pairs["match_weight"].to_pylist(), pairs["match_probability"].to_pylist())
                    if p >= threshold), reverse=True)
-    uf = _Clusters(dict(valid_ids))
+    uf = _Clusters({pid: {("id_no", "", id_no)} for pid, id_no in valid_ids.items()})  # identity_guard claims
     for _, l, r in rows:
         uf.union(l, r)
     groups: dict[str, list[str]] = defaultdict(list)
