@@ -4,6 +4,7 @@ passwords, CSRF, session expiry, escaping of names, and quality findings in the 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 from datetime import timedelta
 
 import pytest
@@ -144,3 +145,29 @@ def test_errors_on_the_dashboard_are_pages_with_their_status(client):
     for path in ("/ops/findings?page=0", "/ops/nope"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/ops/"), (path, r.status_code)
+
+
+def test_repeated_wrong_passwords_lock_the_account_not_the_right_user(client, engine):
+    """Five wrong passwords lock the account for a quarter of an hour, the right password
+    included (it is not even checked), with a Chinese message; another account from the same
+    address still logs in until the address reaches its own limit."""
+    for _ in range(5):
+        r = login(client, password="wrong password!")
+        assert r.status_code == 303 and "error=" in r.headers["location"]
+    locked = login(client)
+    assert "登录失败次数过多" in unquote(locked.headers["location"])
+    assert "phip_session" not in locked.cookies
+    create_user(engine, "ops2", PASSWORD)
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+    other = client.post("/login", data={"username": "ops2", "password": PASSWORD, "csrf_token": token, "next": "/ops/"},
+                        follow_redirects=False)
+    assert other.headers["location"] == "/ops/"
+
+
+def test_wrong_api_keys_are_throttled_per_address(client):
+    """The rate limit of valid keys runs after authentication; wrong keys are limited per address
+    on their own, so guessing a key costs time: 401 ten times, then 429 with Retry-After."""
+    answers = [client.get("/api/v1/feedback", headers={"Authorization": f"Bearer guess{i}"}) for i in range(11)]
+    assert [a.status_code for a in answers] == [401] * 10 + [429]
+    assert int(answers[-1].headers["Retry-After"]) > 0 and answers[-1].json()["error"]["code"] == "RATE_LIMITED"

@@ -8,20 +8,27 @@ import math
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Header, Request
 from sqlalchemy import Engine
 
 from phip.orgs.keys import authenticate
 
 from .errors import ApiError
-from .limits import RateLimiter
+from .limits import FailureLimiter, RateLimiter
+
+#: Wrong keys per client address before it must wait: a key is 32 random bytes, so no one needs
+#: more than a few tries, and the limiter of valid keys runs only after authentication.
+BAD_KEYS = (10, 600.0)
 
 
 def institution_key(engine: Engine, limiter: RateLimiter) -> Callable[..., str]:
     """A FastAPI dependency answering the institution code of the request's key; 401 without a
-    valid key, 429 with Retry-After once the institution's rate is spent."""
+    valid key, 429 with Retry-After once the institution's rate is spent, or once its address
+    has sent too many wrong keys."""
+    wrong = FailureLimiter(*BAD_KEYS)
 
     def institution(
+        request: Request,
         authorization: Annotated[str | None, Header(description="Bearer <接口密钥>")] = None,
         x_api_key: Annotated[str | None, Header(description="接口密钥（与 Authorization 二选一）")] = None,
     ) -> str:
@@ -30,8 +37,13 @@ def institution_key(engine: Engine, limiter: RateLimiter) -> Callable[..., str]:
             key = authorization[7:].strip()
         if not key:
             raise ApiError(401, "AUTH_REQUIRED", "缺少接口密钥：请在请求头 Authorization: Bearer <密钥> 中提供")
+        address = f"addr:{request.client.host if request.client else '-'}"
+        if wait := wrong.wait(address):
+            raise ApiError(429, "RATE_LIMITED", f"错误的接口密钥过多，请{math.ceil(wait)}秒后重试",
+                           headers={"Retry-After": str(math.ceil(wait))})
         org = authenticate(engine, key)
         if org is None:
+            wrong.failed(address)
             raise ApiError(401, "AUTH_INVALID", "接口密钥无效或已被吊销")
         if wait := limiter.acquire(org):
             raise ApiError(429, "RATE_LIMITED", f"请求过于频繁，请{math.ceil(wait)}秒后重试",

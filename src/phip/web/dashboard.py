@@ -8,6 +8,7 @@ the vendored ECharts (static/vendor/echarts), fed by JSON embedded with ``tojson
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from phip.api import errors
+from phip.api.limits import FailureLimiter
 from phip.quality import rejections
 from phip.quality import service as quality
 from phip.quality.rules import load_rules
@@ -84,15 +86,26 @@ def build_router(engine: Engine) -> APIRouter:
         resp.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/login")
         return resp
 
+    #: Five wrong passwords per account, twenty per address, in 15 minutes (等保 2.0 asks for
+    #: login failure handling: a lockout after repeated failures).
+    by_account, by_address = FailureLimiter(5, 900.0), FailureLimiter(20, 900.0)
+
     @router.post("/login")
     def login_submit(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
                      csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "") -> Response:
         if not auth.csrf_ok(request.cookies.get(LOGIN_CSRF, ""), csrf_token):
             return RedirectResponse(f"/login?error={quote('页面已过期，请重新登录')}", status_code=303)
+        account, address = f"user:{username.strip()}", f"addr:{request.client.host if request.client else '-'}"
+        if wait := max(by_account.wait(account), by_address.wait(address)):  # before the password is checked
+            message = f"登录失败次数过多，请{math.ceil(wait / 60)}分钟后再试"
+            return RedirectResponse(f"/login?error={quote(message)}&next={quote(_safe_next(next))}", status_code=303)
         try:
             token, info = auth.login(engine, username.strip(), password)
         except auth.AuthError as exc:
+            by_account.failed(account)
+            by_address.failed(address)
             return RedirectResponse(f"/login?error={quote(exc.message)}&next={quote(_safe_next(next))}", status_code=303)
+        by_account.succeeded(account)
         resp = RedirectResponse(_safe_next(next), status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         max_age=int(auth.session_ttl().total_seconds()), path="/")
