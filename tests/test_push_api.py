@@ -320,3 +320,43 @@ def test_deep_nesting_rejects_that_record_only(api, engine, orgs):
     assert sorted(lines) == [1, 2]  # the receipt's lines, one per rejected record
     # what is kept of both is the same marker, so as content they are one rejection seen twice
     assert [(p, n) for p, n in kept] == [({"_too_deep": "嵌套超过32层，原文未保存"}, 2)]
+
+
+def test_full_batch_slots_answer_503_with_retry_after(api, engine, orgs, monkeypatch):
+    """A server process stores MAX_CONCURRENT_BATCHES batches at once; one more waits BUSY_WAIT
+    seconds for a slot, then is told to come back (503 + Retry-After), nothing stored, instead
+    of holding its body in memory and a connection of the pool."""
+    client, _, auth, _ = api
+    monkeypatch.setattr(push, "BUSY_WAIT", 0.2)
+    sem = client.app.state.batch_slots
+    taken = [sem.acquire(timeout=1) for _ in range(push.MAX_CONCURRENT_BATCHES)]
+    try:
+        r = client.post(URL, json=records(orgs, n=2), headers=auth)
+        assert r.status_code == 503 and error(r) == "SERVER_BUSY" and int(r.headers["Retry-After"]) > 0
+        assert stored(engine) == 0
+    finally:
+        for ok in taken:
+            if ok:
+                sem.release()
+    assert client.post(URL, json=records(orgs, n=2), headers=auth).status_code == 200
+
+
+def test_an_exhausted_connection_pool_answers_503_not_500(tmp_path, orgs):
+    """Every connection of the process busy for the pool's whole timeout (forty concurrent
+    pushes drained it in a key check): 503 SERVER_BUSY with Retry-After, not a 500."""
+    from phip.orgs.service import seed_institutions
+    from phip.store.db import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}", pool_size=1, max_overflow=0, pool_timeout=0.2)
+    upgrade(engine)
+    seed_institutions(engine)
+    _, key = create_key(engine, orgs[0][0])
+    client = TestClient(create_app(engine), raise_server_exceptions=False)
+    held = engine.connect()  # the one connection, busy
+    try:
+        r = client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 503 and error(r) == "SERVER_BUSY" and r.headers["Retry-After"]
+    finally:
+        held.close()
+    assert client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    engine.dispose()

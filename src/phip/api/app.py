@@ -42,7 +42,9 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     access_log.install()
     app.add_middleware(errors.RejectNul)
     limiter = limiter or RateLimiter()  # one budget per institution across push and xref
-    app.include_router(push.build_router(engine, pipeline, limiter))
+    push_router = push.build_router(engine, pipeline, limiter)
+    app.state.batch_slots = push_router.batch_slots  # type: ignore[attr-defined]
+    app.include_router(push_router)
     dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -87,6 +88,14 @@ def install(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
         return answer(request, 503, "DATABASE_UNAVAILABLE", "平台数据库暂时不可用，本批未保存，请稍后重试",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> Response:
+        # every connection of this process busy for the pool's whole timeout: a busy server,
+        # not a broken request; the client retries after a while (it was a 500 before)
+        log.warning("connection pool exhausted")
+        return answer(request, 503, "SERVER_BUSY", "平台繁忙（数据库连接已满），本次请求未保存，请稍后重试",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.add_exception_handler(OperationalError, _database_down)
