@@ -32,11 +32,7 @@ def _fail(message: str, code: str) -> None:
 def _mapping(ref: str) -> Mapping:
     from .mapping import find_mapping
 
-    try:
-        return find_mapping(ref)
-    except MappingError as exc:
-        _fail(exc.message, exc.code)
-        raise  # unreachable
+    return find_mapping(ref)  # a MappingError is said by phip.cli.main
 
 
 class _Bars:
@@ -78,11 +74,8 @@ def probe(
         raw_url = mapping.source.url
         org = mapping.source.org if org.startswith("<") else org
     label = name or mapping.source.name
-    try:
-        url = source_url(mapping)
-        engine = open_source(mapping)
-    except MappingError as exc:
-        _fail(exc.message, exc.code)
+    url = source_url(mapping)
+    engine = open_source(mapping)
     try:
         with console.status(f"正在探查 {mask_url(url)} …"):
             tables = inspect_source(engine, count=count)
@@ -145,22 +138,15 @@ def run(
 
     from .runner import Collector
     from .source import mask_url
-    from .state import SourceBusy
 
     mapping = _mapping(source)
     collector = Collector(runtime.engine(), runtime.pipeline())
     console.print(f"数据源 {mapping.name}（{mask_url(mapping.source.url)}）→ 机构 {mapping.source.org}"
                   + ("，全量" if full else "，增量"), highlight=False)
-    from phip.ingest.pipeline import IngestError
-
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("行"),
                   TimeElapsedColumn(), console=console) as progress:
-        try:
-            results = collector.run(mapping, dataset or None, full=full, progress=_Bars(progress), count=True)
-        except SourceBusy as exc:
-            _fail(exc.message, exc.code)
-        except (MappingError, IngestError) as exc:
-            _fail(exc.message, exc.code)
+        # a SourceBusy, MappingError or IngestError is said by phip.cli.main
+        results = collector.run(mapping, dataset or None, full=full, progress=_Bars(progress), count=True)
     table = Table(title="采集结果")
     for col in ("数据集", "状态", "读取", "新增", "更新", "未变化", "拒收", "含警告", "游标", "错误"):
         table.add_column(col)
@@ -211,12 +197,7 @@ def worker(
     from .scheduler import PassReport, Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from phip.quality.schedule import ScheduleError
-
-    try:
-        w = Worker(runtime.engine(), runtime.pipeline())
-    except ScheduleError as exc:
-        _fail(str(exc), "BAD_QUALITY_AT")
+    w = Worker(runtime.engine(), runtime.pipeline())  # a bad PHIP_QUALITY_AT: ScheduleError, said by main
     console.print(f"采集进程 {w.holder} 启动，数据源目录 {sources_dir()}", highlight=False)
 
     def report(p: PassReport) -> None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phip.standard.catalog import Standard, load_standard
 
-from .guard import DIALECTS, ReadOnlyViolation, check_query
+from .guard import DIALECTS, MappingProblem, ReadOnlyViolation, check_query
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,16 +34,8 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 PIPELINE_FILLED = frozenset({"org_code", "org_name"})
 
 
-class MappingError(ValueError):
+class MappingError(MappingProblem):
     """A mapping file that cannot be used; ``code`` is stable, ``message`` Chinese."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.message = message
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # raised in the reader process, re-raised here
-        return type(self), (self.code, self.message)
 
 
 def parse_duration(value: str | int | float) -> timedelta:

@@ -22,6 +22,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Engine, or_, select
 
+from phip.errors import PhipError
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
@@ -35,8 +36,13 @@ WINDOW_DAYS = 7  # as `phip quality run` without --from
 STALE_AFTER = timedelta(hours=1)
 
 
-class ScheduleError(ValueError):
-    pass
+class ScheduleError(PhipError, ValueError):
+    """A ``PHIP_QUALITY_AT`` that is neither ``HH:MM`` nor ``off``."""
+
+    code = "BAD_QUALITY_AT"
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 def quality_time(text: str | None = None) -> time | None:

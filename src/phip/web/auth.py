@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select, update
 
+from phip.errors import PhipError
 from phip.standard.validate import platform_now
 
 from .tables import User, WebSession
@@ -24,11 +25,8 @@ _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("phip-dummy-password")
 
 
-class AuthError(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AuthError(PhipError, ValueError):
+    """A refused login or user change; ``code`` is stable, ``message`` Chinese."""
 
 
 @dataclass(frozen=True)
