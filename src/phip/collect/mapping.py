@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from phip.config import get_settings
 from phip.standard.catalog import Standard, load_standard
 
 from .guard import DIALECTS, MappingProblem, ReadOnlyViolation, check_query
@@ -368,10 +369,7 @@ def load_mapping(source: str | Path, standard: Standard | None = None) -> Mappin
 
 
 def _secrets_file() -> Path:
-    explicit = os.environ.get("PHIP_SECRETS_FILE")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("PHIP_DATA_DIR", "data")) / "secrets.env"
+    return get_settings().secrets_file
 
 
 def read_secrets(path: Path | None = None) -> dict[str, str]:
@@ -413,8 +411,7 @@ def resolve_url(spec: SourceSpec) -> str:
 
 
 def sources_dir() -> Path:
-    explicit = os.environ.get("PHIP_COLLECT_DIR")
-    return Path(explicit) if explicit else Path(os.environ.get("PHIP_DATA_DIR", "data")) / "collect"
+    return get_settings().collect_dir
 
 
 def find_mapping(ref: str, standard: Standard | None = None) -> Mapping:

@@ -16,12 +16,12 @@ replaced under a lock (``quality.run.analyse``), so that costs time, never a dup
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Engine, or_, select
 
+from phip.config import get_settings
 from phip.errors import PhipError
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
@@ -47,7 +47,7 @@ class ScheduleError(PhipError, ValueError):
 
 def quality_time(text: str | None = None) -> time | None:
     """``PHIP_QUALITY_AT``: ``HH:MM``, or ``off``; unset means :data:`DEFAULT_AT`."""
-    text = os.environ.get("PHIP_QUALITY_AT", "") if text is None else text
+    text = get_settings().quality_at if text is None else text
     text = text.strip().lower()
     if not text:
         return DEFAULT_AT

@@ -5,7 +5,6 @@ token per session for every form that changes something."""
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select, update
 
+from phip.config import get_settings
 from phip.errors import PhipError
 from phip.standard.validate import platform_now
 
@@ -39,7 +39,7 @@ class SessionInfo:
 
 
 def session_ttl() -> timedelta:
-    return timedelta(minutes=int(os.environ.get("PHIP_SESSION_MINUTES", "480")))
+    return get_settings().session_ttl
 
 
 def _digest(token: str) -> str:
