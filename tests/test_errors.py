@@ -115,3 +115,17 @@ def test_cli_says_an_escaped_error_once_with_its_code(tmp_path, monkeypatch, cap
     stderr = "".join(capsys.readouterr().err.split("\n"))
     assert exit_.value.code == 2
     assert stderr.count("错误 [BAD_PERIOD]") == 1 and expected.value.message in stderr, stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["standard", "show", "nosuch"], "错误 [UNKNOWN_DATASET] 数据集“nosuch”不存在；用 phip standard list 查看全部数据集"),
+    (["quality", "run", "--dataset", "nosuch"], "错误 [UNKNOWN_DATASET] 数据集“nosuch”不存在"),
+])
+def test_a_refused_command_value_is_said_once_by_main(tmp_path, monkeypatch, capsys, args, said):
+    """fail() in the commands raises CommandError; main prints it as the commands used to."""
+    monkeypatch.setenv("PHIP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PHIP_DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    stderr = "".join(capsys.readouterr().err.split("\n"))
+    assert exit_.value.code == 2 and stderr.count("错误 [") == 1 and said in stderr, stderr

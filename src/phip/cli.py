@@ -19,7 +19,7 @@ from rich.table import Table
 from phip.quality.cli import app as quality_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
-from phip.errors import PhipError
+from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.web.cli import app as users_app
 
@@ -39,8 +39,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: str = "ERROR") -> NoReturn:
-    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+    raise CommandError(code, message)  # said by main (exit_codes)
 
 
 def exit_codes() -> dict[type[PhipError], int]:
@@ -58,6 +57,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.web.auth import AuthError
 
     return {
+        CommandError: 2,  # fail() in every command
         FileFormatError: 2, IngestError: 2,  # phip ingest
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
         EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users

@@ -44,3 +44,8 @@ class PhipError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+class CommandError(PhipError):
+    """A command-line value a command refuses after Typer accepted it (an unknown institution,
+    a bad date); ``phip.cli.main`` says it like every other error."""

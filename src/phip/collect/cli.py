@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from phip.errors import CommandError
 
 from .mapping import Job, Mapping, MappingError
 
@@ -24,9 +27,8 @@ err = Console(stderr=True)
 STATUS_LABELS = {"ok": "成功", "failed": "失败", "running": "运行中", "interrupted": "中断", "skipped": "未执行"}
 
 
-def _fail(message: str, code: str) -> None:
-    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
 
 
 def _mapping(ref: str) -> Mapping:

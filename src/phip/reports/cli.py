@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from phip.errors import CommandError
+
 app = typer.Typer(help="统计报表与对接进度 (reports and onboarding)", no_args_is_help=True)
 console = Console()
 
 
-def _fail(message: str, code: str) -> None:
-    Console(stderr=True).print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
 
 
 @app.command("upload")
