@@ -19,6 +19,7 @@ from rich.table import Table
 from phip.quality.cli import app as quality_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
+from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.web.cli import app as users_app
 
@@ -38,8 +39,34 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: str = "ERROR") -> NoReturn:
-    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+    raise CommandError(code, message)  # said by main (exit_codes)
+
+
+def exit_codes() -> dict[type[PhipError], int]:
+    """The exit code of every error class a command lets escape to :func:`main`, which prints
+    it as ``错误 [code] message`` (the nearest class in the MRO wins; a class not listed is a
+    bug and keeps its traceback). Built on first use: importing every area would slow each
+    command's start, and a class that was raised is already imported."""
+    from phip.collect.guard import MappingProblem
+    from phip.collect.state import SourceBusy
+    from phip.empi.service import EmpiError
+    from phip.ingest.pipeline import IngestError
+    from phip.ingest.readers import FileFormatError
+    from phip.quality.schedule import ScheduleError
+    from phip.reports.period import PeriodError
+    from phip.web.auth import AuthError
+
+    return {
+        CommandError: 2,  # fail() in every command
+        FileFormatError: 2, IngestError: 2,  # phip ingest
+        MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
+        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users
+    }
+
+
+def exit_code(exc: PhipError) -> int | None:
+    table = exit_codes()
+    return next((table[cls] for cls in type(exc).__mro__ if cls in table), None)
 
 
 def _dataset(ref: str):  # noqa: ANN202
@@ -271,21 +298,15 @@ def ingest(
     """导入数据文件 (load a file through the ingest pipeline)."""
     from phip import runtime
     from phip.ingest.files import ingest_file
-    from phip.ingest.pipeline import IngestError
-    from phip.ingest.readers import FileFormatError
 
     ds = _dataset(dataset)
     org_code = _resolve_org(org).code
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("条"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         task = progress.add_task(f"导入 {file.name} → {ds.name}", total=None)
-        try:
-            receipt = ingest_file(runtime.pipeline(), file, org_code, ds.code, fmt=format, batch_size=batch_size,
-                                  on_batch=lambda r: progress.advance(task, r.total), keep_rejections=max(show, 0))
-        except FileFormatError as exc:
-            fail(exc.message, exc.code)
-        except IngestError as exc:
-            fail(exc.message, exc.code)
+        # a FileFormatError or IngestError goes on to main, which says it (exit_codes)
+        receipt = ingest_file(runtime.pipeline(), file, org_code, ds.code, fmt=format, batch_size=batch_size,
+                              on_batch=lambda r: progress.advance(task, r.total), keep_rejections=max(show, 0))
         progress.update(task, total=progress.tasks[0].completed)
     _print_receipt(receipt, show)
 
@@ -471,6 +492,12 @@ def main(args: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("已取消")
         sys.exit(1)
+    except PhipError as exc:
+        status = exit_code(exc)
+        if status is None:
+            raise
+        err.print(f"[bold red]错误[/] [{exc.code}] {exc.message}", highlight=False)
+        sys.exit(status)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,24 +1,78 @@
 """Settings read from the environment (12-factor): the same code runs a pilot on SQLite and a
-province on PostgreSQL by changing ``PHIP_DATABASE_URL`` only."""
+province on PostgreSQL by changing ``PHIP_DATABASE_URL`` only.
+
+Every ``PHIP_*`` variable the platform reads is a field of :class:`Settings` (the table in
+docs/architecture.md, "Settings (PHIP_* variables)", lists them). :func:`get_settings` reads
+the environment on every call, never cached: it costs microseconds, and tests and the worker
+change variables while the process runs.
+
+A value that must be parsed is kept as text and parsed by the property or the module that
+uses it, so a bad value fails only that feature, with its own error (a bad
+``PHIP_QUALITY_AT`` stops the worker with ``BAD_QUALITY_AT``; ``phip ingest`` still runs)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Settings:
+    #: ``PHIP_DATA_DIR`` (default ``data``), absolute: the SQLite file and the default places below
     data_dir: Path
+    #: ``PHIP_DATABASE_URL`` (default SQLite ``<data dir>/phip.db``)
     database_url: str
-    batch_size: int
+    #: ``PHIP_COLLECT_DIR`` (default ``<PHIP_DATA_DIR>/collect``, relative as given): mapping files
+    collect_dir: Path
+    #: ``PHIP_SECRETS_FILE`` (default ``<PHIP_DATA_DIR>/secrets.env``): ``${NAME}`` values of source URLs
+    secrets_file: Path
+    #: ``PHIP_QUALITY_AT`` (``HH:MM``, ``off``; empty: 02:30), parsed by ``phip.quality.schedule.quality_time``
+    quality_at: str
+    #: ``PHIP_VALIDATION_PROCESS`` (``0``/``false``/``no``/empty: off; unset: on with more than one core)
+    validation_process: str | None
+    #: ``PHIP_SESSION_MINUTES`` (default 480): dashboard session lifetime, see :attr:`session_ttl`
+    session_minutes: str
+    #: ``PHIP_RATE_LIMIT`` (default 600 requests a minute per institution; 0: no limit)
+    rate_limit: str
+    #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
+    rate_burst: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
-        data_dir = Path(os.environ.get("PHIP_DATA_DIR", "data")).resolve()
-        url = os.environ.get("PHIP_DATABASE_URL") or f"sqlite:///{data_dir / 'phip.db'}"
-        return cls(data_dir=data_dir, database_url=url, batch_size=int(os.environ.get("PHIP_BATCH_SIZE", "1000")))
+        env = os.environ
+        given_dir = Path(env.get("PHIP_DATA_DIR", "data"))
+        data_dir = given_dir.resolve()
+        return cls(
+            data_dir=data_dir,
+            database_url=env.get("PHIP_DATABASE_URL") or f"sqlite:///{data_dir / 'phip.db'}",
+            collect_dir=Path(env["PHIP_COLLECT_DIR"]) if env.get("PHIP_COLLECT_DIR") else given_dir / "collect",
+            secrets_file=Path(env["PHIP_SECRETS_FILE"]) if env.get("PHIP_SECRETS_FILE") else given_dir / "secrets.env",
+            quality_at=env.get("PHIP_QUALITY_AT", ""),
+            validation_process=env.get("PHIP_VALIDATION_PROCESS"),
+            session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
+            rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
+            rate_burst=env.get("PHIP_RATE_BURST"),
+        )
+
+    @property
+    def validation_process_on(self) -> bool:
+        if self.validation_process is not None:
+            return self.validation_process.strip() not in ("0", "false", "no", "")
+        return (os.cpu_count() or 1) > 1
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(minutes=int(self.session_minutes))
+
+    @property
+    def rate_per_minute(self) -> float:
+        return float(self.rate_limit)
+
+    def burst_for(self, per_minute: float) -> int:
+        """``PHIP_RATE_BURST``, else a sixth of ``per_minute`` (the limiter's rate)."""
+        return int(self.rate_burst) if self.rate_burst is not None else max(1, int(per_minute // 6))
 
 
 def get_settings() -> Settings:

@@ -18,18 +18,36 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phip.empi.service import EmpiError
+from phip.errors import PhipError
+from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
 from phip.input_messages import pydantic_error_zh
 
 log = logging.getLogger("phip.api")
 RETRY_AFTER_SECONDS = 5
 
 
-class ApiError(Exception):
+class ApiError(PhipError):
+    """A refusal decided by the API itself (authentication, body, media type): it names its
+    HTTP status and headers at the raise site."""
+
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
                  headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        super().__init__(code, message, field)
+        self.status = status
         self.headers = headers
+
+
+#: The HTTP status of every error class a route lets escape (the nearest class in the MRO
+#: wins; a class not listed is a bug and answers 500). ``None``: the error carries its own
+#: ``status``: ApiError decides it where it is raised, and EmpiError's refusals span
+#: 400/403/404/409 within one class the CLI shares (the service sets it beside the code).
+HTTP_STATUS: dict[type[PhipError], int | None] = {
+    ApiError: None,
+    EmpiError: None,
+    UnknownInstitution: 404,
+    UnknownDataset: 404,
+}
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict:
@@ -60,10 +78,23 @@ def answer(request: Request, status: int, code: str, message: str, field: str | 
     return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
 
 
+def http_status(exc: PhipError) -> int:
+    """The status :data:`HTTP_STATUS` gives the error's nearest listed class."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            status = HTTP_STATUS[cls]
+            return exc.status if status is None else status  # type: ignore[attr-defined]
+    raise LookupError(type(exc).__name__)
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
-        return answer(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
+    async def _phip_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PhipError)
+        return answer(request, http_status(exc), exc.code, exc.message, exc.field, getattr(exc, "headers", None))
+
+    # only the listed classes: any other error escaping a route stays a 500, as a bug should
+    for cls in HTTP_STATUS:
+        app.add_exception_handler(cls, _phip_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -7,11 +7,12 @@ a province behind a gateway enforces the global figure there.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from phip.config import get_settings
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("phip_http_requests", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
@@ -24,8 +25,9 @@ class RateLimiter:
     """Token bucket per institution: ``rate`` requests per minute, bursts up to ``burst``."""
 
     def __init__(self, per_minute: float | None = None, burst: int | None = None):
-        self.per_minute = per_minute if per_minute is not None else float(os.environ.get("PHIP_RATE_LIMIT", "600"))
-        self.burst = burst if burst is not None else int(os.environ.get("PHIP_RATE_BURST", str(max(1, int(self.per_minute // 6)))))
+        settings = get_settings()
+        self.per_minute = per_minute if per_minute is not None else settings.rate_per_minute
+        self.burst = burst if burst is not None else settings.burst_for(self.per_minute)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 

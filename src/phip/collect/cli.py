@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from phip.errors import CommandError
 
 from .mapping import Job, Mapping, MappingError
 
@@ -25,19 +28,14 @@ STATUS_LABELS = {"ok": "成功", "failed": "失败", "running": "运行中", "in
 MODE_LABELS = {"incremental": "增量", "full": "全量", "backfill": "历史补采", "checksum": "变更检测"}
 
 
-def _fail(message: str, code: str) -> None:
-    err.print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
 
 
 def _mapping(ref: str) -> Mapping:
     from .mapping import find_mapping
 
-    try:
-        return find_mapping(ref)
-    except MappingError as exc:
-        _fail(exc.message, exc.code)
-        raise  # unreachable
+    return find_mapping(ref)  # a MappingError is said by phip.cli.main
 
 
 class _Bars:
@@ -79,11 +77,8 @@ def probe(
         raw_url = mapping.source.url
         org = mapping.source.org if org.startswith("<") else org
     label = name or mapping.source.name
-    try:
-        url = source_url(mapping)
-        engine = open_source(mapping)
-    except MappingError as exc:
-        _fail(exc.message, exc.code)
+    url = source_url(mapping)
+    engine = open_source(mapping)
     try:
         with console.status(f"正在探查 {mask_url(url)} …"):
             tables = inspect_source(engine, count=count)
@@ -151,23 +146,16 @@ def run(
 
     from .runner import Collector
     from .source import mask_url
-    from .state import SourceBusy
 
     mapping = _mapping(source)
     collector = Collector(runtime.engine(), runtime.pipeline())
     console.print(f"数据源 {mapping.name}（{mask_url(mapping.source.url)}）→ 机构 {mapping.source.org}"
                   + ("，历史补采" if backfill else "，全量" if full else "，增量"), highlight=False)
-    from phip.ingest.pipeline import IngestError
-
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("行"),
                   TimeElapsedColumn(), console=console) as progress:
-        try:
-            results = collector.run(mapping, dataset or None, full=full, backfill=backfill, progress=_Bars(progress),
-                                    count=True)
-        except SourceBusy as exc:
-            _fail(exc.message, exc.code)
-        except (MappingError, IngestError) as exc:
-            _fail(exc.message, exc.code)
+        # a SourceBusy, MappingError or IngestError is said by phip.cli.main
+        results = collector.run(mapping, dataset or None, full=full, backfill=backfill, progress=_Bars(progress),
+                                count=True)
     table = Table(title="采集结果")
     for col in ("数据集", "方式", "状态", "读取", "新增", "更新", "未变化", "拒收", "含警告", "游标/校验块", "错误"):
         table.add_column(col)
@@ -244,12 +232,7 @@ def worker(
     from .scheduler import PassReport, Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from phip.quality.schedule import ScheduleError
-
-    try:
-        w = Worker(runtime.engine(), runtime.pipeline())
-    except ScheduleError as exc:
-        _fail(str(exc), "BAD_QUALITY_AT")
+    w = Worker(runtime.engine(), runtime.pipeline())  # a bad PHIP_QUALITY_AT: ScheduleError, said by main
     console.print(f"采集进程 {w.holder} 启动，数据源目录 {sources_dir()}", highlight=False)
 
     def report(p: PassReport) -> None:

@@ -42,6 +42,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from phip.errors import PhipError
+
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its "falling back to Command" warnings are ours to report
 
 #: SQLAlchemy backend name → sqlglot dialect.
@@ -76,16 +78,16 @@ _KINDS = {"SET": "SET（修改会话或服务器设置）", "USE": "USE（切换
           "COMMIT": "事务控制", "ROLLBACK": "事务控制", "PRAGMA": "PRAGMA（修改数据库设置）"}
 
 
-class ReadOnlyViolation(ValueError):
-    """A mapping query that must not be sent to a hospital database."""
+class MappingProblem(PhipError, ValueError):
+    """A mapping file or query that cannot be used (the base of :class:`ReadOnlyViolation` and
+    ``mapping.MappingError``); str() reads ``[code] message``, as pydantic and logs show it."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message, text=f"[{code}] {message}")
 
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # raised in the reader process, re-raised here
-        return type(self), (self.code, self.message)
+
+class ReadOnlyViolation(MappingProblem):
+    """A mapping query that must not be sent to a hospital database."""
 
 
 @cache

@@ -23,9 +23,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from phip.config import get_settings
 from phip.standard.catalog import Standard, load_standard
 
-from .guard import DIALECTS, ReadOnlyViolation, check_query
+from .guard import DIALECTS, MappingProblem, ReadOnlyViolation, check_query
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,16 +35,8 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 PIPELINE_FILLED = frozenset({"org_code", "org_name"})
 
 
-class MappingError(ValueError):
+class MappingError(MappingProblem):
     """A mapping file that cannot be used; ``code`` is stable, ``message`` Chinese."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.message = message
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:  # raised in the reader process, re-raised here
-        return type(self), (self.code, self.message)
 
 
 def parse_duration(value: str | int | float) -> timedelta:
@@ -411,10 +404,7 @@ def load_mapping(source: str | Path, standard: Standard | None = None) -> Mappin
 
 
 def _secrets_file() -> Path:
-    explicit = os.environ.get("PHIP_SECRETS_FILE")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("PHIP_DATA_DIR", "data")) / "secrets.env"
+    return get_settings().secrets_file
 
 
 def read_secrets(path: Path | None = None) -> dict[str, str]:
@@ -456,8 +446,7 @@ def resolve_url(spec: SourceSpec) -> str:
 
 
 def sources_dir() -> Path:
-    explicit = os.environ.get("PHIP_COLLECT_DIR")
-    return Path(explicit) if explicit else Path(os.environ.get("PHIP_DATA_DIR", "data")) / "collect"
+    return get_settings().collect_dir
 
 
 def find_mapping(ref: str, standard: Standard | None = None) -> Mapping:

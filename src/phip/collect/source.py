@@ -19,25 +19,22 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from phip.errors import PhipError
+
 from .mapping import Mapping, MappingError, resolve_url
 
 
-class SourceError(Exception):
+class SourceError(PhipError):
     """The source failed: ``code`` says how (:mod:`phip.collect.source_errors`), ``retry``
     whether trying again can help (a server down: yes; a wrong password: no), ``source_wide``
     whether the source's other jobs would meet the same wall (then they are skipped)."""
 
     def __init__(self, message: str, code: str = "SOURCE_DOWN", retry: bool = True, source_wide: bool = True,
                  driver: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(code, message)  # pickled by PhipError: raised in the reader process
         self.retry = retry
         self.source_wide = source_wide
         self.driver = driver  # the driver's text (password scrubbed): logged, never shown
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str, bool, bool, str | None]]:  # raised in the reader process
-        return type(self), (self.message, self.code, self.retry, self.source_wide, self.driver)
 
 
 def mask_url(url: str | URL) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from phip.errors import PhipError
 from phip.standard.validate import platform_now
 from phip.store.sql import insert_ignoring_conflicts
 
@@ -28,12 +29,13 @@ LEASE_TTL = timedelta(minutes=5)
 S, C, R = CollectSource.__table__, CollectCursor.__table__, CollectRun.__table__
 
 
-class SourceBusy(Exception):
+class SourceBusy(PhipError):
+    """Another process holds the source's lease: this run is skipped."""
+
     code = "SOURCE_BUSY"
 
     def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+        super().__init__(None, message)
 
 
 class LeaseLost(SourceBusy):

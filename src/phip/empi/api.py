@@ -95,13 +95,6 @@ class Decision(Operator):
     decision: str = Field(pattern="^(link|reject)$", description="link（是同一人）| reject（不是同一人）")
 
 
-def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    try:
-        return fn(*args, **kwargs)
-    except service.EmpiError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
-
-
 def build_router(engine: Engine) -> APIRouter:
     def operator(request: Request) -> str:
         info = auth.session(engine, request.cookies.get(COOKIE))
@@ -137,35 +130,35 @@ def build_router(engine: Engine) -> APIRouter:
         """PDQ：按姓名+出生日期查找居民（身份证号码、电话请用 POST /persons/search）。"""
         if id_no or phone:  # refused before anything reads them; the access log masks them too
             raise ApiError(400, in_url[0], in_url[1], "id_no" if id_no else "phone")
-        hits = _call(service.find, engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
+        hits = service.find(engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
         return {"persons": hits}
 
     @router.post("/persons/search", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
     def search(query: Annotated[PersonSearch, Body(openapi_examples={"按身份证号码": {"value": {"id_no": "220102199004120614"}},
                                                                      "按姓名和出生日期": {"value": {"name": "张伟", "birth_date": "1990-04-12"}}})]) -> dict:
         """PDQ：按身份证号码、电话或姓名+出生日期查找居民，按匹配权重排序（查询条件在请求体中，不进访问日志）。"""
-        hits = _call(service.find, engine, id_no=query.id_no, name=query.name, birth_date=query.birth_date,
+        hits = service.find(engine, id_no=query.id_no, name=query.name, birth_date=query.birth_date,
                      phone=query.phone, sex=query.sex, limit=query.limit)
         return {"persons": hits}
 
     @router.get("/persons/{person_id}", responses=documented("golden", 404, overrides=not_found))
     def golden(person_id: str) -> dict:
         """居民最优记录（每个字段最新可信值及其来源）。已合并的居民编号返回合并后的居民。"""
-        return _call(service.golden_record, engine, person_id)
+        return service.golden_record(engine, person_id)
 
     @router.get("/persons/{person_id}/identifiers", responses=documented("identifiers", 404, overrides=not_found))
     def identifiers(person_id: str) -> dict:
         """PIX：居民在各机构、各证件体系下的全部标识。"""
-        return _call(service.identifiers, engine, person_id)
+        return service.identifiers(engine, person_id)
 
     @router.get("/persons/{person_id}/events", responses=documented("events"))
     def person_events(person_id: str) -> dict:
         """该居民的主索引操作记录（审计）。"""
-        return {"events": _call(service.events, engine, person_id)}
+        return {"events": service.events(engine, person_id)}
 
     @router.post("/persons/{person_id}/split", responses=documented("split", 404, overrides=not_found))
     def split(person_id: str, body: SplitBody, actor: Actor) -> dict:
-        new_id, event_id = _call(service.split, engine, person_id, body.record_ids, actor, body.reason)
+        new_id, event_id = service.split(engine, person_id, body.record_ids, actor, body.reason)
         return {"person_id": new_id, "event_id": event_id}
 
     @router.get("/reviews", responses=documented("reviews"))
@@ -176,15 +169,15 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
     def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:
-        return _call(service.decide, engine, review_id, body.decision, actor, body.reason)
+        return service.decide(engine, review_id, body.decision, actor, body.reason)
 
     @router.post("/merge", responses=documented("event", 404, overrides=not_found))
     def merge(body: MergeBody, actor: Actor) -> dict:
-        return {"event_id": _call(service.merge, engine, body.survivor, body.retired, actor, body.reason)}
+        return {"event_id": service.merge(engine, body.survivor, body.retired, actor, body.reason)}
 
     @router.post("/events/{event_id}/undo", responses=documented("event"))
     def undo(event_id: EventId, body: UndoBody, actor: Actor) -> dict:
-        return {"event_id": _call(service.undo, engine, event_id, actor, body.reason)}
+        return {"event_id": service.undo(engine, event_id, actor, body.reason)}
 
     return router
 
@@ -210,14 +203,14 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
                                           description="患者所属机构代码（缺省为本机构）")) -> dict:
         """PIX 查询（IHE ITI-9，WS/T 448 人员查询）：院内患者ID所属的居民（主索引号）及其在各机构的院内患者ID。
         只能查询本机构有记录的居民。"""
-        return _call(service.xref, engine, org=org_code or org, patient_id=patient_id, viewer=org)
+        return service.xref(engine, org=org_code or org, patient_id=patient_id, viewer=org)
 
     @router.post("/xref", responses=documented)
     def xref_by_body(org: Org, body: Annotated[XrefQuery, Body(openapi_examples={
             "按身份证号码": {"value": {"kind": "id_no", "value": "220102199004120614"}},
             "按院内患者ID": {"value": {"org": "12220104412001376B", "patient_id": "P000123"}}})]) -> dict:
         """同上，查询条件放在请求体中：按身份证号码等标识查询时必须用此方式（查询串会写入访问日志）。"""
-        return _call(service.xref, engine, org=body.org or (org if body.patient_id else None), patient_id=body.patient_id,
+        return service.xref(engine, org=body.org or (org if body.patient_id else None), patient_id=body.patient_id,
                      kind=body.kind, value=body.value, scope=body.scope, viewer=org)
 
     return router

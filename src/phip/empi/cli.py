@@ -24,18 +24,6 @@ def _engine():  # noqa: ANN202
     return runtime.engine()
 
 
-def _fail(exc: service.EmpiError) -> None:
-    err.print(f"[bold red]错误[/] [{exc.code}] {exc.message}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _run(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    try:
-        return fn(*args, **kwargs)
-    except service.EmpiError as exc:
-        _fail(exc)
-
-
 @app.command()
 def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，不写回")) -> None:
     """用存储的模型对全部居民批量重新关联 (batch relink with Splink on DuckDB)."""
@@ -117,7 +105,7 @@ def reviews(status: str = typer.Option("pending", help="pending | linked | rejec
 def decide(review_id: int, decision: str = typer.Argument(..., help="link | reject"),
            operator: str = typer.Option(..., "--operator", help="操作人"), note: str | None = typer.Option(None)) -> None:
     """处理审核项 (link the pair or reject it)."""
-    result = _run(service.decide, _engine(), review_id, decision, operator, note)
+    result = service.decide(_engine(), review_id, decision, operator, note)
     event = f"，操作记录 {result['event_id']}" if result["event_id"] is not None else "，两者已是同一居民，无需合并"
     console.print(f"审核项 {review_id}：{REVIEW_STATUSES.get(result['status'], result['status'])}{event}")
 
@@ -126,14 +114,14 @@ def decide(review_id: int, decision: str = typer.Argument(..., help="link | reje
 def merge(survivor: str, retired: str, operator: str = typer.Option(..., "--operator"),
           reason: str | None = typer.Option(None)) -> None:
     """合并两位居民 (merge RETIRED into SURVIVOR)."""
-    event_id = _run(service.merge, _engine(), survivor, retired, operator, reason)
+    event_id = service.merge(_engine(), survivor, retired, operator, reason)
     console.print(f"已合并，操作记录 {event_id}（phip empi undo {event_id} 可撤销）")
 
 
 @app.command()
 def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
     """撤销一次合并/关联/拆分 (undo a merge, link, relink merge or split)."""
-    console.print(f"已撤销，操作记录 {_run(service.undo, _engine(), event_id, operator, reason)}")
+    console.print(f"已撤销，操作记录 {service.undo(_engine(), event_id, operator, reason)}")
 
 
 @app.command()
@@ -172,11 +160,8 @@ def verify(identities: bool = typer.Option(False, "--identities",
 def show(person_id: str) -> None:
     """居民最优记录与全部标识 (golden record and identifiers)."""
     engine = _engine()
-    try:
-        record = service.golden_record(engine, person_id)
-        ids = service.identifiers(engine, person_id)
-    except service.EmpiError as exc:
-        _fail(exc)
+    record = service.golden_record(engine, person_id)  # an EmpiError is said by phip.cli.main
+    ids = service.identifiers(engine, person_id)
     table = Table(title=f"居民 {record['person_id']}（{record['records']} 条记录）")
     for col in ("字段", "值", "来源机构", "数据集", "时间"):
         table.add_column(col)
@@ -195,11 +180,8 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
     try:
         born = date.fromisoformat(birth_date) if birth_date else None
     except ValueError:
-        _fail(service.EmpiError("BAD_DATE", f"出生日期“{birth_date}”应为 YYYY-MM-DD"))
-    try:
-        hits = service.find(_engine(), id_no=id_no, name=name, birth_date=born, phone=phone)
-    except service.EmpiError as exc:
-        _fail(exc)
+        raise service.EmpiError("BAD_DATE", f"出生日期“{birth_date}”应为 YYYY-MM-DD") from None
+    hits = service.find(_engine(), id_no=id_no, name=name, birth_date=born, phone=phone)
     table = Table(title=f"找到 {len(hits)} 位居民")
     for col in ("居民", "姓名", "性别", "出生日期", "身份证号", "电话", "匹配概率"):
         table.add_column(col)
@@ -213,7 +195,7 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
 def xref(org: str = typer.Option(..., "--org", help="患者所属机构代码"),
          patient_id: str = typer.Option(..., "--patient-id", help="院内患者ID")) -> None:
     """交叉索引查询 (PIX): the person of an institution's patient id and its local ids in every institution."""
-    result = _run(service.xref, _engine(), org=org, patient_id=patient_id)
+    result = service.xref(_engine(), org=org, patient_id=patient_id)
     table = Table(title=f"居民 {result['person_id']}：{len(result['local_ids'])} 个院内患者ID")
     for col in ("机构代码", "机构名称", "院内患者ID"):
         table.add_column(col)

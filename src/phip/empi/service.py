@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, tuple_, update
 
+from phip.errors import PhipError
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 from phip.store.models import Institution, Person, PersonIdentifier, Record
@@ -27,12 +28,14 @@ from .store import blocks_to_persons, chunks, insert_persons, load_persons, lock
 from .tables import EmpiBlock, EmpiEvent, EmpiReview
 
 
-class EmpiError(Exception):
-    """A request the EMPI refuses; ``code`` is stable, ``message`` Chinese for the operator."""
+class EmpiError(PhipError):
+    """A request the EMPI refuses; ``code`` is stable, ``message`` Chinese for the operator.
+    ``status`` is the HTTP status the API answers with (``phip.api.errors.HTTP_STATUS`` reads
+    it): one class's refusals span 400/403/404/409, and the CLI shares the class."""
 
     def __init__(self, code: str, message: str, status: int = 400, field: str | None = None):
-        super().__init__(message)
-        self.code, self.message, self.status, self.field = code, message, status, field
+        super().__init__(code, message, field)
+        self.status = status
 
 
 # --- masking ------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any, TypedDict, Unpack
 import orjson
 from sqlalchemy import Connection, Engine, Integer, bindparam, insert, select, update
 
+from phip.errors import PhipError
 from phip.gc_tuning import gc_paused
 from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
@@ -51,14 +52,13 @@ from .readers import Unreadable
 STREAM_LOOKAHEAD = 2
 
 
-class IngestError(Exception):
+class IngestError(PhipError):
     """A batch that cannot enter the pipeline at all (not a record-level problem)."""
 
     code = "INGEST_ERROR"
 
     def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+        super().__init__(None, message)
 
 
 class UnknownInstitution(IngestError):

@@ -20,19 +20,15 @@ from typing import Any
 
 import orjson
 
+from phip.errors import PhipError
 from phip.standard.catalog import DataSet
 from phip.standard.validate import EXACT_DIGITS
 
 FORMATS = ("json", "ndjson", "csv", "xlsx")
 
 
-class FileFormatError(ValueError):
+class FileFormatError(PhipError, ValueError):
     """The file as a whole cannot be read (wrong format, undecodable, empty header)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from phip.config import get_settings
+
 log = logging.getLogger(__name__)
 
 _pool: ProcessPoolExecutor | None = None
@@ -39,10 +41,7 @@ Validated = tuple[list[Any], list[Any]]  # (good, rejections) as validate_batch 
 def enabled() -> bool:
     """``PHIP_VALIDATION_PROCESS=0`` turns the process off; by default it runs on machines
     with more than one core."""
-    setting = os.environ.get("PHIP_VALIDATION_PROCESS")
-    if setting is not None:
-        return setting.strip() not in ("0", "false", "no", "")
-    return (os.cpu_count() or 1) > 1
+    return get_settings().validation_process_on
 
 
 def _watch_parent() -> None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phip.errors import CommandError
+
 app = typer.Typer(help="数据质控 (quality control)", no_args_is_help=True)
 console = Console()
 
 
-def _fail(message: str, code: str) -> None:
-    Console(stderr=True).print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
 
 
 def _day(text: str | None, default: date) -> date:

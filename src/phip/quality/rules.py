@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from phip.datafiles import load_yaml
+from phip.errors import PhipError
 from phip.standard.catalog import DataSet, Standard, load_standard
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
@@ -34,8 +35,13 @@ TYPE_CODES: dict[str, tuple[str, ...]] = {
 }
 
 
-class RuleError(ValueError):
+class RuleError(PhipError, ValueError):
     """The rule file is inconsistent with the standard (a bug in the data)."""
+
+    code = "BAD_RULES"
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 @dataclass(frozen=True)

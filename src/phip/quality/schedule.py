@@ -18,12 +18,13 @@ replaced under a lock (``quality.run.analyse``), so that costs time, never a dup
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import Engine, or_, select
 
+from phip.config import get_settings
+from phip.errors import PhipError
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
@@ -37,13 +38,18 @@ DEFAULT_AT = time(2, 30)
 STALE_AFTER = timedelta(hours=1)
 
 
-class ScheduleError(ValueError):
-    pass
+class ScheduleError(PhipError, ValueError):
+    """A ``PHIP_QUALITY_AT`` that is neither ``HH:MM`` nor ``off``."""
+
+    code = "BAD_QUALITY_AT"
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 def quality_time(text: str | None = None) -> time | None:
     """``PHIP_QUALITY_AT``: ``HH:MM``, or ``off``; unset means :data:`DEFAULT_AT`."""
-    text = os.environ.get("PHIP_QUALITY_AT", "") if text is None else text
+    text = get_settings().quality_at if text is None else text
     text = text.strip().lower()
     if not text:
         return DEFAULT_AT

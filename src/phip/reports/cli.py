@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from phip.errors import CommandError
+
 app = typer.Typer(help="统计报表与对接进度 (reports and onboarding)", no_args_is_help=True)
 console = Console()
 
 
-def _fail(message: str, code: str) -> None:
-    Console(stderr=True).print(f"[bold red]错误[/] [{code}] {message}", highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
 
 
 @app.command("upload")
@@ -28,17 +30,14 @@ def upload(
     """数据上传统计表（江苏表样）(the upload statistics report)."""
     from phip import runtime
     from phip.reports import export
-    from phip.reports.period import PeriodError, parse_period
+    from phip.reports.period import parse_period
     from phip.reports.uploads import SORT_KEYS, upload_report
 
     if level not in ("region", "institution"):
         _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
     if sort and sort not in SORT_KEYS:
         _fail(f"排序列“{sort}”无效，可选 {'、'.join(sorted(SORT_KEYS))}", "BAD_SORT")
-    try:
-        p = parse_period(period)
-    except PeriodError as exc:
-        _fail(str(exc), exc.code)
+    p = parse_period(period)  # a PeriodError is said by phip.cli.main
     report = upload_report(runtime.engine(), p, level, region_code=region, sort=sort)  # type: ignore[arg-type]
     if out is not None:
         if out.suffix.lower() == ".xlsx":

@@ -9,9 +9,16 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from phip.errors import PhipError
 
-class PeriodError(ValueError):
+
+class PeriodError(PhipError, ValueError):
+    """A report period that cannot be read; the message quotes it."""
+
     code = "BAD_PERIOD"
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,12 @@ import io
 from pathlib import Path
 from typing import Any
 
+from phip.errors import PhipError
 from phip.ingest.readers import FileFormatError, _cell, _decode
 
 
-class SheetError(ValueError):
+class SheetError(PhipError, ValueError):
     """A row or the whole sheet is wrong; the message names the row and column (Chinese)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _raw_rows(path: Path) -> list[list[Any]]:

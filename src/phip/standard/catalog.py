@@ -19,6 +19,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from phip.datafiles import load_yaml
+from phip.errors import PhipError
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -46,8 +47,13 @@ TYPE_LABELS = {
 DE_PATTERN = re.compile(r"^DE\d{2}\.\d{2}\.\d{3}\.\d{2}$")
 
 
-class StandardError(ValueError):
+class StandardError(PhipError, ValueError):
     """The standard's data files are inconsistent (a bug in the data, not in a record)."""
+
+    code = "BAD_STANDARD"
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 class Code(BaseModel):

@@ -20,6 +20,8 @@ from functools import lru_cache
 from typing import Any
 from operator import mul
 
+from phip.errors import PhipError
+
 # --- normaliser -------------------------------------------------------------------------
 
 # Full-width digits and Latin letters (U+FF10–FF19, FF21–FF3A, FF41–FF5A) fold to ASCII;
@@ -129,11 +131,8 @@ def id_sex(id18: str) -> str:
     return "1" if id18[16] in "13579" else "2"
 
 
-class IdNumberError(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class IdNumberError(PhipError, ValueError):
+    """An ID number that is not a valid GB 11643 number; ``code`` says which check failed."""
 
 
 def parse_id_number(raw: str, today: date | None = None, birth_date: date | str | None = None) -> tuple[str, bool]:

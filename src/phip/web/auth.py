@@ -5,7 +5,6 @@ token per session for every form that changes something."""
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select, update
 
+from phip.config import get_settings
+from phip.errors import PhipError
 from phip.standard.validate import platform_now
 
 from .tables import User, WebSession
@@ -24,11 +25,8 @@ _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("phip-dummy-password")
 
 
-class AuthError(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AuthError(PhipError, ValueError):
+    """A refused login or user change; ``code`` is stable, ``message`` Chinese."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class SessionInfo:
 
 
 def session_ttl() -> timedelta:
-    return timedelta(minutes=int(os.environ.get("PHIP_SESSION_MINUTES", "480")))
+    return get_settings().session_ttl
 
 
 def _digest(token: str) -> str:

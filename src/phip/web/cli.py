@@ -20,15 +20,11 @@ def create(
 ) -> None:
     """新建用户；密码交互输入或 --password-stdin (create a user)."""
     from phip import runtime
-    from phip.web.auth import AuthError, create_user
+    from phip.web.auth import create_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
-    try:
-        create_user(runtime.engine(), username, password, role, display_name)
-    except AuthError as exc:
-        Console(stderr=True).print(f"[bold red]错误[/] [{exc.code}] {exc.message}", highlight=False)
-        raise typer.Exit(2) from None
+    create_user(runtime.engine(), username, password, role, display_name)  # an AuthError: phip.cli.main says it
     console.print(f"已创建用户 {username}（{role}）")
