@@ -267,11 +267,11 @@ def _apply(engine, pipeline, orgs, op) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(_op, min_size=1, max_size=6))
 def test_no_person_ever_holds_two_valid_numbers(store_engine, orgs, ops):
-    from phip.ingest.pipeline import Pipeline
+    from phip.runtime import build_pipeline
     from tests.conftest import empty_store
 
     engine = empty_store(store_engine)
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     # every resident known once with its own number, as on a platform that has been running
     for who in range(len(_RESIDENTS)):
         org, rec = _registration(orgs, {"who": who, "id": "own", "pid": f"B{who}", "org": 0, "card": None, "phone": True})
