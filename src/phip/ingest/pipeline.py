@@ -256,6 +256,9 @@ def goods(rows: list[tuple]) -> list[_Good]:
     return [_Good(*row) for row in rows]
 
 
+workers.preload(validate_remote)
+
+
 def _from_remote(validated: tuple | None) -> tuple[list[_Good], list[Rejection]] | None:
     return None if validated is None else (goods(validated[0]), validated[1])
 

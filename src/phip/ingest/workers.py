@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 _disabled = False
-
+_preload: list[Callable[..., Any]] = []
 
 
 def enabled() -> bool:
@@ -52,7 +52,13 @@ def _watch_parent() -> None:
         os._exit(0)
 
 
-def _init() -> None:
+def preload(task: Callable[..., Any]) -> None:
+    """Have the process import ``task``'s module when it starts (a pickled function is sent by
+    module and name), so the first batch does not pay for that import."""
+    _preload.append(task)
+
+
+def _init(*_tasks: Callable[..., Any]) -> None:
     threading.Thread(target=_watch_parent, name="phip-parent-watch", daemon=True).start()
     from phip.gc_tuning import tune_gc
     from phip.standard.catalog import load_standard
@@ -72,7 +78,8 @@ def pool() -> ProcessPoolExecutor | None:
     with _lock:
         if _pool is None:
             # spawn, not fork: the parent holds database connections and a writer's threads
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init,
+                                        initargs=tuple(_preload))
             atexit.register(shutdown)
         return _pool
 
