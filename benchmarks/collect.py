@@ -128,6 +128,7 @@ def validation_rss_mib() -> float | None:
 
 def phase_collect(path: Path, pg: str) -> dict:
     from phip.collect.runner import Collector
+    from phip.runtime import build_pipeline
     from phip.ingest import workers
     from phip.runtime import prepare, tune_gc
     from phip.store.db import create_database, make_engine, wipe
@@ -154,7 +155,7 @@ def phase_collect(path: Path, pg: str) -> dict:
                 marks["rss_100k"] = rss_mib()
 
     start = time.perf_counter()
-    (result,) = Collector(engine).run(mapping, [JOB], full=True, progress=Marks())
+    (result,) = Collector(engine, build_pipeline(engine)).run(mapping, [JOB], full=True, progress=Marks())
     seconds = time.perf_counter() - start
     engine.dispose()
     if result.status != "ok":

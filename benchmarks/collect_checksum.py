@@ -75,7 +75,7 @@ def main() -> None:
 
     from phip.collect.runner import Collector
     from phip.ingest import workers
-    from phip.runtime import prepare, tune_gc
+    from phip.runtime import build_pipeline, prepare, tune_gc
     from phip.store.db import create_database, make_engine, wipe
 
     tune_gc()
@@ -104,7 +104,7 @@ def main() -> None:
 
     def run(mapping) -> tuple[float, object]:  # noqa: ANN001
         start = time.perf_counter()
-        (result,) = Collector(store).run(mapping)
+        (result,) = Collector(store, build_pipeline(store)).run(mapping)
         seconds = time.perf_counter() - start
         if result.status != "ok":
             raise SystemExit(f"run failed: {result.error}")

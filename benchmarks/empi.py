@@ -240,7 +240,7 @@ def splink_child(url: str) -> None:
     """Baseline: plain Splink predict + connected components on the same rows, already in memory."""
     from splink import DuckDBAPI, Linker
 
-    from phip.empi.relink import read_persons
+    from phip.empi.training import read_persons
     from phip.empi.resolver import load_active_model
     from phip.store.db import make_engine
 
@@ -327,8 +327,8 @@ def pipeline_ratio(url: str, visits: int) -> None:
     from ingest_pipeline import fresh, generate
 
     from phip.empi.resolver import EmpiResolver
-    from phip.ingest.identity import IdentifierResolver
-    from phip.ingest.pipeline import Pipeline
+    from phip.empi.identifier_resolver import IdentifierResolver
+    from phip.runtime import build_pipeline
     from phip.orgs.service import list_institutions
     from phip.store.db import make_engine
 
@@ -339,7 +339,7 @@ def pipeline_ratio(url: str, visits: int) -> None:
     rates = {}
     for label, resolver in (("identifier-only resolver", IdentifierResolver()), ("EMPI resolver", EmpiResolver())):
         fresh(engine)
-        pipe = Pipeline(engine, resolver=resolver)
+        pipe = build_pipeline(engine, resolver=resolver)
         start = time.perf_counter()
         for org, batch in batches:
             pipe.ingest(org, "outpatient_visit", batch, now=NOW)
@@ -453,7 +453,7 @@ def plain_splink(records: list) -> tuple[dict[float, dict[tuple[str, str], str]]
 def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
     from phip.empi.relink import relink
     from phip.empi.synth_hard import HELD_OUT_SEED, NO_USABLE_ID, TUNING_SEED, hard_set
-    from phip.ingest.pipeline import Pipeline
+    from phip.runtime import build_pipeline
     from phip.orgs.service import seed_institutions
     from phip.store.db import create_database, make_engine, upgrade, wipe
     from phip.store.models import BatchFinding
@@ -475,7 +475,7 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
     by_org: dict[str, list] = defaultdict(list)
     for r in data.records:
         by_org[r.org_code].append(r.record)
-    pipe = Pipeline(engine)
+    pipe = build_pipeline(engine)
     rejected_codes: Counter = Counter()
     rejected_keys: set[tuple[str, str]] = set()
     totals: Counter = Counter()

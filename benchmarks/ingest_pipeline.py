@@ -44,7 +44,7 @@ from sqlalchemy import Engine, Table, insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from phip.ingest.keys import content_hash, record_key  # noqa: E402
-from phip.ingest.pipeline import Pipeline  # noqa: E402
+from phip.runtime import build_pipeline  # noqa: E402
 from phip.ingest import workers  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.runtime import tune_gc  # noqa: E402
@@ -142,7 +142,7 @@ def bench_pipeline(engine: Engine, batches, stream: bool) -> tuple[float, float,
     next batch while this one is written. Returns (records/s, own CPU µs/record, server CPU
     µs/record)."""
     fresh(engine)
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     n = 0
     cpu0, server0 = time.process_time(), server_cpu(engine)
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def bench_pipeline(engine: Engine, batches, stream: bool) -> tuple[float, float,
 def _writer(url: str, batches, start) -> tuple[int, float, float]:  # noqa: ANN001
     tune_gc()
     engine = make_engine(url)
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     pipeline.institution_name(batches[0][0])
     start.wait()
     t0 = time.perf_counter()

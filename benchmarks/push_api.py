@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest_pipeline import NOW, fresh  # noqa: E402
 
-from phip.ingest.pipeline import Pipeline  # noqa: E402
+from phip.runtime import build_pipeline  # noqa: E402
 from phip.orgs.keys import create_key  # noqa: E402
 from phip.orgs.service import list_institutions  # noqa: E402
 from phip.store.db import create_database, make_engine  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     n = args.uploaders * args.batches * BATCH
     print(f"generated 2 × {n} outpatient visits ({time.perf_counter() - t0:.0f}s, not timed)")
 
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     t0 = time.perf_counter()
     for code, batches in baseline_batches.items():
         for batch in batches:

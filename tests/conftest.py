@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import Engine
 
 from phip.ingest.pipeline import Pipeline
+from phip.runtime import build_pipeline
 from phip.orgs.service import seed_institutions
 from phip.store.db import create_database, make_engine, upgrade, wipe
-from phip.store.models import Base
+from phip.schema import Base
 
 PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
 _engines: dict[str, Engine] = {}
@@ -62,7 +63,7 @@ def engine(store_engine: Engine) -> Engine:
 
 @pytest.fixture()
 def pipeline(engine: Engine) -> Pipeline:
-    return Pipeline(engine)
+    return build_pipeline(engine)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select, update
 
+from phip.runtime import build_pipeline
 from phip.collect import his_synth
 from phip.collect.runner import Collector
 from phip.quality.run import analyse, connection_time
@@ -104,14 +105,14 @@ def test_first_run_and_backfill_flag_load_history(engine, tmp_path):
     data = his_synth.build(url, seed=5, days=3, visits=6, admissions=2)
     mapping = demo_mapping(url, tmp_path)
     jobs = ["patient_info", "outpatient_visit"]
-    first = Collector(engine).run(mapping, jobs)
+    first = Collector(engine, build_pipeline(engine)).run(mapping, jobs)
     assert {r.mode for r in first} == {"backfill"} and all(r.status == "ok" for r in first)
     visit_days = {r.event_days.__len__() for r in first if r.job == "outpatient_visit"}
     assert visit_days == {3}  # the three days of the synthetic HIS
-    second = Collector(engine).run(mapping, jobs)
+    second = Collector(engine, build_pipeline(engine)).run(mapping, jobs)
     assert {r.mode for r in second} == {"incremental"}
     assert all(r.rows_read < f.rows_read for r, f in zip(second, first, strict=True))
-    third = Collector(engine).run(mapping, jobs, backfill=True)
+    third = Collector(engine, build_pipeline(engine)).run(mapping, jobs, backfill=True)
     assert {r.mode for r in third} == {"backfill"}
     assert [r.rows_read for r in third] == [f.rows_read for f in first]  # everything, again
     assert sum(r.accepted + r.updated for r in third) == 0  # and nothing new

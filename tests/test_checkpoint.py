@@ -78,13 +78,13 @@ _WRITER = r"""
 import sys
 from datetime import date, datetime, timedelta
 
-from phip.ingest.pipeline import Pipeline
+from phip.runtime import build_pipeline
 from phip.store.db import make_engine
 from phip.synth.generator import Generator
 
 url, org, name = sys.argv[1:4]
 engine = make_engine(url)
-pipeline = Pipeline(engine)
+pipeline = build_pipeline(engine)
 generator = Generator(seed=7)
 now = datetime(2026, 11, 22, 12, 0)
 for day in range(40):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from phip.runtime import build_pipeline
 from phip.collect import checksum, his_synth
 from phip.collect.mapping import load_mapping
 from phip.collect.runner import Collector
@@ -18,7 +19,7 @@ from tests.collect_support import ORG_CODE, execute, source_url
 
 
 def _run(engine, mapping):  # noqa: ANN001
-    (result,) = Collector(engine).run(mapping)
+    (result,) = Collector(engine, build_pipeline(engine)).run(mapping)
     assert result.status == "ok", result.error
     return result
 
@@ -99,7 +100,7 @@ def test_chunk_state_follows_the_commit(engine, mariadb_source, monkeypatch):
 
     monkeypatch.setattr(checksum, "_save", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        Collector(engine).run(mapping)
+        Collector(engine, build_pipeline(engine)).run(mapping)
     monkeypatch.setattr(checksum, "_save", real_save)
     with engine.connect() as conn:
         states = conn.execute(select(CollectChunk.rows)).scalars().all()

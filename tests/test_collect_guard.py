@@ -20,6 +20,7 @@ from phip.collect import his_synth
 from phip.collect.guard import ReadOnlyViolation, check_query
 from phip.collect.mapping import MappingError, load_mapping, resolve_url
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.collect.source import mask_url, open_source
 from tests.collect_support import EXAMPLE, SUFFIX, demo_mapping, execute, source_url, stored
 
@@ -136,7 +137,7 @@ def test_source_session_is_read_only_and_run_refuses_a_smuggled_write(backend, e
     # A write slipped into a loaded mapping is refused again by the collector before sending.
     job = mapping.job("outpatient_registration")
     job.query, job.from_ = f"UPDATE {table} SET BRXM = 'x'", None
-    (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+    (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration"])
     assert result.status == "failed" and result.code == "RO_NOT_SELECT"
     check = create_engine(url)
     with check.connect() as conn:
@@ -204,12 +205,12 @@ def test_refused_forms_never_reach_mariadb(engine, tmp_path):
         assert len(forms) >= 50
         for form in forms:
             job.query, job.from_ = form["sql"], None
-            (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+            (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration"])
             assert result.status == "failed" and result.code == form["code"], (form["sql"], result.error)
         with server.connect() as conn:
             control = conn.execute(text("SELECT NOW(6)")).scalar()
         job.query, job.from_ = original
-        (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+        (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration"])
         assert result.status == "ok" and result.accepted > 0
         with server.connect() as conn:
             conn.execute(text("SET GLOBAL general_log = OFF"))
@@ -257,12 +258,12 @@ def test_refused_forms_never_reach_postgresql(engine, tmp_path):
         forms = [f for f in CORPUS["refused"] if f["dialect"] == "postgresql"]
         for form in forms:
             job.query, job.from_ = form["sql"], None
-            (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+            (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration"])
             assert result.status == "failed" and result.code == form["code"], (form["sql"], result.error)
         time.sleep(1.2)
         assert sessions() == before, "a refused form opened a connection to the source"
         job.query, job.from_ = original
-        (result,) = Collector(engine).run(mapping, ["outpatient_registration"])
+        (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration"])
         assert result.status == "ok" and result.accepted > 0
         deadline = time.monotonic() + 10
         while sessions() == before and time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from phip.collect import his_synth
 from phip.collect.mapping import MappingError, load_mapping
 from phip.collect.probe import inspect_source, propose, propose_codes, skeleton
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.collect.source import open_source
 from phip.standard.catalog import load_standard
 from phip.store import models as m
@@ -51,7 +52,7 @@ def test_inline_code_tables_take_integer_and_text_keys(tmp_path, engine):
     text = text.replace(old, "      sex_code: {column: XB, codes: {1: \"2\", 2: 1}}\n      birth_date: CSRQ", 1)
     mapping = load_mapping(text)
     assert mapping.job("outpatient_visit").fields["sex_code"].codes == {"1": "2", "2": "1"}
-    (result,) = Collector(engine).run(mapping, ["outpatient_visit"])
+    (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_visit"])
     assert result.status == "ok" and result.accepted == len(data.truth["outpatient_visit"])
     swapped = {"1": "2", "2": "1"}
     got = stored(engine, "outpatient_visit")
@@ -68,7 +69,7 @@ def test_coded_column_without_code_table_is_a_finding_not_silence(tmp_path, engi
     text = text.replace("sex_code: {column: XB, codes: sex_cn}", "sex_code: XB", 1)
     (path := tmp_path / "nocodes.yaml").write_text(text, encoding="utf-8")
     mapping = load_mapping(path)  # loading cannot know the values: it passes
-    (result,) = Collector(engine).run(mapping, ["patient_info"])
+    (result,) = Collector(engine, build_pipeline(engine)).run(mapping, ["patient_info"])
     assert result.status == "ok"
     patients = {r["BRID"] for r in data.rows["BR_JBXX"]}
     with engine.connect() as conn:

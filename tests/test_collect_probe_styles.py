@@ -18,6 +18,7 @@ from phip.collect import his_styles
 from phip.collect.mapping import load_mapping
 from phip.collect.probe import dry_run, inspect_source, propose, skeleton
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.store import models as m
 from tests.collect_support import ORG_CODE, source_url
 
@@ -85,7 +86,7 @@ def test_draft_collects_every_source_row(styled, engine):
     style, url, data, _, draft, _ = styled
     edits = CORRECTIONS[style]
     mapping = load_mapping(_corrected(draft, edits))
-    results = {r.job: r for r in Collector(engine).run(mapping, list(his_styles.MEASURED))}
+    results = {r.job: r for r in Collector(engine, build_pipeline(engine)).run(mapping, list(his_styles.MEASURED))}
     assert {r.status for r in results.values()} == {"ok"}, [r.error for r in results.values()]
     with engine.connect() as conn:
         for dataset in his_styles.MEASURED:

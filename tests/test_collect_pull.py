@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from phip.api.app import create_app
 from phip.collect import his_synth
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.orgs.keys import create_key
 from phip.standard.validate import platform_now
 from phip.store import models as m
@@ -34,7 +35,7 @@ def _by_job(results):
 def test_worked_example_row_for_row(his, engine):
     url, data, tmp = his
     mapping = demo_mapping(url, tmp)
-    first = _by_job(Collector(engine).run(mapping))
+    first = _by_job(Collector(engine, build_pipeline(engine)).run(mapping))
     assert {r.status for r in first.values()} == {"ok"}, [r.error for r in first.values()]
     assert len(first) == 10
     for job in mapping.datasets:
@@ -58,7 +59,7 @@ def test_worked_example_row_for_row(his, engine):
     assert birth["field"] == "birth_date" and "19850230" in birth["message"] and birth["severity"] == "warning"
 
     # An incremental rerun only re-reads the overlap window and changes nothing.
-    second = _by_job(Collector(engine).run(mapping))
+    second = _by_job(Collector(engine, build_pipeline(engine)).run(mapping))
     assert sum(r.rows_read for r in second.values()) < sum(r.rows_read for r in first.values())
     assert sum(r.accepted + r.updated for r in second.values()) == 0
     assert_matches_truth(engine, data)
@@ -68,7 +69,7 @@ def test_corrections_new_rows_and_full_repull(engine, tmp_path):
     url = source_url("sqlite", "changes", tmp_path)
     data = his_synth.build(url, seed=3, days=1, visits=10, admissions=2)
     mapping = demo_mapping(url, tmp_path)
-    collector = Collector(engine)
+    collector = Collector(engine, build_pipeline(engine))
     collector.run(mapping, ["patient_info", "fee_detail"])
     patient = next(iter(data.truth["patient_info"]))
     now = platform_now().replace(microsecond=0)
@@ -92,7 +93,7 @@ def test_corrections_new_rows_and_full_repull(engine, tmp_path):
 def test_hospital_fetches_collect_findings(engine, tmp_path):
     url = source_url("sqlite", "feedback", tmp_path)
     his_synth.build(url, seed=5, days=1, visits=8, admissions=1)
-    Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_registration"])
+    Collector(engine, build_pipeline(engine)).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_registration"])
     _, key = create_key(engine, ORG_CODE)
     client = TestClient(create_app(engine))
     body = client.get("/api/v1/feedback", params={"warnings": "true"}, headers={"Authorization": f"Bearer {key}"}).json()
@@ -123,13 +124,13 @@ def test_reader_process_and_in_process_reading_store_the_same(engine, tmp_path, 
     url = source_url("sqlite", "reader", tmp_path)
     data = his_synth.build(url, seed=11, days=1, visits=30, admissions=3)
     mapping = demo_mapping(url, tmp_path, batch_size=7)  # several batches, some with planted bad rows
-    remote = Collector(engine).run(mapping)
+    remote = Collector(engine, build_pipeline(engine)).run(mapping)
     assert workers.pool() is not None, "this test needs the reader process"
     remote_records, remote_findings = stored_all(engine), _findings(engine)
     assert sum(r.warnings for r in remote) >= sum(len(b) for b in data.bad.values()) > 0
     empty_store(engine)
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")
-    local = Collector(engine).run(mapping)
+    local = Collector(engine, build_pipeline(engine)).run(mapping)
     counts = lambda results: [(r.job, r.rows_read, r.accepted, r.rejected, r.warnings, r.status) for r in results]  # noqa: E731
     assert counts(remote) == counts(local)
     assert remote_records == stored_all(engine)
@@ -157,7 +158,7 @@ def test_mysql_zero_dates_are_read_as_empty(engine, tmp_path):
         conn.execute(text("UPDATE MZ_JZJL SET JSSJ = '0000-00-00 00:00:00' WHERE JZXH = :v"), {"v": visit})
         conn.execute(text("UPDATE BR_JBXX SET XGSJ = '0000-00-00 00:00:00' WHERE BRID = :p"), {"p": patient})
     admin.dispose()
-    results = _by_job(Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_visit"]))
+    results = _by_job(Collector(engine, build_pipeline(engine)).run(demo_mapping(url, tmp_path), ["patient_info", "outpatient_visit"]))
     assert {r.status for r in results.values()} == {"ok"}, [r.error for r in results.values()]
     visits = stored(engine, "outpatient_visit")
     assert set(visits) == set(data.truth["outpatient_visit"])
@@ -183,7 +184,7 @@ def test_a_cursor_value_that_is_no_time_costs_its_row_only(engine, tmp_path, mon
     patient = sorted(set(data.truth["patient_info"]) - set(data.bad["patient_info"]))[0]  # not the planted row
     execute(url, "UPDATE BR_JBXX SET XGSJ = 'not a time' WHERE BRID = :p", p=patient)
     mapping = demo_mapping(url, tmp_path)
-    first = _by_job(Collector(engine).run(mapping, ["patient_info"]))["patient_info"]
+    first = _by_job(Collector(engine, build_pipeline(engine)).run(mapping, ["patient_info"]))["patient_info"]
     assert first.status == "ok" and first.cursor is not None, first.error
     assert first.rejected == 1  # the update time is the event time: without it, no record
     assert first.accepted == len(data.truth["patient_info"]) - 1
@@ -200,7 +201,7 @@ def test_a_cursor_value_that_is_no_time_costs_its_row_only(engine, tmp_path, mon
 
     monkeypatch.setattr(runner, "map_batches", broken)
     monkeypatch.setenv("PHIP_VALIDATION_PROCESS", "0")  # read in this process, where the defect is planted
-    results = _by_job(Collector(engine).run(mapping, ["outpatient_registration", "outpatient_visit"]))
+    results = _by_job(Collector(engine, build_pipeline(engine)).run(mapping, ["outpatient_registration", "outpatient_visit"]))
     assert results["outpatient_registration"].status == "failed"
     failed = results["outpatient_registration"]
     assert failed.code == "COLLECT_ERROR" and "RuntimeError" in failed.error
@@ -226,14 +227,14 @@ def test_legacy_latin1_tables_holding_gbk_are_read_as_gbk(engine, tmp_path):
             conn.execute(text(f"ALTER TABLE BR_JBXX MODIFY `{name}` VARBINARY({length * 2})"))
             conn.execute(text(f"ALTER TABLE BR_JBXX MODIFY `{name}` VARCHAR({length * 2}) CHARACTER SET latin1"))
     admin.dispose()
-    garbled = _by_job(Collector(engine).run(demo_mapping(url, tmp_path), ["patient_info"]))["patient_info"]
+    garbled = _by_job(Collector(engine, build_pipeline(engine)).run(demo_mapping(url, tmp_path), ["patient_info"]))["patient_info"]
     # 男 read as ÄÐ matches no local code: stored without a sex, names garbled, every row flagged
     assert garbled.status == "ok" and garbled.warnings == garbled.accepted == len(data.truth["patient_info"])
     with engine.connect() as conn:
         codes = {f["code"] for fs in conn.execute(select(m.BatchFinding.findings)).scalars() for f in fs}
     assert "NOT_IN_DOMAIN" in codes
     mapping = demo_mapping(url, tmp_path, legacy_encoding="gbk")
-    result = _by_job(Collector(engine).run(mapping, ["patient_info"], full=True))["patient_info"]
+    result = _by_job(Collector(engine, build_pipeline(engine)).run(mapping, ["patient_info"], full=True))["patient_info"]
     assert result.status == "ok" and result.updated == len(data.truth["patient_info"]), result
     assert_matches_truth(engine, data, ["patient_info"])  # every value as the hospital meant it
 
@@ -244,7 +245,7 @@ def test_legacy_encoding_is_refused_for_other_databases(engine, tmp_path):
     url = source_url("sqlite", "notmysql", tmp_path)
     his_synth.build(url, seed=5, days=1, visits=2, admissions=1)
     with pytest.raises(MappingError) as exc:
-        Collector(engine).run(demo_mapping(url, tmp_path, legacy_encoding="gbk"), ["patient_info"])
+        Collector(engine, build_pipeline(engine)).run(demo_mapping(url, tmp_path, legacy_encoding="gbk"), ["patient_info"])
     assert exc.value.code == "BAD_LEGACY_ENCODING"
 
 
@@ -267,5 +268,5 @@ def test_a_query_ending_in_a_line_comment_runs(engine, tmp_path):
     os.environ["HIS_DEMO_URL"] = url
     from phip.collect.mapping import load_mapping
 
-    result = _by_job(Collector(engine).run(load_mapping(path), ["outpatient_visit"]))["outpatient_visit"]
+    result = _by_job(Collector(engine, build_pipeline(engine)).run(load_mapping(path), ["outpatient_visit"]))["outpatient_visit"]
     assert result.status == "ok" and result.accepted == len(data.truth["outpatient_visit"]), result

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, func, select
 
 from phip.collect import his_synth
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.collect.tables import CollectRun
 from phip.runtime import prepare
 from phip.store import models as m
@@ -62,7 +63,7 @@ def test_sigkill_mid_run_then_resume(engine, tmp_path):
     at_kill = _rows_read(engine)
     assert total // 4 <= at_kill < total, "the kill must land mid-run"
 
-    results = Collector(engine).run(mapping, JOBS)  # resume: the dead holder's lease is taken over
+    results = Collector(engine, build_pipeline(engine)).run(mapping, JOBS)  # resume: the dead holder's lease is taken over
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
     assert_matches_truth(engine, data, JOBS)
     with engine.connect() as conn:
@@ -75,7 +76,7 @@ def test_sigkill_mid_run_then_resume(engine, tmp_path):
 
     clean = prepare(make_engine(f"sqlite:///{tmp_path / 'clean.db'}"))
     try:
-        Collector(clean).run(mapping, JOBS)
+        Collector(clean, build_pipeline(clean)).run(mapping, JOBS)
         assert _hashes(clean) == _hashes(engine)
     finally:
         clean.dispose()

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from phip.collect import his_synth, state
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from phip.store import models as m
 from tests.collect_support import SUFFIX, assert_matches_truth, demo_mapping, source_url
 
@@ -22,7 +23,7 @@ DOWN_URL = f"mysql+pymysql://phip_ro:{PASSWORD}@127.0.0.1:1/his"  # nothing list
 def test_source_down_retries_then_fails_clearly(engine, tmp_path):
     mapping = demo_mapping(DOWN_URL, tmp_path, retries=2, backoff="3s", connect_timeout=2)
     waits: list[float] = []
-    results = Collector(engine, sleep=waits.append).run(mapping)
+    results = Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping)
     first, rest = results[0], results[1:]
     assert first.status == "failed" and first.code == "SOURCE_DOWN"
     assert "无法连接数据源his_demo" in first.error and "***" in first.error and PASSWORD not in first.error
@@ -51,7 +52,7 @@ def test_source_down_retries_then_fails_clearly(engine, tmp_path):
     url = source_url("sqlite", "back", tmp_path)
     data = his_synth.build(url, seed=4, days=1, visits=5, admissions=1)
     back = demo_mapping(url, tmp_path)
-    assert {r.status for r in Collector(engine).run(back)} == {"ok"}
+    assert {r.status for r in Collector(engine, build_pipeline(engine)).run(back)} == {"ok"}
     assert_matches_truth(engine, data)
 
 
@@ -86,7 +87,7 @@ def test_connection_dropped_mid_stream_is_resumed(engine, tmp_path):
     hook = _KillOnce(url, "fee_detail")
     waits: list[float] = []
     try:
-        (result,) = Collector(engine, sleep=waits.append).run(mapping, ["fee_detail"], progress=hook)
+        (result,) = Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, ["fee_detail"], progress=hook)
     finally:
         hook.admin.dispose()
     assert hook.killed == 1, "the streaming query was not found to kill"

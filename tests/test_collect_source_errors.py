@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from phip.collect import his_synth, state
 from phip.collect.runner import Collector
+from phip.runtime import build_pipeline
 from tests.collect_support import SUFFIX, demo_mapping, execute, source_url
 
 JOBS = ["patient_info", "fee_detail", "exam_report"]
@@ -87,7 +88,7 @@ def test_access_denied_on_one_table_fails_that_job_once(his, engine, tmp_path, c
     mapping = demo_mapping(_as(admin, user, password), tmp_path, retries=3, backoff="5s")
     waits: list[float] = []
     with caplog.at_level(logging.WARNING, logger="phip.collect"):
-        results = {r.job: r for r in Collector(engine, sleep=waits.append).run(mapping, JOBS)}
+        results = {r.job: r for r in Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, JOBS)}
     denied = results["fee_detail"]
     assert denied.status == "failed" and denied.code == "SOURCE_ACCESS_DENIED", denied.error
     assert f"来源账号{user}无权限" in denied.error and LOCKED[backend] in denied.error and "SELECT" in denied.error
@@ -109,7 +110,7 @@ def test_login_failure_is_not_retried_and_skips_the_other_jobs(his, engine, tmp_
     bad_user = user if backend == "mariadb" else f"{user}_nobody"
     mapping = demo_mapping(_as(admin, bad_user, "wrong-Pw-9"), tmp_path, retries=3, backoff="5s")
     waits: list[float] = []
-    results = Collector(engine, sleep=waits.append).run(mapping, JOBS)
+    results = Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, JOBS)
     first, rest = results[0], results[1:]
     assert first.status == "failed" and first.code == "SOURCE_AUTH_FAILED", first.error
     assert "登录失败" in first.error and bad_user in first.error and "wrong-Pw-9" not in first.error
@@ -129,7 +130,7 @@ def test_mapping_errors_name_the_job_and_what_is_wrong(his, engine, tmp_path, ca
     mapping.job("exam_report").from_ = "JC_NO_SUCH"
     waits: list[float] = []
     with caplog.at_level(logging.WARNING, logger="phip.collect"):
-        results = {r.job: r for r in Collector(engine, sleep=waits.append).run(mapping, JOBS)}
+        results = {r.job: r for r in Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, JOBS)}
     syntax = results["fee_detail"]
     assert syntax.status == "failed" and syntax.code == "MAPPING_SQL_ERROR", syntax.error
     assert "数据集fee_detail的映射查询有SQL错误" in syntax.error and "第3行" in syntax.error and "syntax" not in syntax.error
@@ -149,7 +150,7 @@ def test_missing_cursor_column_named(backend, engine, tmp_path):
     mapping = demo_mapping(admin, tmp_path)
     job = mapping.job("fee_detail")
     job.cursor = job.cursor.model_copy(update={"column": "NO_SUCH_COL"})
-    (result,) = Collector(engine, sleep=lambda s: None).run(mapping, ["fee_detail"])
+    (result,) = Collector(engine, build_pipeline(engine), sleep=lambda s: None).run(mapping, ["fee_detail"])
     assert result.code == "MAPPING_UNKNOWN_COLUMN" and "NO_SUCH_COL" in result.error and "cursor.column" in result.error
 
 
@@ -158,7 +159,7 @@ def test_unknown_database_skips_the_source(engine, tmp_path):
     url = source_url("mariadb", "errdb", tmp_path).replace("phip_his_errdb", "phip_his_never_created")
     mapping = demo_mapping(url, tmp_path, retries=3)
     waits: list[float] = []
-    results = Collector(engine, sleep=waits.append).run(mapping, JOBS)
+    results = Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, JOBS)
     assert results[0].code == "SOURCE_UNKNOWN_DATABASE" and "phip_his_never_created" in results[0].error
     assert waits == [] and [r.status for r in results[1:]] == ["skipped", "skipped"]
 
@@ -185,7 +186,7 @@ def test_account_without_access_to_the_database_skips_the_source(engine, tmp_pat
     try:
         mapping = demo_mapping(_as(admin, user, password), tmp_path, retries=3)
         waits: list[float] = []
-        results = Collector(engine, sleep=waits.append).run(mapping, JOBS)
+        results = Collector(engine, build_pipeline(engine), sleep=waits.append).run(mapping, JOBS)
     finally:
         for host in ("%", "localhost"):
             execute(admin, f"DROP USER IF EXISTS '{user}'@'{host}'")

@@ -18,6 +18,7 @@ from phip.collect.probe import initials, inspect_source, propose
 from phip.collect.scheduler import Worker
 from phip.collect.source import open_source
 from phip.collect.tables import CollectSource
+from phip.runtime import build_pipeline
 from phip.standard.validate import platform_now
 from tests.collect_support import ORG_CODE, demo_mapping, source_url
 
@@ -50,7 +51,7 @@ def test_worker_runs_due_sources_and_backs_off_on_failure(engine, tmp_path, monk
     his_synth.build(url, seed=6, days=1, visits=4, admissions=1)
     monkeypatch.setenv("PHIP_COLLECT_DIR", str(tmp_path))
     mapping = demo_mapping(url, tmp_path)  # written into the sources directory, schedule 15m
-    worker = Worker(engine)
+    worker = Worker(engine, build_pipeline(engine))
     first = worker.run_pass()
     assert set(first.ran) == {"his_demo"} and {r.status for r in first.ran["his_demo"]} == {"ok"}
     assert worker.run_pass().not_due == ["his_demo"]

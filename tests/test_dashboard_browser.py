@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
 
-from phip.ingest.pipeline import Pipeline
+from phip.runtime import build_pipeline
 from phip.quality.run import analyse
 from phip.reports.reported import import_reported
 from phip.runtime import prepare
@@ -32,7 +32,7 @@ PASSWORD = "correct horse battery"
 
 def prepare_store(data_dir) -> tuple[str, str]:  # noqa: ANN001
     engine = prepare(make_engine(f"sqlite:///{data_dir / 'phip.db'}"))
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     now = platform_now()
     codes = ["12220104412001376B", "122201024120041126", "12220581412090428M"]  # two in 长春, one in 梅河口
     with engine.begin() as conn:
@@ -184,7 +184,7 @@ def test_rejections_page_in_chromium(tmp_path):
                                                            admissions=1, datasets=["outpatient_visit"], now=now))
     bad = [{**records[0], "visit_time": "不详", "name": PATIENT_SCRIPT},
            {**records[1], "visit_time": {"电话": "13912345678"}}]
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     for _ in range(2):  # re-read: one rejection each
         assert pipeline.ingest(org, "outpatient_visit", bad, now=now).rejected == 2
     create_user(engine, "ops", PASSWORD, display_name="值班员")

@@ -12,7 +12,7 @@ import pytest
 from pypinyin import Style, lazy_pinyin
 
 from phip.empi.synth_hard import CASES, HELD_OUT_SEED, NO_USABLE_ID, TUNING_SEED, HardRegister, HardSet, hard_set
-from phip.ingest.pipeline import Pipeline
+from phip.runtime import build_pipeline
 from phip.orgs.service import seed_institutions
 from phip.standard.checks import is_valid_id_number, upgrade_id15
 from phip.store.db import make_engine, upgrade
@@ -118,7 +118,7 @@ def test_validation_turns_away_only_the_planted_id_cases(tmp_path) -> None:  # n
     upgrade(engine)
     seed_institutions(engine)
     data = hard_set(300, TUNING_SEED)
-    pipe = Pipeline(engine)
+    pipe = build_pipeline(engine)
     by_org: dict[str, list] = {}
     for r in data.records:
         by_org.setdefault(r.org_code, []).append(r)

@@ -11,10 +11,11 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, select, text
 
-from phip.ingest.pipeline import Pipeline
+from phip.runtime import build_pipeline
 from phip.orgs.service import seed_institutions
 from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
-from phip.store.models import Base, PersonIdentifier, Record, RejectedRecord
+from phip.schema import Base
+from phip.store.models import PersonIdentifier, Record, RejectedRecord
 
 from .conftest import PG_URL
 
@@ -73,7 +74,7 @@ def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: E
         RejectedRecord.__table__.create(conn)
         conn.execute(text("ALTER TABLE ingest_daily ADD COLUMN rejected_new bigint NOT NULL DEFAULT 0"))
         conn.execute(text("ALTER TABLE batches ADD COLUMN event_days JSON"))
-    receipt = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
+    receipt = build_pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
     assert receipt.accepted == len(records)
     with pg_scratch.begin() as conn:
         RejectedRecord.__table__.drop(conn)
@@ -95,7 +96,7 @@ def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: E
         assert "uq_records_natural_key" in plan
         conn.execute(text("RESET enable_seqscan"))
     # the same batch again changes nothing: keys stored before the upgrade are found after it
-    again = Pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
+    again = build_pipeline(pg_scratch).ingest(orgs[0][0], "outpatient_visit", records, now=NOW)
     assert (again.accepted, again.unchanged) == (0, len(records))
     command.downgrade(alembic_config(pg_scratch), "0006_empi_chain")
     assert _collations(pg_scratch)[("records", "record_key")] is None

@@ -175,7 +175,7 @@ def test_every_dataset_flows_through(pipeline, engine, orgs):
 def test_identifier_registered_meanwhile_wins(pipeline, engine, orgs):
     """Another institution registered the same ID number between our lookup and our insert:
     the stored mapping wins and our record follows it instead of creating a second person."""
-    from phip.ingest.identity import IdentifierResolver
+    from phip.empi.identifier_resolver import IdentifierResolver
     from phip.standard.validate import validator_for
 
     org, records = visits(orgs, n=1)

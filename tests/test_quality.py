@@ -106,7 +106,7 @@ def test_killed_run_leaves_no_duplicate_and_no_gap(tmp_path):
     import sys
     import time
 
-    from phip.ingest.pipeline import Pipeline
+    from phip.runtime import build_pipeline
     from phip.runtime import prepare
     from phip.store.db import make_engine
 
@@ -114,7 +114,7 @@ def test_killed_run_leaves_no_duplicate_and_no_gap(tmp_path):
     now = platform_now()
     org = ("12220104412001376B", "长春中医药大学附院")
     gen = Generator(seed=14)
-    pipeline = Pipeline(engine)
+    pipeline = build_pipeline(engine)
     for offset in (2, 1, 0):
         batches = {ds: recs for _, ds, recs in gen.day([org], now.date() - timedelta(days=offset), visits=40, admissions=8, now=now)}
         if offset == 0:

@@ -160,6 +160,7 @@ def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
     at the source carry a visit time that is no time (an event time cannot be kept)."""
     from phip.collect import his_synth
     from phip.collect.runner import Collector
+    from phip.runtime import build_pipeline
     from tests.collect_support import ORG_CODE, demo_mapping, execute, source_url
 
     url = source_url("sqlite", "rerun", tmp_path)
@@ -168,7 +169,7 @@ def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
     for visit_no in spoilt:
         execute(url, "UPDATE MZ_JZJL SET JZSJ = '不详' WHERE JZXH = :v", v=visit_no)
     mapping = demo_mapping(url, tmp_path)
-    collector = Collector(engine)
+    collector = Collector(engine, build_pipeline(engine))
     runs = [collector.run(mapping, ["outpatient_visit"], full=True) for _ in range(2)]
     assert [sum(r.rejected for r in results) for results in runs] == [3, 3]
     kept = current(engine)

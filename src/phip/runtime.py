@@ -1,4 +1,6 @@
-"""Process-wide wiring: one engine and one pipeline per process, schema migrated on first use."""
+"""The composition place: which person resolver and which counters the pipeline gets, and the
+process-wide engine and pipeline (schema migrated on first use). Domains never wire each
+other; every entry point (and every test) builds its pipeline here."""
 
 from __future__ import annotations
 
@@ -7,9 +9,13 @@ from functools import cache
 from sqlalchemy import Engine
 
 from phip.config import get_settings
-from phip.gc_tuning import tune_gc  # entry points (cli, api, workers) call it from here too
+from phip.gc_tuning import tune_gc  # entry points (cli, api) call it from here too
+from phip.empi.resolver import EmpiResolver
+from phip.ingest.identity import PersonResolver
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.service import seed_institutions
+from phip.reports.measures import MeasureCounter
+from phip.standard.catalog import Standard
 from phip.store.db import make_engine, upgrade
 
 
@@ -20,6 +26,11 @@ def prepare(engine: Engine) -> Engine:
     return engine
 
 
+def build_pipeline(engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None) -> Pipeline:
+    """A pipeline with the EMPI resolver (unless another is given) and the report measures."""
+    return Pipeline(engine, standard, resolver=resolver or EmpiResolver(), counters=[MeasureCounter()])
+
+
 @cache
 def engine() -> Engine:
     return prepare(make_engine(get_settings().database_url))
@@ -28,4 +39,4 @@ def engine() -> Engine:
 @cache
 def pipeline() -> Pipeline:
     tune_gc()
-    return Pipeline(engine())
+    return build_pipeline(engine())

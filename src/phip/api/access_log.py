@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from phip.web.mask import mask_text
+from phip.privacy import mask_text
 
 
 class ScrubIdentifiers(logging.Filter):

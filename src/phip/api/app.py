@@ -18,7 +18,7 @@ from phip import runtime
 from phip.api import access_log, errors, push
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
-from phip.empi import api as empi_api
+from phip.api import empi as empi_api
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.ingest.pipeline import Pipeline
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
@@ -37,7 +37,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     if engine is None:
         engine, pipeline = runtime.engine(), runtime.pipeline()
     else:
-        pipeline = Pipeline(engine, std)
+        pipeline = runtime.build_pipeline(engine, std)
     errors.install(app)
     access_log.install()
     app.add_middleware(errors.RejectNul)
@@ -45,7 +45,8 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     push_router = push.build_router(engine, pipeline, limiter)
     app.state.batch_slots = push_router.batch_slots  # type: ignore[attr-defined]
     app.include_router(push_router)
-    dashboard.install(app, engine)  # issue 5: operations dashboard (/login, /ops/…)
+    for prefix, page in dashboard.install(app, engine).items():  # issue 5: operations dashboard (/login, /ops/…)
+        errors.register_html_pages(prefix, page)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))
 

@@ -14,7 +14,9 @@ from sqlalchemy import Engine
 from phip.orgs.keys import authenticate
 
 from .errors import ApiError
-from .limits import FailureLimiter, RateLimiter
+from phip.throttle import FailureLimiter
+
+from .limits import RateLimiter
 
 #: Wrong keys per client address before it must wait: a key is 32 random bytes, so no one needs
 #: more than a few tries, and the limiter of valid keys runs only after authentication.

@@ -32,6 +32,7 @@ from typing import Any
 
 from phip.gc_tuning import gc_paused
 from phip.ingest import workers
+from phip.ingest.pipeline import goods, validate_remote
 
 from .mapping import Mapping, resolve_url
 
@@ -47,7 +48,7 @@ class Batch:
     rows: int  # rows read from the source
     high: Any  # the batch's highest cursor value (None without a cursor)
     records: list[Any] | None  # the mapped records, only when some were rejected
-    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as workers.validate returns
+    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as pipeline.validate_remote returns
 
 
 # -- in the reader process ---------------------------------------------------------------------
@@ -58,7 +59,7 @@ def open_stream(stream_id: str, mapping: Mapping, job_key: str, sql: str, count_
     """Start reading; returns the row count when asked for (``count``)."""
     from phip.standard.catalog import load_standard
 
-    from .runner import map_batches, read_batches
+    from .extract import map_batches, read_batches
     from .source import open_source
 
     close_stream(stream_id)
@@ -72,7 +73,7 @@ def open_stream(stream_id: str, mapping: Mapping, job_key: str, sql: str, count_
 
     def produce() -> Iterator[Batch]:
         for n_rows, records, high in map_batches(job, batches, first_row):
-            good_rows, rejections = workers.validate(dataset.code, mapping.source.org, org_name, records, now)
+            good_rows, rejections = validate_remote(dataset.code, mapping.source.org, org_name, records, now)
             yield Batch(n_rows, high, records if rejections else None, (good_rows, rejections))
 
     stream = produce()
@@ -142,7 +143,7 @@ def remote_batches(executor: Any, mapping: Mapping, job_key: str, sql: str, coun
                 done = True
                 continue
             good_rows, rejections = batch.validated
-            yield batch.rows, batch.high, batch.records, (workers.goods(good_rows), rejections)
+            yield batch.rows, batch.high, batch.records, (goods(good_rows), rejections)
     finally:
         if not done:
             for future in in_flight:

@@ -50,7 +50,7 @@ def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
 
 
 class Worker:
-    def __init__(self, engine: Engine, pipeline: Pipeline | None = None, holder: str | None = None,
+    def __init__(self, engine: Engine, pipeline: Pipeline, holder: str | None = None,
                  quality_at: time | None | str = "env"):
         self.engine = engine
         self.collector = Collector(engine, pipeline, holder)
@@ -139,7 +139,7 @@ class Worker:
             stop.wait(poll)
 
 
-def start_in_background(engine: Engine, pipeline: Pipeline | None = None, poll: float = 30.0) -> threading.Event:
+def start_in_background(engine: Engine, pipeline: Pipeline, poll: float = 30.0) -> threading.Event:
     """Run the worker loop in a daemon thread of the service; set the returned event to stop it."""
     stop = threading.Event()
     worker = Worker(engine, pipeline)

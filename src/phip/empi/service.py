@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, or_, select, tuple_, update
 
 from phip.errors import PhipError
+from phip.privacy import mask_kind
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 from phip.store.models import Institution, Person, PersonIdentifier, Record
@@ -41,13 +42,7 @@ class EmpiError(PhipError):
 # --- masking ------------------------------------------------------------------------------------
 
 
-def mask(value: str | None, keep_head: int = 3, keep_tail: int = 4) -> str | None:
-    """ID numbers and phones are masked unless the reader's role allows them (110***********1234)."""
-    if not value:
-        return value
-    if len(value) <= keep_head + keep_tail:
-        return "*" * len(value)
-    return value[:keep_head] + "*" * (len(value) - keep_head - keep_tail) + value[-keep_tail:]
+# ID numbers and phones are masked unless the reader may see them (phip.privacy: one rule per kind).
 
 
 def _public(person: dict[str, Any], unmasked: bool) -> dict[str, Any]:
@@ -55,8 +50,8 @@ def _public(person: dict[str, Any], unmasked: bool) -> dict[str, Any]:
     if out.get("birth_date"):
         out["birth_date"] = out["birth_date"].isoformat()
     if not unmasked:
-        out["id_no"] = mask(out.get("id_no"))
-        out["phone"] = mask(out.get("phone"))
+        out["id_no"] = mask_kind("id_no", out.get("id_no"))
+        out["phone"] = mask_kind("phone", out.get("phone"))
     return out
 
 
@@ -101,7 +96,7 @@ def identifiers(engine: Engine, person_id: str, unmasked: bool = False) -> dict[
                             .where(pi.c.person_id == pid).order_by(pi.c.kind, pi.c.scope, pi.c.value)).all()
     return {"person_id": pid, "identifiers": [
         {"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
-         "value": v if unmasked or k != "id_no" else mask(v), "registered_at": at.isoformat(sep=" ")}
+         "value": v if unmasked or k != "id_no" else mask_kind(k, v), "registered_at": at.isoformat(sep=" ")}
         for k, s, v, at in rows
     ]}
 
@@ -158,7 +153,7 @@ def xref(engine: Engine, *, org: str | None = None, patient_id: str | None = Non
         "person_id": pid,
         "local_ids": [{"org": s, "org_name": names.get(s), "patient_id": v} for k, s, v in rows if k == "patient_id"],
         "identifiers": [{"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
-                         "value": v if unmasked or k not in ("id_no", "health_card", "insurance") else mask(v)}
+                         "value": v if unmasked or k not in ("id_no", "health_card", "insurance") else mask_kind(k, v)}
                         for k, s, v in rows if k != "patient_id"],
     }
 
@@ -219,7 +214,7 @@ def reviews(engine: Engine, status: str = "pending", limit: int = 50, unmasked: 
         if not unmasked:
             for ev in evidence:
                 if ev.get("field") in ("id_no", "phone"):
-                    ev["left"], ev["right"] = mask(ev.get("left")), mask(ev.get("right"))
+                    ev["left"], ev["right"] = mask_kind(ev["field"], ev.get("left")), mask_kind(ev["field"], ev.get("right"))
         item["person"] = _public(persons[row["person_id"]], unmasked) if row["person_id"] in persons else None
         item["candidate"] = _public(persons[row["candidate_id"]], unmasked) if row["candidate_id"] in persons else None
         out.append(item)
@@ -461,5 +456,5 @@ def model(engine: Engine) -> Model:
         return load_active_model(conn)
 
 
-__all__ = ["EmpiError", "decide", "events", "find", "golden_record", "identifiers", "mask", "merge", "model",
+__all__ = ["EmpiError", "decide", "events", "find", "golden_record", "identifiers", "merge", "model",
            "reviews", "split", "undo", "EmpiBlock"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from sqlalchemy import Engine, text
 
 from .features import MATCH_COLUMNS, match_row
 from .model import splink_settings
@@ -34,6 +35,60 @@ def frame(rows: Iterable[tuple[str, dict[str, Any]]]) -> pa.Table:
             cols[c].append(row.get(c))
         cols["birth_year"].append(row["dob"][:4] if row.get("dob") else None)
     return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def _read(engine: Engine) -> pa.Table:
+    """Active persons' matching rows as Arrow; the JSON is unpacked inside DuckDB."""
+    ids: list[str] = []
+    docs: list[str] = []
+    with engine.connect() as conn:
+        cast = "CAST(match AS TEXT)" if conn.dialect.name == "postgresql" else "match"
+        result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+            text(f"SELECT id, {cast} FROM persons WHERE status = 'active' AND match IS NOT NULL"))
+        for part in result.partitions():
+            for pid, doc in part:
+                ids.append(pid)
+                docs.append(doc)
+    return pa.table({"person_id": pa.array(ids, pa.string()), "doc": pa.array(docs, pa.string())})
+
+
+def _read_postgresql(engine: Engine) -> pa.Table:
+    """PostgreSQL unpacks the JSON once per row (``json_to_record``) and streams CSV through
+    COPY; Arrow parses it in C++: no Python object per person or per value."""
+    from pyarrow import csv
+
+    types = ", ".join(f"{c} {'boolean' if c == 'id_valid' else 'text'}" for c in MATCH_COLUMNS)
+    cols = ", ".join(f"m.{c}" for c in MATCH_COLUMNS)
+    query = (f"SELECT p.id, {cols}, left(m.dob, 4) FROM persons p, json_to_record(p.match) AS m({types}) "
+             "WHERE p.status = 'active' AND p.match IS NOT NULL")
+    buffer = bytearray()
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for block in copy:
+                buffer += block
+    if not buffer:  # no active person: Arrow refuses an empty CSV
+        return SCHEMA.empty_table()
+    # NULL is an unquoted empty field, an empty string a quoted one
+    convert = csv.ConvertOptions(column_types=SCHEMA, null_values=[""], strings_can_be_null=True,
+                                 quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
+    read = csv.ReadOptions(column_names=SCHEMA.names, block_size=1 << 24)
+    return csv.read_csv(pa.py_buffer(buffer), read_options=read, convert_options=convert)
+
+
+def read_persons(engine: Engine, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every active person's matching row, as the Arrow table Splink reads."""
+    if engine.dialect.name == "postgresql":
+        return _read_postgresql(engine)
+    raw = _read(engine)
+    con.register("raw_persons", raw)
+    cols = ", ".join(
+        f"CAST(json_extract(doc, '$.{c}') AS BOOLEAN) AS {c}" if c == "id_valid" else f"json_extract_string(doc, '$.{c}') AS {c}"
+        for c in MATCH_COLUMNS)
+    table = con.sql(f"SELECT person_id, {cols}, substr(json_extract_string(doc, '$.dob'), 1, 4) AS birth_year "
+                        "FROM raw_persons").to_arrow_table()
+    con.unregister("raw_persons")
+    return table
 
 
 def demographic_frame(people: Iterable[tuple[str, Any, Any, Any, Any, Any, Any]]) -> pa.Table:
@@ -188,7 +243,6 @@ def train_on_store(engine: Any, max_pairs: float = 5e6, link_threshold: float | 
     from phip.standard.validate import platform_now
 
     from .model import LINK_THRESHOLD, REVIEW_THRESHOLD
-    from .relink import read_persons
     from .tables import EmpiModel
 
     if synthetic:

@@ -25,22 +25,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack
 
 import orjson
 from sqlalchemy import Connection, Engine, Integer, bindparam, insert, select, update
 
 from phip.errors import PhipError
 from phip.gc_tuning import gc_paused
-from phip.reports.measures import count_measures, is_measured
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
 from phip.standard.validate import Finding, RecordValidator, finding, platform_now, validator_for
 from phip.store import models as m
 from phip.store.dayranges import pack
 from phip.store.sql import bulk_insert, increment, lock_key, select_in
-
-from phip.empi.resolver import EmpiResolver
 
 from . import workers
 from .identity import PersonResolver
@@ -183,7 +180,7 @@ class _Good:
     event_time: datetime | None
     warnings: list[Finding]
     #: The record as its canonical JSON (see ingest.keys.document) when validated in this process; a
-    #: validation process leaves it out (:func:`workers.rows`): pickled across, the text
+    #: validation process leaves it out (:func:`good_rows`): pickled across, the text
     #: cost more memory and time than serialising the record again.
     document: bytes | None = None
     person_id: str | None = None
@@ -245,6 +242,45 @@ def _validate_batch(
     return good, rejections
 
 
+def validate_remote(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> tuple:
+    """One batch validated in the validation process (:mod:`.workers`), as it returns it:
+    (rows, rejections)."""
+    standard = load_standard()
+    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now,
+                                      documents=False)
+    return good_rows(good), rejections
+
+
+def good_rows(good: list[_Good]) -> list[tuple]:
+    """Validated records as plain tuples, which pickle several times faster than the dataclass."""
+    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good]
+
+
+def goods(rows: list[tuple]) -> list[_Good]:
+    """The pipeline's validated records from the plain tuples a validation process returns."""
+    return [_Good(*row) for row in rows]
+
+
+workers.preload(validate_remote)
+
+
+def _from_remote(validated: tuple | None) -> tuple[list[_Good], list[Rejection]] | None:
+    return None if validated is None else (goods(validated[0]), validated[1])
+
+
+class RecordCounter(Protocol):
+    """A counting step run inside a batch's write transaction on the records it stored.
+    Reports registers its measure counters this way (:mod:`phip.runtime`), so ingest never
+    imports reports."""
+
+    def counts(self, dataset_code: str) -> bool:
+        ...
+
+    def count(self, conn: Connection, org_code: str, dataset: DataSet, new: list[dict[str, Any]],
+              changed: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> None:
+        ...
+
+
 class BatchOptions(TypedDict, total=False):
     """Keyword options of :meth:`Pipeline.ingest`, as :meth:`Pipeline.prepare` defines them."""
 
@@ -271,10 +307,13 @@ class Prepared:
 class Pipeline:
     """Validate → normalise → identify → upsert → count. Thread-safe; one per process is enough."""
 
-    def __init__(self, engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None):
+    def __init__(self, engine: Engine, standard: Standard | None = None, *, resolver: PersonResolver,
+                 counters: Sequence[RecordCounter] = ()):
+        """Built by :func:`phip.runtime.build_pipeline`, which chooses the resolver and counters."""
         self.engine = engine
         self.standard = standard or load_standard()
-        self.resolver = resolver or EmpiResolver()
+        self.resolver = resolver
+        self.counters = tuple(counters)
         self._org_names: dict[str, str] = {}
 
     # -- public -------------------------------------------------------------------------
@@ -337,7 +376,7 @@ class Pipeline:
         def prepared(item: tuple[Sequence[Any], int, Future | None]) -> Prepared:
             records, base, future = item
             return self.prepare(org_code, dataset.code, records, source=source, source_ref=source_ref, now=now,
-                                index_base=base, validated=workers.result(future))
+                                index_base=base, validated=_from_remote(workers.result(future)))
 
         while True:
             try:
@@ -348,7 +387,7 @@ class Pipeline:
                 raise
             if records is None:
                 break
-            future = workers.submit(dataset.code, org_code, org_name, records, now) if remote else None
+            future = workers.submit(validate_remote, dataset.code, org_code, org_name, records, now) if remote else None
             waiting.append((records, offset, future))
             offset += len(records)
             if len(waiting) > STREAM_LOOKAHEAD:
@@ -466,9 +505,10 @@ class Pipeline:
             old_payloads = self._supersede(conn, [u["rid"] for u in updates], now)
             conn.execute(_UPDATE_HEAD, updates)
             receipt.updated += len(updates)
-        if is_measured(dataset.code):  # report counters beyond event_daily (reports/data/measures.yaml)
-            count_measures(conn, org_code, dataset, inserted,
-                           [(old_payloads.get(u["rid"]), u["payload"]) for u in updates])
+        for counter in self.counters:  # e.g. the report measures beyond event_daily
+            if counter.counts(dataset.code):
+                counter.count(conn, org_code, dataset, inserted,
+                              [(old_payloads.get(u["rid"]), u["payload"]) for u in updates])
         increment(
             conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),
             [{"org_code": org_code, "dataset": dataset.code, "day": d, "records": n} for d, n in sorted(day_delta.items()) if n],

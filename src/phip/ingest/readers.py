@@ -22,7 +22,9 @@ import orjson
 
 from phip.errors import PhipError
 from phip.standard.catalog import DataSet
-from phip.standard.validate import EXACT_DIGITS
+from phip.standard.cells import BAD_ENCODING as _BAD_ENCODING
+from phip.standard.cells import ENCODINGS, decode_text
+from phip.standard.cells import cell_value as _cell
 
 FORMATS = ("json", "ndjson", "csv", "xlsx")
 
@@ -50,22 +52,6 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
     if suffix in FORMATS:
         return suffix
     raise FileFormatError("BAD_FORMAT", f"无法从扩展名“{path.suffix}”判断文件格式，请用 --format 指定（{', '.join(FORMATS)}）")
-
-
-#: What Chinese hospital systems write text in: UTF-8 (a BOM from Windows tools), else the
-#: GBK family (GB18030 reads GBK and GB2312 too).
-ENCODINGS = ("utf-8-sig", "gb18030")
-_BAD_ENCODING = "文件编码无法识别，请使用UTF-8或GBK编码"
-
-
-def decode_text(data: bytes) -> str | None:
-    """``data`` in the first of :data:`ENCODINGS` that reads it, or None."""
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return None
 
 
 def _decode(data: bytes) -> str:
@@ -272,15 +258,3 @@ def _first_sheet_with_header(wb: Any, dataset: DataSet) -> tuple[list[str], Iter
     if all(p.code == "EMPTY_FILE" for p in problems):
         raise FileFormatError("EMPTY_FILE", f"各工作表（{names}）都是空的")
     raise _no_header(dataset, f"各工作表（{names}）的前{HEADER_SEARCH_ROWS}行中都")
-
-
-def _cell(value: Any) -> Any:
-    """Excel gives datetimes and floats; dates go to ISO text, whole floats to int, except
-    those beyond Excel's 15 exact digits (an ID number typed as a number): they stay floats,
-    so validation can say the digits are lost (NUMBER_PRECISION_LOST) instead of storing
-    …283520 for …283534."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-    if isinstance(value, float) and value.is_integer() and abs(value) < EXACT_DIGITS:
-        return int(value)
-    return value

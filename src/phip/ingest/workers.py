@@ -22,9 +22,8 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import datetime
 from typing import Any
 
 from phip.config import get_settings
@@ -34,8 +33,7 @@ log = logging.getLogger(__name__)
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 _disabled = False
-
-Validated = tuple[list[Any], list[Any]]  # (good, rejections) as validate_batch returns
+_preload: list[Callable[..., Any]] = []
 
 
 def enabled() -> bool:
@@ -53,24 +51,19 @@ def _watch_parent() -> None:
         os._exit(0)
 
 
-def _init() -> None:
+def preload(task: Callable[..., Any]) -> None:
+    """Have the process import ``task``'s module when it starts (a pickled function is sent by
+    module and name), so the first batch does not pay for that import."""
+    _preload.append(task)
+
+
+def _init(*_tasks: Callable[..., Any]) -> None:
     threading.Thread(target=_watch_parent, name="phip-parent-watch", daemon=True).start()
-    from phip.runtime import tune_gc
+    from phip.gc_tuning import tune_gc
     from phip.standard.catalog import load_standard
 
     load_standard()
     tune_gc()
-
-
-def validate(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> tuple:
-    """One batch validated in this process, as the validation process returns it: (rows, rejections)."""
-    from phip.ingest.pipeline import validate_batch
-    from phip.standard.catalog import load_standard
-
-    standard = load_standard()
-    good, rejections = validate_batch(standard, standard.dataset(dataset_code), org_code, org_name, records, now,
-                                      documents=False)
-    return rows(good), rejections
 
 
 def pool() -> ProcessPoolExecutor | None:
@@ -84,7 +77,8 @@ def pool() -> ProcessPoolExecutor | None:
     with _lock:
         if _pool is None:
             # spawn, not fork: the parent holds database connections and a writer's threads
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init,
+                                        initargs=tuple(_preload))
             atexit.register(shutdown)
         return _pool
 
@@ -104,39 +98,28 @@ def shutdown() -> None:
             _pool = None
 
 
-def submit(dataset_code: str, org_code: str, org_name: str, records: Sequence[Any], now: datetime) -> Future | None:
+def submit(task: Callable[..., Any], *args: Any) -> Future | None:
+    """``task(*args)`` in the validation process (the pipeline hands its own validation
+    function, so this module knows nothing of the pipeline), or None when it is off."""
     executor = pool()
     if executor is None:
         return None
     try:
-        return executor.submit(validate, dataset_code, org_code, org_name, records, now)
+        return executor.submit(task, *args)
     except Exception as exc:  # noqa: BLE001 - a pool that cannot take work must not stop ingestion
         give_up(exc, broken=True)
         return None
 
 
-def result(future: Future | None) -> Validated | None:
-    """The validated batch, or None when the process failed (the caller validates in-process)."""
+def result(future: Future | None) -> Any | None:
+    """The task's result, or None when the process failed (the caller validates in-process)."""
     if future is None:
         return None
     try:
-        good_rows, rejections = future.result()
+        return future.result()
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable record or a killed process
         give_up(exc)
         return None
-    return goods(good_rows), rejections
-
-
-def rows(good: list[Any]) -> list[tuple]:
-    """Validated records as plain tuples, which pickle several times faster than the dataclass."""
-    return [(g.index, g.record, g.key, g.hash, g.event_time, g.warnings) for g in good]
-
-
-def goods(rows: list[tuple]) -> list[Any]:
-    """The pipeline's validated records from the plain tuples a validation process returns."""
-    from phip.ingest.pipeline import _Good
-
-    return [_Good(*row) for row in rows]
 
 
 def give_up(exc: BaseException, broken: bool = False) -> None:

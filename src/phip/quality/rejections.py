@@ -5,7 +5,7 @@ The pipeline keeps one current rejection per source row and content (``rejected_
 see ``phip.ingest.pipeline.Pipeline._keep_rejections``); it is open until a record of its key
 is accepted. A rejected record is shown as it was sent, so its values are of unknown meaning:
 ID-number and phone fields are masked by field, and every other value by shape
-(``phip.web.mask.mask_text``), before anything leaves this module.
+(``phip.privacy.mask_text``), before anything leaves this module.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import Engine, case, desc, func, select
 
 from phip.standard.catalog import DataSet, load_standard
 from phip.store.models import Institution, RejectedRecord
-from phip.web.mask import mask_id, mask_phone, mask_text
+from phip.privacy import mask_id, mask_phone, mask_text
 
 #: Characters of one shown value: enough to recognise it, not a dump of the record.
 SHOWN = 60

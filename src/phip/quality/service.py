@@ -12,7 +12,7 @@ from sqlalchemy import Engine, desc, func, select
 
 from phip.standard.catalog import load_standard
 from phip.store.models import Record, RejectedRecord
-from phip.web.mask import mask_id, mask_phone
+from phip.privacy import mask_id, mask_phone
 
 from .rules import load_rules
 from .tables import QualityFinding, QualityScore

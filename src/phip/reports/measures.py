@@ -113,3 +113,15 @@ def count_measures(
         {"org_code": org_code, "measure": code, "day": day, "records": n}
         for (code, day), n in sorted(delta.items()) if n
     ])
+
+
+class MeasureCounter:
+    """The measure counters as a pipeline step (``ingest.pipeline.RecordCounter``); the
+    pipeline is handed one by :func:`phip.runtime.build_pipeline`."""
+
+    def counts(self, dataset_code: str) -> bool:
+        return is_measured(dataset_code)
+
+    def count(self, conn: Connection, org_code: str, dataset: DataSet, new: Iterable[Mapping[str, Any]],
+              changed: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any]]] = ()) -> None:
+        count_measures(conn, org_code, dataset, new, changed)

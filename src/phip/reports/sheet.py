@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phip.errors import PhipError
-from phip.ingest.readers import FileFormatError, _cell, _decode
+from phip.standard.cells import BAD_ENCODING, cell_value, decode_text
 
 
 class SheetError(PhipError, ValueError):
@@ -30,14 +30,13 @@ def _raw_rows(path: Path) -> list[list[Any]]:
         except Exception as exc:  # openpyxl raises several unrelated types for a bad file
             raise SheetError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
         try:
-            return [[_cell(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
+            return [[cell_value(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
         finally:
             wb.close()
     if suffix in (".csv", ".txt"):
-        try:
-            text = _decode(path.read_bytes())
-        except FileFormatError as exc:
-            raise SheetError(exc.code, exc.message) from None
+        text = decode_text(path.read_bytes())
+        if text is None:
+            raise SheetError("BAD_ENCODING", BAD_ENCODING)
         return [list(r) for r in csv.reader(io.StringIO(text))]
     raise SheetError("BAD_FORMAT", f"不支持的文件类型“{path.suffix}”，请使用CSV或XLSX")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from .checkpoint import Checkpointer
@@ -85,15 +85,15 @@ def create_database(url: str) -> None:
 def wipe(engine: Engine) -> None:
     """Drop every table of the store, migrations' bookkeeping included (tests and benchmarks
     start from nothing). PostgreSQL: the ``public`` schema is recreated, which also takes
-    tables no model declares; elsewhere the declared tables are dropped."""
+    tables no model declares; elsewhere every table found in the store is dropped."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
             return
-        from phip.store.models import Base
-
-        Base.metadata.drop_all(conn)
+        found = MetaData()
+        found.reflect(conn)  # the store sits below the areas that declare tables: read what is there
+        found.drop_all(conn)
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 

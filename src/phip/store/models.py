@@ -277,9 +277,5 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-# Tables of other areas, declared on the same Base so migrations and the test fixture see them.
-import phip.collect.tables  # noqa: E402,F401
-import phip.empi.tables  # noqa: E402,F401
-import phip.quality.tables  # noqa: E402,F401
-import phip.reports.tables  # noqa: E402,F401
-import phip.web.tables  # noqa: E402,F401
+# The other areas declare their tables on this Base in their own `tables` modules; the store
+# imports none of them (it sits below every area): phip.schema gathers the whole schema.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,8 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
-from phip.api import errors
-from phip.api.limits import FailureLimiter
+from phip.throttle import FailureLimiter
 from phip.quality import rejections
 from phip.quality import service as quality
 from phip.quality.rules import load_rules
@@ -258,8 +258,10 @@ def overview_regions(engine: Engine) -> list[tuple[str, str]]:
     return sorted({(r.region_code, r.region_name) for r in list_institutions(engine)})
 
 
-def install(app: FastAPI, engine: Engine) -> None:
-    """Add the dashboard to the service: routes, static files, and the login redirect."""
+def install(app: FastAPI, engine: Engine) -> dict[str, Callable[[Request, int, str], Response]]:
+    """Add the dashboard to the service: routes, static files, and the login redirect. Returns
+    the error page of each path prefix a person reads, for the API's error handler to register
+    (the web layer does not import the API)."""
     app.include_router(build_router(engine))
     app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
 
@@ -276,8 +278,6 @@ def install(app: FastAPI, engine: Engine) -> None:
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return _page("error.html", status, me=None, message=message)
 
-    for prefix in (PREFIX, "/login"):
-        errors.register_html_pages(prefix, error_page)
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:  # noqa: ARG001
@@ -286,3 +286,5 @@ def install(app: FastAPI, engine: Engine) -> None:
     @app.get(PREFIX, include_in_schema=False)
     def _root() -> Response:
         return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+    return {PREFIX: error_page, "/login": error_page}

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from phip.store.models import Base
+from phip.schema import Base  # every area's tables, for autogenerate
 
 config = context.config
 engine = config.attributes.get("engine")

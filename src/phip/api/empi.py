@@ -51,7 +51,7 @@ EXAMPLES = {
     "event": {"event_id": 9},
 }
 
-from . import service
+from phip.empi import service
 
 
 class Operator(BaseModel):

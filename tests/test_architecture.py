@@ -1,0 +1,45 @@
+"""The package dependency rules (docs/architecture.md, "Packages and dependency rules") hold:
+import-linter checks the contracts written in pyproject.toml ([tool.importlinter]) against
+the real import graph of src/phip, so a new back-arrow or import cycle fails the suite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(src: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(src)}  # the tree under test, not an installed phip
+    return subprocess.run([str(LINT), "--config", str(config), "--no-cache"], cwd=config.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_are_kept():
+    out = _lint(ROOT / "src", ROOT / "pyproject.toml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert {c["type"] for c in contracts} == {"layers", "acyclic_siblings"}
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in out.stdout
+
+
+def test_a_back_arrow_breaks_the_contracts(tmp_path: Path):
+    """The same check on a copy of the package where the store imports a domain, and a domain
+    imports its entry point: both are reported, so the first test can fail."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "phip", src / "phip", ignore=shutil.ignore_patterns("__pycache__", "static"))
+    (src / "phip" / "store" / "back_arrow.py").write_text("import phip.empi.service\n")
+    (src / "phip" / "empi" / "back_arrow.py").write_text("import phip.api.empi\n")
+    config = tmp_path / "pyproject.toml"
+    shutil.copy(ROOT / "pyproject.toml", config)
+    out = _lint(src, config)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "phip.store.back_arrow -> phip.empi.service" in out.stdout
+    assert "phip.empi.back_arrow -> phip.api.empi" in out.stdout
+    assert "0 kept, 2 broken" in out.stdout  # the cycle empi -> api -> empi breaks the second one
