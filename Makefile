@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test demo bench clean
+.PHONY: run test test-fast demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest -q
+
+# the suite without the tests that run PHIP in processes of its own, kill them or drive Chromium
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/ingest_pipeline.py

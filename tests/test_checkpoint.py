@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sqlite3
 import time
 from pathlib import Path
@@ -95,6 +97,7 @@ for day in range(40):
 """
 
 
+@pytest.mark.slow
 def test_sigkill_while_checkpoints_run_loses_no_committed_batch(tmp_path: Path):
     """The writer is SIGKILLed twice while the checkpoint thread copies the WAL beside it,
     then runs to the end: the store is intact after each kill, every batch is whole (its
@@ -161,7 +164,10 @@ def test_sigkill_while_checkpoints_run_loses_no_committed_batch(tmp_path: Path):
     second = run(kill=True)  # starts again from the first day: what is stored comes back unchanged
     check(first + second, 150)
     final = run(kill=False)
-    total = check(first + second + final, 0)
+    # each kill may land between a batch's commit and its printed receipt: that batch is stored
+    # but reported by no run as accepted (the next run finds it unchanged), so up to one batch
+    # per kill is allowed; "every visit once" below is the exact check
+    total = check(first + second + final, 2 * 150)
     assert sum(line[0] for line in final) == total  # every visit once
     assert all(accepted + unchanged == size for size, accepted, unchanged, _ in final)
     with make_engine(url).connect() as conn:

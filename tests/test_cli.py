@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+pytestmark = pytest.mark.slow  # every test here runs phip in its own process
+
 PHIP = [sys.executable, "-m", "phip.cli"]
 ORG = "12220104412001376B"
 

@@ -118,6 +118,7 @@ def teaching(tmp_path_factory):
     return url
 
 
+@pytest.mark.slow
 def test_probe_command_writes_a_draft_that_loads(teaching, tmp_path):
     url = teaching
     out = tmp_path / "draft.yaml"

@@ -4,6 +4,8 @@ next retry) picks up from the cursor with nothing lost."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ PASSWORD = "s3cr3t-Pw"
 DOWN_URL = f"mysql+pymysql://phip_ro:{PASSWORD}@127.0.0.1:1/his"  # nothing listens on port 1
 
 
+@pytest.mark.slow
 def test_source_down_retries_then_fails_clearly(engine, tmp_path):
     mapping = demo_mapping(DOWN_URL, tmp_path, retries=2, backoff="3s", connect_timeout=2)
     waits: list[float] = []

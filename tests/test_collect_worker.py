@@ -23,6 +23,7 @@ from phip.standard.validate import platform_now
 from tests.collect_support import ORG_CODE, demo_mapping, source_url
 
 
+@pytest.mark.slow
 def test_lease_excludes_a_second_holder_and_survives_a_dead_one(engine):
     state.acquire_lease(engine, "his_x", ORG_CODE, "hostA:1:aa")
     with pytest.raises(state.SourceBusy):
@@ -68,6 +69,7 @@ def test_worker_runs_due_sources_and_backs_off_on_failure(engine, tmp_path, monk
     assert mapping.name == "his_demo"
 
 
+@pytest.mark.slow
 def test_two_worker_processes_never_run_one_source_twice(engine, tmp_path):
     url = source_url("sqlite", "twins", tmp_path)
     his_synth.build(url, seed=8, days=1, visits=40, admissions=2)
@@ -83,6 +85,7 @@ def test_two_worker_processes_never_run_one_source_twice(engine, tmp_path):
     assert len({r.holder for r in runs}) == 1
 
 
+@pytest.mark.slow
 def test_probe_matches_pinyin_initials_and_writes_a_skeleton(tmp_path):
     assert initials("病人姓名") == "BRXM" and initials("身份证号") == "SFZH" and initials("性别") == "XB"
     url = source_url("sqlite", "probe", tmp_path)  # SQLite keeps no column comments: names alone

@@ -24,6 +24,8 @@ from phip.synth.generator import Generator
 from phip.web.auth import create_user
 from tests.test_serve import serving
 
+pytestmark = pytest.mark.slow  # headless Chromium
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ORG_SCRIPT = '<script>alert("org")</script>长春测试医院'
 PATIENT_SCRIPT = '<img src=x onerror=alert("p")>'

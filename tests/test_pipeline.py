@@ -425,6 +425,7 @@ def test_stream_record_that_cannot_cross_processes_is_validated_in_process(pipel
     assert count(engine, m.Record) == 20
 
 
+@pytest.mark.slow
 def test_validation_process_exits_when_its_writer_is_killed(tmp_path):
     """A SIGKILLed collector must not leave its validation process behind (it holds both ends
     of its queue's pipe, so only watching the parent ends it)."""

@@ -3,6 +3,8 @@ on the SQLite and PostgreSQL stores of the `engine` fixture."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -12,6 +14,8 @@ from datetime import timedelta
 from phip.standard.validate import platform_now
 from phip.synth.generator import Generator
 from tests.test_cli import run
+
+pytestmark = pytest.mark.slow  # every test here runs phip in its own process
 
 ORG = "12220104412001376B"
 DS = "outpatient_visit"

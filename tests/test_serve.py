@@ -3,6 +3,8 @@ a push over HTTP, and Swagger UI served without any external asset."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import socket
 import sqlite3
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 import httpx
 
 from tests.test_cli import ORG, run
+
+pytestmark = pytest.mark.slow  # every test here runs phip in its own process
 
 
 def free_port() -> int:
