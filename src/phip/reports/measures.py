@@ -31,6 +31,7 @@ class Measure:
     datasets: tuple[str, ...]
     day_field: str | None
     codes: tuple[tuple[str, tuple[str, ...]], ...]
+    values: tuple[tuple[str, tuple[object, ...]], ...] = ()
 
     def day_of(self, dataset: DataSet, record: Mapping[str, Any] | None) -> date | None:
         """The day this record counts on, or None when it does not count."""
@@ -42,6 +43,9 @@ class Measure:
                 if type(v) is str and v.startswith(prefixes):
                     break
             else:
+                return None
+        for f, allowed in self.values:
+            if record.get(f) not in allowed:
                 return None
         value = record.get(self.day_field or dataset.event_time)
         if isinstance(value, datetime):
@@ -68,8 +72,11 @@ def load_measures(path: Path = MEASURES_FILE) -> dict[str, Measure]:
                 raise ValueError(f"measure {code}: {ds} has no field {spec['day_field']}")
             if spec.get("codes") and not names & set(spec["codes"]):
                 raise ValueError(f"measure {code}: {ds} has none of the fields {list(spec['codes'])}")
+            if set(spec.get("values", {})) - names:
+                raise ValueError(f"measure {code}: {ds} lacks the fields {sorted(set(spec['values']) - names)}")
         out[code] = Measure(code, spec["label"], tuple(spec["datasets"]), spec.get("day_field"),
-                            tuple((f, tuple(p)) for f, p in spec.get("codes", {}).items()))
+                            tuple((f, tuple(p)) for f, p in spec.get("codes", {}).items()),
+                            tuple((f, tuple(v)) for f, v in spec.get("values", {}).items()))
     return out
 
 
