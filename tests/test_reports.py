@@ -269,3 +269,19 @@ def test_periods(text, start, end):
 def test_bad_periods(text):
     with pytest.raises(PeriodError):
         parse_period(text)
+
+
+def test_recount_rebuilds_a_measure_from_the_records(engine, pipeline, two_orgs):
+    """A measure added after the data arrived counts the history once recounted, and a second
+    recount gives the same counters (it replaces, never adds)."""
+    from phip.reports.measures import recount
+
+    load(pipeline, two_orgs)
+    before = upload_report(engine, OCT, "institution").total.lab_exam
+    with engine.begin() as conn:
+        conn.execute(delete(MeasureDaily).where(MeasureDaily.measure == "lab_reports"))
+    assert upload_report(engine, OCT, "institution").total.lab_exam < before
+    counted = recount(engine, "lab_reports")
+    assert counted > 0 and upload_report(engine, OCT, "institution").total.lab_exam == before
+    assert recount(engine, "lab_reports") == counted
+    assert upload_report(engine, OCT, "institution").total.lab_exam == before

@@ -60,6 +60,17 @@ def upload(
     console.print(table)
 
 
+@app.command("recount")
+def recount_cmd(measure: str = typer.Argument(..., help="计数口径，如 lab_reports、discharges")) -> None:
+    """按已存记录重算一个计数口径（新增口径后补齐历史；请在无数据接收时运行）(rebuild a measure)."""
+    from phip import runtime
+    from phip.reports.measures import load_measures, recount
+
+    if measure not in load_measures():
+        _fail(f"计数口径“{measure}”不存在，可选 {'、'.join(load_measures())}", "BAD_MEASURE")
+    console.print(f"已重算 {measure}：{recount(runtime.engine(), measure):,} 条记录计入")
+
+
 def _import_sheet(load, file: Path):  # noqa: ANN001, ANN202
     """Run a sheet import (all rows or none); a bad sheet exits with its code and message."""
     from phip import runtime

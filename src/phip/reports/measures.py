@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, load_standard
@@ -132,3 +132,28 @@ class MeasureCounter:
     def count(self, conn: Connection, org_code: str, dataset: DataSet, new: Iterable[Mapping[str, Any]],
               changed: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any]]] = ()) -> None:
         count_measures(conn, org_code, dataset, new, changed)
+
+
+def recount(engine: Engine, code: str) -> int:
+    """Rebuild one measure's counters from the stored records, so a measure added later counts
+    the history too; one transaction. Run it while nothing is being ingested: a batch committed
+    during the scan could be counted twice. Returns the records counted."""
+    from sqlalchemy import delete, select
+
+    from phip.reports.tables import MeasureDaily
+    from phip.store.models import Record
+
+    measure = load_measures()[code]
+    std = load_standard()
+    counts: dict[tuple[str, date], int] = {}
+    with engine.begin() as conn:
+        conn.execute(delete(MeasureDaily).where(MeasureDaily.measure == code))
+        rows = conn.execute(select(Record.org_code, Record.dataset, Record.payload)
+                            .where(Record.dataset.in_(measure.datasets)).execution_options(yield_per=10_000))
+        for org, ds, payload in rows:
+            day = measure.day_of(std.dataset(ds), payload)
+            if day is not None:
+                counts[(org, day)] = counts.get((org, day), 0) + 1
+        increment(conn, MeasureDaily.__table__, ("org_code", "measure", "day"), [
+            {"org_code": org, "measure": code, "day": day, "records": n} for (org, day), n in sorted(counts.items())])
+    return sum(counts.values())
