@@ -604,6 +604,7 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     assert client.post("/api/v1/empi/merge", json={"survivor": pid, "retired": pid}).status_code == 401
     create_user(engine, "ops", PASSWORD)
     login(client)
+    client.headers["X-CSRF-Token"] = client.get("/api/v1/empi/session").json()["csrf_token"]
     hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
     id_no = id_number(born, 61)
     assert hits[0]["person_id"] == pid and hits[0]["id_no"] == f"{id_no[:6]}********{id_no[-4:]}"  # phip.privacy

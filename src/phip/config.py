@@ -38,6 +38,9 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_METRICS_TOKEN`` (default unset): a bearer token a Prometheus scraper sends to read
+    #: ``/metrics`` (``Authorization: Bearer <token>``); without it only a logged-in operator may
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
+            metrics_token=env.get("PHIP_METRICS_TOKEN") or None,
         )
 
     @property
