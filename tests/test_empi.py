@@ -621,7 +621,7 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     ids = client.get(f"/api/v1/empi/persons/{pid}/identifiers").json()["identifiers"]
     assert {i["kind"] for i in ids} == {"id_no", "patient_id"}
     gold = client.get(f"/api/v1/empi/persons/{pid}").json()
-    assert gold["fields"]["name"] == {"value": "张伟", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
+    assert gold["fields"]["name"] == {"value": "张*", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
     assert client.get("/api/v1/empi/persons/nobody").json()["error"]["code"] == "PERSON_NOT_FOUND"
     queue = client.get("/api/v1/empi/reviews").json()["reviews"]
     assert len(queue) == 1
