@@ -41,6 +41,9 @@ class Settings:
     #: ``PHIP_METRICS_TOKEN`` (default unset): a bearer token a Prometheus scraper sends to read
     #: ``/metrics`` (``Authorization: Bearer <token>``); without it only a logged-in operator may
     metrics_token: str | None = None
+    #: ``PHIP_WORKER_START_SECONDS`` (default 60): how long ``phip serve --workers N`` lets a
+    #: worker take to answer uvicorn's health check before killing it, see :attr:`worker_start_seconds`
+    worker_start: str = "60"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +61,7 @@ class Settings:
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
             metrics_token=env.get("PHIP_METRICS_TOKEN") or None,
+            worker_start=env.get("PHIP_WORKER_START_SECONDS") or "60",
         )
 
     @property
@@ -69,6 +73,13 @@ class Settings:
     @property
     def session_ttl(self) -> timedelta:
         return timedelta(minutes=int(self.session_minutes))
+
+    @property
+    def worker_start_seconds(self) -> int:
+        """A spawned worker imports ``phip.cli`` (the parent's main module) before it can answer
+        a ping: 3 s on an idle 2-core machine, more when busy, and uvicorn's 5 s default then
+        kills it and every replacement in turn. At least 5."""
+        return max(5, int(float(self.worker_start)))
 
     @property
     def rate_per_minute(self) -> float:

@@ -134,3 +134,13 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
                                    categories=CATEGORY_LABELS, version=std.version))
 
     return app
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the service in uvicorn (``phip serve``). The store is migrated here, once, before
+    any worker starts; each worker's health check waits ``PHIP_WORKER_START_SECONDS``."""
+    import uvicorn
+
+    runtime.engine()
+    uvicorn.run("phip.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+                timeout_worker_healthcheck=get_settings().worker_start_seconds)
