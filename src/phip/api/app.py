@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 from phip import runtime
-from phip.api import access_log, csrf, errors, push
+from phip.api import access_log, csrf, errors, memory, push
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api import empi as empi_api
@@ -36,6 +36,7 @@ _METRICS_REFUSED = ("METRICS_AUTH_REQUIRED", "读取监控指标需要登录运�
 def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
     """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
     runtime.tune_gc()
+    memory.limit_arenas()
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
     if engine is None:
