@@ -39,7 +39,7 @@ class Settings:
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
     #: ``PHIP_METRICS_TOKEN`` (default unset): a bearer token a Prometheus scraper sends to read
-    #: ``/metrics`` (``Authorization: Bearer <token>``); without it only a logged-in operator may
+    #: ``/metrics`` (``Authorization: Bearer <token>``); without it only a logged-in operator reads them
     metrics_token: str | None = None
     #: ``PHIP_WORKER_START_SECONDS`` (default 60): how long ``phip serve --workers N`` lets a
     #: worker take to answer uvicorn's health check before killing it, see :attr:`worker_start_seconds`

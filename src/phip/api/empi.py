@@ -5,7 +5,7 @@ Every endpoint needs a logged-in operator (the dashboard's session cookie, 运�
 are residents' identities. The session's user, not a field of the body, is what the audit
 trail records. Every POST also carries the session's CSRF token in ``X-CSRF-Token`` (from
 ``GET /api/v1/empi/session``), see phip.api.csrf. Identifiers and names are masked in every
-answer by the rules of phip.privacy, unless the session's role may read them whole.
+answer by the rules of phip.privacy (no role reads them whole).
 """
 
 
@@ -26,7 +26,7 @@ from phip.web import auth
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
 MAX_ID = 2**63 - 1
 _LOGIN = (401, "请先以操作员身份登录运维看板（/login）", None)
-_PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张伟", "sex": "1", "birth_date": "1990-04-12",
+_PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张*", "sex": "1", "birth_date": "1990-04-12",
            "id_no": "220102********0614", "phone": "135****5678", "address": "吉林省长春市南关区人民大街1号"}
 _SOURCE = {"org": "12220104412001376B", "dataset": "patient_info", "at": "2026-11-21 09:30:00"}
 EXAMPLES = {
