@@ -17,6 +17,7 @@ from phip.runtime import build_pipeline
 from phip.quality.run import analyse
 from phip.reports.reported import import_reported
 from phip.runtime import prepare
+from phip.privacy import mask_name
 from phip.standard.validate import platform_now
 from phip.store.db import make_engine
 from phip.store.models import Institution
@@ -142,7 +143,7 @@ def test_dashboard_in_chromium(tmp_path):
         page.click("#findings-filters button")
         page.wait_for_url(re.compile(r".*code=QC_SUM_MISMATCH.*"))
         table = page.inner_text("#findings-table")
-        assert PATIENT_SCRIPT in table  # shown as text, and no dialog opened
+        assert mask_name(PATIENT_SCRIPT) in table and PATIENT_SCRIPT not in table  # names masked (issue 19)
         assert re.search(r"证件号码 \d{6}\*{8}\d{3}[\dX]", table)
         page.screenshot(path=str(shots / "findings.png"), full_page=True)
 
@@ -184,7 +185,7 @@ def test_rejections_page_in_chromium(tmp_path):
     org = "12220104412001376B"
     records = next(r for _, _, r in Generator(seed=41).day([(org, "x")], now.date() - timedelta(days=1), visits=5,
                                                            admissions=1, datasets=["outpatient_visit"], now=now))
-    bad = [{**records[0], "visit_time": "不详", "name": PATIENT_SCRIPT},
+    bad = [{**records[0], "visit_time": PATIENT_SCRIPT},
            {**records[1], "visit_time": {"电话": "13912345678"}}]
     pipeline = build_pipeline(engine)
     for _ in range(2):  # re-read: one rejection each
@@ -212,7 +213,8 @@ def test_rejections_page_in_chromium(tmp_path):
         assert "未纠正 2 条" in page.inner_text("#rej-total")
         table = page.inner_text("#rej-table")
         assert f"{id_no[:6]}********{id_no[-4:]}" in table  # the masked example
-        assert "139****5678" in table and "BAD_DATETIME" in table and PATIENT_SCRIPT in table
+        assert "139****5678" in table and "BAD_DATETIME" in table and PATIENT_SCRIPT in table  # as text
+        assert mask_name(bad[0]["name"]) in table and bad[0]["name"] not in table
         html = page.content()
         assert id_no not in html and "13912345678" not in html
         rows = page.locator("#rej-table tbody tr")
