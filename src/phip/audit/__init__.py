@@ -9,7 +9,8 @@ from __future__ import annotations
 from .actor import SYSTEM, Actor
 from .errors import AuditError
 from .queries import REVIEW, VERDICTS, for_person, pending_reviews, review, search
-from .trail import append, log_event
+from .records import persons_of_records
+from .trail import append, log_event, log_reads
 
 __all__ = ["REVIEW", "SYSTEM", "VERDICTS", "Actor", "AuditError", "append", "for_person", "log_event",
-           "pending_reviews", "review", "search"]
+           "log_reads", "pending_reviews", "persons_of_records", "review", "search"]
