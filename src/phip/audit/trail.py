@@ -35,12 +35,16 @@ _table = AuditEvent.__table__
 _head = select(_table.c.seq, _table.c.mac).order_by(_table.c.seq.desc()).limit(1)
 
 
+#: ``detail`` keys whose values are digests, never shown as text: a hex run can look like a phone
+DIGEST_KEYS = frozenset({"digest", "legacy_hash"})
+
+
 def _masked(value: Any) -> Any:
     """``detail`` as JSON stores it (round-tripped), with every ID-number and phone run masked."""
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):
-        return {mask_text(k): _masked(v) for k, v in value.items()}
+        return {mask_text(k): v if k in DIGEST_KEYS else _masked(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v) for v in value]
     return value

@@ -38,25 +38,29 @@ def actor_of(name: str) -> Actor:
     return Actor(name, "system" if name in SYSTEM_ACTORS else "operator")
 
 
-def _trail_event(row: Mapping[str, Any], reverted: bool = False, **kw: Any) -> tuple[Actor, str, dict[str, Any]]:
+def _trail_event(row: Mapping[str, Any], reverted: bool = False, by: str | None = None,
+                 **kw: Any) -> tuple[Actor, str, dict[str, Any]]:
     detail = {"digest": digest(row), "other_id": row["other_id"], "reverts": row["reverts"],
               "reverted_by": row["reverted_by"], "review_id": row["review_id"], **kw.pop("detail", {})}
     action = REVERTED if reverted else f"empi.{row['action']}"
-    return actor_of(row["actor"]), action, {"person_id": row["person_id"], "target": f"{TARGET}{row['id']}",
+    return actor_of(by or row["actor"]), action, {"person_id": row["person_id"], "target": f"{TARGET}{row['id']}",
                                             "detail": detail, **kw}
 
 
 def _rows(conn: Connection, ids: Iterable[int]) -> list[Mapping[str, Any]]:
     e = EmpiEvent.__table__
-    return list(conn.execute(select(*[e.c[c] for c in COLUMNS]).where(e.c.id.in_(list(ids))).order_by(e.c.id)).mappings())
+    if not (ids := list(ids)):
+        return []
+    return list(conn.execute(select(*[e.c[c] for c in COLUMNS]).where(e.c.id.in_(ids)).order_by(e.c.id)).mappings())
 
 
 def record(conn: Connection, ids: Iterable[int], reverted: Iterable[int] = ()) -> None:
     """Append trail events for new EMPI events ``ids`` and for ``reverted`` ones (their
     ``reverted_by`` just set), as the rows stand now, inside the change's transaction."""
-    new, old = sorted(set(ids)), sorted(set(reverted))
-    events = [_trail_event(r) for r in _rows(conn, new)] if new else []
-    events += [_trail_event(r, reverted=True) for r in _rows(conn, old)] if old else []
+    new, old = _rows(conn, sorted(set(ids))), _rows(conn, sorted(set(reverted)))
+    by = {r["id"]: r["actor"] for r in new}  # a reverted event is changed by whoever undid it
+    events = [_trail_event(r) for r in new]
+    events += [_trail_event(r, reverted=True, by=by.get(r["reverted_by"], r["actor"])) for r in old]
     append_many(conn, events)
 
 
