@@ -77,8 +77,17 @@ def canonical(row: Mapping[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
+_keyed: dict[bytes, Any] = {}
+
+
 def link(key: bytes, previous: str, row: Mapping[str, Any]) -> str:
-    return hmac.new(key, previous.encode() + canonical(row), "sm3").hexdigest()
+    # the key's inner and outer pads are hashed once; each link copies that state
+    if (base := _keyed.get(key)) is None:
+        base = _keyed[key] = hmac.new(key, digestmod="sm3")
+    h = base.copy()
+    h.update(previous.encode())
+    h.update(canonical(row))
+    return h.hexdigest()
 
 
 def digest(doc: Mapping[str, Any]) -> str:

@@ -108,29 +108,40 @@ def _advance(head: anchor.Head) -> None:
         log.exception("audit anchor %s not written", anchor.anchor_path())
 
 
+def _info(conn: Connection) -> dict[Any, Any] | None:
+    """The pooled connection's info, or None when the connection is gone (invalidated: the
+    listeners below must never turn a lost connection into another error)."""
+    if conn.closed or conn.invalidated:
+        return None
+    try:
+        return conn.info
+    except Exception:  # noqa: BLE001 - an invalid transaction has no usable info
+        return None
+
+
 @event.listens_for(Engine, "commit")
 def _on_commit(conn: Connection) -> None:
-    if (head := conn.info.pop(_PENDING, None)) is not None:
-        conn.info[_COMMITTING] = head
+    if (info := _info(conn)) is not None and (head := info.pop(_PENDING, None)) is not None:
+        info[_COMMITTING] = head
 
 
 @event.listens_for(Engine, "rollback")
 def _on_rollback(conn: Connection) -> None:
-    conn.info.pop(_PENDING, None)
-    conn.info.pop(_COMMITTING, None)
+    if (info := _info(conn)) is not None:
+        info.pop(_PENDING, None)
+        info.pop(_COMMITTING, None)
 
 
 @event.listens_for(Engine, "rollback_savepoint")
 def _on_rollback_savepoint(conn: Connection, name: str, context: Any) -> None:
-    conn.info.pop(_PENDING, None)  # anchoring less than was written is safe; more is not
+    if (info := _info(conn)) is not None:
+        info.pop(_PENDING, None)  # anchoring less than was written is safe; more is not
 
 
 @event.listens_for(Engine, "handle_error")
 def _on_error(context: Any) -> None:
-    try:
-        context.connection.info.pop(_COMMITTING, None)
-    except Exception:  # noqa: BLE001 - no connection, or an invalidated one: nothing to anchor
-        pass
+    if context.connection is not None and (info := _info(context.connection)) is not None:
+        info.pop(_COMMITTING, None)
 
 
 @event.listens_for(Pool, "checkin")
