@@ -17,7 +17,7 @@ from phip.empi import edits
 from phip.empi.relink import relink
 from phip.empi.tables import EmpiEvent
 from phip.empi.trail import COLUMNS, TARGET, verify
-from phip.store.db import alembic_config, make_engine, upgrade
+from phip.store.db import alembic_config, upgrade
 from tests.test_empi import _insert_people, id_number
 
 
@@ -124,15 +124,9 @@ def test_phip_empi_verify_exit_codes(engine, history, tmp_path):
 def test_migration_0010_carries_existing_events_into_the_trail(tmp_path, store_engine):
     """A store at 0009 with chained and unchained EMPI events goes to head: each event is in the
     trail with its own time, verification passes, and the old hash column is gone."""
-    if store_engine.dialect.name == "sqlite":
-        scratch = make_engine(f"sqlite:///{tmp_path / 'mig.db'}")
-    else:
-        from phip.store.db import create_database, wipe
-        from tests.conftest import PG_URL
+    from tests.conftest import scratch_store
 
-        create_database(PG_URL + "_mig")
-        scratch = make_engine(PG_URL + "_mig")
-        wipe(scratch)
+    scratch = scratch_store(store_engine.dialect.name, tmp_path, "mig")
     command.upgrade(alembic_config(scratch), "0009_backfill_checksum")
     at = datetime(2026, 11, 1, 8, 30)
     with scratch.begin() as conn:

@@ -204,6 +204,7 @@ def _golden_of_merged(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[
 
 def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
            review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
+    written: list[int] = []  # ids of the merge events, for the audit trail
     if merges:
         _stage_pairs(conn, merges)
         golden_of = _golden_of_merged(conn)
@@ -251,7 +252,7 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         tick("write", 2, 3)
         before = conn.execute(select(func.max(EmpiEvent.id))).scalar() or 0  # the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
-        trail.record(conn, conn.execute(select(EmpiEvent.id).where(EmpiEvent.id > before)).scalars())
+        written = conn.execute(select(EmpiEvent.id).where(EmpiEvent.id > before)).scalars().all()
         conn.execute(text("DROP TABLE empi_relink_pairs"))
         # pending reviews naming a person merged away now name its survivor (or are resolved)
         moved = review_queue.follow_merges(conn, {r: s for s, r in merges}, actor, now, model)
@@ -285,6 +286,8 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         for chunk in chunks(fresh, 1000):
             conn.execute(insert_ignoring_conflicts(conn, EmpiReview.__table__), list(chunk))
         summary.reviews_added = len(fresh)
+    # last: the trail's append lock is held to the commit, and every audited read waits on it
+    trail.record(conn, written)
     tick("write", 3, 3)
 
 
