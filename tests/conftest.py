@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -35,6 +36,20 @@ def _pg_engine() -> Engine:
     return engine
 
 
+@pytest.fixture(scope="session")
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("audit") / "audit.key")
+
+
+@pytest.fixture(autouse=True)
+def _audit_files(audit_key_file: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit trail's key and anchor outside the working directory: one key for the run, a
+    fresh anchor per test (each test starts from emptied tables, so a head left by the one
+    before would read as deleted events)."""
+    monkeypatch.setenv("PHIP_AUDIT_KEY_FILE", audit_key_file)
+    monkeypatch.setenv("PHIP_AUDIT_ANCHOR_FILE", str(tmp_path_factory.mktemp("anchor") / "audit.anchor"))
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     if request.param == "sqlite":
@@ -44,6 +59,17 @@ def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def scratch_store(backend: str, tmp_path: Path, name: str) -> Engine:
+    """An empty database of its own (a SQLite file, or ``<test database>_<name>``), for a test
+    that migrates a store from an older revision."""
+    if backend == "sqlite":
+        return make_engine(f"sqlite:///{tmp_path / f'{name}.db'}")
+    create_database(PG_URL + f"_{name}")
+    engine = make_engine(PG_URL + f"_{name}")
+    wipe(engine)
+    return engine
 
 
 def empty_store(engine: Engine) -> Engine:

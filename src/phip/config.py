@@ -38,6 +38,11 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_AUDIT_KEY_FILE`` (default ``<data dir>/audit.key``): the audit trail's HMAC-SM3 key,
+    #: created (32 random bytes, mode 0600) when absent; keep it outside the database and its backups
+    audit_key_file: Path
+    #: ``PHIP_AUDIT_ANCHOR_FILE`` (default ``<data dir>/audit.anchor``): the trail's newest (seq, mac, count)
+    audit_anchor_file: Path
     #: ``PHIP_STANDARD_BASE_URL`` (default none: ``urn:phip:standard:…`` identifiers): where the
     #: province publishes the JSON Schemas; their ``$id`` is ``<base>/<version>/<code>.schema.json``
     standard_base_url: str = ""
@@ -66,6 +71,9 @@ class Settings:
             standard_base_url=env.get("PHIP_STANDARD_BASE_URL", "").strip().rstrip("/"),
             metrics_token=env.get("PHIP_METRICS_TOKEN") or None,
             worker_start=env.get("PHIP_WORKER_START_SECONDS") or "60",
+            audit_key_file=Path(env["PHIP_AUDIT_KEY_FILE"]) if env.get("PHIP_AUDIT_KEY_FILE") else data_dir / "audit.key",
+            audit_anchor_file=(Path(env["PHIP_AUDIT_ANCHOR_FILE"]) if env.get("PHIP_AUDIT_ANCHOR_FILE")
+                               else data_dir / "audit.anchor"),
         )
 
     @property

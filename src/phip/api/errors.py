@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from phip.empi.service import EmpiError
+from phip.empi.errors import EmpiError
 from phip.errors import PhipError
 from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
 from phip.input_messages import pydantic_error_zh
