@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phip.accounts import AuthError
 from phip.empi.service import EmpiError
 from phip.errors import PhipError
 from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
@@ -45,6 +46,7 @@ class ApiError(PhipError):
 HTTP_STATUS: dict[type[PhipError], int | None] = {
     ApiError: None,
     EmpiError: None,
+    AuthError: None,  # phip.accounts: 401 login, 403 role, 429 lockout, 400/409 input
     UnknownInstitution: 404,
     UnknownDataset: 404,
 }
