@@ -7,6 +7,7 @@ autogenerate, the test fixtures) imports it from here.
 
 from __future__ import annotations
 
+import phip.audit.tables  # noqa: F401
 import phip.collect.tables  # noqa: F401
 import phip.empi.tables  # noqa: F401
 import phip.quality.tables  # noqa: F401
