@@ -56,12 +56,14 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
     from phip.accounts import AuthError
+    from phip.share import ShareError
 
     return {
         CommandError: 2,  # fail() in every command
         FileFormatError: 2, IngestError: 2,  # phip ingest
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
-        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users
+        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip accounts
+        ShareError: 2,  # phip demo (sharing)
     }
 
 

@@ -42,9 +42,9 @@ def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | No
     diagnosis; only those the reader's authorizations cover. 403 when none does."""
     kinds = load_catalog().documents
     r = Record
+    wanted = {f for k in kinds.values() for f in (k.diagnosis, k.summary, k.group) if f}
     cols = [r.id, r.org_code, r.dataset, r.event_time, r.payload["dept_name"].as_string().label("dept"),
-            *[r.payload[f].as_string().label(f) for f in sorted({k.diagnosis for k in kinds.values() if k.diagnosis})
-              | {k.summary for k in kinds.values() if k.summary} | {k.group for k in kinds.values() if k.group}]]
+            *[r.payload[f].as_string().label(f) for f in sorted(wanted)]]
     with engine.begin() as conn:
         acc = access(conn, who, person_id)
         if not acc.any:
@@ -70,7 +70,7 @@ def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | No
                                     "diagnosis": m[kind.diagnosis] if kind.diagnosis else None,
                                     "summary": m[kind.summary] if kind.summary else None}
             names = _names(conn, {e["org_code"] for e in entries.values()})
-            items = sorted(entries.values(), key=lambda e: (e["date"] or "", e["id"]), reverse=True)
+            items = sorted(entries.values(), key=lambda e: (e["date"] or "", int(e["id"])), reverse=True)
             for e in items:
                 e["org_name"] = names.get(e["org_code"], e["org_code"])
             audit(conn, who, "share.timeline", address=address, person_id=acc.person_id,
@@ -90,12 +90,14 @@ def _field_value(ds: DataSet, name: str, value: Any, domains: dict[str, dict[str
         return f"{value} {label}" if label else value
     if isinstance(value, bool):
         return "是" if value else "否"
+    if spec.type == "datetime" and isinstance(value, str):
+        return value.replace("T", " ")
     return _text(value)
 
 
 def _render(ds: DataSet, kind: DocumentKind, rows: list[Any]) -> dict[str, Any]:
     std = load_standard()
-    domains = {f.domain: std.domain(f.domain).code_map() for f in ds.fields if f.domain}
+    domains = {f.domain: std.domains[f.domain].code_map for f in ds.fields if f.domain in std.domains}
     first = rows[0].payload
     item_fields = set(kind.items)
     fields = [{"name": f.name, "label": f.label, "value": _field_value(ds, f.name, first[f.name], domains)}

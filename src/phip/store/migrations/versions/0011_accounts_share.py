@@ -4,14 +4,14 @@ authorizations and one-time authorization codes (``share_authorizations``, ``sha
 an index on ``persons.merged_into`` so a patient's merged ids are found without a scan.
 
 Revision ID: 0011_accounts_share
-Revises: 0009_backfill_checksum
+Revises: 0010_audit_trail
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_accounts_share"
-down_revision = "0009_backfill_checksum"
+down_revision = "0010_audit_trail"
 branch_labels = None
 depends_on = None
 
