@@ -4,7 +4,7 @@ break-the-glass reasons, and how each document kind is titled, grouped and itemi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
@@ -22,14 +22,15 @@ class DocumentKind:
     items: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalog:
     categories: dict[str, tuple[str, tuple[str, ...]]]  # code -> (label, data sets)
     reasons: dict[str, str]
     documents: dict[str, DocumentKind]
 
-    @property
+    @cached_property
     def category_of(self) -> dict[str, str]:
+        """data set -> category code (a data set in no category is never shared)."""
         return {ds: code for code, (_, sets) in self.categories.items() for ds in sets}
 
     def category_labels(self) -> dict[str, str]:

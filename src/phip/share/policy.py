@@ -66,9 +66,16 @@ class Access:
     ids: list[str]
     own: bool = False  # the resident reading their own record
     grants: list[Any] = field(default_factory=list)  # share_authorizations rows
+    _decided: dict[tuple[str, str], int | None] = field(default_factory=dict, repr=False)
 
     def grant_for(self, org_code: str, dataset: str) -> int | None:
         """The id of an authorization covering a record (0 for the resident's own), else None."""
+        key = (org_code, dataset)
+        if key not in self._decided:
+            self._decided[key] = self._decide(org_code, dataset)
+        return self._decided[key]
+
+    def _decide(self, org_code: str, dataset: str) -> int | None:
         category = load_catalog().category_of.get(dataset)
         if category is None:
             return None

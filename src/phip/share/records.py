@@ -33,8 +33,9 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _names(conn: Connection, codes: set[str]) -> dict[str, str]:
-    return dict(conn.execute(select(Institution.code, Institution.name).where(Institution.code.in_(codes))).all())
+def _names(conn: Connection) -> dict[str, str]:
+    """Institution names by code (a few hundred rows at most: one read, no list of codes)."""
+    return dict(conn.execute(select(Institution.code, Institution.name)).all())
 
 
 def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | None = None) -> dict[str, Any]:
@@ -42,9 +43,12 @@ def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | No
     diagnosis; only those the reader's authorizations cover. 403 when none does."""
     kinds = load_catalog().documents
     r = Record
-    wanted = {f for k in kinds.values() for f in (k.diagnosis, k.summary, k.group) if f}
-    cols = [r.id, r.org_code, r.dataset, r.event_time, r.payload["dept_name"].as_string().label("dept"),
-            *[r.payload[f].as_string().label(f) for f in sorted(wanted)]]
+    wanted = sorted({f for k in kinds.values() for f in (k.diagnosis, k.summary, k.group) if f})
+    at = {f: 5 + i for i, f in enumerate(wanted)}  # row positions of the payload fields
+    shape = {ds: (k.title, at[k.group] if k.group else None, at[k.diagnosis] if k.diagnosis else None,
+                  at[k.summary] if k.summary else None) for ds, k in kinds.items()}
+    cols = [r.id, r.org_code, r.dataset, r.event_time, r.payload["dept_name"].as_string(),
+            *[r.payload[f].as_string() for f in wanted]]
     with engine.begin() as conn:
         acc = access(conn, who, person_id)
         if not acc.any:
@@ -53,26 +57,25 @@ def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | No
         else:
             raise_later = False
             rows = conn.execute(select(*cols).where(r.person_id.in_(acc.ids), r.dataset.in_(list(kinds)))).all()
-            entries: dict[tuple[str, str, str], dict[str, Any]] = {}
+            entries: dict[tuple[str, str, Any], list[Any]] = {}
             grants: set[int] = set()
             for row in rows:
-                grant = acc.grant_for(row.org_code, row.dataset)
+                rid, org, ds = row[0], row[1], row[2]
+                grant = acc.grant_for(org, ds)
                 if grant is None:
                     continue
                 grants.add(grant)
-                kind = kinds[row.dataset]
-                m = row._mapping
-                key = (row.org_code, row.dataset, m[kind.group] if kind.group else str(row.id))
+                title, group, diagnosis, summary = shape[ds]
+                key = (org, ds, row[group] if group else rid)
                 entry = entries.get(key)
-                if entry is None or row.id < int(entry["id"]):
-                    entries[key] = {"id": str(row.id), "dataset": row.dataset, "title": kind.title,
-                                    "date": _text(row.event_time), "org_code": row.org_code, "department": m["dept"],
-                                    "diagnosis": m[kind.diagnosis] if kind.diagnosis else None,
-                                    "summary": m[kind.summary] if kind.summary else None}
-            names = _names(conn, {e["org_code"] for e in entries.values()})
-            items = sorted(entries.values(), key=lambda e: (e["date"] or "", int(e["id"])), reverse=True)
-            for e in items:
-                e["org_name"] = names.get(e["org_code"], e["org_code"])
+                if entry is None or rid < entry[0]:
+                    entries[key] = [rid, ds, title, row[3], org, row[4], row[diagnosis] if diagnosis else None,
+                                    row[summary] if summary else None]
+            names = _names(conn)
+            ordered = sorted(entries.values(), key=lambda e: (e[3] or datetime.min, e[0]), reverse=True)
+            items = [{"id": str(e[0]), "dataset": e[1], "title": e[2], "date": _text(e[3]), "org_code": e[4],
+                      "org_name": names.get(e[4], e[4]), "department": e[5], "diagnosis": e[6], "summary": e[7]}
+                     for e in ordered]
             audit(conn, who, "share.timeline", address=address, person_id=acc.person_id,
                   authorization=min(grants) if grants else None, flagged=acc.break_glass(grants),
                   detail={"documents": len(items), "authorizations": sorted(grants)})
@@ -145,7 +148,7 @@ def document(engine: Engine, who: SessionInfo, person_id: str, document_id: str,
                     r.payload[kind.group].as_string() == str(value))).all()]
             ds = load_standard().dataset(head.dataset)
             doc = _render(ds, kind, rows)
-            names = _names(conn, {head.org_code})
+            names = _names(conn)
             audit(conn, who, "share.document", address=address, person_id=acc.person_id, authorization=grant or None,
                   flagged=acc.break_glass({grant}),
                   target=f"{head.dataset}:{head.id}", detail={"dataset": head.dataset, "org_code": head.org_code})
