@@ -141,11 +141,10 @@ def main() -> None:
     ap.add_argument("--pg", default=DEFAULT_PG)
     ap.add_argument("--reuse", action="store_true", help="measure the store already loaded")
     args = ap.parse_args()
-    create_database(args.pg)
-    engine = make_engine(args.pg)
     if not args.reuse:
-        load(engine, args.records, args.patients)
-    measure(engine, args.patients)
+        create_database(args.pg)
+        load(make_engine(args.pg), args.records, args.patients)
+    measure(make_engine(args.pg), args.patients)
 
 
 if __name__ == "__main__":

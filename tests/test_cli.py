@@ -237,3 +237,22 @@ def test_the_installed_command_is_the_one_that_says_it_in_chinese(tmp_path):
     assert out.returncode == 2 and "[CLI_BAD_VALUE]" in out.stderr and "不存在" in out.stderr
     group = subprocess.run([*command, "standard"], env=env, capture_output=True, text=True, timeout=120)
     assert group.returncode == 2 and "export" in group.stdout and "list" in group.stdout
+
+
+def test_accounts_of_every_role(tmp_path):
+    pw = "correct horse battery\n"
+    run(["accounts", "create", "dr_li", "--role", "clinician", "--org", ORG, "--dept", "内科", "--password-stdin"],
+        tmp_path, input=pw)
+    run(["accounts", "create", "aud", "--role", "auditor", "--password-stdin"], tmp_path, input=pw)
+    no_org = run(["accounts", "create", "dr_x", "--role", "clinician", "--password-stdin"], tmp_path, check=False, input=pw)
+    assert no_org.returncode == 2 and "ORG_REQUIRED" in no_org.stderr
+    bad_org = run(["accounts", "create", "dr_y", "--role", "clinician", "--org", "X1", "--password-stdin"], tmp_path,
+                  check=False, input=pw)
+    assert bad_org.returncode == 2 and "UNKNOWN_ORG" in bad_org.stderr
+    nobody = run(["accounts", "create", "r1", "--role", "resident", "--id-no", "220102196203140422", "--password-stdin"],
+                 tmp_path, check=False, input=pw)
+    assert nobody.returncode == 2 and "RESIDENT_NOT_FOUND" in nobody.stderr
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        assert db.execute("SELECT role, org_code, department FROM users WHERE username = 'dr_li'").fetchone() == \
+            ("clinician", ORG, "内科")
+        assert db.execute("SELECT count(*) FROM audit_events WHERE action = 'account.create'").fetchone() == (2,)

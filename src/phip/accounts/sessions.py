@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from phip.audit import SYSTEM, Actor, append
 from phip.config import get_settings
 from phip.errors import PhipError
 from phip.standard.validate import platform_now
@@ -81,9 +82,11 @@ def _check_username(username: str) -> None:
 
 
 def create_user(engine: Engine, username: str, password: str, role: str = "operator", display_name: str | None = None,
-                *, org_code: str | None = None, department: str | None = None, person_id: str | None = None) -> None:
-    """A new account. A clinician needs a registered institution (and says its department);
-    residents are made by :func:`phip.accounts.residents.set_password` or with ``person_id``."""
+                *, org_code: str | None = None, department: str | None = None, person_id: str | None = None,
+                by: Actor = SYSTEM) -> None:
+    """A new account (an audit event by ``by``, the command line's is the system). A clinician
+    needs a registered institution (and says its department); residents are made by
+    :func:`phip.accounts.residents.set_password` or with ``person_id``."""
     if role not in ROLES:
         raise AuthError("BAD_ROLE", f"角色“{role}”不存在，可选：{'、'.join(ROLES)}", "role")
     _check_username(username)
@@ -102,6 +105,8 @@ def create_user(engine: Engine, username: str, password: str, role: str = "opera
         conn.execute(insert(User), [{"username": username, "display_name": display_name or username, "role": role,
                                      "password_hash": password_hash, "disabled": False, "created_at": platform_now(),
                                      "org_code": org_code, "department": department, "person_id": person_id}])
+        append(conn, by, "account.create", person_id=person_id, target=username,
+               detail={"role": role, "org_code": org_code, "department": department})
 
 
 class LoginGuard:
