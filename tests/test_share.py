@@ -306,3 +306,15 @@ def test_share_api_needs_key_clinician_and_authorization(engine, world):
     code = share.issue_code(engine, w.resident_q)["code"]
     r = client.post(f"/api/v1/share/patients/{w.q}/code", headers=me, json={"code": code})
     assert r.status_code == 200 and client.get(f"/api/v1/share/patients/{w.q}/timeline", headers=me).status_code == 200
+
+
+def test_other_roles_cannot_open_the_operators_pages(engine, world):
+    from phip.accounts import login
+
+    client = TestClient(create_app(engine), raise_server_exceptions=False)
+    token, _ = login(engine, "doc_c", PASSWORD)
+    client.cookies.set("phip_session", token)
+    page = client.get("/ops/", follow_redirects=False)
+    assert page.status_code == 403 and "运维人员" in page.text
+    api = client.get(f"/api/v1/empi/persons/{world.p}")
+    assert api.status_code == 403 and api.json()["error"]["code"] == "ROLE_FORBIDDEN"

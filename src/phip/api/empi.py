@@ -100,7 +100,7 @@ def build_router(engine: Engine) -> APIRouter:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is None:
             raise ApiError(401, "LOGIN_REQUIRED", _LOGIN[1])
-        return info.username
+        return auth.require_role(info, "operator").username
 
     router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"], dependencies=[Depends(operator)])
     Actor = Annotated[str, Depends(operator)]

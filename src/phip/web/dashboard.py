@@ -67,7 +67,7 @@ def build_router(engine: Engine) -> APIRouter:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is None:
             raise LoginRequired(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        return info
+        return auth.require_role(info, "operator")  # clinicians, residents, auditors have pages of their own
 
     def period_of(text: str | None) -> Period:
         if not text:
