@@ -292,7 +292,7 @@ def test_share_api_needs_key_clinician_and_authorization(engine, world):
     me = {"Authorization": f"Bearer {key_c}", "X-Clinician-Id": "doc_c"}
     r = client.get(url, headers=me)
     assert r.status_code == 403 and r.json()["error"]["code"] == "NO_AUTHORIZATION" and "授权" in r.json()["error"]["message"]
-    found = client.get("/api/v1/share/patients", params={"id_no": w.p_id_no}, headers=me).json()["patients"]
+    found = client.post("/api/v1/share/patients/search", json={"id_no": w.p_id_no}, headers=me).json()["patients"]
     assert found[0]["person_id"] == w.p and found[0]["counts"]
     r = client.post(f"/api/v1/share/patients/{w.p}/break-glass", headers=me,
                     json={"reason_code": "critical", "reason_text": "急诊抢救，患者昏迷"})

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
@@ -39,6 +39,16 @@ EXAMPLES = {
     "reasons": {"reasons": {"unconscious": "患者意识不清，无法表达授权", "critical": "急危重症抢救"},
                 "categories": {"lab": "检验", "exam": "检查"}},
 }
+
+
+class PatientQuery(BaseModel):
+    """Identifiers travel in the body, never in the address (which access logs keep)."""
+
+    id_no: str | None = Field(None, max_length=18, description="身份证号")
+    health_card: str | None = Field(None, max_length=18, description="居民健康卡号")
+    name: str | None = Field(None, max_length=50, description="姓名（与出生日期、性别同用）")
+    birth_date: date | None = None
+    sex: str | None = Field(None, max_length=1, description="性别代码 1 男 2 女")
 
 
 class CodeBody(BaseModel):
@@ -73,14 +83,13 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
     def address(request: Request) -> str | None:
         return request.client.host if request.client else None
 
-    @router.get("/patients", summary="查找患者（身份证号 / 居民健康卡号 / 姓名+出生日期+性别）",
-                responses=responses(EXAMPLES["find"], 400, 401, 429))
-    def find(request: Request, who: Clinician, id_no: Annotated[str | None, Query(max_length=18)] = None,
-             health_card: Annotated[str | None, Query(max_length=18)] = None,
-             name: Annotated[str | None, Query(max_length=50)] = None, birth_date: date | None = None,
-             sex: Annotated[str | None, Query(max_length=1)] = None) -> dict[str, Any]:
-        return {"patients": share.find(engine, who, id_no=id_no, health_card=health_card, name=name,
-                                       birth_date=birth_date, sex=sex, address=address(request))}
+    @router.post("/patients/search", summary="查找患者（身份证号 / 居民健康卡号 / 姓名+出生日期+性别）",
+                 responses=responses(EXAMPLES["find"], 400, 401, 429))
+    def find(request: Request, who: Clinician, query: Annotated[PatientQuery, Body(openapi_examples={
+            "按身份证号": {"value": {"id_no": "220102199004120614"}},
+            "按姓名、出生日期、性别": {"value": {"name": "张伟", "birth_date": "1990-04-12", "sex": "1"}}})]) -> dict[str, Any]:
+        return {"patients": share.find(engine, who, id_no=query.id_no, health_card=query.health_card, name=query.name,
+                                       birth_date=query.birth_date, sex=query.sex, address=address(request))}
 
     @router.post("/patients/{person_id}/code", summary="使用患者提供的一次性授权码",
                  responses=responses(EXAMPLES["grant"], 401, 403, 429,
