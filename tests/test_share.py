@@ -318,3 +318,16 @@ def test_other_roles_cannot_open_the_operators_pages(engine, world):
     assert page.status_code == 403 and "运维人员" in page.text
     api = client.get(f"/api/v1/empi/persons/{world.p}")
     assert api.status_code == 403 and api.json()["error"]["code"] == "ROLE_FORBIDDEN"
+
+
+def test_five_wrong_codes_spend_the_patients_live_codes(engine, world):
+    """The per-process limiter aside (many workers each keep their own), the database counts misses."""
+    w = world
+    issued = share.issue_code(engine, w.resident_p)
+    wrong = f"{(int(issued['code']) + 1) % 1_000_000:06d}"
+    roomy = share.CodeLimits(limit=100)
+    for _ in range(5):
+        _refused(lambda: share.redeem_code(engine, w.doctor, w.p, wrong, limits=roomy), "BAD_CODE", 403)
+    _refused(lambda: share.redeem_code(engine, w.doctor, w.p, issued["code"], limits=roomy), "BAD_CODE", 403)
+    with engine.connect() as conn:
+        assert conn.execute(select(ShareCode.failures)).scalar_one() == 5

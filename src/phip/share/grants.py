@@ -27,6 +27,7 @@ CODE_TTL = timedelta(minutes=10)  # a code must be used within 10 minutes
 CODE_GRANT = timedelta(hours=24)  # what a used code authorizes lasts the day of the visit
 BREAK_GLASS_GRANT = timedelta(hours=4)
 MAX_CONSENT_DAYS = 3650
+WRONG_CODES = 5  # wrong tries that spend a patient's live codes
 KINDS = {"consent": "授权同意", "code": "授权码", "break_glass": "紧急调阅"}
 
 
@@ -163,9 +164,12 @@ def redeem_code(engine: Engine, who: SessionInfo, person_id: str, code: str, *, 
     with engine.begin() as conn:
         pid = golden_id(conn, person_id)
         rows = conn.execute(select(c.id, c.code_hash, c.source_orgs, c.categories).where(
-            c.person_id.in_(person_ids(conn, pid)), c.used_at.is_(None), c.expires_at > now).order_by(c.id.desc())).all()
+            c.person_id.in_(person_ids(conn, pid)), c.used_at.is_(None), c.expires_at > now,
+            c.failures < WRONG_CODES).order_by(c.id.desc())).all()
         match = next((r for r in rows if code_matches(r.code_hash, code or "")), None)
-        if match is None:
+        if match is None:  # every live code of the patient takes the miss: five spend it, in every process
+            if rows:
+                conn.execute(update(c).where(c.id.in_([r.id for r in rows])).values(failures=c.failures + 1))
             audit(conn, who, "share.code_wrong", address=address, person_id=pid)
         else:
             grant = _insert(conn, person_id=pid, kind="code", granted_by=who.username, reader_orgs=[who.org_code],

@@ -77,7 +77,7 @@ def timeline(engine: Engine, who: SessionInfo, person_id: str, address: str | No
                       "org_name": names.get(e[4], e[4]), "department": e[5], "diagnosis": e[6], "summary": e[7]}
                      for e in ordered]
             audit(conn, who, "share.timeline", address=address, person_id=acc.person_id,
-                  authorization=min(grants) if grants else None, flagged=acc.break_glass(grants),
+                  authorization=min(grants, default=0) or None, flagged=acc.break_glass(grants),
                   detail={"documents": len(items), "authorizations": sorted(grants)})
     if raise_later:
         raise no_authorization()
