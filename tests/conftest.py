@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -58,6 +59,17 @@ def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def scratch_store(backend: str, tmp_path: Path, name: str) -> Engine:
+    """An empty database of its own (a SQLite file, or ``<test database>_<name>``), for a test
+    that migrates a store from an older revision."""
+    if backend == "sqlite":
+        return make_engine(f"sqlite:///{tmp_path / f'{name}.db'}")
+    create_database(PG_URL + f"_{name}")
+    engine = make_engine(PG_URL + f"_{name}")
+    wipe(engine)
+    return engine
 
 
 def empty_store(engine: Engine) -> Engine:

@@ -34,12 +34,12 @@ def test_a_back_arrow_breaks_the_contracts(tmp_path: Path):
     imports its entry point: both are reported, so the first test can fail."""
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src" / "phip", src / "phip", ignore=shutil.ignore_patterns("__pycache__", "static"))
-    (src / "phip" / "store" / "back_arrow.py").write_text("import phip.empi.service\n")
+    (src / "phip" / "store" / "back_arrow.py").write_text("import phip.empi.reads\n")
     (src / "phip" / "empi" / "back_arrow.py").write_text("import phip.api.empi\n")
     config = tmp_path / "pyproject.toml"
     shutil.copy(ROOT / "pyproject.toml", config)
     out = _lint(src, config)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "phip.store.back_arrow -> phip.empi.service" in out.stdout
+    assert "phip.store.back_arrow -> phip.empi.reads" in out.stdout
     assert "phip.empi.back_arrow -> phip.api.empi" in out.stdout
     assert "0 kept, 2 broken" in out.stdout  # the cycle empi -> api -> empi breaks the second one

@@ -9,7 +9,8 @@ from datetime import date, datetime
 import pytest
 from sqlalchemy import select
 
-from phip.empi import identity_guard, service
+from phip.empi import edits, identity_guard, reads
+from phip.empi.errors import EmpiError
 from phip.empi.relink import relink
 from phip.empi.tables import EmpiEvent, EmpiReview
 from phip.store import models as m
@@ -76,8 +77,8 @@ def test_relink_does_not_merge_a_provisional_person_into_the_other_twin(pipeline
 
 def test_manual_merge_refused_with_code_and_chinese_message(pipeline, engine, orgs):
     twin, _, provisional = _twin_case(pipeline, engine, orgs[0][0])
-    with pytest.raises(service.EmpiError) as err:
-        service.merge(engine, twin, provisional, actor="op1")
+    with pytest.raises(EmpiError) as err:
+        edits.merge(engine, twin, provisional, actor="op1")
     assert (err.value.code, err.value.status) == ("ID_NO_DIFFERENT", 409) and "身份证号码" in err.value.message
     assert count(engine, EmpiEvent) == 0 and _violations(engine) == {}
 
@@ -94,13 +95,13 @@ def test_undo_of_a_split_refused_when_the_split_off_person_gained_another_number
     assert person_of(engine, r2) == pid
     with engine.connect() as conn:
         rid = conn.execute(select(m.Record.id).where(m.Record.record_key == r2["registration_no"])).scalar_one()
-    new_id, split_event = service.split(engine, pid, [rid], actor="op1", reason="两个人")
+    new_id, split_event = edits.split(engine, pid, [rid], actor="op1", reason="两个人")
     # the split-off person's health card brings a record with another valid number to it
     r3 = registration(a, patient_id="A9", name="刘德华", born=born, id_no=x3, health_card="HC0000000000000001")
     ingest(pipeline, a, r3)
     assert person_of(engine, r3) == new_id
-    with pytest.raises(service.EmpiError) as err:
-        service.undo(engine, split_event, actor="op1")
+    with pytest.raises(EmpiError) as err:
+        edits.undo(engine, split_event, actor="op1")
     assert err.value.code == "ID_NO_DIFFERENT"
     assert person_of(engine, r2) == new_id and _violations(engine) == {}
 
@@ -133,8 +134,8 @@ def test_a_second_health_card_of_one_issuer_is_not_joined(pipeline, engine, two_
     ingest(pipeline, a, r1)
     ingest(pipeline, a, r2)
     assert person_of(engine, r1) != person_of(engine, r2) and _violations(engine) == {}
-    with pytest.raises(service.EmpiError) as err:
-        service.merge(engine, person_of(engine, r1), person_of(engine, r2), actor="op1")
+    with pytest.raises(EmpiError) as err:
+        edits.merge(engine, person_of(engine, r1), person_of(engine, r2), actor="op1")
     assert err.value.code == "HEALTH_CARD_DIFFERENT"
 
 
@@ -150,12 +151,12 @@ def test_merge_rewrites_or_resolves_the_reviews_it_makes_moot(pipeline, engine, 
     third = registration(orgs[1][0], patient_id="B1", name="赵丽", sex="2", born=date(1990, 1, 2))
     ingest(pipeline, orgs[1][0], third)
     keep = person_of(engine, third)
-    service.merge(engine, keep, provisional, actor="op1")
+    edits.merge(engine, keep, provisional, actor="op1")
     (item,) = _review(engine, id=conflict["id"])
     assert (item["status"], item["person_id"], item["candidate_id"]) == ("pending", keep, holder)
     assert item["pair_key"] == f"id_conflict:{min(keep, holder)}:{max(keep, holder)}"
     # the operator links the review: holder and survivor merge, nothing else points at the retired
-    service.decide(engine, item["id"], "link", actor="op1")
+    edits.decide(engine, item["id"], "link", actor="op1")
     assert [r["status"] for r in _review(engine, kind="id_conflict")] == ["linked"]
 
 
@@ -249,17 +250,17 @@ def _apply(engine, pipeline, orgs, op) -> None:
             with engine.connect() as conn:
                 active = sorted(conn.execute(select(m.Person.id).where(m.Person.status == "active")).scalars())
             if len(active) > 1:
-                service.merge(engine, active[op[1] % len(active)], active[op[2] % len(active)], actor="prop")
+                edits.merge(engine, active[op[1] % len(active)], active[op[2] % len(active)], actor="prop")
         elif kind == "decide":
-            pending = [r["id"] for r in service.reviews(engine, limit=100)]
+            pending = [r["id"] for r in reads.reviews(engine, limit=100)]
             if pending:
-                service.decide(engine, pending[op[1] % len(pending)], "link", actor="prop")
+                edits.decide(engine, pending[op[1] % len(pending)], "link", actor="prop")
         elif kind == "undo":
             with engine.connect() as conn:
                 events = sorted(conn.execute(select(EmpiEvent.id)).scalars())
             if events:
-                service.undo(engine, events[op[1] % len(events)], actor="prop")
-    except service.EmpiError:
+                edits.undo(engine, events[op[1] % len(events)], actor="prop")
+    except EmpiError:
         pass  # a refusal (different numbers, already undone, …) is an allowed outcome
 
 
@@ -325,7 +326,7 @@ def test_patient_info_address_lands_in_the_golden_record_and_is_compared(pipelin
     third = registration(c, patient_id="C1", name="张玮", born=date(1990, 4, 13))
     ingest(pipeline, c, third)
     assert person_of(engine, third) != person.id
-    (item,) = service.reviews(engine)
+    (item,) = reads.reviews(engine)
     address = next(e for e in item["evidence"] if e["field"] == "address")
     assert address["level"] == "缺失" and address["right"] == "南关区人民大街1号"
 
@@ -392,7 +393,7 @@ def test_id_conflict_review_shows_true_evidence_and_the_cli_no_none(pipeline, en
     present and equal (masked), with their weights; `phip empi reviews` gives the total."""
     org = orgs[0][0]
     twin, holder, provisional = _twin_case(pipeline, engine, org)
-    (item,) = service.reviews(engine)
+    (item,) = reads.reviews(engine)
     evidence = {e["field"]: e for e in item["evidence"]}
     assert evidence["id_no"]["level"] == "完全一致" and evidence["id_no"]["weight"] > 0
     assert evidence["id_no"]["left"] == evidence["id_no"]["right"] and "*" in evidence["id_no"]["left"]

@@ -16,7 +16,7 @@ from phip.collect.guard import ReadOnlyViolation
 from phip.collect.mapping import MappingError
 from phip.collect.source import SourceError
 from phip.collect.state import LeaseLost, SourceBusy
-from phip.empi.service import EmpiError
+from phip.empi.errors import EmpiError
 from phip.errors import PhipError
 from phip.ingest.pipeline import IngestError, UnknownDataset, UnknownInstitution
 from phip.ingest.readers import FileFormatError

@@ -193,15 +193,10 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend
     from alembic import command
 
     from phip.orgs.service import seed_institutions
-    from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
-    from tests.conftest import PG_URL
+    from phip.store.db import alembic_config, upgrade
+    from tests.conftest import scratch_store
 
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    else:
-        create_database(PG_URL + "_carry")
-        engine = make_engine(PG_URL + "_carry")
-        wipe(engine)
+    engine = scratch_store(backend, tmp_path, "carry")
     command.upgrade(alembic_config(engine), "0007_key_collation")
     seed_institutions(engine)
     org = orgs[0][0]

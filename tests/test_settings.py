@@ -85,3 +85,15 @@ def test_no_module_reads_a_phip_variable_itself():
     assert offenders == []
     documented = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert all(f"`{name}`" in documented for name in VARIABLES)
+
+
+def test_audit_key_and_anchor_default_to_the_data_dir(clean_env, tmp_path):
+    clean_env.delenv("PHIP_AUDIT_KEY_FILE", raising=False)
+    clean_env.delenv("PHIP_AUDIT_ANCHOR_FILE", raising=False)
+    s = get_settings()
+    assert (s.audit_key_file, s.audit_anchor_file) == (tmp_path.resolve() / "data" / "audit.key",
+                                                       tmp_path.resolve() / "data" / "audit.anchor")
+    clean_env.setenv("PHIP_AUDIT_KEY_FILE", "/secure/audit.key")
+    clean_env.setenv("PHIP_AUDIT_ANCHOR_FILE", "/elsewhere/audit.anchor")
+    assert (get_settings().audit_key_file, get_settings().audit_anchor_file) == (
+        Path("/secure/audit.key"), Path("/elsewhere/audit.anchor"))

@@ -17,7 +17,7 @@ from phip.accounts.notify import FileNotifier
 from phip.accounts.residents import request_setup_code, resident_login, set_password
 from phip.api.app import create_app
 from phip.audit.tables import AuditEvent
-from phip.empi import service as empi
+from phip.empi import edits, reads
 from phip.orgs.keys import create_key
 from phip.share import ShareError
 from phip.share.tables import ShareAuthorization, ShareCode
@@ -98,7 +98,7 @@ def test_without_authorization_only_counts_by_year(engine, world):
     assert "授权" in e.message
     _refused(lambda: share.document(engine, w.doctor, w.p, str(w.p_records[w.a][0])), "NO_AUTHORIZATION", 403)
     # found by name + birth date + sex as well, and not with a wrong sex
-    golden = empi.golden_record(engine, w.p)["fields"]
+    golden = reads.golden_record(engine, w.p)["fields"]
     born = golden["birth_date"]["value"]
     from datetime import date
 
@@ -225,7 +225,7 @@ def test_merged_persons_count_as_one_patient(engine, pipeline, world, orgs):
     assert r != w.p
     grant = share.grant_consent(engine, w.resident_p, reader_orgs=[w.c], days=30)
     seen = len(share.timeline(engine, w.doctor, w.p)["documents"])
-    empi.merge(engine, r, w.p, "ops", "同一人")  # P retired into R: P's consent and records follow
+    edits.merge(engine, r, w.p, "ops", "同一人")  # P retired into R: P's consent and records follow
     merged = share.timeline(engine, w.doctor, r)
     assert len(merged["documents"]) == seen + 4 and merged["person_id"] == r
     assert share.timeline(engine, w.doctor, w.p)["person_id"] == r  # the retired id still reads

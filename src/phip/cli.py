@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phip.audit.cli import app as audit_app
 from phip.quality.cli import app as quality_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
@@ -35,6 +36,7 @@ app.add_typer(reports_app, name="reports")
 app.add_typer(users_app, name="users")
 app.add_typer(users_app, name="accounts")
 app.add_typer(empi_cli.app, name="empi")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
@@ -48,9 +50,10 @@ def exit_codes() -> dict[type[PhipError], int]:
     it as ``错误 [code] message`` (the nearest class in the MRO wins; a class not listed is a
     bug and keeps its traceback). Built on first use: importing every area would slow each
     command's start, and a class that was raised is already imported."""
+    from phip.audit import AuditError
     from phip.collect.guard import MappingProblem
     from phip.collect.state import SourceBusy
-    from phip.empi.service import EmpiError
+    from phip.empi.errors import EmpiError
     from phip.ingest.pipeline import IngestError
     from phip.ingest.readers import FileFormatError
     from phip.quality.schedule import ScheduleError
@@ -64,6 +67,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
         EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip accounts
         ShareError: 2,  # phip demo (sharing)
+        AuditError: 1,  # phip audit verify: a broken or missing link (as phip empi verify)
     }
 
 

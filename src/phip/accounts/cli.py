@@ -25,6 +25,7 @@ def create(
     from phip import runtime
     from phip.accounts.residents import person_of_id_no
     from phip.accounts.sessions import AuthError, create_user
+    from phip.audit import local_operator
 
     engine = runtime.engine()
     person_id = None
@@ -40,5 +41,5 @@ def create(
     else:
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
     create_user(engine, username, password, role, display_name, org_code=org, department=department,
-                person_id=person_id)  # an AuthError: phip.cli.main says it
+                person_id=person_id, by=local_operator())  # an AuthError: phip.cli.main says it
     console.print(f"已创建用户 {username}（{role}）")

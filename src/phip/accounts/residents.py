@@ -10,7 +10,8 @@ from datetime import timedelta
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from phip.empi.identifiers import normalize_id_number
-from phip.empi.service import EmpiError, current_id
+from phip.empi.errors import EmpiError
+from phip.empi.reads import current_id
 from phip.privacy import mask_name
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier

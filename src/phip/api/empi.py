@@ -1,5 +1,5 @@
 """EMPI HTTP API (``/api/v1/empi``): PDQ-like find, PIX-like identifiers, golden record, review
-queue actions, merge / split / undo. Thin: every endpoint calls phip.empi.service.
+queue actions, merge / split / undo. Thin: every endpoint calls phip.empi.reads or phip.empi.edits.
 
 Every endpoint needs a logged-in operator (the dashboard's session cookie, 运维看板登录): these
 are residents' identities. The session's user, not a field of the body, is what the audit
@@ -16,9 +16,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from phip import audit
+from phip.api import audit_actor
 from phip.api.errors import ApiError
 from phip.api.examples import responses
 from phip import accounts as auth
+from phip.privacy import mask_kind
 
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
 MAX_ID = 2**63 - 1
@@ -51,7 +54,7 @@ EXAMPLES = {
     "event": {"event_id": 9},
 }
 
-from phip.empi import service
+from phip.empi import edits, reads
 
 
 class Operator(BaseModel):
@@ -95,6 +98,11 @@ class Decision(Operator):
     decision: str = Field(pattern="^(link|reject)$", description="link（是同一人）| reject（不是同一人）")
 
 
+def _query(**given: object) -> dict[str, str]:
+    """A search's conditions for the trail: names and identifiers masked (phip.privacy)."""
+    return {k: mask_kind(k, str(v)) or "" for k, v in given.items() if v is not None}
+
+
 def build_router(engine: Engine) -> APIRouter:
     def operator(request: Request) -> str:
         info = auth.session(engine, request.cookies.get(COOKIE))
@@ -104,6 +112,11 @@ def build_router(engine: Engine) -> APIRouter:
 
     router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"], dependencies=[Depends(operator)])
     Actor = Annotated[str, Depends(operator)]
+
+    def reader(request: Request, username: Actor) -> audit.Actor:
+        return audit_actor.operator(request, username)
+
+    Reader = Annotated[audit.Actor, Depends(reader)]
     EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
     errors = {401: ("LOGIN_REQUIRED", *_LOGIN[1:])}
     not_found = {**errors, 404: ("PERSON_NOT_FOUND", "居民“9f1c2b7e”不存在", "person_id")}
@@ -124,60 +137,74 @@ def build_router(engine: Engine) -> APIRouter:
               "POST /api/v1/empi/persons/search，在请求体中提供", "id_no")
 
     @router.get("/persons", responses=documented("find", 400, overrides={400: in_url}))
-    def find(id_no: str | None = None, name: str | None = Query(None, max_length=50), birth_date: date | None = None,
+    def find(who: Reader, id_no: str | None = None, name: str | None = Query(None, max_length=50), birth_date: date | None = None,
              phone: str | None = Query(None, max_length=20), sex: str | None = Query(None, pattern="^[0129]$"),
              limit: int = Query(20, ge=1, le=100)) -> dict:
         """PDQ：按姓名+出生日期查找居民（身份证号码、电话请用 POST /persons/search）。"""
         if id_no or phone:  # refused before anything reads them; the access log masks them too
             raise ApiError(400, in_url[0], in_url[1], "id_no" if id_no else "phone")
-        hits = service.find(engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
+        hits = reads.find(engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
+        audit.log_reads(engine, who, "empi.person.search", [h["person_id"] for h in hits],
+                        detail={"query": _query(name=name, birth_date=birth_date, sex=sex), "hits": len(hits)})
         return {"persons": hits}
 
     @router.post("/persons/search", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
     def search(query: Annotated[PersonSearch, Body(openapi_examples={"按身份证号码": {"value": {"id_no": "220102199004120614"}},
-                                                                     "按姓名和出生日期": {"value": {"name": "张伟", "birth_date": "1990-04-12"}}})]) -> dict:
+                                                                     "按姓名和出生日期": {"value": {"name": "张伟", "birth_date": "1990-04-12"}}})],
+               who: Reader) -> dict:
         """PDQ：按身份证号码、电话或姓名+出生日期查找居民，按匹配权重排序（查询条件在请求体中，不进访问日志）。"""
-        hits = service.find(engine, id_no=query.id_no, name=query.name, birth_date=query.birth_date,
-                     phone=query.phone, sex=query.sex, limit=query.limit)
+        hits = reads.find(engine, id_no=query.id_no, name=query.name, birth_date=query.birth_date,
+                          phone=query.phone, sex=query.sex, limit=query.limit)
+        audit.log_reads(engine, who, "empi.person.search", [h["person_id"] for h in hits],
+                        detail={"query": _query(**query.model_dump(exclude={"limit"})), "hits": len(hits)})
         return {"persons": hits}
 
     @router.get("/persons/{person_id}", responses=documented("golden", 404, overrides=not_found))
-    def golden(person_id: str) -> dict:
+    def golden(person_id: str, who: Reader) -> dict:
         """居民最优记录（每个字段最新可信值及其来源）。已合并的居民编号返回合并后的居民。"""
-        return service.golden_record(engine, person_id)
+        record = reads.golden_record(engine, person_id)
+        audit.log_event(engine, who, "empi.person.read", person_id=record["person_id"])
+        return record
 
     @router.get("/persons/{person_id}/identifiers", responses=documented("identifiers", 404, overrides=not_found))
-    def identifiers(person_id: str) -> dict:
+    def identifiers(person_id: str, who: Reader) -> dict:
         """PIX：居民在各机构、各证件体系下的全部标识。"""
-        return service.identifiers(engine, person_id)
+        found = reads.identifiers(engine, person_id)
+        audit.log_event(engine, who, "empi.identifiers.read", person_id=found["person_id"])
+        return found
 
     @router.get("/persons/{person_id}/events", responses=documented("events"))
-    def person_events(person_id: str) -> dict:
+    def person_events(person_id: str, who: Reader) -> dict:
         """该居民的主索引操作记录（审计）。"""
-        return {"events": service.events(engine, person_id)}
+        events = reads.events(engine, person_id)
+        audit.log_event(engine, who, "empi.events.read", person_id=person_id)
+        return {"events": events}
 
     @router.post("/persons/{person_id}/split", responses=documented("split", 404, overrides=not_found))
     def split(person_id: str, body: SplitBody, actor: Actor) -> dict:
-        new_id, event_id = service.split(engine, person_id, body.record_ids, actor, body.reason)
+        new_id, event_id = edits.split(engine, person_id, body.record_ids, actor, body.reason)
         return {"person_id": new_id, "event_id": event_id}
 
     @router.get("/reviews", responses=documented("reviews"))
-    def review_queue(status: str = Query("pending", pattern="^(pending|linked|rejected|merged)$"),
+    def review_queue(who: Reader, status: str = Query("pending", pattern="^(pending|linked|rejected|merged)$"),
                      limit: int = Query(50, ge=1, le=500)) -> dict:
         """审核队列：逐字段比较结果与匹配权重。"""
-        return {"total": service.review_count(engine, status), "reviews": service.reviews(engine, status, limit)}
+        items = reads.reviews(engine, status, limit)
+        audit.log_reads(engine, who, "empi.reviews.read", [p for i in items for p in (i["person_id"], i["candidate_id"])],
+                        detail={"status": status, "items": len(items)})
+        return {"total": reads.review_count(engine, status), "reviews": items}
 
     @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
     def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:
-        return service.decide(engine, review_id, body.decision, actor, body.reason)
+        return edits.decide(engine, review_id, body.decision, actor, body.reason)
 
     @router.post("/merge", responses=documented("event", 404, overrides=not_found))
     def merge(body: MergeBody, actor: Actor) -> dict:
-        return {"event_id": service.merge(engine, body.survivor, body.retired, actor, body.reason)}
+        return {"event_id": edits.merge(engine, body.survivor, body.retired, actor, body.reason)}
 
     @router.post("/events/{event_id}/undo", responses=documented("event"))
     def undo(event_id: EventId, body: UndoBody, actor: Actor) -> dict:
-        return {"event_id": service.undo(engine, event_id, actor, body.reason)}
+        return {"event_id": edits.undo(engine, event_id, actor, body.reason)}
 
     return router
 
@@ -185,7 +212,7 @@ def build_router(engine: Engine) -> APIRouter:
 def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRouter:
     """Cross-reference lookup (PIX 交叉索引查询) for hospital systems: authorised by the
     institution's push-API key, limited to persons the institution has records or a patient id of
-    (``service.xref``)."""
+    (``reads.xref``)."""
     from phip.api.keyauth import institution_key
     from phip.api.limits import RateLimiter
 
@@ -198,19 +225,25 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
     documented = responses(EXAMPLES["xref"], 400, 401, 403, 404, 429, overrides=refused)
 
     @router.get("/xref", responses=documented)
-    def xref(org: Org, patient_id: str = Query(..., min_length=1, max_length=64, description="院内患者ID"),
+    def xref(org: Org, request: Request, patient_id: str = Query(..., min_length=1, max_length=64, description="院内患者ID"),
              org_code: str | None = Query(None, alias="org", max_length=32,
                                           description="患者所属机构代码（缺省为本机构）")) -> dict:
         """PIX 查询（IHE ITI-9，WS/T 448 人员查询）：院内患者ID所属的居民（主索引号）及其在各机构的院内患者ID。
         只能查询本机构有记录的居民。"""
-        return service.xref(engine, org=org_code or org, patient_id=patient_id, viewer=org)
+        found = reads.xref(engine, org=org_code or org, patient_id=patient_id, viewer=org)
+        audit.log_event(engine, audit_actor.institution(request, org), "empi.xref.read", person_id=found["person_id"])
+        return found
 
     @router.post("/xref", responses=documented)
     def xref_by_body(org: Org, body: Annotated[XrefQuery, Body(openapi_examples={
             "按身份证号码": {"value": {"kind": "id_no", "value": "220102199004120614"}},
-            "按院内患者ID": {"value": {"org": "12220104412001376B", "patient_id": "P000123"}}})]) -> dict:
+            "按院内患者ID": {"value": {"org": "12220104412001376B", "patient_id": "P000123"}}})],
+                     request: Request) -> dict:
         """同上，查询条件放在请求体中：按身份证号码等标识查询时必须用此方式（查询串会写入访问日志）。"""
-        return service.xref(engine, org=body.org or (org if body.patient_id else None), patient_id=body.patient_id,
-                     kind=body.kind, value=body.value, scope=body.scope, viewer=org)
+        found = reads.xref(engine, org=body.org or (org if body.patient_id else None), patient_id=body.patient_id,
+                           kind=body.kind, value=body.value, scope=body.scope, viewer=org)
+        audit.log_event(engine, audit_actor.institution(request, org), "empi.xref.read", person_id=found["person_id"],
+                        detail={"kind": body.kind or "patient_id"})
+        return found
 
     return router

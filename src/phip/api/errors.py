@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phip.accounts import AuthError
-from phip.empi.service import EmpiError
+from phip.empi.errors import EmpiError
 from phip.errors import PhipError
 from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
 from phip.share import ShareError

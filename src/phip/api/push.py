@@ -18,11 +18,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, select
 
+from phip import audit
 from phip.ingest.pipeline import Pipeline
 from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
 from phip.store.models import Batch, BatchFinding, RejectedRecord
 
+from . import audit_actor
 from .errors import RETRY_AFTER_SECONDS, ApiError
 from .keyauth import institution_key
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
@@ -124,6 +126,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
                     400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))
     def feedback(
         org: Org,
+        request: Request,
         since: Annotated[str | None, Query(description="起始时间，如 2026-11-21 00:00:00")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
         quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
@@ -161,6 +164,9 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
                 for r in warned_rows], key=lambda item: item["received_at"])[:limit]
         if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
             answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
+        shown = audit.persons_of_records(engine, ((org, r.dataset, r.record_key) for r in warned_rows))
+        audit.log_reads(engine, audit_actor.institution(request, org), "push.feedback.read", shown,
+                        detail={"items": len(answer["items"]), "warnings": warnings, "quality": quality})
         return answer
 
     return router

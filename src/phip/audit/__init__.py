@@ -6,10 +6,11 @@ for a read; the auditor's page and the resident's access log use the query funct
 
 from __future__ import annotations
 
-from .actor import SYSTEM, Actor
+from .actor import SYSTEM, Actor, local_operator
 from .errors import AuditError
 from .queries import REVIEW, VERDICTS, for_person, pending_reviews, review, search
-from .trail import append, log_event
+from .records import persons_of_records
+from .trail import append, log_event, log_reads
 
 __all__ = ["REVIEW", "SYSTEM", "VERDICTS", "Actor", "AuditError", "append", "for_person", "log_event",
-           "pending_reviews", "review", "search"]
+           "local_operator", "log_reads", "pending_reviews", "persons_of_records", "review", "search"]

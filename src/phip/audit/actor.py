@@ -19,3 +19,11 @@ class Actor:
 
 
 SYSTEM = Actor("system", "system")
+
+
+def local_operator() -> Actor:
+    """Whoever runs a ``phip`` command: the operating-system account (the shell has no login)."""
+    import os
+    import pwd
+
+    return Actor(pwd.getpwuid(os.getuid()).pw_name, "operator", address="local")

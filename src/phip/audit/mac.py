@@ -37,16 +37,19 @@ def require_sm3() -> None:
 
 
 def key_path() -> Path:
-    s = get_settings()
-    return s.audit_key_file
+    return get_settings().audit_key_file
 
 
-def load_key(path: Path | None = None) -> bytes:
-    """The MAC key: read once per process; created (32 random bytes, mode 0600) when absent."""
+def load_key(path: Path | None = None, create: bool = True) -> bytes:
+    """The MAC key: read once per process; created (32 random bytes, mode 0600) when absent,
+    unless ``create`` is false (verification: a new key would fail every row)."""
     path = path or key_path()
     if (key := _keys.get(path)) is not None:
         return key
     require_sm3()
+    if not path.exists() and not create:
+        raise AuditError("AUDIT_KEY_MISSING", f"审计密钥文件“{path}”不存在：无法校验审计日志"
+                         "（检查 PHIP_AUDIT_KEY_FILE 是否指向写入时所用的密钥）", "PHIP_AUDIT_KEY_FILE")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -74,8 +77,17 @@ def canonical(row: Mapping[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
+_keyed: dict[bytes, Any] = {}
+
+
 def link(key: bytes, previous: str, row: Mapping[str, Any]) -> str:
-    return hmac.new(key, previous.encode() + canonical(row), "sm3").hexdigest()
+    # the key's inner and outer pads are hashed once; each link copies that state
+    if (base := _keyed.get(key)) is None:
+        base = _keyed[key] = hmac.new(key, digestmod="sm3")
+    h = base.copy()
+    h.update(previous.encode())
+    h.update(canonical(row))
+    return h.hexdigest()
 
 
 def digest(doc: Mapping[str, Any]) -> str:

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import service
+from . import edits, reads
+from .errors import EmpiError
 
 app = typer.Typer(help="患者主索引 EMPI (master patient index)", no_args_is_help=True)
 console = Console()
@@ -84,8 +85,8 @@ def reviews(status: str = typer.Option("pending", help="pending | linked | rejec
             limit: int = typer.Option(20)) -> None:
     """审核队列 (the review queue): per field both values (masked), the comparison level and the weight."""
     engine = _engine()
-    items = service.reviews(engine, status, limit)
-    total = service.review_count(engine, status)
+    items = reads.reviews(engine, status, limit)
+    total = reads.review_count(engine, status)
     for item in items:
         table = Table(title=f"审核项 {item['id']}（{REVIEW_KINDS.get(item['kind'], item['kind'])}，"
                             f"匹配概率 {item['probability'] or 0:.3f}，匹配权重 {item['weight'] or 0:+.2f}）")
@@ -105,7 +106,7 @@ def reviews(status: str = typer.Option("pending", help="pending | linked | rejec
 def decide(review_id: int, decision: str = typer.Argument(..., help="link | reject"),
            operator: str = typer.Option(..., "--operator", help="操作人"), note: str | None = typer.Option(None)) -> None:
     """处理审核项 (link the pair or reject it)."""
-    result = service.decide(_engine(), review_id, decision, operator, note)
+    result = edits.decide(_engine(), review_id, decision, operator, note)
     event = f"，操作记录 {result['event_id']}" if result["event_id"] is not None else "，两者已是同一居民，无需合并"
     console.print(f"审核项 {review_id}：{REVIEW_STATUSES.get(result['status'], result['status'])}{event}")
 
@@ -114,34 +115,34 @@ def decide(review_id: int, decision: str = typer.Argument(..., help="link | reje
 def merge(survivor: str, retired: str, operator: str = typer.Option(..., "--operator"),
           reason: str | None = typer.Option(None)) -> None:
     """合并两位居民 (merge RETIRED into SURVIVOR)."""
-    event_id = service.merge(_engine(), survivor, retired, operator, reason)
+    event_id = edits.merge(_engine(), survivor, retired, operator, reason)
     console.print(f"已合并，操作记录 {event_id}（phip empi undo {event_id} 可撤销）")
 
 
 @app.command()
 def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
     """撤销一次合并/关联/拆分 (undo a merge, link, relink merge or split)."""
-    console.print(f"已撤销，操作记录 {service.undo(_engine(), event_id, operator, reason)}")
+    console.print(f"已撤销，操作记录 {edits.undo(_engine(), event_id, operator, reason)}")
 
 
 @app.command()
 def verify(identities: bool = typer.Option(False, "--identities",
                                            help="另查每位居民名下记录是否载有两个不同的有效身份证号码/健康卡号")) -> None:
-    """校验操作记录的哈希链 (verify the audit trail's hash chain); exit code 1 when broken.
-    ``--identities`` also audits the identity guard over every active person (reads the guarded
-    fields of all records: minutes on a province), e.g. after upgrading a store the twin defect
-    may have touched; each person found can be repaired with undo or split."""
-    from .chain import verify as check
+    """校验审计日志与操作记录 (verify the audit trail, and every EMPI event against it); exit
+    code 1 when broken. ``--identities`` also audits the identity guard over every active person
+    (reads the guarded fields of all records: minutes on a province), e.g. after upgrading a store
+    the twin defect may have touched; each person found can be repaired with undo or split."""
+    from phip.audit.cli import describe
+
+    from .trail import verify as check_events
 
     engine = _engine()
-    verdict = check(engine)
-    if verdict.unchained:
-        console.print(f"链前操作记录（迁移 0006 之前写入，未入链）：{verdict.unchained} 条")
+    verdict = check_events(engine)
+    console.print(describe(verdict.trail))  # the trail itself: an AuditError is said by phip.cli.main
     if not verdict.ok:
-        err.print(f"[bold red]哈希链断裂[/] 操作记录 {verdict.broken_at} 的哈希与链不符（已校验 {verdict.checked} 条）",
-                  highlight=False)
+        err.print(f"[bold red]错误[/] [{verdict.code}] {verdict.message}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"哈希链完整，已校验 {verdict.checked} 条操作记录")
+    console.print(f"操作记录与审计日志一致：已核对 {verdict.checked} 条")
     if identities:
         from .identity_guard import violations
 
@@ -160,8 +161,8 @@ def verify(identities: bool = typer.Option(False, "--identities",
 def show(person_id: str) -> None:
     """居民最优记录与全部标识 (golden record and identifiers)."""
     engine = _engine()
-    record = service.golden_record(engine, person_id)  # an EmpiError is said by phip.cli.main
-    ids = service.identifiers(engine, person_id)
+    record = reads.golden_record(engine, person_id)  # an EmpiError is said by phip.cli.main
+    ids = reads.identifiers(engine, person_id)
     table = Table(title=f"居民 {record['person_id']}（{record['records']} 条记录）")
     for col in ("字段", "值", "来源机构", "数据集", "时间"):
         table.add_column(col)
@@ -180,8 +181,8 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
     try:
         born = date.fromisoformat(birth_date) if birth_date else None
     except ValueError:
-        raise service.EmpiError("BAD_DATE", f"出生日期“{birth_date}”应为 YYYY-MM-DD") from None
-    hits = service.find(_engine(), id_no=id_no, name=name, birth_date=born, phone=phone)
+        raise EmpiError("BAD_DATE", f"出生日期“{birth_date}”应为 YYYY-MM-DD") from None
+    hits = reads.find(_engine(), id_no=id_no, name=name, birth_date=born, phone=phone)
     table = Table(title=f"找到 {len(hits)} 位居民")
     for col in ("居民", "姓名", "性别", "出生日期", "身份证号", "电话", "匹配概率"):
         table.add_column(col)
@@ -195,7 +196,7 @@ def find(name: str | None = typer.Option(None), birth_date: str | None = typer.O
 def xref(org: str = typer.Option(..., "--org", help="患者所属机构代码"),
          patient_id: str = typer.Option(..., "--patient-id", help="院内患者ID")) -> None:
     """交叉索引查询 (PIX): the person of an institution's patient id and its local ids in every institution."""
-    result = service.xref(_engine(), org=org, patient_id=patient_id)
+    result = reads.xref(_engine(), org=org, patient_id=patient_id)
     table = Table(title=f"居民 {result['person_id']}：{len(result['local_ids'])} 个院内患者ID")
     for col in ("机构代码", "机构名称", "院内患者ID"):
         table.add_column(col)

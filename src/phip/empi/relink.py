@@ -8,7 +8,7 @@
    one must not weld two residents together);
 4. write back in one transaction under the EMPI lock, set-based: every cluster merges into one
    survivor (the holder of the ID number, else the oldest id), records and identifiers follow,
-   each merge is an audited ``relink`` event that :func:`service.undo` reverses; pairs between
+   each merge is an audited ``relink`` event that :func:`edits.undo` reverses; pairs between
    the thresholds not seen before become review items.
 """
 
@@ -22,13 +22,13 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
-from . import chain, golden, identity_guard, review_queue
+from . import golden, identity_guard, review_queue, trail
 from .features import GOLDEN_FIELDS
 from .resolver import load_active_model
 from .review_queue import pair_key
@@ -204,6 +204,7 @@ def _golden_of_merged(conn: Connection) -> dict[str, tuple[dict[str, Any], dict[
 
 def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str]],
            review_pairs: list[tuple[str, str, float, float]], model: Any, actor: str, now: datetime, tick: Progress) -> None:
+    written: list[int] = []  # ids of the merge events, for the audit trail
     if merges:
         _stage_pairs(conn, merges)
         golden_of = _golden_of_merged(conn)
@@ -249,8 +250,9 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         if updates:
             _update_survivors(conn, updates, blocks, now)
         tick("write", 2, 3)
-        chain.seal(conn, events)  # COPY assigns ids in row order; the lock keeps others out
+        before = conn.execute(select(func.max(EmpiEvent.id))).scalar() or 0  # the lock keeps others out
         bulk_insert(conn, EmpiEvent.__table__, events)
+        written = conn.execute(select(EmpiEvent.id).where(EmpiEvent.id > before)).scalars().all()
         conn.execute(text("DROP TABLE empi_relink_pairs"))
         # pending reviews naming a person merged away now name its survivor (or are resolved)
         moved = review_queue.follow_merges(conn, {r: s for s, r in merges}, actor, now, model)
@@ -284,6 +286,8 @@ def _write(conn: Connection, summary: RelinkSummary, merges: list[tuple[str, str
         for chunk in chunks(fresh, 1000):
             conn.execute(insert_ignoring_conflicts(conn, EmpiReview.__table__), list(chunk))
         summary.reviews_added = len(fresh)
+    # last: the trail's append lock is held to the commit, and every audited read waits on it
+    trail.record(conn, written)
     tick("write", 3, 3)
 
 

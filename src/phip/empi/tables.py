@@ -3,7 +3,8 @@
 * ``empi_blocks`` — the candidate index: one row per (blocking key, person); a real-time
   lookup is one ``key IN (…)`` query on the primary key.
 * ``empi_reviews`` — the review queue (人工审核队列): a pair of persons with the evidence.
-* ``empi_events`` — the audit trail of every identity change, with what is needed to undo it.
+* ``empi_events`` — every identity change, with what is needed to undo it; each row is
+  carried by an event of the audit trail (phip.empi.trail).
 * ``empi_models`` — trained models (Splink JSON) and their thresholds; one is active.
 """
 
@@ -62,8 +63,6 @@ class EmpiEvent(Base):
     reverts: Mapped[int | None] = mapped_column(BigId)
     reverted_by: Mapped[int | None] = mapped_column(BigId)
     detail: Mapped[dict | None] = mapped_column(Document)
-    #: SHA-256 of the previous event's hash and this event (phip.empi.chain); NULL before 0006
-    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class EmpiModel(Base):

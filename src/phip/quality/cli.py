@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phip import audit
 from phip.errors import CommandError
 
 app = typer.Typer(help="数据质控 (quality control)", no_args_is_help=True)
@@ -101,6 +102,9 @@ def findings(
     if inst is None:
         _fail(f"医疗机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
     items, total = find(engine, org_code=inst.code, dimension=dimension, size=limit)
+    audit.log_reads(engine, audit.local_operator(), "export.download",
+                    audit.persons_of_records(engine, ((f.org_code, f.dataset, f.record_key) for f in items)),
+                    target="cli:quality findings", detail={"org": inst.code, "rows": len(items)})
     table = Table(title=f"{inst.name} 质控问题（共{total}条，显示{len(items)}条）")
     for col in ("业务日", "数据集", "记录", "代码", "问题", "示例"):
         table.add_column(col)
@@ -140,6 +144,8 @@ def rejections(
             _fail(f"数据集“{dataset}”不存在；用 phip standard list 查看全部数据集", "UNKNOWN_DATASET")
     found = service.groups(engine, org_code=org_code, dataset=dataset, include_resolved=all_)
     shown = [(g, service.find(engine, g.org_code, g.dataset, include_resolved=all_, size=limit)[0]) for g in found]
+    audit.log_event(engine, audit.local_operator(), "export.download", target="cli:quality rejections",
+                    detail={"org": org_code, "dataset": dataset, "rows": sum(len(v) for _, v in shown)})
     if as_json:
         print(orjson.dumps({"groups": [
             {"org_code": g.org_code, "org_name": g.org_name, "dataset": g.dataset, "dataset_name": g.dataset_name,

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from phip.accounts import SessionInfo
-from phip.empi.service import EmpiError, current_id
+from phip.empi.errors import EmpiError
+from phip.empi.reads import current_id
 from phip.errors import PhipError
 from phip.standard.validate import platform_now
 from phip.store.models import Person

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
+from phip import audit
 from phip.throttle import FailureLimiter
 from phip.quality import rejections
 from phip.quality import service as quality
@@ -68,6 +69,9 @@ def build_router(engine: Engine) -> APIRouter:
         if info is None:
             raise LoginRequired(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
         return auth.require_role(info, "operator")  # clinicians, residents, auditors have pages of their own
+
+    def reader(request: Request, me: auth.SessionInfo) -> audit.Actor:
+        return audit.Actor(me.username, me.role, address=request.client.host if request.client else None)
 
     def period_of(text: str | None) -> Period:
         if not text:
@@ -184,10 +188,14 @@ def build_router(engine: Engine) -> APIRouter:
         start = today - timedelta(days=days - 1)
         volumes = overview.daily_uploads(engine, start, today, code)
         status = next((s for s in onboarding.onboarding_status(engine) if s.code == code), None)
+        top = quality.top_findings(engine, code, role=me.role)
+        audit.log_reads(engine, reader(request, me), "quality.findings.read",
+                        audit.persons_of_records(engine, ((code, t.get("dataset") or "", t.get("record_key")) for t in top)),
+                        target=f"institution:{code}", detail={"shown": len(top)})
         return _page("institution.html", me=me, active="uploads", inst=inst, status=status, days=days,
                      datasets=overview.datasets_of(engine, code, start, today),
                      scores=quality.dataset_scores(engine, code, start, today), dimensions=rules.dimensions,
-                     top=quality.top_findings(engine, code, role=me.role),
+                     top=top,
                      rejections=rejections.groups(engine, org_code=code, include_resolved=True),
                      trend={"days": [d.isoformat() for d, _ in volumes], "values": [n for _, n in volumes]})
 
@@ -215,6 +223,9 @@ def build_router(engine: Engine) -> APIRouter:
         groups = rejections.groups(engine, org_code=code, include_resolved=True)
         items, total = ([], 0) if ds is None else rejections.find(
             engine, code, ds.code, include_resolved=everything, page=page, size=50, role=me.role)
+        if ds is not None:  # rejected records were never stored: no person to name, the page is the target
+            audit.log_event(engine, reader(request, me), "quality.rejections.read", target=f"rejections:{code}/{ds.code}",
+                            detail={"page": page, "shown": len(items), "state": state})
         return _page("rejections.html", me=me, active="uploads", inst=inst, groups=groups, dataset=ds, items=items,
                      total=total, page=page, pages=max(1, (total + 49) // 50), state="all" if everything else "open")
 
@@ -224,6 +235,10 @@ def build_router(engine: Engine) -> APIRouter:
         me = user(request)
         items, total = quality.find(engine, org_code=org or None, dataset=dataset or None, dimension=dimension or None,
                                     code=code or None, page=page, size=50, role=me.role)
+        audit.log_reads(engine, reader(request, me), "quality.findings.read",
+                        audit.persons_of_records(engine, ((i.org_code, i.dataset, i.record_key) for i in items)),
+                        target="findings", detail={"org": org, "dataset": dataset, "dimension": dimension, "code": code,
+                                                   "page": page, "shown": len(items)})
         orgs = [(s.code, s.name) for s in onboarding.onboarding_status(engine, "hospital")]
         return _page("findings.html", me=me, active="findings", items=items, total=total, page=page,
                      pages=max(1, (total + 49) // 50), orgs=orgs, datasets=std.datasets, dimensions=rules.dimensions,

@@ -1,4 +1,6 @@
-"""One tamper-evident audit trail: audit_events (see phip.audit)
+"""One tamper-evident audit trail: audit_events (see phip.audit). Every existing EMPI event
+is carried into it (phip.empi.trail.carry), and empi_events.hash, the old SHA-256 chain, goes:
+the trail's keyed chain covers those rows now.
 
 Revision ID: 0010_audit_trail
 Revises: 0009_backfill_checksum
@@ -38,7 +40,28 @@ def upgrade() -> None:
     op.create_index("ix_audit_events_org", "audit_events", ["org_code", "seq"])
     op.create_index("ix_audit_events_target", "audit_events", ["target"])
     op.create_index("ix_audit_events_flagged", "audit_events", ["flagged", "seq"])
+    _carry_empi_events(op.get_bind())
+    with op.batch_alter_table("empi_events", schema=None) as batch_op:
+        batch_op.drop_column("hash")
+
+
+def _carry_empi_events(conn: sa.Connection, page: int = 10_000) -> None:
+    from phip.empi.trail import carry
+
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    e = sa.table("empi_events", sa.column("id", big), sa.column("action", sa.String()), sa.column("at", sa.DateTime()),
+                 sa.column("actor", sa.String()), sa.column("reason", sa.String()), sa.column("person_id", sa.String()),
+                 sa.column("other_id", sa.String()), sa.column("review_id", big), sa.column("reverts", big),
+                 sa.column("reverted_by", big), sa.column("detail", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
+                 sa.column("hash", sa.String()))
+    last = 0
+    while rows := conn.execute(sa.select(e).where(e.c.id > last).order_by(e.c.id).limit(page)).mappings().all():
+        carry(conn, rows)
+        last = rows[-1]["id"]
 
 
 def downgrade() -> None:
+    # the old chain does not come back: its events read as written before it (hash NULL)
+    with op.batch_alter_table("empi_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
     op.drop_table("audit_events")
