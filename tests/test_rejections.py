@@ -193,7 +193,7 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend
     from alembic import command
 
     from phip.orgs.service import seed_institutions
-    from phip.store.db import alembic_config, upgrade
+    from phip.store.db import alembic_config, upgrade, wipe
     from tests.conftest import scratch_store
 
     engine = scratch_store(backend, tmp_path, "carry")
