@@ -256,3 +256,23 @@ def test_accounts_of_every_role(tmp_path):
         assert db.execute("SELECT role, org_code, department FROM users WHERE username = 'dr_li'").fetchone() == \
             ("clinician", ORG, "内科")
         assert db.execute("SELECT count(*) FROM audit_events WHERE action = 'account.create'").fetchone() == (2,)
+
+
+def test_demo_run_has_every_role_and_says_no_identifier_in_full(tmp_path):
+    """The demo's accounts exist, and neither its output nor the audit trail's display fields
+    carry a full ID number or phone of the demo residents."""
+    from phip.demo import DEMO_RESIDENTS
+    from phip.standard.checks import id_check_char
+
+    proc = run(["demo", "--days", "1", "--visits", "2"], tmp_path)
+    ids = [f"220102{born:%Y%m%d}{seq}" for _, _, born, seq, _ in DEMO_RESIDENTS]
+    secrets = [i + id_check_char(i) for i in ids] + [phone for *_, phone in DEMO_RESIDENTS]
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        roles = {r for (r,) in db.execute("SELECT role FROM users")}
+        shown = " ".join(str(v) for row in db.execute(
+            "SELECT username, role, org_code, department, address, action, person_id, target, detail FROM audit_events")
+            for v in row)
+        flagged = db.execute("SELECT count(*) FROM audit_events WHERE flagged").fetchone()[0]
+    assert roles >= {"operator", "clinician", "resident", "auditor"} and flagged >= 2
+    for secret in secrets:
+        assert secret not in proc.stdout + proc.stderr and secret not in shown
