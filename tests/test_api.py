@@ -32,7 +32,7 @@ def test_health_standard_and_home(client):
     home = client.get("/")  # no figures of the platform without a login (issue 19)
     assert home.status_code == 200 and "运维看板登录" in home.text and "梅河口市中心医院" not in home.text
     from phip import runtime
-    from phip.web.auth import create_user
+    from phip.accounts import create_user
     from tests.test_dashboard import PASSWORD, login
 
     create_user(runtime.engine(), "ops", PASSWORD)

@@ -16,7 +16,7 @@ from phip.orgs.keys import create_key
 from phip.quality.run import analyse
 from phip.standard.validate import platform_now
 from phip.synth.generator import Generator
-from phip.web.auth import create_user
+from phip.accounts import create_user
 from tests.test_dashboard import PASSWORD, login
 from tests.test_empi import id_number, ingest, person_of, registration
 

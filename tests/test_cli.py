@@ -237,3 +237,42 @@ def test_the_installed_command_is_the_one_that_says_it_in_chinese(tmp_path):
     assert out.returncode == 2 and "[CLI_BAD_VALUE]" in out.stderr and "不存在" in out.stderr
     group = subprocess.run([*command, "standard"], env=env, capture_output=True, text=True, timeout=120)
     assert group.returncode == 2 and "export" in group.stdout and "list" in group.stdout
+
+
+def test_accounts_of_every_role(tmp_path):
+    pw = "correct horse battery\n"
+    run(["accounts", "create", "dr_li", "--role", "clinician", "--org", ORG, "--dept", "内科", "--password-stdin"],
+        tmp_path, input=pw)
+    run(["accounts", "create", "aud", "--role", "auditor", "--password-stdin"], tmp_path, input=pw)
+    no_org = run(["accounts", "create", "dr_x", "--role", "clinician", "--password-stdin"], tmp_path, check=False, input=pw)
+    assert no_org.returncode == 2 and "ORG_REQUIRED" in no_org.stderr
+    bad_org = run(["accounts", "create", "dr_y", "--role", "clinician", "--org", "X1", "--password-stdin"], tmp_path,
+                  check=False, input=pw)
+    assert bad_org.returncode == 2 and "UNKNOWN_ORG" in bad_org.stderr
+    nobody = run(["accounts", "create", "r1", "--role", "resident", "--id-no", "220102196203140422", "--password-stdin"],
+                 tmp_path, check=False, input=pw)
+    assert nobody.returncode == 2 and "RESIDENT_NOT_FOUND" in nobody.stderr
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        assert db.execute("SELECT role, org_code, department FROM users WHERE username = 'dr_li'").fetchone() == \
+            ("clinician", ORG, "内科")
+        assert db.execute("SELECT count(*) FROM audit_events WHERE action = 'account.create'").fetchone() == (2,)
+
+
+def test_demo_run_has_every_role_and_says_no_identifier_in_full(tmp_path):
+    """The demo's accounts exist, and neither its output nor the audit trail's display fields
+    carry a full ID number or phone of the demo residents."""
+    from phip.demo import DEMO_RESIDENTS
+    from phip.standard.checks import id_check_char
+
+    proc = run(["demo", "--days", "1", "--visits", "2"], tmp_path)
+    ids = [f"220102{born:%Y%m%d}{seq}" for _, _, born, seq, _ in DEMO_RESIDENTS]
+    secrets = [i + id_check_char(i) for i in ids] + [phone for *_, phone in DEMO_RESIDENTS]
+    with sqlite3.connect(tmp_path / "phip.db") as db:
+        roles = {r for (r,) in db.execute("SELECT role FROM users")}
+        shown = " ".join(str(v) for row in db.execute(
+            "SELECT username, role, org_code, department, address, action, person_id, target, detail FROM audit_events")
+            for v in row)
+        flagged = db.execute("SELECT count(*) FROM audit_events WHERE flagged").fetchone()[0]
+    assert roles >= {"operator", "clinician", "resident", "auditor"} and flagged >= 2
+    for secret in secrets:
+        assert secret not in proc.stdout + proc.stderr and secret not in shown

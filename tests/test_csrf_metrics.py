@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from phip.api.app import create_app
-from phip.web.auth import create_user
+from phip.accounts import create_user
 from tests.test_dashboard import PASSWORD, login
 
 HOST = "http://testserver"

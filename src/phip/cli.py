@@ -22,7 +22,7 @@ from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
-from phip.web.cli import app as users_app
+from phip.accounts.cli import app as users_app
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
 standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
@@ -34,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(quality_app, name="quality")
 app.add_typer(reports_app, name="reports")
 app.add_typer(users_app, name="users")
+app.add_typer(users_app, name="accounts")
 app.add_typer(empi_cli.app, name="empi")
 app.add_typer(audit_app, name="audit")
 console = Console()
@@ -57,13 +58,15 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.ingest.readers import FileFormatError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
-    from phip.web.auth import AuthError
+    from phip.accounts import AuthError
+    from phip.share import ShareError
 
     return {
         CommandError: 2,  # fail() in every command
         FileFormatError: 2, IngestError: 2,  # phip ingest
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
-        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users
+        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip accounts
+        ShareError: 2,  # phip demo (sharing)
         AuditError: 1,  # phip audit verify: a broken or missing link (as phip empi verify)
     }
 
@@ -383,7 +386,7 @@ def demo(
 ) -> None:
     """载入演示省份：66家机构最近几天的合成数据 (load the demo province)."""
     from phip import runtime
-    from phip.demo import load_demo, store_is_empty
+    from phip.demo import DEMO_PASSWORD, load_demo, load_sharing_demo, store_is_empty
 
     engine = runtime.engine()
     if if_empty and not store_is_empty(engine):
@@ -395,6 +398,9 @@ def demo(
         totals = load_demo(runtime.pipeline(), days=days, visits=visits, seed=seed,
                            on_step=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"演示数据载入完成：新增 {totals.accepted} 条，更新 {totals.updated} 条，拒收 {totals.rejected} 条")
+    if load_sharing_demo(runtime.pipeline()):
+        console.print(f"演示账户（密码均为 {DEMO_PASSWORD}）：ops 运维人员、auditor 审计员、doctor1 / doctor2 医生、"
+                      "居民 王秀英 / 李建国 用身份证号登录（见 README“如何以各角色登录”）")
 
 
 simulate_app = typer.Typer(help="模拟医疗机构 (play a hospital)", no_args_is_help=True)

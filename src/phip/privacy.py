@@ -7,7 +7,7 @@ last 2; a name keeps its first and, from three characters on, its last character
 
 Who reads them whole (decision, issue 19): no role of the dashboard or the operator API.
 ``UNMASKED_ROLES`` is the one place a role is given that right (with its name in
-``phip.web.auth.ROLES``); operators (运维人员) see every identifier and name masked on pages,
+``phip.accounts.ROLES``); operators (运维人员) see every identifier and name masked on pages,
 in exports, in EMPI answers and in logs. Whole values stay in the database, for the matching.
 """
 

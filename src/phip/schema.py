@@ -12,7 +12,8 @@ import phip.collect.tables  # noqa: F401
 import phip.empi.tables  # noqa: F401
 import phip.quality.tables  # noqa: F401
 import phip.reports.tables  # noqa: F401
-import phip.web.tables  # noqa: F401
+import phip.accounts.tables  # noqa: F401
+import phip.share.tables  # noqa: F401
 from phip.store.models import Base
 
 __all__ = ["Base"]

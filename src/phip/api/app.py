@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 from phip import runtime
-from phip.api import access_log, csrf, errors, memory, push
+from phip.api import access_log, csrf, errors, memory, push, share
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api import empi as empi_api
@@ -26,7 +26,8 @@ from phip.reports import onboarding, overview
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
 from phip.standard.export import dataset_schema, render_html
 from phip.standard.validate import platform_now
-from phip.web import auth, dashboard
+from phip import accounts as auth
+from phip.web import dashboard
 from phip.web.render import render
 
 SWAGGER_DIR = Path(dashboard.__file__).parent / "static" / "vendor" / "swagger-ui"
@@ -56,6 +57,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         errors.register_html_pages(prefix, page)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))
+    app.include_router(share.build_router(engine, limiter))  # issue 21: /api/v1/share
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -78,7 +80,9 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
                                    swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     def operator(request: Request) -> auth.SessionInfo | None:
-        return auth.session(engine, request.cookies.get(dashboard.COOKIE))
+        """The operator's session, or None: a clinician's or resident's session opens no figures."""
+        info = auth.session(engine, request.cookies.get(dashboard.COOKIE))
+        return info if info is not None and info.role == "operator" else None
 
     @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
     def metrics(request: Request) -> PlainTextResponse:

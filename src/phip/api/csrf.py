@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from phip.web import auth
+from phip import accounts as auth
 
 from .errors import ApiError, answer
 

@@ -23,8 +23,8 @@ from phip import audit
 from phip.api import audit_actor
 from phip.api.errors import ApiError
 from phip.api.examples import responses
+from phip import accounts as auth
 from phip.privacy import mask_kind
-from phip.web import auth
 
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
 MAX_ID = 2**63 - 1
@@ -113,6 +113,7 @@ def build_router(engine: Engine) -> APIRouter:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is None:
             raise ApiError(401, "LOGIN_REQUIRED", _LOGIN[1])
+        auth.require_role(info, "operator")
         csrf.check_token(request, info)
         return info
 

@@ -33,7 +33,7 @@ from phip.reports.uploads import LEVEL_ALIASES, LEVELS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 
-from . import auth
+from phip import accounts as auth
 
 HERE = Path(__file__).parent
 COOKIE = "phip_session"
@@ -68,7 +68,7 @@ def build_router(engine: Engine) -> APIRouter:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is None:
             raise LoginRequired(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        return info
+        return auth.require_role(info, "operator")  # clinicians, residents, auditors have pages of their own
 
     def reader(request: Request, me: auth.SessionInfo) -> audit.Actor:
         return audit.Actor(me.username, me.role, address=request.client.host if request.client else None)
