@@ -35,6 +35,20 @@ def _pg_engine() -> Engine:
     return engine
 
 
+@pytest.fixture(scope="session")
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("audit") / "audit.key")
+
+
+@pytest.fixture(autouse=True)
+def _audit_files(audit_key_file: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit trail's key and anchor outside the working directory: one key for the run, a
+    fresh anchor per test (each test starts from emptied tables, so a head left by the one
+    before would read as deleted events)."""
+    monkeypatch.setenv("PHIP_AUDIT_KEY_FILE", audit_key_file)
+    monkeypatch.setenv("PHIP_AUDIT_ANCHOR_FILE", str(tmp_path_factory.mktemp("anchor") / "audit.anchor"))
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     if request.param == "sqlite":

@@ -17,8 +17,8 @@ from phip.quality.run import analyse
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 from phip.synth.generator import Generator
-from phip.web.auth import AuthError, create_user
-from phip.web.tables import User, WebSession
+from phip.accounts import AuthError, create_user
+from phip.accounts.tables import User, WebSession
 
 PASSWORD = "correct horse battery"
 SCRIPT = '<script>alert("x")</script>'

@@ -21,7 +21,7 @@ from phip.standard.validate import platform_now
 from phip.store.db import make_engine
 from phip.store.models import Institution
 from phip.synth.generator import Generator
-from phip.web.auth import create_user
+from phip.accounts import create_user
 from tests.test_serve import serving
 
 pytestmark = pytest.mark.slow  # headless Chromium

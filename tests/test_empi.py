@@ -593,7 +593,7 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     known = registration(a, patient_id="A1", name="张伟", born=born, id_no=id_number(born, 61), phone="13512345678")
     ingest(pipeline, a, known)
     ingest(pipeline, b, registration(b, patient_id="B1", name="张玮", born=date(1990, 4, 13)))
-    from phip.web.auth import create_user
+    from phip.accounts import create_user
     from tests.test_dashboard import PASSWORD, login
 
     client = TestClient(create_app(engine))

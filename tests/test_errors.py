@@ -26,7 +26,7 @@ from phip.reports.period import PeriodError, parse_period
 from phip.reports.sheet import SheetError
 from phip.standard.catalog import StandardError
 from phip.standard.checks import IdNumberError
-from phip.web.auth import AuthError
+from phip.accounts import AuthError
 
 EXAMPLES = [
     (UnknownInstitution("医疗机构“X”未在省平台登记"), "UNKNOWN_ORG", None),

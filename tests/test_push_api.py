@@ -254,7 +254,7 @@ def test_nul_characters_get_a_clear_400_never_a_retry(api, engine, orgs):
     address or parameter it is a 400 before any route runs; a value the database refuses
     anyway is a 400 BAD_DATA, never the 503 that tells the sender to retry the same thing."""
     from tests.test_dashboard import PASSWORD, login
-    from phip.web.auth import create_user
+    from phip.accounts import create_user
 
     client, org, auth, _ = api
     batch = records(orgs, n=3)

@@ -277,7 +277,7 @@ def test_dashboard_page_lists_open_rejections_masked(pipeline, engine, orgs):
     """TestClient on both back ends (tests/test_dashboard_browser.py opens it in Chromium)."""
     from tests.test_dashboard import PASSWORD, SCRIPT, login
 
-    from phip.web.auth import create_user
+    from phip.accounts import create_user
 
     create_user(engine, "ops", PASSWORD, display_name="值班员")
     client = TestClient(create_app(engine))

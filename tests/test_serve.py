@@ -111,7 +111,7 @@ def test_the_server_log_carries_no_full_identifier(tmp_path):
     import json
     import re
 
-    from phip.web.auth import create_user
+    from phip.accounts import create_user
 
     key = run(["orgs", "key", "create", ORG], tmp_path).stdout.strip().splitlines()[-1]
     records_file = tmp_path / "v.json"

@@ -14,7 +14,7 @@ from phip.collect.mapping import _secrets_file, sources_dir
 from phip.config import Settings, get_settings
 from phip.ingest import workers
 from phip.quality.schedule import ScheduleError, quality_time
-from phip.web.auth import session_ttl
+from phip.accounts import session_ttl
 
 VARIABLES = ("PHIP_DATA_DIR", "PHIP_DATABASE_URL", "PHIP_COLLECT_DIR", "PHIP_SECRETS_FILE", "PHIP_QUALITY_AT",
              "PHIP_VALIDATION_PROCESS", "PHIP_SESSION_MINUTES", "PHIP_RATE_LIMIT", "PHIP_RATE_BURST")

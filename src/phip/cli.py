@@ -21,7 +21,7 @@ from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
-from phip.web.cli import app as users_app
+from phip.accounts.cli import app as users_app
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
 standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
@@ -33,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(quality_app, name="quality")
 app.add_typer(reports_app, name="reports")
 app.add_typer(users_app, name="users")
+app.add_typer(users_app, name="accounts")
 app.add_typer(empi_cli.app, name="empi")
 console = Console()
 err = Console(stderr=True)
@@ -54,13 +55,15 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.ingest.readers import FileFormatError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
-    from phip.web.auth import AuthError
+    from phip.accounts import AuthError
+    from phip.share import ShareError
 
     return {
         CommandError: 2,  # fail() in every command
         FileFormatError: 2, IngestError: 2,  # phip ingest
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
-        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users
+        EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip accounts
+        ShareError: 2,  # phip demo (sharing)
     }
 
 

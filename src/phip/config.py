@@ -38,6 +38,11 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_AUDIT_KEY_FILE`` (default ``<data dir>/audit.key``): the audit trail's HMAC-SM3 key,
+    #: created (32 random bytes, mode 0600) when absent; keep it outside the database and its backups
+    audit_key_file: Path
+    #: ``PHIP_AUDIT_ANCHOR_FILE`` (default ``<data dir>/audit.anchor``): the trail's newest (seq, mac, count)
+    audit_anchor_file: Path
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +59,9 @@ class Settings:
             session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
+            audit_key_file=Path(env["PHIP_AUDIT_KEY_FILE"]) if env.get("PHIP_AUDIT_KEY_FILE") else data_dir / "audit.key",
+            audit_anchor_file=(Path(env["PHIP_AUDIT_ANCHOR_FILE"]) if env.get("PHIP_AUDIT_ANCHOR_FILE")
+                               else data_dir / "audit.anchor"),
         )
 
     @property

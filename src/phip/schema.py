@@ -7,11 +7,13 @@ autogenerate, the test fixtures) imports it from here.
 
 from __future__ import annotations
 
+import phip.audit.tables  # noqa: F401
 import phip.collect.tables  # noqa: F401
 import phip.empi.tables  # noqa: F401
 import phip.quality.tables  # noqa: F401
 import phip.reports.tables  # noqa: F401
-import phip.web.tables  # noqa: F401
+import phip.accounts.tables  # noqa: F401
+import phip.share.tables  # noqa: F401
 from phip.store.models import Base
 
 __all__ = ["Base"]

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select, text
 
 from phip import runtime
-from phip.api import access_log, errors, push
+from phip.api import access_log, errors, push, share
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api import empi as empi_api
@@ -49,6 +49,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         errors.register_html_pages(prefix, page)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))
+    app.include_router(share.build_router(engine, limiter))  # issue 21: /api/v1/share
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from phip.api.errors import ApiError
 from phip.api.examples import responses
-from phip.web import auth
+from phip import accounts as auth
 
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
 MAX_ID = 2**63 - 1

@@ -18,9 +18,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from phip.accounts import AuthError
 from phip.empi.service import EmpiError
 from phip.errors import PhipError
 from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
+from phip.share import ShareError
 from phip.input_messages import pydantic_error_zh
 
 log = logging.getLogger("phip.api")
@@ -45,6 +47,8 @@ class ApiError(PhipError):
 HTTP_STATUS: dict[type[PhipError], int | None] = {
     ApiError: None,
     EmpiError: None,
+    ShareError: None,  # phip.share: 403 no authorization, 404 absent or out of scope, 429 codes
+    AuthError: None,  # phip.accounts: 401 login, 403 role, 429 lockout, 400/409 input
     UnknownInstitution: 404,
     UnknownDataset: 404,
 }

@@ -97,7 +97,7 @@ class Person(Base):
     id: Mapped[str] = mapped_column(key_text(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     status: Mapped[str] = mapped_column(String(10), default="active", server_default="active")  # active | merged
-    merged_into: Mapped[str | None] = mapped_column(String(32))
+    merged_into: Mapped[str | None] = mapped_column(String(32), index=True)  # sharing reads a person's merged ids
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     name: Mapped[str | None] = mapped_column(String(50))
     sex: Mapped[str | None] = mapped_column(String(1))

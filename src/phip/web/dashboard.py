@@ -32,7 +32,7 @@ from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 
-from . import auth
+from phip import accounts as auth
 
 HERE = Path(__file__).parent
 COOKIE = "phip_session"
