@@ -3,8 +3,6 @@ service as the clinician's pages (phip.share). Authenticated by the institution'
 the clinician's account (header ``X-Clinician-Id``), which must be a clinician of that same
 institution; every route then checks the patient's authorization (403 ``NO_AUTHORIZATION``)."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
