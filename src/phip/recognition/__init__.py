@@ -3,6 +3,7 @@ data, which results are still recognisable, and repeats at other institutions.""
 
 from .catalog import Catalog, Category, Item, load_catalog
 from .repeats import Repeat, find_repeats
-from .results import Result, recognizable
+from .results import Result, by_report, recognizable, report_of
 
-__all__ = ["Catalog", "Category", "Item", "Repeat", "Result", "find_repeats", "load_catalog", "recognizable"]
+__all__ = ["Catalog", "Category", "Item", "Repeat", "Result", "by_report", "find_repeats", "load_catalog", "recognizable",
+           "report_of"]

@@ -145,3 +145,16 @@ def recognizable(engine: Engine, person_ids: Iterable[str], at: datetime | None 
                  if r.in_window(at)]
         eqa = Eqa.load(conn, [r.org_code for r in found], catalog)
     return sorted((r for r in found if eqa.allows(r)), key=lambda r: (r.time, r.record_id), reverse=True)
+
+
+def report_of(dataset: str, record_key: str) -> str:
+    """The report a result belongs to: a lab report holds one record per item (``report_no|item_no``)."""
+    return record_key.rsplit("|", 1)[0] if dataset == "lab_report" else record_key
+
+
+def by_report(results: Iterable[Result]) -> dict[tuple[str, str, str], list[Result]]:
+    """Recognisable results per (institution, data set, report), for marking documents 可互认."""
+    out: dict[tuple[str, str, str], list[Result]] = {}
+    for r in results:
+        out.setdefault((r.org_code, r.dataset, report_of(r.dataset, r.record_key)), []).append(r)
+    return out
