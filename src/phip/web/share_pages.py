@@ -88,11 +88,11 @@ def build_router(engine: Engine) -> APIRouter:
     def render(name: str, me: SessionInfo, status_code: int = 200, **ctx: Any) -> HTMLResponse:
         return page(name, status_code, me=me, org_name=_org(engine, me.org_code), **AREA, **ctx)
 
-    def refused(me: SessionInfo, person_id: str, exc: ShareError) -> HTMLResponse:
+    def refused(me: SessionInfo, person_id: str, exc: ShareError, status: int | None = None) -> HTMLResponse:
         if exc.status == 404:
             return render("share_find.html", me, 404, error=exc.message, results=None, query={})
-        return render("share_patient.html", me, exc.status, patient=_patient(engine, person_id), refusal=exc.message,
-                      reasons=reasons, active="find")
+        return render("share_patient.html", me, status or exc.status, patient=_patient(engine, person_id),
+                      refusal=exc.message, refusal_code=exc.code, reasons=reasons, active="find")
 
     @router.get(f"{PREFIX}/", response_class=HTMLResponse)
     def find_page(request: Request) -> HTMLResponse:
@@ -122,7 +122,9 @@ def build_router(engine: Engine) -> APIRouter:
         try:
             found = share.timeline(engine, me, person_id, address=client(request))
         except ShareError as exc:
-            return refused(me, person_id, exc)
+            # the patient's page without authorization is where one asks for it: a page (200)
+            # saying so with the refusal's code, the counts by year and the ways to be authorized
+            return refused(me, person_id, exc, 200 if exc.code == "NO_AUTHORIZATION" else None)
         marks = recognised_entries(engine, found["person_id"], found["documents"])
         return render("share_patient.html", me, patient=_patient(engine, person_id), documents=found["documents"],
                       marks=marks, refusal=None, reasons=reasons, active="find")
