@@ -1,20 +1,19 @@
-"""Patients with records at several institutions for the sharing tests, the demo and the
-benchmark: generated records pushed through the real pipeline."""
+"""Patients with records at several institutions for the sharing tests: generated records
+pushed through the real pipeline (phip.demo.visit_records, as the demo does)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 
+from phip.demo import VISIT_DATASETS, visit_records
 from phip.ingest.pipeline import Pipeline
 from phip.store.models import Record
 from phip.synth.generator import Generator, Patient
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
-#: data set -> items per document (a lab report's results, a prescription's drugs)
-VISIT = {"outpatient_visit": 1, "lab_report": 3, "western_prescription": 2, "exam_report": 1}
 
 
 @dataclass
@@ -28,20 +27,14 @@ class Seeded:
 
 
 def seed_patient(pipeline: Pipeline, gen: Generator, orgs: list[tuple[str, str]], *, visits: int = 1,
-                 datasets: dict[str, int] = VISIT, day: date = date(2026, 11, 20), patient: Patient | None = None) -> Seeded:
-    """One patient with ``visits`` outpatient visits at each institution, each with the data sets
-    given (items per document)."""
+                 datasets: dict[str, int] = VISIT_DATASETS, day: date = date(2026, 11, 20),
+                 patient: Patient | None = None) -> Seeded:
+    """One patient with ``visits`` outpatient visits at each institution (items per document as given)."""
     patient = patient or gen.patient(orgs[0][0])
+    visit_records(pipeline, gen, orgs, patient, day=day, now=NOW, visits=visits, datasets=datasets)
     out = Seeded(patient)
-    for n, org in enumerate(orgs):
-        local = Patient(**{**patient.__dict__, "org_code": org[0], "fields": dict(patient.fields)})
-        for v in range(visits):
-            e = gen.encounter(local, "out", day - timedelta(days=n * 30 + v), NOW)
-            for dataset, items in datasets.items():
-                records = gen.records(pipeline.standard.dataset(dataset), org, gen._ctx(e), items)
-                receipt = pipeline.ingest(org[0], dataset, records, now=NOW)
-                assert receipt.rejected == 0, receipt.as_dict()
-        with pipeline.engine.connect() as conn:
-            out.records[org[0]] = list(conn.execute(select(Record.id).where(
-                Record.org_code == org[0], Record.payload["patient_id"].as_string() == patient.patient_id)).scalars())
+    with pipeline.engine.connect() as conn:
+        for org, _ in orgs:
+            out.records[org] = list(conn.execute(select(Record.id).where(
+                Record.org_code == org, Record.payload["patient_id"].as_string() == patient.patient_id)).scalars())
     return out

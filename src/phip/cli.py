@@ -382,7 +382,7 @@ def demo(
 ) -> None:
     """载入演示省份：66家机构最近几天的合成数据 (load the demo province)."""
     from phip import runtime
-    from phip.demo import load_demo, store_is_empty
+    from phip.demo import DEMO_PASSWORD, load_demo, load_sharing_demo, store_is_empty
 
     engine = runtime.engine()
     if if_empty and not store_is_empty(engine):
@@ -394,6 +394,9 @@ def demo(
         totals = load_demo(runtime.pipeline(), days=days, visits=visits, seed=seed,
                            on_step=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"演示数据载入完成：新增 {totals.accepted} 条，更新 {totals.updated} 条，拒收 {totals.rejected} 条")
+    if load_sharing_demo(runtime.pipeline()):
+        console.print(f"演示账户（密码均为 {DEMO_PASSWORD}）：ops 运维人员、auditor 审计员、doctor1 / doctor2 医生、"
+                      "居民 王秀英 / 李建国 用身份证号登录（见 README“如何以各角色登录”）")
 
 
 simulate_app = typer.Typer(help="模拟医疗机构 (play a hospital)", no_args_is_help=True)

@@ -4,15 +4,17 @@ activity, pushed through the same pipeline as real uploads (source ``demo``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from phip.ingest.pipeline import Pipeline, Receipt
 from phip.orgs.service import list_institutions
+from phip.standard.checks import id_check_char
 from phip.standard.validate import platform_now
 from phip.store.models import Record
-from phip.synth.generator import Generator
+from phip.synth.generator import Generator, Patient
 
 
 def store_is_empty(engine: Engine) -> bool:
@@ -42,3 +44,74 @@ def load_demo(
                 on_step(done, steps)
     totals.rejections = []
     return totals
+
+
+# --- sharing: accounts of every role, residents with records at several institutions ------------
+
+DEMO_PASSWORD = "phip-demo-2026"
+#: data set -> items per document of each demo visit (a lab report's results, a prescription's drugs)
+VISIT_DATASETS = {"outpatient_visit": 1, "lab_report": 3, "western_prescription": 2, "exam_report": 1}
+#: the demo residents (synthetic people): name, sex, birth date, ID number sequence, phone
+DEMO_RESIDENTS = (("王秀英", "2", date(1962, 3, 14), "042", "13800001111"),
+                  ("李建国", "1", date(1958, 8, 8), "017", "13900002222"))
+
+
+def visit_records(pipeline: Pipeline, gen: Generator, orgs: list[tuple[str, str]], patient: Patient, *,
+                  day: date, now: datetime, visits: int = 1, datasets: dict[str, int] = VISIT_DATASETS,
+                  spacing: timedelta = timedelta(days=30)) -> None:
+    """``visits`` outpatient visits of one patient at each institution (a visit a month apart),
+    each with the data sets given, pushed through the pipeline."""
+    for n, org in enumerate(orgs):
+        local = Patient(**{**patient.__dict__, "org_code": org[0], "fields": dict(patient.fields)})
+        for v in range(visits):
+            e = gen.encounter(local, "out", day - spacing * n - timedelta(days=v), now)
+            for dataset, items in datasets.items():
+                receipt = pipeline.ingest(org[0], dataset, gen.records(pipeline.standard.dataset(dataset), org,
+                                                                     gen._ctx(e), items), source="demo", now=now)
+                if receipt.rejected:
+                    raise RuntimeError(f"demo records rejected: {receipt.as_dict()}")
+
+
+def demo_patient(gen: Generator, org: str, name: str, sex: str, born: date, seq: str, phone: str) -> Patient:
+    body = f"220102{born:%Y%m%d}{seq}"
+    p = gen.patient(org)
+    p.name, p.sex_code, p.birth_date, p.id_no, p.phone = name, sex, born, body + id_check_char(body), phone
+    p.fields.update(name=name, sex_code=sex, birth_date=born, id_no=p.id_no, phone=phone)
+    return p
+
+
+def load_sharing_demo(pipeline: Pipeline) -> dict[str, Any]:
+    """Accounts of every role (password ``DEMO_PASSWORD``), two residents with records at three
+    institutions, a consent (王秀英 → the first doctor's institution) and two break-the-glass
+    reads (李建国, by the second doctor) waiting in the auditor's queue. Skipped when present."""
+    from phip import share
+    from phip.accounts import create_user, user_info
+    from phip.accounts.residents import person_of_id_no, username_of
+
+    engine, now = pipeline.engine, platform_now()
+    if user_info(engine, "doctor1") is not None:
+        return {}
+    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.network_status == "connected"][:5]
+    gen = Generator(seed=2121, standard=pipeline.standard)
+    ids = []
+    for i, (name, sex, born, seq, phone) in enumerate(DEMO_RESIDENTS):
+        patient = demo_patient(gen, orgs[0][0], name, sex, born, seq, phone)
+        visit_records(pipeline, gen, orgs[:3 - i], patient, day=now.date() - timedelta(days=2), now=now, visits=2)
+        ids.append(patient.id_no)
+    if user_info(engine, "ops") is None:
+        create_user(engine, "ops", DEMO_PASSWORD, "operator", "值班员")
+    create_user(engine, "auditor", DEMO_PASSWORD, "auditor", "审计员")
+    create_user(engine, "doctor1", DEMO_PASSWORD, "clinician", "张医生", org_code=orgs[3][0], department="内科")
+    create_user(engine, "doctor2", DEMO_PASSWORD, "clinician", "刘医生", org_code=orgs[4][0], department="急诊科")
+    people = []
+    for (name, *_), id_no in zip(DEMO_RESIDENTS, ids):
+        with engine.connect() as conn:
+            pid = person_of_id_no(conn, id_no)
+        create_user(engine, username_of(pid), DEMO_PASSWORD, "resident", name[0] + "*" * (len(name) - 1), person_id=pid)
+        people.append(pid)
+    wang, li = (user_info(engine, username_of(p)) for p in people)
+    share.grant_consent(engine, wang, reader_orgs=[orgs[3][0]], days=30)
+    doctor2 = user_info(engine, "doctor2")
+    share.break_glass(engine, doctor2, people[1], "unconscious", "患者意识不清由120送入急诊，需了解既往病史")
+    share.timeline(engine, doctor2, people[1])
+    return {"residents": people, "doctor_orgs": [orgs[3][1], orgs[4][1]]}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
@@ -36,6 +36,8 @@ EXAMPLES = {
                                        {"name": "result_value", "label": "检验结果（定性结果或定量结果文本）"}],
                            "rows": [["白细胞计数", "6.2"]]}},
     "grant": {"authorization": 7},
+    "reasons": {"reasons": {"unconscious": "患者意识不清，无法表达授权", "critical": "急危重症抢救"},
+                "categories": {"lab": "检验", "exam": "检查"}},
 }
 
 
@@ -83,12 +85,14 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
     @router.post("/patients/{person_id}/code", summary="使用患者提供的一次性授权码",
                  responses=responses(EXAMPLES["grant"], 401, 403, 429,
                                      overrides={403: ("BAD_CODE", "授权码错误或已失效（授权码10分钟内有效，只能使用一次）", "code")}))
-    def redeem(request: Request, who: Clinician, person_id: PersonId, body: CodeBody) -> dict[str, Any]:
+    def redeem(request: Request, who: Clinician, person_id: PersonId,
+               body: Annotated[CodeBody, Body(openapi_examples={"授权码": {"value": {"code": "482913"}}})]) -> dict[str, Any]:
         return {"authorization": share.redeem_code(engine, who, person_id, body.code, address=address(request))}
 
     @router.post("/patients/{person_id}/break-glass", summary="紧急调阅（记录并提交审计员复核）",
                  responses=responses(EXAMPLES["grant"], 400, 401))
-    def break_glass(request: Request, who: Clinician, person_id: PersonId, body: BreakGlassBody) -> dict[str, Any]:
+    def break_glass(request: Request, who: Clinician, person_id: PersonId, body: Annotated[BreakGlassBody, Body(
+            openapi_examples={"紧急调阅": {"value": {"reason_code": "unconscious", "reason_text": "患者意识不清由120送入急诊"}}})]) -> dict[str, Any]:
         return {"authorization": share.break_glass(engine, who, person_id, body.reason_code, body.reason_text,
                                                    address=address(request))}
 
@@ -103,7 +107,7 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
                  document_id: Annotated[str, Path(max_length=20)]) -> dict[str, Any]:
         return share.document(engine, who, person_id, document_id, address=address(request))
 
-    @router.get("/reasons", summary="紧急调阅原因与数据类别")
+    @router.get("/reasons", summary="紧急调阅原因与数据类别", responses=responses(EXAMPLES["reasons"], 401))
     def reasons(who: Clinician) -> dict[str, Any]:
         catalog = share.load_catalog()
         return {"reasons": catalog.reasons, "categories": catalog.category_labels()}
