@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
+from phip.recognition.repeats import find_repeats
 from phip.standard.checks import IdNumberError, id_birth_date, id_sex, normalize_phone, parse_id_number
+from phip.store.models import Institution
 
 from .rules import RuleInstance
 
@@ -286,9 +288,21 @@ def person_link(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> I
         yield Hit(row[0], row[1], as_datetime(row[2]), "QC_NOT_LINKED", None, {})
 
 
+def repeat_test(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> Iterator[Hit]:
+    """重复检查检验: the same item already reported by another institution inside its window."""
+    repeats = find_repeats(conn, scope.start, scope.end, org_code=scope.org_code, dataset=scope.dataset)
+    names = dict(conn.execute(select(Institution.code, Institution.name).where(
+        Institution.code.in_(sorted({p.earlier.org_code for p in repeats})))).all()) if repeats else {}
+    for p in repeats:
+        r, e = p.result, p.earlier
+        yield Hit(r.record_id, r.record_key, r.time, "QC_REPEAT_TEST", None, {
+            "item": r.item.name, "days": r.item.window_days, "earlier_org": names.get(e.org_code, e.org_code),
+            "earlier_time": f"{e.time:%Y-%m-%d %H:%M}", "earlier_key": e.record_key, "earlier_org_code": e.org_code})
+
+
 CHECKS: dict[str, Callable[[Connection, Sql, Scope, RuleInstance], Iterator[Hit]]] = {
     "expected_fields": expected_fields, "companion": companion, "id_number": id_number, "phone": phone,
     "id_demographics": id_demographics, "cross_time_order": cross_time_order, "sum_equals": sum_equals,
     "reference": reference, "upload_delay": upload_delay, "duplicate_event": duplicate_event,
-    "person_link": person_link,
+    "person_link": person_link, "repeat_test": repeat_test,
 }

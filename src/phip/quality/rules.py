@@ -15,6 +15,7 @@ from typing import Any
 
 from phip.datafiles import load_yaml
 from phip.errors import PhipError
+from phip.recognition.catalog import DATASETS as RECOGNISED_DATASETS
 from phip.standard.catalog import DataSet, Standard, load_standard
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
@@ -32,6 +33,7 @@ TYPE_CODES: dict[str, tuple[str, ...]] = {
     "upload_delay": ("QC_LATE_UPLOAD",),
     "duplicate_event": ("QC_DUPLICATE_EVENT",),
     "person_link": ("QC_NOT_LINKED",),
+    "repeat_test": ("QC_REPEAT_TEST",),
 }
 
 
@@ -154,6 +156,10 @@ def _expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str
         return {"fields": list(rule["fields"]), "labels": "、".join(labels[f] for f in rule["fields"])}
     if t == "person_link":
         return {} if ds.person else None
+    if t == "repeat_test":
+        if ds.code not in RECOGNISED_DATASETS:
+            raise RuleError(f"rule {rule['id']}: {ds.code} holds no lab or exam results")
+        return {}
     raise RuleError(f"rule {rule['id']}: unknown rule type {t}")
 
 

@@ -69,6 +69,39 @@ def recount_cmd(measure: str = typer.Argument(..., help="计数口径，如 lab_
     if measure not in load_measures():
         _fail(f"计数口径“{measure}”不存在，可选 {'、'.join(load_measures())}", "BAD_MEASURE")
     console.print(f"已重算 {measure}：{recount(runtime.engine(), measure):,} 条记录计入")
+@app.command("recognition")
+def recognition(
+    period: str = typer.Option(..., "--period", help="统计期：2021-03、2021-03..2021-04 或 2021-03-01..2021-04-30"),
+    level: str = typer.Option("institution", "--level", help="region（按地区）| institution（按医疗机构）"),
+    region: str | None = typer.Option(None, "--region", help="只统计一个地区（区划代码）"),
+    out: Path | None = typer.Option(None, "--out", help="导出文件（.xlsx）；不给则在终端显示"),
+) -> None:
+    """检查检验结果互认情况：互认、重复检查检验、节约费用 (the mutual-recognition report)."""
+    from phip import runtime
+    from phip.reports import export
+    from phip.reports.period import parse_period
+    from phip.reports.recognition import COLUMNS, recognition_report
+
+    if level not in ("region", "institution"):
+        _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
+    if out is not None and out.suffix.lower() != ".xlsx":
+        _fail("导出文件应为 .xlsx", "BAD_FORMAT")
+    report = recognition_report(runtime.engine(), parse_period(period), level, region_code=region)  # type: ignore[arg-type]
+    if out is not None:
+        export.recognition_xlsx(report, out)
+        console.print(f"已导出 {report.title}：{len(report.rows)} 行 → {out}")
+        return
+    table = Table(title=report.title)
+    table.add_column("地区" if level == "region" else "医疗机构")
+    for _, label in COLUMNS:
+        table.add_column(label, justify="right")
+    for row in [*report.rows, report.total]:
+        cells = [row.value(k) for k, _ in COLUMNS]
+        table.add_row(row.name, *("—" if v is None else f"{v * 100:.1f}%" if k == "rate" else f"{v:,.2f}" if isinstance(v, float)
+                                  else str(v) for (k, _), v in zip(COLUMNS, cells, strict=True)))
+    console.print(table)
+    for note in report.notes:
+        console.print(note)
 
 
 def _import_sheet(load, file: Path):  # noqa: ANN001, ANN202

@@ -2,7 +2,8 @@
 a title row, a two-row header with the 门急诊信息 / 出院信息 / 健康档案上传量 groups — and CSV.
 
 Rates are numbers with a percent format in XLSX (so they sort and sum in a spreadsheet) and
-"未报告" / "报告为0" as text where there is no denominator. Nothing personal is exported.
+"未报告" / "报告为0" as text where there is no denominator. The mutual-recognition report
+(``recognition_xlsx``) is one plain table. Nothing personal is exported.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from .recognition import COLUMNS as RECOGNITION_COLUMNS
+from .recognition import Report as RecognitionReport
 from .uploads import Report, Row
 
 FIRST_DATA_ROW = 4
@@ -77,16 +80,21 @@ def to_xlsx(report: Report, path: Path | None = None) -> bytes:
                 cell.number_format = "0.00%"
             elif isinstance(value, int):
                 cell.number_format = "#,##0"
-        if row is report.total:
-            for c in range(1, width + 1):
-                ws.cell(excel_row, c).font = head
+    return _finish(wb, FIRST_DATA_ROW, len(rows), width, 14, report.notes, path)
+
+
+def _finish(wb: Workbook, first_row: int, n_rows: int, width: int, col_width: int, notes: list[str],
+            path: Path | None) -> bytes:
+    """Bold total (the last row), column widths, frozen header, notes below; the file's bytes."""
+    ws = wb.active
+    for c in range(1, width + 1):
+        ws.cell(first_row + n_rows - 1, c).font = Font(bold=True)
     ws.column_dimensions["A"].width = 28
     for c in range(2, width + 1):
-        ws.column_dimensions[get_column_letter(c)].width = 14
-    ws.freeze_panes = ws.cell(FIRST_DATA_ROW, 2)
-    notes_row = FIRST_DATA_ROW + len(rows) + 1
-    for k, note in enumerate(report.notes):
-        ws.cell(notes_row + k, 1, note)
+        ws.column_dimensions[get_column_letter(c)].width = col_width
+    ws.freeze_panes = ws.cell(first_row, 2)
+    for k, note in enumerate(notes):
+        ws.cell(first_row + n_rows + 1 + k, 1, note)
     buf = io.BytesIO()
     wb.save(buf)
     data = buf.getvalue()
@@ -111,3 +119,25 @@ def to_csv(report: Report, path: Path | None = None) -> str:
     if path is not None:
         path.write_text(text, encoding="utf-8", newline="")
     return text
+
+
+def recognition_xlsx(report: RecognitionReport, path: Path | None = None) -> bytes:
+    """The mutual-recognition report (检查检验结果互认情况) as one sheet: title, header, rows, total, notes."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "检查检验结果互认"
+    width = len(RECOGNITION_COLUMNS) + 1
+    ws.cell(1, 1, report.title).font = Font(bold=True, size=14)
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+    head, fill = Font(bold=True), PatternFill("solid", fgColor="EEF3F8")
+    for c, label in enumerate(["地区" if report.level == "region" else "医疗机构", *(h for _, h in RECOGNITION_COLUMNS)], 1):
+        cell = ws.cell(2, c, label)
+        cell.font, cell.fill, cell.alignment = head, fill, Alignment(horizontal="center", vertical="center")
+    rows = [*report.rows, report.total]
+    for i, row in enumerate(rows, 3):
+        ws.cell(i, 1, row.name)
+        for j, (key, _) in enumerate(RECOGNITION_COLUMNS, 2):
+            value = row.value(key)
+            cell = ws.cell(i, j, "—" if value is None else value)
+            cell.number_format = {"rate": "0.00%", "saved_cost": "#,##0.00", "repeat_cost": "#,##0.00"}.get(key, "#,##0")
+    return _finish(wb, 3, len(rows), width, 16, report.notes, path)

@@ -19,7 +19,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from phip import audit
@@ -35,28 +34,18 @@ from phip.standard.validate import platform_now
 
 from phip import accounts as auth
 
-HERE = Path(__file__).parent
-COOKIE = "phip_session"
-LOGIN_CSRF = "phip_login_csrf"
+from . import portal
+from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, page, safe_next, set_session, signed_in
+
 PREFIX = "/ops"
-
-_env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-_env.filters["num"] = lambda v: "" if v is None else (f"{v:,}" if isinstance(v, int) else v)
-
-
-class LoginRequired(Exception):
-    def __init__(self, next_url: str):
-        self.next_url = next_url
 
 
 def _page(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    return HTMLResponse(_env.get_template(name).render(prefix=PREFIX, **ctx), status_code=status_code,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+    return page(name, status_code, prefix=PREFIX, **ctx)
 
 
 def _safe_next(url: str | None) -> str:
-    return url if url and url.startswith(PREFIX) and not url.startswith("//") else f"{PREFIX}/"
+    return url if url and safe_next(url) == url else ""
 
 
 def build_router(engine: Engine) -> APIRouter:
@@ -65,10 +54,7 @@ def build_router(engine: Engine) -> APIRouter:
     rules = load_rules()
 
     def user(request: Request) -> auth.SessionInfo:
-        info = auth.session(engine, request.cookies.get(COOKIE))
-        if info is None:
-            raise LoginRequired(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        return auth.require_role(info, "operator")  # clinicians, residents, auditors have pages of their own
+        return signed_in(engine, request, "operator")  # clinicians, residents, auditors have pages of their own
 
     def reader(request: Request, me: auth.SessionInfo) -> audit.Actor:
         return audit.Actor(me.username, me.role, address=request.client.host if request.client else None)
@@ -110,9 +96,11 @@ def build_router(engine: Engine) -> APIRouter:
             by_address.failed(address)
             return RedirectResponse(f"/login?error={quote(exc.message)}&next={quote(_safe_next(next))}", status_code=303)
         by_account.succeeded(account)
-        resp = RedirectResponse(_safe_next(next), status_code=303)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        max_age=int(auth.session_ttl().total_seconds()), path="/")
+        if info.role == "resident":  # residents log in with their ID number at /me/login
+            auth.logout(engine, token)
+            return RedirectResponse("/me/login", status_code=303)
+        resp = RedirectResponse(landing(next, info.role), status_code=303)
+        set_session(resp, request, token)
         resp.delete_cookie(LOGIN_CSRF, path="/login")
         return resp
 
@@ -121,7 +109,7 @@ def build_router(engine: Engine) -> APIRouter:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is not None and auth.csrf_ok(info.csrf_token, csrf_token):
             auth.logout(engine, request.cookies.get(COOKIE))
-        resp = RedirectResponse("/login", status_code=303)
+        resp = RedirectResponse("/me/login" if info is not None and info.role == "resident" else "/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return resp
 
@@ -278,6 +266,7 @@ def install(app: FastAPI, engine: Engine) -> dict[str, Callable[[Request, int, s
     the error page of each path prefix a person reads, for the API's error handler to register
     (the web layer does not import the API)."""
     app.include_router(build_router(engine))
+    areas = portal.install(app, engine)  # issue 21: /share/, /me/, /audit/
     app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
 
     def error_page(request: Request, status: int, message: str) -> Response:
@@ -285,21 +274,26 @@ def install(app: FastAPI, engine: Engine) -> dict[str, Callable[[Request, int, s
         the login first (a parameter error is checked before the page asks for the session)."""
         path = request.url.path
         try:
-            anonymous = path.startswith(PREFIX) and auth.session(engine, request.cookies.get(COOKIE)) is None
+            anonymous = (path.startswith((PREFIX, *areas)) and not path.startswith("/me/login")
+                         and auth.session(engine, request.cookies.get(COOKIE)) is None)
         except Exception:  # noqa: BLE001 - the database is what failed: say so, do not fail again
             anonymous = False
         if anonymous:
             target = path + (f"?{request.url.query}" if request.url.query and "%00" not in request.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            return RedirectResponse(f"{LoginRequired(target).login_url}?next={quote(target)}", status_code=303)
         return _page("error.html", status, me=None, message=message)
 
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:  # noqa: ARG001
-        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+        return RedirectResponse(f"{exc.login_url}?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:  # noqa: ARG001
+        return _page("error.html", 403, me=None, message=exc.message)
 
     @app.get(PREFIX, include_in_schema=False)
     def _root() -> Response:
         return RedirectResponse(f"{PREFIX}/", status_code=307)
 
-    return {PREFIX: error_page, "/login": error_page}
+    return {PREFIX: error_page, "/login": error_page, **{a: error_page for a in areas}}
