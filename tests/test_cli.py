@@ -55,7 +55,8 @@ def test_standard_commands(tmp_path):
 
 def test_orgs_list_groups_by_region(tmp_path):
     out = run(["orgs", "list"], tmp_path).stdout
-    assert "70家" in out and "长春市" in out  # the notice's 66 and the demo's 4 primary-care centres and "延边朝鲜族自治州" in out and "222400" in out
+    # the notice's 66 and the demo's 4 primary-care centres
+    assert "70家" in out and "长春市" in out and "延边朝鲜族自治州" in out and "222400" in out
     assert ORG in out and "待实现" in out and "完成" not in out.replace("待完成", "")
 
 

@@ -220,3 +220,31 @@ def test_rejections_page_in_chromium(tmp_path):
         page.screenshot(path=str(tmp_path / "rejections.png"), full_page=True)
         browser.close()
     assert errors == [] and dialogs == []
+
+
+def test_api_docs_render_in_chromium(tmp_path):
+    """The vendored Swagger UI reads the OpenAPI 3.1 document FastAPI serves and draws every
+    operation; nothing is fetched from outside the platform."""
+    from playwright.sync_api import sync_playwright
+
+    prepare(make_engine(f"sqlite:///{tmp_path / 'phip.db'}")).dispose()
+    errors: list[str] = []
+    outside: list[str] = []
+    with serving(tmp_path) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 900}).new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "Unable to render this definition" not in page.inner_text("body")
+        openapi = page.request.get(f"{base}/openapi.json").json()
+        assert openapi["openapi"].startswith("3.1")
+        documented = {path for path, ops in openapi["paths"].items() for _ in ops}
+        assert {p.replace("\u200b", "") for p in paths} == documented  # every documented path drawn
+        page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+        browser.close()
+    assert not errors, errors
+    assert not outside, outside

@@ -38,6 +38,9 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_STANDARD_BASE_URL`` (default none: ``urn:phip:standard:…`` identifiers): where the
+    #: province publishes the JSON Schemas; their ``$id`` is ``<base>/<version>/<code>.schema.json``
+    standard_base_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
+            standard_base_url=env.get("PHIP_STANDARD_BASE_URL", "").strip().rstrip("/"),
         )
 
     @property

@@ -4,9 +4,9 @@ the push API (issue 3) and dashboards (issue 5) add routers here."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from datetime import timedelta
 
-import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +27,8 @@ from phip.standard.validate import platform_now
 from phip.store.models import EventDaily, IngestDaily
 from phip.web import dashboard
 from phip.web.render import render
+
+SWAGGER_DIR = Path(dashboard.__file__).parent / "static" / "vendor" / "swagger-ui"
 
 
 def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
@@ -60,8 +62,8 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         REQUESTS.labels(request.method, path, str(response.status_code)).inc()
         return response
 
-    # Swagger UI from the installed swagger-ui-bundle package: no CDN on a closed network.
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    # Swagger UI 5 vendored in the package (reads the OpenAPI 3.1 FastAPI serves; no CDN on a closed network)
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_DIR), name="swagger")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

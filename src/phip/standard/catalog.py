@@ -169,6 +169,10 @@ class Standard(BaseModel):
     model_config = ConfigDict(frozen=True)
     version: str
     datasets: tuple[DataSet, ...]
+    title: str = "全民健康信息平台医疗机构数据采集标准"
+    issuer: str = ""
+    province: str = ""
+    published: str = ""  # YYYY-MM-DD, the date of issue printed on the cover
     domains: dict[str, ValueDomain]
 
     @property
@@ -232,7 +236,8 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
     if notice != list(range(1, len(notice) + 1)) or any(not d.notice and d.number <= len(notice) for d in datasets):
         raise StandardError("the notice's data sets are numbered 1…n as in attachment 2; extensions come after them")
     meta = load_yaml(data_dir / "standard.yaml")
-    return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains)
+    return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains,
+                    **{k: str(meta[k]) for k in ("title", "issuer", "province", "published") if meta.get(k)})
 
 
 _T = TypeVar("_T")
