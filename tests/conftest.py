@@ -92,11 +92,23 @@ def pipeline(engine: Engine) -> Pipeline:
     return build_pipeline(engine)
 
 
-@pytest.fixture(scope="session")
-def orgs() -> list[tuple[str, str]]:
+def _seed_rows(primary_care: bool) -> list[tuple[str, str]]:
     import csv
 
+    from phip.orgs.primary_care import is_primary_care
     from phip.orgs.service import SEED
 
     with SEED.open(encoding="utf-8") as f:
-        return [(r["code"], r["name"]) for r in csv.DictReader(f)]
+        return [(r["code"], r["name"]) for r in csv.DictReader(f) if is_primary_care(r["level"]) == primary_care]
+
+
+@pytest.fixture(scope="session")
+def orgs() -> list[tuple[str, str]]:
+    """The 66 institutions of the docking notice (attachment 1), in register order."""
+    return _seed_rows(False)
+
+
+@pytest.fixture(scope="session")
+def primary_care_orgs() -> list[tuple[str, str]]:
+    """The demo register's primary-care institutions (community and township health centres)."""
+    return _seed_rows(True)

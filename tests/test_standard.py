@@ -1,4 +1,5 @@
-"""The standard as data: coverage and coherence of the 72 data sets and their value domains."""
+"""The standard as data: coverage and coherence of the 72 data sets of the docking notice, the
+resident health-record extensions after them, and their value domains."""
 
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ from phip.synth.generator import Generator
 STD = load_standard()
 
 
+ALL = len(STD.datasets)  # the notice's 72 and the extensions
+
+
 def test_seventy_two_datasets_numbered_like_the_notice():
-    assert [d.number for d in STD.datasets] == list(range(1, 73))
+    assert [d.number for d in STD.notice_datasets] == list(range(1, 73))
+    assert [d.number for d in STD.datasets] == list(range(1, ALL + 1))
+    assert {d.code for d in STD.datasets if not d.notice} == {
+        "resident_profile", "hypertension_followup", "diabetes_followup", "chronic_disease_enrolment"}
+    assert all(d.category == "public_health" for d in STD.datasets if not d.notice)
     assert STD.dataset("1").code == "patient_info"
     assert STD.dataset("门诊/急诊就诊记录").code == "outpatient_visit"
     assert STD.dataset(72).name == "临检中心信息"
@@ -31,7 +39,8 @@ def test_dataset_is_complete(ds):
             assert f.domain in STD.domains, f"{ds.code}.{f.name} is bound to no known domain"
         if f.name.endswith("_code") and not f.name.endswith("_local_code") and f.name not in ("org_code", "dept_code"):
             assert f.type == "code", f"{ds.code}.{f.name} looks coded but has no value domain"
-    if ds.category in ("patient", "outpatient", "prescription", "fee", "inpatient", "emr", "surgery", "nursing", "consent"):
+    if ds.category in ("patient", "outpatient", "prescription", "fee", "inpatient", "emr", "surgery", "nursing", "consent",
+                       "public_health"):
         assert {"patient_id", "name"} <= set(ds.person), f"{ds.code} names no person"
 
 
@@ -50,7 +59,7 @@ def test_required_value_domains():
 
 def test_jsonschema_export_accepts_generated_records_and_rejects_bad_ones(tmp_path):
     paths = export.export_jsonschema(STD, tmp_path)
-    assert len(paths) == 72 and (tmp_path / "outpatient_visit.schema.json").exists()
+    assert len(paths) == ALL and (tmp_path / "outpatient_visit.schema.json").exists()
     schema = export.dataset_schema(STD, STD.dataset("outpatient_visit"))
     assert schema["properties"]["sex_code"]["enum"] == ["0", "1", "2", "9"]
     assert schema["properties"]["name"]["title"] == "患者姓名"
@@ -71,11 +80,11 @@ def test_jsonschema_export_accepts_generated_records_and_rejects_bad_ones(tmp_pa
 def test_html_and_xlsx_exports(tmp_path):
     page = export.export_html(STD, tmp_path).read_text(encoding="utf-8")
     assert "全民健康信息平台医疗机构数据采集标准" in page and "<script" not in page
-    assert page.count("<h2 id=") == 72 + 1
+    assert page.count("<h2 id=") == ALL + 1
     wb = load_workbook(export.export_xlsx(STD, tmp_path), read_only=True)
     names = wb.sheetnames
     assert names[:2] == ["封面", "数据集目录"] and "01 患者基本信息" in names and "值域 民族代码" in names
-    assert sum(1 for n in names if n[:2].isdigit()) == 72 and len(set(names)) == len(names)
+    assert sum(1 for n in names if n[:2].isdigit()) == ALL and len(set(names)) == len(names)
     assert all(n.isascii() is False for n in names), "every sheet name is Chinese"
     cover = {r[0]: r[1] for r in wb["封面"].iter_rows(values_only=True) if r and r[0]}
     assert cover["发布单位"] == STD.issuer == "省卫生健康信息中心" and cover["版本"] == STD.version
@@ -112,6 +121,6 @@ def test_platform_yaml_files_load_alike_with_libyaml_and_pure_python():
     from phip import datafiles
 
     files = sorted(Path(datafiles.__file__).parent.glob("*/data/**/*.yaml"))
-    assert len(files) > 72  # the 72 data sets and the other areas' files
+    assert len(files) > ALL  # the data sets and the other areas' files
     for path in files:
         assert datafiles.load_yaml(path) == yaml.safe_load(path.read_text(encoding="utf-8")), path.name

@@ -90,7 +90,9 @@ def _dataset(ref: str):  # noqa: ANN202
 def standard_list() -> None:
     """列出全部数据集 (list the data sets)."""
     std = load_standard()
-    table = Table(title=f"省平台数据采集标准 {std.version}（{len(std.datasets)}个数据集）")
+    extensions = len(std.datasets) - len(std.notice_datasets)
+    table = Table(title=f"省平台数据采集标准 {std.version}（{len(std.notice_datasets)}个数据集"
+                        + (f"，另有扩展数据集{extensions}个）" if extensions else "）"))
     for col in ("序号", "编码", "数据集名称", "英文名称", "分类", "字段数"):
         table.add_column(col)
     for ds in std.datasets:

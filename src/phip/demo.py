@@ -1,5 +1,7 @@
 """The demo province: the 66 institutions of the docking notice with a few days of generated
-activity, pushed through the same pipeline as real uploads (source ``demo``)."""
+activity, pushed through the same pipeline as real uploads (source ``demo``). The primary-care
+institutions of the register also send their residents' health records (basic information,
+chronic-disease enrolment and follow-ups) since 1 January of the previous year."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from phip.ingest.pipeline import Pipeline, Receipt
+from phip.orgs.primary_care import is_primary_care
 from phip.orgs.service import list_institutions
 from phip.standard.checks import id_check_char
 from phip.standard.validate import platform_now
@@ -24,11 +27,12 @@ def store_is_empty(engine: Engine) -> bool:
 
 def load_demo(
     pipeline: Pipeline, *, days: int = 3, visits: int = 30, seed: int = 2026, error_rate: float = 0.01,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None, residents: int = 60,
 ) -> Receipt:
     """Generate and ingest ``days`` days (ending today) for every connected institution."""
     now = platform_now()
-    orgs = [(r.code, r.name) for r in list_institutions(pipeline.engine) if r.network_status == "connected"]
+    connected = [r for r in list_institutions(pipeline.engine) if r.network_status == "connected"]
+    orgs = [(r.code, r.name) for r in connected]
     gen = Generator(seed=seed, standard=pipeline.standard, error_rate=error_rate)
     totals = Receipt("demo", "*", "*", "demo", now)
     patients: dict = {}
@@ -42,6 +46,12 @@ def load_demo(
             done += 1
             if on_step:
                 on_step(done, steps)
+    since = date(now.year - 1, 1, 1)
+    for r in connected:
+        if is_primary_care(r.level):
+            for org_code, dataset, records in gen.public_health((r.code, r.name), since, now.date(),
+                                                                residents=residents, now=now):
+                totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
     totals.rejections = []
     return totals
 

@@ -60,6 +60,40 @@ def upload(
     console.print(table)
 
 
+@app.command("chronic")
+def chronic(
+    period: str = typer.Option(..., "--period", help="统计期：2026-03、2026-01..2026-06 或 2026-01-01..2026-06-30"),
+    level: str = typer.Option("institution", "--level", help="region（按地区）| institution（按基层医疗卫生机构）"),
+    region: str | None = typer.Option(None, "--region", help="只统计一个地区（区划代码）"),
+    out: Path | None = typer.Option(None, "--out", help="导出 .xlsx 文件；不给则在终端显示"),
+) -> None:
+    """慢病管理报告：高血压、2型糖尿病管理人数、随访人次、规范管理率 (chronic-disease management)."""
+    from phip import runtime
+    from phip.reports.chronic import DISEASES, FIGURES, cells, chronic_report, to_xlsx
+    from phip.reports.period import parse_period
+
+    if level not in ("region", "institution"):
+        _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
+    if out is not None and out.suffix.lower() != ".xlsx":
+        _fail("导出文件应为 .xlsx", "BAD_FORMAT")
+    report = chronic_report(runtime.engine(), parse_period(period), level, region_code=region)  # type: ignore[arg-type]
+    if out is not None:
+        to_xlsx(report, out)
+        console.print(f"已导出 {report.title}：{len(report.rows)} 行 → {out}")
+        return
+    table = Table(title=report.title)
+    table.add_column("地区" if level == "region" else "机构名称")
+    for name, _, _ in DISEASES.values():
+        for _, label in FIGURES:
+            table.add_column(f"{name}{label}", justify="right")
+    for row in [*report.rows, report.total]:
+        table.add_row(row.name, *["—" if v is None else f"{v * 100:.2f}%" if isinstance(v, float) else str(v)
+                                  for v in cells(row)])
+    console.print(table)
+    for note in report.notes:
+        console.print(note)
+
+
 @app.command("recount")
 def recount_cmd(measure: str = typer.Argument(..., help="计数口径，如 lab_reports、discharges")) -> None:
     """按已存记录重算一个计数口径（新增口径后补齐历史；请在无数据接收时运行）(rebuild a measure)."""

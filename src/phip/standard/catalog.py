@@ -1,6 +1,7 @@
 """The data-collection standard (数据采集标准) loaded from data files.
 
-The 72 data sets live as one YAML file each under ``data/datasets`` and the value domains
+The 72 data sets of the docking notice (attachment 2) and the extension data sets (resident
+health records, ``notice: false``) live as one YAML file each under ``data/datasets`` and the value domains
 (值域代码表) as CSV files under ``data/domains``. Nothing here knows about storage or HTTP:
 this module only turns the files into typed, immutable objects and checks that the files
 are coherent (every coded field bound to a known domain, keys and person fields naming real
@@ -27,13 +28,14 @@ FieldType = Literal["string", "text", "code", "int", "decimal", "date", "datetim
 Check = Literal["id_no", "uscc", "phone"]
 Category = Literal[
     "patient", "outpatient", "prescription", "fee", "inpatient", "emr", "lab_exam", "surgery",
-    "obstetrics", "nursing", "consent", "resource", "quality", "statistics", "supply",
+    "obstetrics", "nursing", "consent", "resource", "quality", "statistics", "supply", "public_health",
 ]
 CATEGORY_LABELS: dict[str, str] = {
     "patient": "患者信息", "outpatient": "门急诊", "prescription": "处方", "fee": "费用",
     "inpatient": "住院", "emr": "电子病历", "lab_exam": "检验检查", "surgery": "手术麻醉",
     "obstetrics": "产科", "nursing": "护理", "consent": "知情同意", "resource": "机构资源",
     "quality": "数据质控", "statistics": "统计", "supply": "物资库存",
+    "public_health": "基本公共卫生",
 }
 #: Person roles a data set may declare; the EMPI reads these to identify the person.
 PersonRole = Literal[
@@ -119,6 +121,8 @@ class DataSet(BaseModel):
     name: str
     name_en: str
     category: Category
+    #: One of the data sets of the docking notice (attachment 2); False for the extensions.
+    notice: bool = True
     basis: tuple[str, ...] = ()
     description: str = ""
     natural_key: tuple[str, ...]
@@ -170,6 +174,11 @@ class Standard(BaseModel):
     province: str = ""
     published: str = ""  # YYYY-MM-DD, the date of issue printed on the cover
     domains: dict[str, ValueDomain]
+
+    @property
+    def notice_datasets(self) -> tuple[DataSet, ...]:
+        """The data sets of the docking notice (attachment 2), without the extensions."""
+        return tuple(d for d in self.datasets if d.notice)
 
     def dataset(self, ref: str | int) -> DataSet:
         """Find a data set by code (``outpatient_visit``), number (``3``) or Chinese name."""
@@ -223,6 +232,9 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
     codes = [d.code for d in datasets]
     if len(set(nos)) != len(nos) or len(set(codes)) != len(codes):
         raise StandardError("data set numbers and codes must be unique")
+    notice = [d.number for d in datasets if d.notice]
+    if notice != list(range(1, len(notice) + 1)) or any(not d.notice and d.number <= len(notice) for d in datasets):
+        raise StandardError("the notice's data sets are numbered 1…n as in attachment 2; extensions come after them")
     meta = load_yaml(data_dir / "standard.yaml")
     return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains,
                     **{k: str(meta[k]) for k in ("title", "issuer", "province", "published") if meta.get(k)})

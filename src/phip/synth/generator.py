@@ -12,6 +12,11 @@ records (prescriptions, fees, orders, lab and exam reports, EMR and nursing docu
 to their encounter through ``visit_no``; paired times are in order. Output is reproducible
 from a seed.
 
+Resident health records (category ``public_health``: basic information, management enrolment,
+hypertension and diabetes follow-ups) are not hospital activity: :meth:`Generator.day` leaves
+them out and :meth:`Generator.public_health` writes a primary-care institution's residents
+over a span of days, with several follow-ups a year per managed patient and some below four.
+
 ``error_rate`` plants known errors; each planted error is reported as a :class:`Planted`
 (data set, index, expected finding code), so tests can check that each is found.
 """
@@ -47,6 +52,13 @@ OUT_SHARE = {
 }
 #: inpatient data sets every discharged stay carries (quality checks expect these companions).
 IN_SHARE = {"front_page": 1.0, "discharge_summary": 1.0}
+PUBLIC_HEALTH = "public_health"
+#: chronic diseases under management: (disease code, follow-up data set, share of residents).
+MANAGED = (("1", "hypertension_followup", 0.3), ("2", "diabetes_followup", 0.12))
+CHRONIC_DRUGS = {
+    "hypertension_followup": ("苯磺酸氨氯地平片 5mg 每日一次", "厄贝沙坦片 150mg 每日一次", "硝苯地平控释片 30mg 每日一次"),
+    "diabetes_followup": ("盐酸二甲双胍片 0.5g 每日三次", "格列美脲片 2mg 每日一次", "阿卡波糖片 50mg 每日三次"),
+}
 
 
 @dataclass
@@ -346,6 +358,7 @@ class Generator:
         now = now or datetime.now()
         std = self.standard
         chosen = [std.dataset(d) for d in datasets] if datasets else list(std.datasets)
+        chosen = [d for d in chosen if d.category != PUBLIC_HEALTH]  # residents' records: public_health()
         pool = patients if patients is not None else {}
         for org in orgs:
             self._aside.clear()  # ids are only meaningful while this org-day's records live
@@ -403,6 +416,90 @@ class Generator:
                     if self.error_rate:
                         self.plant(std.dataset(code), recs)
                     yield org[0], code, recs
+
+    def public_health(
+        self, org: tuple[str, str], start: date, end: date, *, residents: int = 40, now: datetime | None = None,
+    ) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+        """Yield (org_code, data set code, records) of a primary-care institution's resident health
+        records between ``start`` and ``end``: one basic-information record per resident, an
+        enrolment per managed disease, and follow-ups every two to three months from the
+        enrolment, some missed (so some patients have fewer than four a year) and an extra one two
+        weeks after an unsatisfactory control, as the service specification asks."""
+        now = now or datetime.now()
+        end = min(end, now.date())
+        std = self.standard
+        rng = self.rng
+        batches: dict[str, list[dict[str, Any]]] = {}
+        span = max(0, (end - start).days)
+        for _ in range(residents):
+            p = self.patient(org[0])
+            record_no = f"{p.division}{self.serial('JK')[2:]}{rng.randrange(100):02d}"[:17]
+            built = start + timedelta(days=rng.randrange(0, span + 1)) if rng.random() < 0.3 else start - timedelta(days=rng.randrange(1, 2000))
+            built = max(built, p.birth_date + timedelta(days=1))
+            person = {**p.fields, "health_record_no": record_no}
+            diseases = [(code, ds) for code, ds, share in MANAGED if rng.random() < share]
+            touched = datetime.combine(max(built, start), time(9, 0)) + timedelta(minutes=rng.randrange(0, 480))
+            profile = {**person, "_time": min(touched, now - timedelta(minutes=1)), "build_date": built,
+                       "resident_type_code": rng.choice("1112"), "hypertension_flag": any(c == "1" for c, _ in diseases),
+                       "diabetes_flag": any(c == "2" for c, _ in diseases),
+                       "disease_history": "、".join(("高血压", "2型糖尿病")[int(c) - 1] for c, _ in diseases) or "无"}
+            batches.setdefault("resident_profile", []).extend(self.records(std.dataset("resident_profile"), org, profile))
+            for code, ds_code in diseases:
+                enrolled = max(built, start - timedelta(days=rng.randrange(0, 1500))) if rng.random() < 0.8 else \
+                    start + timedelta(days=rng.randrange(0, span + 1))
+                diagnosed = max(p.birth_date + timedelta(days=1), enrolled - timedelta(days=rng.randrange(0, 400)))
+                enrolment = {**person, "_time": datetime.combine(min(enrolled, end), time(10, 0)), "disease_code": code,
+                             "enrol_date": enrolled, "diagnosis_date": diagnosed}
+                recs = self.records(std.dataset("chronic_disease_enrolment"), org, enrolment)
+                for r in recs:  # still under management
+                    r.pop("end_date", None)
+                    r.pop("end_reason_code", None)
+                batches.setdefault("chronic_disease_enrolment", []).extend(recs)
+                batches.setdefault(ds_code, []).extend(self._followups(std.dataset(ds_code), org, person, max(enrolled, start), end, now))
+        for code, recs in batches.items():
+            if recs:
+                if self.error_rate:
+                    self.plant(std.dataset(code), recs)
+                yield org[0], code, recs
+
+    def _followups(self, ds: DataSet, org: tuple[str, str], person: dict[str, Any], first: date, end: date,
+                   now: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        diabetes = ds.code == "diabetes_followup"
+        miss = rng.choice((0.0, 0.0, 0.0, 0.15, 0.3, 0.6))  # how often this patient misses a follow-up
+        weight = round(rng.uniform(50, 95), 1)
+        height = rng.uniform(1.5, 1.85)
+        out: list[dict[str, Any]] = []
+        day = first + timedelta(days=rng.randrange(0, 40))
+        while day <= end:
+            if rng.random() >= miss:
+                at = min(datetime.combine(day, time(8, 30)) + timedelta(minutes=rng.randrange(0, 480)), now - timedelta(minutes=1))
+                systolic, diastolic = rng.randint(112, 172), rng.randint(68, 104)
+                glucose = round(rng.uniform(5.0, 11.5), 1)
+                poor = (glucose >= 7.0) if diabetes else (systolic >= 140 or diastolic >= 90)
+                cls = rng.choice("34") if rng.random() < 0.05 else ("2" if poor else "1")
+                weight = round(weight + rng.uniform(-1, 1), 1)
+                ctx = {**person, "_time": at, "followup_date": day, "followup_method_code": rng.choice("11123"),
+                       "systolic_bp": systolic, "diastolic_bp": diastolic, "heart_rate": rng.randint(58, 96),
+                       "weight_kg": weight, "target_weight_kg": round(22.5 * height * height, 1),
+                       "bmi": round(weight / (height * height), 1), "fasting_glucose": glucose,
+                       "hba1c": round(rng.uniform(5.6, 9.5), 1), "hba1c_date": day,
+                       "followup_class_code": cls, "adverse_reaction_flag": cls == "3",
+                       "medication_adherence_code": rng.choice("1112"), "symptoms": rng.choice(("无症状", "头痛头晕", "多饮多食多尿", "视力模糊")),
+                       "next_followup_date": day + timedelta(days=14 if cls == "2" else 90),
+                       "salt_intake": rng.choice(("轻", "中", "重")), "smoking_per_day": rng.choice((0, 0, 0, 5, 10, 20)),
+                       "drinking_per_day": rng.choice((0, 0, 1, 2)), "exercise_per_week": rng.randint(0, 7),
+                       "exercise_minutes": rng.choice((0, 20, 30, 60)), "other_signs": "无", "auxiliary_exam": None,
+                       "medication": rng.choice(CHRONIC_DRUGS[ds.code]), "adverse_reaction": "头晕乏力" if cls == "3" else None,
+                       "referral_flag": cls == "4", "referral_reason": "出现并发症" if cls == "4" else None,
+                       "referral_org_name": None, "insulin": None}
+                recs = self.records(ds, org, ctx)
+                out += recs
+                if cls == "2" and rng.random() < 0.5:  # an unsatisfactory control is seen again in two weeks
+                    day += timedelta(days=14)
+                    continue
+            day += timedelta(days=rng.randint(60, 100))
+        return out
 
     def _ctx(self, e: Encounter) -> dict[str, Any]:
         return {**e.patient.fields, **e.fields, "_time": e.start if e.kind == "out" else e.start + (e.end - e.start) / 2}
