@@ -47,13 +47,14 @@ def truth(engine, org: str) -> dict[str, int]:  # noqa: ANN001
         out["lab_items"] += ds == "lab_report" and in_oct  # one record per lab result item
         if ds == "lab_report" and in_oct:
             lab_reports.add(payload["report_no"])
-        out["basic"] += ds == "patient_info" and in_oct
+        # 健康档案上传量: the public-health extension data sets (073–076), by their event day
+        out["basic"] += ds == "resident_profile" and in_oct
+        out["hypertension"] += in_oct and (ds == "hypertension_followup" or (
+            ds == "chronic_disease_enrolment" and str(payload.get("disease_code")) == "1"))
+        out["diabetes"] += in_oct and (ds == "diabetes_followup" or (
+            ds == "chronic_disease_enrolment" and str(payload.get("disease_code")) == "2"))
         if ds == "inpatient_visit" and payload.get("discharge_time", "")[:7] == "2026-10":
             out["discharges"] += 1
-        if ds in ("outpatient_visit", "inpatient_visit") and in_oct:
-            codes = [payload.get("diagnosis_code") or "", payload.get("admission_diagnosis_code") or ""]
-            out["hypertension"] += any(c.startswith(("I10", "I11", "I12", "I13", "I15")) for c in codes)
-            out["diabetes"] += any(c.startswith(("E10", "E11", "E12", "E13", "E14")) for c in codes)
     out["lab_exam"] += len(lab_reports)  # reports, not items: one unit for lab and exam
     return out
 
@@ -75,7 +76,6 @@ def test_report_reads_counters_only(engine, pipeline, two_orgs):
         assert row.volume == volume[code] and row.days == 3
         assert {k: row.value(k) for k in expected[code]} == expected[code]
         assert row.outpatient > 0 and row.discharges >= 0 and row.lab_exam > 0
-    assert sum(expected[c]["hypertension"] + expected[c]["diabetes"] for c, _ in two_orgs) > 0
     # the records are gone: a report that read them would change; this one does not
     with engine.begin() as conn:
         conn.execute(delete(m.Record))
@@ -229,6 +229,20 @@ def test_city_and_county_tables_are_the_seeds(engine, pipeline, orgs, tmp_path, 
             inside = [h for h in hospitals if county_of[h.key] == county.key]
             assert inside and sum(h.outpatient for h in inside) == county.outpatient
             assert sum(h.volume for h in inside) == county.volume
+
+
+def test_health_record_columns_count_the_public_health_data_sets(engine, pipeline, primary_care_orgs):
+    """基本信息 / 高血压 / 糖尿病 come from resident health records, not from hospital visits."""
+    org = primary_care_orgs[0]
+    gen = Generator(seed=9)
+    now = datetime(2026, 11, 2, 21, 0)
+    for code, ds, recs in gen.public_health(org, date(2026, 1, 1), date(2026, 10, 31), residents=30, now=now):
+        assert pipeline.ingest(code, ds, recs, now=now).rejected == 0
+    row = next(r for r in upload_report(engine, OCT, "institution").rows if r.key == org[0])
+    expected = truth(engine, org[0])
+    assert (row.basic, row.hypertension, row.diabetes) == (expected["basic"], expected["hypertension"], expected["diabetes"])
+    year = upload_report(engine, parse_period("2026-01..2026-10"), "city")
+    assert sum(r.hypertension for r in year.rows) > 0 and sum(r.basic for r in year.rows) == 30
 
 
 def test_extras_follow_the_seeds_columns(engine, pipeline, two_orgs):

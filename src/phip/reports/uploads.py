@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, select
 from phip.datafiles import load_yaml
 from phip.store.models import EventDaily, IngestDaily, Institution
 
+from .health_records import health_record_counts
 from .period import Period
 from .tables import MeasureDaily, ReportedFigure
 
@@ -30,7 +31,6 @@ LEVEL_ALIASES = {"region": "city"}  # the name of the city level before the coun
 OUTPATIENT = ("outpatient_visit",)
 EXAMS = ("exam_report",)  # one record per report; lab reports are counted by the lab_reports measure
 LAB_ITEMS = ("lab_report",)  # one record per result item
-BASIC = ("patient_info",)
 
 #: key -> (Chinese header, group header), in the seed's wording
 COLUMN_LABELS: dict[str, tuple[str, str | None]] = {
@@ -223,12 +223,16 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
             select(IngestDaily.org_code, IngestDaily.day).where(*in_period, stored > 0).group_by(IngestDaily.org_code, IngestDaily.day)
         ).all()
         events = {}
-        for name, datasets in (("outpatient", OUTPATIENT), ("exams", EXAMS), ("lab_items", LAB_ITEMS), ("basic", BASIC)):
+        for name, datasets in (("outpatient", OUTPATIENT), ("exams", EXAMS), ("lab_items", LAB_ITEMS)):
             events[name] = _sum_by_org(conn, EventDaily, EventDaily.records, datasets, EventDaily.dataset, period)
-        for name in ("discharges", "hypertension", "diabetes", "lab_reports"):
+        for name in ("discharges", "lab_reports"):
             events[name] = _sum_by_org(conn, MeasureDaily, MeasureDaily.records, (name,), MeasureDaily.measure, period)
         events["lab_exam"] = _add(events.pop("exams"), events.pop("lab_reports"))
         reported, prorated = _reported(conn, period)
+    # 健康档案上传量: resident health records of the public-health extension data sets (073–076)
+    for org, counts in health_record_counts(engine, period).items():
+        for name in ("basic", "hypertension", "diabetes"):
+            events.setdefault(name, {})[org] = getattr(counts, name)
     days_by_org: dict[str, set[date]] = {}
     for org, day in day_rows:
         days_by_org.setdefault(org, set()).add(day)
@@ -239,7 +243,7 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
                   days=len(days_by_org.get(code, ())),
                   counted=status == "active" and network == "connected", region_code=rcode)
         for k in ("outpatient", "lab_exam", "lab_items", "basic", "discharges", "hypertension", "diabetes"):
-            setattr(row, k, events[k].get(code, 0))
+            setattr(row, k, events.get(k, {}).get(code, 0))
         row.outpatient_reported, row.discharges_reported = reported.get(code, (None, None))
         rows.append(row)
         counties[code] = county or ""
