@@ -26,7 +26,7 @@ def load_demo(
 ) -> Receipt:
     """Generate and ingest ``days`` days (ending today) for every connected institution."""
     now = platform_now()
-    orgs = [(r.code, r.name) for r in list_institutions(pipeline.engine) if r.network_status == "connected"]
+    orgs = [(r.code, r.name) for r in list_institutions(pipeline.engine) if r.network_status == "connected" and r.kind == "hospital"]
     gen = Generator(seed=seed, standard=pipeline.standard, error_rate=error_rate)
     totals = Receipt("demo", "*", "*", "demo", now)
     patients: dict = {}
