@@ -21,11 +21,11 @@ from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
+from phip.orgs.cli import app as orgs_app
 from phip.web.cli import app as users_app
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
 standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
-orgs_app = typer.Typer(help="医疗机构 (institutions)", no_args_is_help=True)
 db_app = typer.Typer(help="数据库 (database schema)", no_args_is_help=True)
 app.add_typer(standard_app, name="standard")
 app.add_typer(orgs_app, name="orgs")
@@ -52,6 +52,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.empi.service import EmpiError
     from phip.ingest.pipeline import IngestError
     from phip.ingest.readers import FileFormatError
+    from phip.orgs.register import RegisterError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
     from phip.web.auth import AuthError
@@ -61,6 +62,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         FileFormatError: 2, IngestError: 2,  # phip ingest
         MappingProblem: 2, SourceBusy: 2, ScheduleError: 2,  # phip collect, phip worker
         EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip users
+        RegisterError: 2,  # phip orgs add|update|close|reopen
     }
 
 

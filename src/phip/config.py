@@ -38,6 +38,9 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_ONBOARDING_DAYS`` (default 7): a push or pull within this many days proves the
+    #: network link, and 数据上传 falls back from 实现 to 中断 after this many days without data
+    onboarding_days: str = "7"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
+            onboarding_days=env.get("PHIP_ONBOARDING_DAYS", "7"),
         )
 
     @property
@@ -69,6 +73,11 @@ class Settings:
     @property
     def rate_per_minute(self) -> float:
         return float(self.rate_limit)
+
+    @property
+    def onboarding_window(self) -> int:
+        """Days of :attr:`onboarding_days`, at least 1 (a bad value fails onboarding only)."""
+        return max(1, int(self.onboarding_days))
 
     def burst_for(self, per_minute: float) -> int:
         """``PHIP_RATE_BURST``, else a sixth of ``per_minute`` (the limiter's rate)."""

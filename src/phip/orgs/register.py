@@ -33,7 +33,9 @@ FIELDS = ("code", "name", "kind", "region_code", "county_code", "level", "catego
           "docking_method", "placeholder")
 FIELD_LABELS = {"code": "机构代码", "name": "机构名称", "kind": "类型", "region_code": "地区代码", "county_code": "县区代码",
                 "level": "医院等级", "category": "机构类别", "affiliation": "隶属关系", "ownership": "经济类型",
-                "docking_method": "对接方式", "placeholder": "示例值字段", "status": "状态", "region_name": "地区名称"}
+                "docking_method": "对接方式", "placeholder": "示例值字段", "status": "状态", "region_name": "地区名称",
+                "network_status": "网络联通（人工设置）", "contact_name": "对接负责人", "contact_title": "职务",
+                "contact_phone": "手机号", "docking_start": "对接开始时间"}
 #: Fields that may be listed in ``placeholder`` (values made up for the demo, not given by a source).
 PLACEHOLDER_FIELDS = ("code", "region_code", "county_code", "level", "category", "affiliation", "ownership",
                       "docking_method", "network_status")
@@ -222,6 +224,12 @@ def set_status(engine: Engine, code: str, status: str, by: str) -> Change:
             word = "已关停" if status == "closed" else "在用，无需重新启用"
             raise RegisterError("ALREADY_CLOSED" if status == "closed" else "NOT_CLOSED", f"{current['name']}{word}", "status")
         return update_in(conn, code, {"status": status}, by, platform_now(), action)
+
+
+def update_network(engine: Engine, code: str, status: str, by: str) -> Change:
+    """The operators' network setting (网络联通), used where no data proves the link."""
+    with engine.begin() as conn:
+        return update_in(conn, code, {"network_status": status}, by, platform_now())
 
 
 def history(engine: Engine, code: str | None = None, limit: int = 200) -> list[InstitutionChange]:
