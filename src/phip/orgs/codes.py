@@ -74,5 +74,7 @@ def region_by_name(text: str) -> Region | None:
         return None
     if text in regions():
         return regions()[text]
-    hits = [r for r in regions().values() if r.region and (r.name == text or r.name.startswith(text.rstrip("市州")))]
+    exact = [r for r in regions().values() if r.region and r.name == text]
+    hits = exact or [r for r in regions().values()
+                     if r.region and r.level != "province" and r.name.startswith(text.rstrip("市州"))]
     return hits[0] if len(hits) == 1 else None
