@@ -74,7 +74,7 @@ def test_quality_rejections_counts_once_and_masks(pipeline, engine, orgs, tmp_pa
 def test_orgs_list_whole_codes_filters_and_json(engine, tmp_path):
     url = _url(engine)
     everything = json.loads(run(["orgs", "list", "--json"], tmp_path, database_url=url).stdout)
-    assert len(everything) == 66
+    assert len(everything) == 80  # the 66 of attachment 1 and the 14 中省直 hospitals of seed 000
     env = {**os.environ, "PHIP_DATABASE_URL": url, "PHIP_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
     out = subprocess.run([sys.executable, "-m", "phip.cli", "orgs", "list"], env=env, capture_output=True, text=True,
                          timeout=120).stdout
