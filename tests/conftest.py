@@ -73,4 +73,4 @@ def orgs() -> list[tuple[str, str]]:
     from phip.orgs.service import SEED
 
     with SEED.open(encoding="utf-8") as f:
-        return [(r["code"], r["name"]) for r in csv.DictReader(f)]
+        return [(r["code"], r["name"]) for r in csv.DictReader(f) if (r.get("kind") or "hospital") == "hospital"]
