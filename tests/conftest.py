@@ -74,3 +74,20 @@ def orgs() -> list[tuple[str, str]]:
 
     with SEED.open(encoding="utf-8") as f:
         return [(r["code"], r["name"]) for r in csv.DictReader(f) if (r.get("kind") or "hospital") == "hospital"]
+
+
+def seed_before_0012(engine: Engine, tmp_path) -> None:  # noqa: ANN001
+    """The demo register in the columns a store had before 0012_register."""
+    import csv
+
+    from phip.orgs.service import SEED
+
+    with SEED.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    old = ["code", "name", "region_code", "region_name", "county_code", "level", "ownership", "docking_method", "network_status"]
+    path = tmp_path / "institutions.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, old, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(r for r in rows if (r.get("kind") or "hospital") == "hospital")
+    seed_institutions(engine, path)

@@ -192,9 +192,8 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend
     """A store at 0007 whose batch_findings hold the same rejection twice and one since corrected."""
     from alembic import command
 
-    from phip.orgs.service import seed_institutions
     from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
-    from tests.conftest import PG_URL
+    from tests.conftest import PG_URL, seed_before_0012
 
     if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
@@ -203,7 +202,7 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend
         engine = make_engine(PG_URL + "_carry")
         wipe(engine)
     command.upgrade(alembic_config(engine), "0007_key_collation")
-    seed_institutions(engine)
+    seed_before_0012(engine, tmp_path)
     org = orgs[0][0]
     row = {"org_code": org, "dataset": DS, "rejected": True, "findings": [{"code": "BAD_DATETIME"}]}
     with engine.begin() as conn:
