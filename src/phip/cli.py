@@ -192,6 +192,7 @@ def orgs_list(
             "level": r.level, "docking_method": r.docking_method, "status": r.status, "network": r.network,
             "uploading": r.uploading, "analysed": bool(r.analysed),
             "first_upload_at": r.first_upload_at.isoformat(sep=" ") if r.first_upload_at else None,
+            "placeholder": sorted(r.placeholder),
         } for r in rows], option=orjson.OPT_INDENT_2).decode())
         return
     filtered = any((region, name, status))
@@ -213,12 +214,20 @@ def orgs_list(
             table.add_row(f"[bold]{escape(r.region_name)}（{r.region_code}）[/]", "", "", "", "", "", "")
             previous = r.region_name
         labels = r.labels
-        table.add_row(escape(r.name), r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), labels["network"],
+        table.add_row(escape(r.name), r.code, _demo_mark(r, "level", r.level or ""),
+                      _demo_mark(r, "docking_method", METHOD_LABELS.get(r.docking_method, "")), labels["network"],
                       labels["upload"], labels["analysis"])
     if not rows:
         console.print("没有符合条件的医疗机构")
         return
     console.print(table)
+    if any(r.placeholder & {"code", "level", "docking_method"} for r in rows):
+        console.print("* 示例值：来源文件未给出，待机构回执或登记核实（机构代码亦然，见 --json 的 placeholder）")
+
+
+def _demo_mark(row: Any, field: str, text: str) -> str:
+    """A demo placeholder value is starred in the table, never shown as fact."""
+    return f"{text}*" if text and field in row.placeholder else text
 
 
 keys_app = typer.Typer(help="接口密钥 (API keys of an institution)", no_args_is_help=True)
