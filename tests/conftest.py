@@ -99,12 +99,13 @@ def _seed_rows(primary_care: bool) -> list[tuple[str, str]]:
     from phip.orgs.service import SEED
 
     with SEED.open(encoding="utf-8") as f:
-        return [(r["code"], r["name"]) for r in csv.DictReader(f) if is_primary_care(r["level"]) == primary_care]
+        return [(r["code"], r["name"]) for r in csv.DictReader(f) if (r.get("kind") or "hospital") == "hospital"
+                and is_primary_care(r.get("category")) == primary_care]
 
 
 @pytest.fixture(scope="session")
 def orgs() -> list[tuple[str, str]]:
-    """The 66 institutions of the docking notice (attachment 1), in register order."""
+    """The demo register's hospitals (the docking notice's 66 and the 14 中省直), in register order."""
     return _seed_rows(False)
 
 
@@ -112,3 +113,20 @@ def orgs() -> list[tuple[str, str]]:
 def primary_care_orgs() -> list[tuple[str, str]]:
     """The demo register's primary-care institutions (community and township health centres)."""
     return _seed_rows(True)
+
+
+def seed_before_0012(engine: Engine, tmp_path) -> None:  # noqa: ANN001
+    """The demo register in the columns a store had before 0012_register."""
+    import csv
+
+    from phip.orgs.service import SEED
+
+    with SEED.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    old = ["code", "name", "region_code", "region_name", "county_code", "level", "ownership", "docking_method", "network_status"]
+    path = tmp_path / "institutions.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, old, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(r for r in rows if (r.get("kind") or "hospital") == "hospital")
+    seed_institutions(engine, path)

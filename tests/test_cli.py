@@ -55,9 +55,10 @@ def test_standard_commands(tmp_path):
 
 def test_orgs_list_groups_by_region(tmp_path):
     out = run(["orgs", "list"], tmp_path).stdout
-    # the notice's 66 and the demo's 4 primary-care centres
-    assert "70家" in out and "长春市" in out and "延边朝鲜族自治州" in out and "222400" in out
+    # the notice's 66, the 14 中省直 hospitals of seed 000 and the demo's 4 primary-care centres
+    assert "84家" in out and "*" in out and "长春市" in out and "延边朝鲜族自治州" in out and "222400" in out
     assert ORG in out and "待实现" in out and "完成" not in out.replace("待完成", "")
+    assert "示例值" in out  # the demo values are starred and said to be made up
 
 
 def test_orgs_list_follows_upload_and_analysis(tmp_path):

@@ -12,12 +12,11 @@ from alembic import command
 from sqlalchemy import Engine, inspect, select, text
 
 from phip.runtime import build_pipeline
-from phip.orgs.service import seed_institutions
 from phip.store.db import alembic_config, create_database, make_engine, upgrade, wipe
 from phip.schema import Base
 from phip.store.models import PersonIdentifier, Record, RejectedRecord
 
-from .conftest import PG_URL
+from .conftest import PG_URL, seed_before_0012
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
 
@@ -57,12 +56,12 @@ def pg_scratch() -> Engine:
     engine.dispose()
 
 
-def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: Engine, orgs):
+def test_key_collation_upgrade_keeps_a_stores_data_and_its_lookups(pg_scratch: Engine, orgs, tmp_path):
     """A store at 0006 with persons, identifiers and records goes to head: every row is kept,
     the foreign key still holds, and lookups by key find the same rows through their indexes."""
     cfg = alembic_config(pg_scratch)
     command.upgrade(cfg, "0006_empi_chain")
-    seed_institutions(pg_scratch)
+    seed_before_0012(pg_scratch, tmp_path)
     from phip.synth.generator import Generator
 
     records = next(recs for _, ds, recs in Generator(seed=11).day(orgs[:1], NOW.date(), visits=40, admissions=1, now=NOW,

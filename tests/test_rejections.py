@@ -192,13 +192,12 @@ def test_migration_carries_receipts_rejections_over_once(tmp_path, orgs, backend
     """A store at 0007 whose batch_findings hold the same rejection twice and one since corrected."""
     from alembic import command
 
-    from phip.orgs.service import seed_institutions
     from phip.store.db import alembic_config, upgrade, wipe
-    from tests.conftest import scratch_store
+    from tests.conftest import scratch_store, seed_before_0012
 
     engine = scratch_store(backend, tmp_path, "carry")
     command.upgrade(alembic_config(engine), "0007_key_collation")
-    seed_institutions(engine)
+    seed_before_0012(engine, tmp_path)
     org = orgs[0][0]
     row = {"org_code": org, "dataset": DS, "rejected": True, "findings": [{"code": "BAD_DATETIME"}]}
     with engine.begin() as conn:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from phip.orgs.primary_care import is_primary_care
 from phip.standard.validate import platform_now
 from phip.synth.generator import Generator
 from tests.test_cli import run
@@ -72,11 +71,12 @@ def test_quality_rejections_counts_once_and_masks(pipeline, engine, orgs, tmp_pa
     assert bad.returncode == 2 and "UNKNOWN_DATASET" in bad.stderr
 
 
-def test_orgs_list_whole_codes_filters_and_json(engine, tmp_path):
+def test_orgs_list_whole_codes_filters_and_json(engine, tmp_path, primary_care_orgs):
     url = _url(engine)
     everything = json.loads(run(["orgs", "list", "--json"], tmp_path, database_url=url).stdout)
-    notice = [e for e in everything if not is_primary_care(e["level"])]
-    assert len(notice) == 66 and len(everything) == 66 + 4  # attachment 1, and the demo's primary-care centres
+    primary = [e for e in everything if e["code"] in {code for code, _ in primary_care_orgs}]
+    # the 66 of attachment 1, the 14 中省直 hospitals of seed 000 and the demo's primary-care centres
+    assert len(primary) == 4 and len(everything) == 66 + 14 + 4
     env = {**os.environ, "PHIP_DATABASE_URL": url, "PHIP_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
     out = subprocess.run([sys.executable, "-m", "phip.cli", "orgs", "list"], env=env, capture_output=True, text=True,
                          timeout=120).stdout

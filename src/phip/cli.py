@@ -23,10 +23,10 @@ from phip.empi import cli as empi_cli
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.accounts.cli import app as users_app
+from phip.orgs.cli import app as orgs_app
 
 app = typer.Typer(help="PHIP 全民健康信息平台 (provincial population health information platform)", no_args_is_help=True)
 standard_app = typer.Typer(help="数据采集标准 (the collection standard)", no_args_is_help=True)
-orgs_app = typer.Typer(help="医疗机构 (institutions)", no_args_is_help=True)
 db_app = typer.Typer(help="数据库 (database schema)", no_args_is_help=True)
 app.add_typer(standard_app, name="standard")
 app.add_typer(orgs_app, name="orgs")
@@ -56,6 +56,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.empi.errors import EmpiError
     from phip.ingest.pipeline import IngestError
     from phip.ingest.readers import FileFormatError
+    from phip.orgs.register import RegisterError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
     from phip.accounts import AuthError
@@ -68,6 +69,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         EmpiError: 2, PeriodError: 2, AuthError: 2,  # phip empi, phip reports, phip accounts
         ShareError: 2,  # phip demo (sharing)
         AuditError: 1,  # phip audit verify: a broken or missing link (as phip empi verify)
+        RegisterError: 2,  # phip orgs add|update|close|reopen
     }
 
 
@@ -199,6 +201,7 @@ def orgs_list(
             "level": r.level, "docking_method": r.docking_method, "status": r.status, "network": r.network,
             "uploading": r.uploading, "analysed": bool(r.analysed),
             "first_upload_at": r.first_upload_at.isoformat(sep=" ") if r.first_upload_at else None,
+            "placeholder": sorted(r.placeholder),
         } for r in rows], option=orjson.OPT_INDENT_2).decode())
         return
     filtered = any((region, name, status))
@@ -220,12 +223,20 @@ def orgs_list(
             table.add_row(f"[bold]{escape(r.region_name)}（{r.region_code}）[/]", "", "", "", "", "", "")
             previous = r.region_name
         labels = r.labels
-        table.add_row(escape(r.name), r.code, r.level or "", METHOD_LABELS.get(r.docking_method, ""), labels["network"],
+        table.add_row(escape(r.name), r.code, _demo_mark(r, "level", r.level or ""),
+                      _demo_mark(r, "docking_method", METHOD_LABELS.get(r.docking_method, "")), labels["network"],
                       labels["upload"], labels["analysis"])
     if not rows:
         console.print("没有符合条件的医疗机构")
         return
     console.print(table)
+    if any(r.placeholder & {"code", "level", "docking_method"} for r in rows):
+        console.print("* 示例值：来源文件未给出，待机构回执或登记核实（机构代码亦然，见 --json 的 placeholder）")
+
+
+def _demo_mark(row: Any, field: str, text: str) -> str:
+    """A demo placeholder value is starred in the table, never shown as fact."""
+    return f"{text}*" if text and field in row.placeholder else text
 
 
 keys_app = typer.Typer(help="接口密钥 (API keys of an institution)", no_args_is_help=True)

@@ -52,6 +52,9 @@ class Settings:
     #: ``PHIP_WORKER_START_SECONDS`` (default 60): how long ``phip serve --workers N`` lets a
     #: worker take to answer uvicorn's health check before killing it, see :attr:`worker_start_seconds`
     worker_start: str = "60"
+    #: ``PHIP_ONBOARDING_DAYS`` (default 7): a push or pull within this many days proves the
+    #: network link, and 数据上传 falls back from 实现 to 中断 after this many days without data
+    onboarding_days: str = "7"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,6 +77,7 @@ class Settings:
             audit_key_file=Path(env["PHIP_AUDIT_KEY_FILE"]) if env.get("PHIP_AUDIT_KEY_FILE") else data_dir / "audit.key",
             audit_anchor_file=(Path(env["PHIP_AUDIT_ANCHOR_FILE"]) if env.get("PHIP_AUDIT_ANCHOR_FILE")
                                else data_dir / "audit.anchor"),
+            onboarding_days=env.get("PHIP_ONBOARDING_DAYS", "7"),
         )
 
     @property
@@ -96,6 +100,11 @@ class Settings:
     @property
     def rate_per_minute(self) -> float:
         return float(self.rate_limit)
+
+    @property
+    def onboarding_window(self) -> int:
+        """Days of :attr:`onboarding_days`, at least 1 (a bad value fails onboarding only)."""
+        return max(1, int(self.onboarding_days))
 
     def burst_for(self, per_minute: float) -> int:
         """``PHIP_RATE_BURST``, else a sixth of ``per_minute`` (the limiter's rate)."""

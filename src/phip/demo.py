@@ -31,7 +31,7 @@ def load_demo(
 ) -> Receipt:
     """Generate and ingest ``days`` days (ending today) for every connected institution."""
     now = platform_now()
-    connected = [r for r in list_institutions(pipeline.engine) if r.network_status == "connected"]
+    connected = [r for r in list_institutions(pipeline.engine) if r.network_status == "connected" and r.kind == "hospital"]
     orgs = [(r.code, r.name) for r in connected]
     gen = Generator(seed=seed, standard=pipeline.standard, error_rate=error_rate)
     totals = Receipt("demo", "*", "*", "demo", now)
@@ -48,7 +48,7 @@ def load_demo(
                 on_step(done, steps)
     since = date(now.year - 1, 1, 1)
     for r in connected:
-        if is_primary_care(r.level):
+        if is_primary_care(r.category):
             for org_code, dataset, records in gen.public_health((r.code, r.name), since, now.date(),
                                                                 residents=residents, now=now):
                 totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
@@ -101,7 +101,7 @@ def load_sharing_demo(pipeline: Pipeline) -> dict[str, Any]:
     engine, now = pipeline.engine, platform_now()
     if user_info(engine, "doctor1") is not None:
         return {}
-    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.network_status == "connected"][:5]
+    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.network_status == "connected" and r.kind == "hospital"][:5]
     gen = Generator(seed=2121, standard=pipeline.standard)
     ids = []
     for i, (name, sex, born, seq, phone) in enumerate(DEMO_RESIDENTS):

@@ -2,9 +2,11 @@
 
 Their onboarding status (对接进度) lives in :mod:`phip.reports.onboarding`.
 
-The 66 institutions of the docking notice (attachment 1) are seed data; operators edit
-them afterwards. Levels, codes and docking methods in the seed are placeholders to be
-confirmed with each institution's reply form (attachment 3).
+The demo register (``data/institutions.csv``) holds the 66 institutions of the docking notice
+(attachment 1), the 14 中省直 hospitals and the business and external systems of the weekly
+report (seed 000). Values no source gives (codes, grades, docking methods …) are placeholders,
+listed per row in its ``placeholder`` column and shown as such; operators replace them through
+the register (:mod:`phip.orgs.register`) or the reply form (attachment 3).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ def seed_institutions(engine: Engine, path: Path = SEED) -> int:
     now = platform_now()
     with engine.begin() as conn:
         known = set(conn.execute(select(Institution.code)).scalars())
-        new = [{**r, "kind": "hospital", "status": "active", "created_at": now} for r in rows if r["code"] not in known]
+        new = [{**{k: (v or None) for k, v in r.items() if k}, "kind": r.get("kind") or "hospital",
+                "network_status": r.get("network_status") or "pending", "status": "active", "created_at": now}
+               for r in rows if r["code"] not in known]
         if new:
             conn.execute(insert(Institution), new)
     return len(new)
@@ -48,11 +52,16 @@ class InstitutionRow:
     network_status: str
     status: str
     first_upload_at: datetime | None
+    kind: str = "hospital"
+    affiliation: str | None = None
+    placeholder: str | None = None
+    category: str | None = None  # 机构类别 (WS 218), orgs/data/categories.csv
 
 
 _ROW = select(
     Institution.code, Institution.name, Institution.region_code, Institution.region_name, Institution.level,
     Institution.docking_method, Institution.network_status, Institution.status, Institution.first_upload_at,
+    Institution.kind, Institution.affiliation, Institution.placeholder, Institution.category,
 )
 
 

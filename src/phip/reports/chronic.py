@@ -31,7 +31,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, case, func, literal, or_, select, union_all
 
-from phip.orgs.primary_care import PRIMARY_CARE_LEVELS
+from phip.orgs.primary_care import PRIMARY_CARE_CATEGORIES
 from phip.store.models import EventDaily, Institution, Record
 
 from .period import Period
@@ -130,7 +130,7 @@ def chronic_report(engine: Engine, period: Period, level: Level = "institution",
     senders = set().union(*counts.values(), *done.values())
     with engine.connect() as conn:
         q = select(Institution.code, Institution.name, Institution.region_code, Institution.region_name).where(
-            or_(Institution.level.in_(PRIMARY_CARE_LEVELS), Institution.code.in_(sorted(senders))))
+            or_(Institution.category.in_(PRIMARY_CARE_CATEGORIES), Institution.code.in_(sorted(senders))))
         if region_code:
             q = q.where(Institution.region_code == region_code)
         insts = conn.execute(q.order_by(Institution.region_code, Institution.name)).all()

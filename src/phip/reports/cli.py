@@ -159,29 +159,49 @@ def import_reported_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=F
 
 
 @app.command("onboarding")
-def onboarding_cmd(kind: str | None = typer.Option(None, "--kind", help="hospital | business_system | external_system")) -> None:
-    """对接进度表（吉林表样：网络联通 / 数据上传 / 数据分析）(onboarding status)."""
+def onboarding_cmd(
+    kind: str | None = typer.Option(None, "--kind", help="hospital | business_system | external_system"),
+    out: Path | None = typer.Option(None, "--out", help="导出周报表样 XLSX（说明句 + 对接情况表）"),
+    scope: str = typer.Option("all", "--scope", help="all（全部医院）| provincial（中省直医院）"),
+) -> None:
+    """对接进度表（吉林表样：网络联通 / 数据上传 / 数据分析）及周报说明句 (onboarding status)."""
     from phip import runtime
-    from phip.reports.onboarding import KIND_LABELS, METHODS, onboarding_status
+    from phip.reports.onboarding import KIND_LABELS, METHODS
+    from phip.reports.onboarding_sheet import SCOPES, summary_sentence, to_xlsx, weekly_rows
+    from phip.standard.validate import platform_now
 
-    rows = onboarding_status(runtime.engine(), kind)
+    if scope not in SCOPES:
+        _fail(f"范围“{scope}”无效，可选 all、provincial", "BAD_SCOPE")
+    engine = runtime.engine()
+    if out is not None:
+        if out.suffix.lower() != ".xlsx":
+            _fail("导出文件应为 .xlsx", "BAD_FORMAT")
+        out.write_bytes(to_xlsx(engine, scope))
+        console.print(f"已导出对接情况表 → {out}")
+        return
+    rows = weekly_rows(engine, scope)
+    console.print(summary_sentence(rows, platform_now().date(), scope))
     for k, label in KIND_LABELS.items():
-        group = [s for s in rows if s.kind == k]
+        group = [s for s in rows if s.kind == k and (kind is None or s.kind == kind)]
         if not group:
             continue
         table = Table(title=label)
-        for col in ("序号", "名称", "网络联通", "数据上传", "数据分析", "对接方式", "负责人", "对接开始时间"):
+        for col in ("序号", "名称", "网络联通", "数据上传", "数据分析", "联通依据", "对接方式", "负责人", "对接开始时间"):
             table.add_column(col)
         for i, s in enumerate(group, 1):
             lab = s.labels
-            table.add_row(str(i), s.name, lab["network"], lab["upload"], lab["analysis"], METHODS.get(s.docking_method or "", "未确定"),
+            method = METHODS.get(s.docking_method or "", "未确定") + ("（示例值）" if "docking_method" in s.placeholder else "")
+            table.add_row(str(i), s.name, lab["network"], lab["upload"], lab["analysis"], s.network_basis, method,
                           s.contact_name or "", str(s.docking_start or ""))
         console.print(table)
 
 
 @app.command("network")
-def network(org: str = typer.Argument(..., help="机构代码或名称"), status: str = typer.Argument(..., help="connected | pending")) -> None:
-    """设置网络联通状态 (set network status; operators)."""
+def network(org: str = typer.Argument(..., help="机构代码或名称"), status: str = typer.Argument(..., help="connected | pending"),
+            by: str | None = typer.Option(None, "--by", help="操作人（记入变更记录）")) -> None:
+    """设置网络联通状态：近期无推送或采集时使用 (set network status where no data proves it)."""
+    import getpass
+
     from phip import runtime
     from phip.orgs.service import find_institution
     from phip.reports.onboarding import NETWORK, set_network
@@ -191,23 +211,38 @@ def network(org: str = typer.Argument(..., help="机构代码或名称"), status
     inst = find_institution(runtime.engine(), org)
     if inst is None:
         _fail(f"机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
-    set_network(runtime.engine(), inst.code, status)
-    console.print(f"{inst.name}：网络{NETWORK[status]}")
+    set_network(runtime.engine(), inst.code, status, by or f"cli:{getpass.getuser()}")
+    console.print(f"{inst.name}：网络{NETWORK[status]}（人工设置；近{_days()}天内有推送或采集时以数据为准）")
+
+
+def _days() -> int:
+    from phip.config import get_settings
+
+    return get_settings().onboarding_window
 
 
 @app.command("import-reply")
-def import_reply_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="对接工作回执（附件3）CSV 或 XLSX")) -> None:
-    """导入对接工作回执：负责人、职务、手机号、对接方式、对接开始时间 (import reply forms)."""
-    from phip.reports.onboarding import import_reply
+def import_reply_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="对接工作回执（附件3）XLSX 或 CSV")) -> None:
+    """导入对接工作回执（附件3）：地区联系人和各医疗机构的负责人、对接方式、开始时间 (import a reply form)."""
+    from phip.reports.reply_form import import_reply
 
-    n = _import_sheet(import_reply, file)
-    console.print(f"已更新 {n} 家机构的对接回执")
+    result = _import_sheet(import_reply, file)
+    console.print(f"{result.region_name}：已保存联系人 {result.contacts} 名，更新 {result.institutions} 家医疗机构的对接回执")
+
+
+@app.command("reply-template")
+def reply_template_cmd(out: Path = typer.Option(..., "--out", "-o", help="输出的 .xlsx 文件")) -> None:
+    """生成空白对接工作回执（附件3）XLSX (the blank reply form)."""
+    from phip.reports.reply_form import blank_form
+
+    out.write_bytes(blank_form())
+    console.print(f"已生成空白对接工作回执 → {out}")
 
 
 @app.command("seed-systems")
 def seed_systems_cmd() -> None:
-    """登记吉林对接进度表中的业务系统和外部系统 (register business/external systems)."""
+    """登记示例登记表中尚未登记的机构和系统 (register the demo register's missing rows)."""
     from phip import runtime
     from phip.reports.onboarding import seed_systems
 
-    console.print(f"新登记 {seed_systems(runtime.engine())} 个系统")
+    console.print(f"新登记 {seed_systems(runtime.engine())} 个机构或系统")

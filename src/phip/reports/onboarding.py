@@ -1,31 +1,65 @@
-"""Onboarding status (对接进度) as in the Jilin weekly report: per institution, business system
-and external system, three stages — network connected (set by operators), data uploading
-(the first accepted record, kept by the pipeline) and data analysed (a completed quality run).
-Also the reply form (对接工作回执, attachment 3): contact, docking method and start date."""
+"""Onboarding status (对接进度) as in the Jilin weekly report (seed 000): per institution,
+business system and external system, three stages, derived from evidence where there is some:
+
+- 网络联通: 已联通 when a push or a pull (a batch from the API, a collection or a forward;
+  the demo's batches stand in for pushes) arrived in the last ``PHIP_ONBOARDING_DAYS`` days;
+  without such evidence, the operators' setting (``institutions.network_status``);
+- 数据上传: 实现 while data arrives (a stored record in the last N days), 中断 with the date
+  once N days pass without data, 待实现 before the first; a business system counts only
+  the data sets that carry its data (``data/system_datasets.csv``), and one with no such
+  data set says so rather than ever showing 实现;
+- 数据分析: 完成 once a quality run of the institution has completed.
+
+The reply form (对接工作回执, attachment 3) is read by :mod:`phip.reports.reply_form`."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, select
 
-from phip.orgs.service import find_institution
+from phip.config import get_settings
+from phip.orgs.register import RegisterError, update_network
+from phip.orgs.service import seed_institutions
+from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
-from phip.store.models import Institution
+from phip.store.models import Batch, IngestDaily, Institution
 
-from .period import PeriodError, _bound
-from .sheet import SheetError, read_sheet
 from .tables import AnalysedMark
 
-SYSTEMS = Path(__file__).parent / "data" / "systems.csv"
+SYSTEM_DATASETS = Path(__file__).parent / "data" / "system_datasets.csv"
 KIND_LABELS = {"hospital": "医疗机构", "business_system": "业务系统", "external_system": "外部系统"}
 NETWORK = {"connected": "已联通", "pending": "待联通"}
 METHODS = {"push": "接口对接", "pull": "数据采集"}
-METHOD_WORDS = {"接口对接": "push", "接口": "push", "push": "push", "推送": "push",
-                "数据采集": "pull", "采集": "pull", "pull": "pull", "数据库只读": "pull"}
+#: Batch sources that prove the link: a push (api), a pull (collect), a city platform's forward;
+#: the demo's generated batches stand in for pushes. A file an operator imports proves nothing.
+LINK_SOURCES = ("api", "collect", "forward", "demo")
+PROVINCIAL = ("10", "20")  # 隶属关系 中央, 省属: the 中省直 hospitals of the weekly report
+
+
+@dataclass(frozen=True)
+class SystemData:
+    """The data sets that carry a business system's data; ``missing`` those the standard lacks."""
+
+    datasets: tuple[str, ...]
+    missing: tuple[str, ...]
+    note: str
+
+
+@cache
+def system_datasets(path: Path = SYSTEM_DATASETS) -> dict[str, SystemData]:
+    known = {d.code for d in load_standard().datasets}
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for r in rows:
+        wanted = tuple(d for d in (r["datasets"] or "").split(";") if d)
+        out[r["code"]] = SystemData(tuple(d for d in wanted if d in known), tuple(d for d in wanted if d not in known), r["note"])
+    return out
 
 
 @dataclass
@@ -34,8 +68,8 @@ class Status:
     name: str
     kind: str
     region_name: str
-    network: str  # connected | pending
-    uploading: bool
+    network: str  # connected | pending: the evidence if any, else the operators' setting
+    uploading: bool  # 数据上传 实现 now
     analysed: bool | None  # None: not applicable (systems are not analysed)
     first_upload_at: datetime | None
     last_analysed_at: datetime | None
@@ -47,31 +81,85 @@ class Status:
     status: str
     region_code: str | None = None
     level: str | None = None
+    network_set: str = "pending"  # the operators' setting
+    link_at: datetime | None = None  # the last push or pull within the window: the evidence
+    last_data: date | None = None  # the last day data arrived
+    interrupted: bool = False
+    no_dataset: bool = False  # a system none of whose data sets the platform has
+    affiliation: str | None = None
+    placeholder: set[str] = field(default_factory=set)
 
     @property
     def labels(self) -> dict[str, str]:
         """The three cells of the Jilin table."""
-        return {"network": NETWORK.get(self.network, self.network),
-                "upload": "实现" if self.uploading else "待实现",
+        if self.uploading:
+            upload = "实现"
+        elif self.interrupted and self.last_data:
+            upload = f"中断（{self.last_data + timedelta(days=1):%Y-%m-%d}起）"
+        elif self.no_dataset:
+            upload = "待实现（无承载数据集）"
+        else:
+            upload = "待实现"
+        return {"network": NETWORK.get(self.network, self.network), "upload": upload,
                 "analysis": "—" if self.analysed is None else ("完成" if self.analysed else "待完成")}
 
+    @property
+    def network_basis(self) -> str:
+        """Why the network cell says what it says (shown beside it)."""
+        if self.link_at is not None:
+            return f"依据：{self.link_at:%Y-%m-%d %H:%M} 收到数据"
+        return "人工设置（近期无推送或采集）"
 
-def onboarding_status(engine: Engine, kind: str | None = None) -> list[Status]:
+
+def _evidence(engine: Engine, now: datetime, days: int) -> tuple[dict[str, datetime], dict[str, dict[str, date]]]:
+    """The last push/pull per institution within the window; the last day with data per
+    institution and data set (the counters, never the records)."""
+    stored = IngestDaily.accepted + IngestDaily.updated + IngestDaily.unchanged
+    with engine.connect() as conn:
+        links = dict(conn.execute(select(Batch.org_code, func.max(Batch.received_at))
+                                  .where(Batch.received_at >= now - timedelta(days=days), Batch.source.in_(LINK_SOURCES),
+                                         Batch.accepted + Batch.updated + Batch.unchanged + Batch.rejected > 0)
+                                  .group_by(Batch.org_code)).all())
+        last: dict[str, dict[str, date]] = {}
+        for org, dataset, day in conn.execute(select(IngestDaily.org_code, IngestDaily.dataset, func.max(IngestDaily.day))
+                                              .where(stored > 0).group_by(IngestDaily.org_code, IngestDaily.dataset)):
+            last.setdefault(org, {})[dataset] = day
+    return links, last
+
+
+def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime | None = None,
+                      days: int | None = None) -> list[Status]:
+    now = now or platform_now()
+    days = days or get_settings().onboarding_window
     i, a = Institution, AnalysedMark
     stmt = (select(i.code, i.name, i.kind, i.region_name, i.network_status, i.first_upload_at, a.last_analysed_at,
                    i.docking_method, i.contact_name, i.contact_title, i.contact_phone, i.docking_start, i.status,
-                   i.region_code, i.level)
+                   i.region_code, i.level, i.affiliation, i.placeholder)
             .outerjoin(a, a.org_code == i.code).order_by(i.kind, i.region_code, i.name))
     if kind:
         stmt = stmt.where(i.kind == kind)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
+    links, last = _evidence(engine, now, days)
+    systems = system_datasets()
+    cutoff = now.date() - timedelta(days=days - 1)
     out = []
     for r in rows:
-        out.append(Status(r.code, r.name, r.kind, r.region_name, r.network_status, r.first_upload_at is not None,
-                          None if r.kind != "hospital" else r.last_analysed_at is not None, r.first_upload_at,
-                          r.last_analysed_at, r.docking_method, r.contact_name, r.contact_title, r.contact_phone,
-                          r.docking_start, r.status, r.region_code, r.level))
+        by_dataset = last.get(r.code, {})
+        carried = systems.get(r.code)
+        if r.kind != "hospital" and carried is not None:
+            by_dataset = {d: day for d, day in by_dataset.items() if d in carried.datasets}
+        last_day = max(by_dataset.values(), default=None)
+        link_at = links.get(r.code)
+        uploading = last_day is not None and last_day >= cutoff
+        out.append(Status(
+            r.code, r.name, r.kind, r.region_name, "connected" if link_at else r.network_status, uploading,
+            None if r.kind != "hospital" else r.last_analysed_at is not None, r.first_upload_at, r.last_analysed_at,
+            r.docking_method, r.contact_name, r.contact_title, r.contact_phone, r.docking_start, r.status, r.region_code,
+            r.level, network_set=r.network_status, link_at=link_at, last_data=last_day,
+            interrupted=last_day is not None and not uploading,
+            no_dataset=r.kind != "hospital" and (carried is None or not carried.datasets),
+            affiliation=r.affiliation, placeholder={p for p in (r.placeholder or "").split(";") if p}))
     return out
 
 
@@ -85,62 +173,17 @@ def summary(statuses: list[Status]) -> dict[str, int]:
     }
 
 
-def set_network(engine: Engine, org_code: str, status: str) -> bool:
+def set_network(engine: Engine, org_code: str, status: str, by: str = "operator") -> bool:
+    """The operators' setting, used where no push or pull proves the link; kept in the history."""
     if status not in NETWORK:
-        raise ValueError(f"网络状态应为 {'/'.join(NETWORK)}")
-    with engine.begin() as conn:
-        return conn.execute(update(Institution).where(Institution.code == org_code).values(network_status=status)).rowcount == 1
+        raise ValueError("网络状态应为 " + "/".join(NETWORK))
+    try:
+        update_network(engine, org_code, status, by)
+    except RegisterError:
+        return False
+    return True
 
 
-def seed_systems(engine: Engine, path: Path = SYSTEMS) -> int:
-    """Register the business and external systems of the Jilin table (idempotent)."""
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    now = platform_now()
-    with engine.begin() as conn:
-        known = set(conn.execute(select(Institution.code)).scalars())
-        new = [{**r, "status": "active", "created_at": now} for r in rows if r["code"] not in known]
-        if new:
-            conn.execute(insert(Institution), new)
-    return len(new)
-
-
-REPLY_ALIASES = {
-    "institution": ("医疗机构名称", "医疗机构", "机构名称", "机构代码"),
-    "contact_name": ("对接工作负责人", "负责人", "联系人", "对接工作联系人"),
-    "contact_title": ("职务",),
-    "contact_phone": ("手机号", "手机", "联系电话", "电话"),
-    "docking_method": ("对接方式",),
-    "docking_start": ("对接开始时间", "开始时间", "对接时间"),
-}
-
-
-def import_reply(engine: Engine, path: Path) -> int:
-    """Read the institutions part of the reply form (回执); all rows or none."""
-    rows = read_sheet(path, REPLY_ALIASES, ("institution", "contact_name", "docking_method"))
-    updates = []
-    for n, r in rows:
-        ref = r.get("institution")
-        if ref is None or str(ref).strip() in ("例",) or str(ref).startswith("长春市XX"):
-            continue  # the form's example row
-        inst = find_institution(engine, str(ref))
-        if inst is None:
-            raise SheetError("UNKNOWN_ORG", f"第{n}行医疗机构“{ref}”未登记或名称不唯一")
-        method_text = str(r.get("docking_method") or "").strip()
-        method = METHOD_WORDS.get(method_text)
-        if method is None:
-            raise SheetError("BAD_METHOD", f"第{n}行对接方式“{method_text}”应为“接口对接”或“数据采集”")
-        start = None
-        if r.get("docking_start") is not None:
-            try:
-                start = _bound(str(r["docking_start"])[:10], False)
-            except PeriodError:
-                raise SheetError("BAD_DATE", f"第{n}行对接开始时间“{r['docking_start']}”不是有效日期（如 2021.5.6）") from None
-        phone = str(r["contact_phone"]).strip() if r.get("contact_phone") is not None else None
-        updates.append((inst.code, {"contact_name": str(r["contact_name"])[:50], "contact_title": (str(r.get("contact_title") or "") or None),
-                                    "contact_phone": phone[:20] if phone else None, "docking_method": method,
-                                    "docking_start": start}))
-    with engine.begin() as conn:
-        for code, values in updates:
-            conn.execute(update(Institution).where(Institution.code == code).values(**values))
-    return len(updates)
+def seed_systems(engine: Engine) -> int:
+    """Register the demo register's rows not registered yet (the systems are in it now)."""
+    return seed_institutions(engine)

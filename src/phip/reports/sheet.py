@@ -1,70 +1,13 @@
-"""Operators' spreadsheets (reported figures, reply forms) as header → value rows.
-
-The header row may sit below a title (the reply form has one), so the first row that holds
-one of the expected column names is the header. Column names are matched through aliases,
-because each region fills the form in its own words.
-"""
+"""Sheets of the reports area: the generic reader lives in :mod:`phip.standard.sheet` (the
+register imports sheets too); counts are read here."""
 
 from __future__ import annotations
 
-import csv
-import io
-from pathlib import Path
 from typing import Any
 
-from phip.errors import PhipError
-from phip.standard.cells import BAD_ENCODING, cell_value, decode_text
+from phip.standard.sheet import SheetError, norm, raw_rows, read_sheet
 
-
-class SheetError(PhipError, ValueError):
-    """A row or the whole sheet is wrong; the message names the row and column (Chinese)."""
-
-
-def _raw_rows(path: Path) -> list[list[Any]]:
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises several unrelated types for a bad file
-            raise SheetError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
-        try:
-            return [[cell_value(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
-        finally:
-            wb.close()
-    if suffix in (".csv", ".txt"):
-        text = decode_text(path.read_bytes())
-        if text is None:
-            raise SheetError("BAD_ENCODING", BAD_ENCODING)
-        return [list(r) for r in csv.reader(io.StringIO(text))]
-    raise SheetError("BAD_FORMAT", f"不支持的文件类型“{path.suffix}”，请使用CSV或XLSX")
-
-
-def read_sheet(path: Path, aliases: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
-    """Rows as (spreadsheet row number, {canonical column: value}); blank cells become None."""
-    lookup = {_norm(a): key for key, names in aliases.items() for a in (key, *names)}
-    rows = _raw_rows(path)
-    for h, header in enumerate(rows):
-        keys = [lookup.get(_norm(c)) for c in header]
-        if any(keys):
-            break
-    else:
-        raise SheetError("NO_HEADER", f"找不到表头：应包含{'、'.join(aliases[k][0] for k in required)}等列")
-    missing = [k for k in required if k not in keys]
-    if missing:
-        raise SheetError("MISSING_COLUMN", f"缺少列：{'、'.join(aliases[k][0] for k in missing)}")
-    out = []
-    for n, row in enumerate(rows[h + 1 :], start=h + 2):
-        values = {k: (None if v is None or str(v).strip() == "" else (v.strip() if isinstance(v, str) else v))
-                  for k, v in zip(keys, row, strict=False) if k}
-        if any(v is not None for v in values.values()):
-            out.append((n, values))
-    return out
-
-
-def _norm(text: Any) -> str:
-    return "".join(str(text or "").split()).lower()
+__all__ = ["SheetError", "count_cell", "norm", "raw_rows", "read_sheet"]
 
 
 def count_cell(value: Any, row: int, label: str) -> int | None:

@@ -19,6 +19,7 @@ from typing import Literal
 from sqlalchemy import Engine, func, select
 
 from phip.datafiles import load_yaml
+from phip.orgs.codes import regions
 from phip.store.models import EventDaily, IngestDaily, Institution
 
 from .health_records import health_record_counts
@@ -205,7 +206,8 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
                   sort: str | None = None, descending: bool = True, kinds: tuple[str, ...] = ("hospital",),
                   extras: bool = False, county_names: dict[str, str] | None = None) -> Report:
     """``level``: city (alias region), county or institution; ``extras`` adds the platform's own
-    columns after the seed's; ``county_names`` names district/county codes (else the code shows)."""
+    columns after the seed's; ``county_names`` names district/county codes (default: the GB/T 2260
+    table of the register, orgs/data/regions.csv)."""
     level = level_of(level)
     with engine.connect() as conn:
         inst_q = select(Institution.code, Institution.name, Institution.region_code, Institution.region_name,
@@ -252,8 +254,14 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
         groups: dict[str, list[Row]] = {}
         for r in rows:
             groups.setdefault(r.region_code if level == "city" else counties[r.key] or r.region_code, []).append(r)
-        names = county_names or {}
-        rows = [_aggregate(members[0].region_name if level == "city" else names.get(code, code), code,
+        names = county_names if county_names is not None else {c: r.name for c, r in regions().items()}
+
+        def county_name(code: str, members: list[Row]) -> str:
+            if code == members[0].region_code:  # institutions registered without a district/county
+                return f"{members[0].region_name}（未登记区县）"
+            return names.get(code, code)
+
+        rows = [_aggregate(members[0].region_name if level == "city" else county_name(code, members), code,
                            members, days_by_org, [m.key for m in members])
                 for code, members in groups.items()]
     if sort:

@@ -1,6 +1,6 @@
 """How values arrive in the files hospitals upload: text in their encodings, spreadsheet
 cells as Excel types them. File import (:mod:`phip.ingest.readers`) and the reported-figures
-sheets (:mod:`phip.reports.sheet`) read them the same way."""
+sheets (:mod:`phip.standard.sheet`) read them the same way."""
 
 from __future__ import annotations
 

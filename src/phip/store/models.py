@@ -87,6 +87,10 @@ class Institution(Base):
     docking_start: Mapped[date | None] = mapped_column(Date)
     first_upload_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    affiliation: Mapped[str | None] = mapped_column(String(4))  # 隶属关系, GB/T 12404 code (orgs/data/affiliations.csv)
+    category: Mapped[str | None] = mapped_column(String(8))  # 机构类别, WS 218 code (orgs/data/categories.csv)
+    # fields whose values are demo placeholders, ";"-separated (phip.orgs.register.PLACEHOLDER_FIELDS)
+    placeholder: Mapped[str | None] = mapped_column(String(200))
 
 
 class Person(Base):

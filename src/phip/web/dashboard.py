@@ -34,7 +34,7 @@ from phip.standard.validate import platform_now
 
 from phip import accounts as auth
 
-from . import portal
+from . import onboarding_files, portal
 from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, page, safe_next, set_session, signed_in
 
 PREFIX = "/ops"
@@ -252,6 +252,7 @@ def build_router(engine: Engine) -> APIRouter:
             onboarding.set_network(engine, code, status)
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
 
+    router.include_router(onboarding_files.build_router(engine, PREFIX, user))
     return router
 
 
