@@ -18,7 +18,7 @@ from phip.collect.source import SourceError
 from phip.collect.state import LeaseLost, SourceBusy
 from phip.empi.service import EmpiError
 from phip.errors import PhipError
-from phip.ingest.pipeline import IngestError, UnknownDataset, UnknownInstitution
+from phip.ingest.errors import IngestError, UnknownDataset, UnknownInstitution
 from phip.ingest.readers import FileFormatError
 from phip.quality.rules import RuleError
 from phip.quality.schedule import ScheduleError

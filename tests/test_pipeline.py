@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text
 
-from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
+from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.store import models as m
 from phip.synth.generator import Generator
 from tests.conftest import empty_store
@@ -398,7 +398,7 @@ def test_validation_keeps_the_canonical_text_only_for_the_writer(orgs):
     import orjson
 
     from phip.ingest.keys import content_hash
-    from phip.ingest.pipeline import validate_batch
+    from phip.ingest.validation import validate_batch
     from phip.standard.catalog import load_standard
 
     std = load_standard()

@@ -50,7 +50,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.collect.guard import MappingProblem
     from phip.collect.state import SourceBusy
     from phip.empi.service import EmpiError
-    from phip.ingest.pipeline import IngestError
+    from phip.ingest.errors import IngestError
     from phip.ingest.readers import FileFormatError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from phip.ingest.pipeline import Pipeline, Receipt
+from phip.ingest.pipeline import Pipeline
+from phip.ingest.receipt import Receipt
 from phip.orgs.service import list_institutions
 from phip.standard.validate import platform_now
 from phip.store.models import Record

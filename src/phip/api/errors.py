@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phip.empi.service import EmpiError
 from phip.errors import PhipError
-from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
+from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.input_messages import pydantic_error_zh
 
 log = logging.getLogger("phip.api")
