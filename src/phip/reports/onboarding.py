@@ -5,15 +5,13 @@ Also the reply form (对接工作回执, attachment 3): contact, docking method 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 
-from phip.orgs.service import find_institution
-from phip.standard.validate import platform_now
+from phip.orgs.service import find_institution, register_from_csv
 from phip.store.models import Institution
 
 from .period import PeriodError, _bound
@@ -94,15 +92,7 @@ def set_network(engine: Engine, org_code: str, status: str) -> bool:
 
 def seed_systems(engine: Engine, path: Path = SYSTEMS) -> int:
     """Register the business and external systems of the Jilin table (idempotent)."""
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    now = platform_now()
-    with engine.begin() as conn:
-        known = set(conn.execute(select(Institution.code)).scalars())
-        new = [{**r, "status": "active", "created_at": now} for r in rows if r["code"] not in known]
-        if new:
-            conn.execute(insert(Institution), new)
-    return len(new)
+    return register_from_csv(engine, path)
 
 
 REPLY_ALIASES = {
