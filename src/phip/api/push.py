@@ -32,9 +32,8 @@ from .limits import RECORDS, RateLimiter
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
 #: Batches one server process reads, parses and stores at once; the others wait up to
-#: BUSY_WAIT seconds for a slot, then get 503 with Retry-After. Forty concurrent pushes of 1,000
-#: records held forty bodies in memory (RSS 221 -> 658 MB) and drained the connection pool, so
-#: key checks failed with a pool timeout (a 500). Four keep both cores and the pool busy.
+#: BUSY_WAIT seconds for a slot, then get 503 with Retry-After. This bounds the bodies held in
+#: memory and keeps connections free for key checks; four keep both cores and the pool busy.
 MAX_CONCURRENT_BATCHES = 4
 BUSY_WAIT = 20.0
 JSON_TYPES = {"application/json"}

@@ -1,13 +1,10 @@
 """Reading a source in the validation process (源库读取进程).
 
-A pull collection does four things per row: fetch it from the hospital database (PyMySQL
-decodes rows in Python: 15 µs), map it to the standard (5 µs), validate it (20 µs), and
-write it in the platform's transaction (resolve the person, upsert: 33 µs plus the
-database's time). Run in one process, a reader thread and the writer share one GIL: every
-database round trip of the writer hands the GIL to the reader and waits to get it back,
-so the thread bought nothing (measured: 10,223 rows/s with it, 10,356 without). Here the
-first three steps run in the validation process of :mod:`phip.ingest.workers`, a stream
-per job, and the collector's process only writes.
+A pull collection fetches each row from the hospital database, maps it to the standard,
+validates it and writes it in the platform's transaction. The first three run here, in the
+validation process of :mod:`phip.ingest.workers`, a stream per job, and the collector's
+process only writes: a reader thread would share the writer's GIL and gain nothing
+(docs/performance.md).
 
 The protocol is three calls on that one-process pool, which runs them in order:
 :func:`open_stream` (connect, count, execute the query with a server-side cursor),

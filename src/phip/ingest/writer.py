@@ -66,11 +66,9 @@ def upsert(
     steps on what changed and move the event-day counts; the receipt's counts follow."""
     records = m.Record.__table__
     heads: dict[str, tuple[int, str, int, datetime | None]] = {}
-    # Only the key goes to the database: `record_key` leads the natural-key index, so every
-    # planner uses that index, with or without fresh statistics (with `dataset = …` too,
-    # PostgreSQL picked the dataset/event index on a freshly loaded table and scanned the
-    # whole data set per batch). The few rows of other institutions or data sets sharing
-    # a key are dropped here.
+    # Only the key goes to the database, so every planner uses the natural-key index (which
+    # `record_key` leads) with or without fresh statistics; the few rows of other
+    # institutions or data sets sharing a key are dropped here.
     for key, id_, hash_, version, event, row_org, row_dataset in select_in(conn, _HEAD_COLUMNS, records.c.record_key,
                                                                           [g.key for g in items]):
         if row_org == org_code and row_dataset == dataset.code:
@@ -204,8 +202,7 @@ def _keep_rejections(
     if cleared:
         # The stream's open rejections are few, its accepted keys many: read the open ones
         # (an index range, none at all in the common batch) rather than probe every key,
-        # unless there are more of them than keys to clear (measured on PostgreSQL, 1,000-
-        # record batches with ten open: 5.4 ms a batch for the probe).
+        # unless there are more of them than keys to clear.
         opened = conn.execute(_OPEN_KEYS, {"org": org, "ds": dataset.code, "n": len(cleared) + 1}).all()
         if len(opened) > len(cleared):
             opened = [(k, *row) for k, *row in select_in(conn, _REJECTED_COLUMNS, _REJECTED.c.reject_key, cleared)
@@ -244,8 +241,8 @@ def _keep_rejections(
     return len(inserts) + len(replaces)
 
 
-# Statements of every batch, built once: building one afresh and letting SQLAlchemy cache-key
-# the new object cost about 0.2 ms of the client's CPU per statement (see store.sql.select_in).
+# Statements of every batch, built once: SQLAlchemy cache-keys a new statement object on every
+# use (see store.sql.select_in).
 
 
 _RECORDS = m.Record.__table__

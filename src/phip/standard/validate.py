@@ -16,9 +16,8 @@ another institution's. Every other defect is a ``warning`` on a stored record:
 * a value of the right type that breaks a rule of the standard (too long, a pattern, an ICD
   code's format, a range, two times out of order) is kept as sent and flagged;
 * an ID number that fails GB 11643 is kept as sent, flagged with every check it fails, and
-  never used as an identity key (the EMPI matches it as text only). A real HIS lost 17 of 18
-  patients to its check digits when such records were rejected, and the EMPI lost the records
-  it exists for (newborns, visitors, emergency patients without papers).
+  never used as an identity key (the EMPI matches it as text only): rejecting such records
+  would lose the patients the EMPI exists for (newborns, visitors, emergency patients).
 
 ``MESSAGES`` gives each code's severity on an ordinary field; on a natural-key or event-time
 field every finding that leaves the value out is an error.
