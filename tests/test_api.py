@@ -29,6 +29,14 @@ def test_health_standard_and_home(client):
     assert schema.status_code == 200 and schema.json()["properties"]["sex_code"]["title"] == "性别代码"
     missing = client.get("/api/v1/standard/nope/schema")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "UNKNOWN_DATASET"
+    home = client.get("/")  # no figures of the platform without a login (issue 19)
+    assert home.status_code == 200 and "运维看板登录" in home.text and "梅河口市中心医院" not in home.text
+    from phip import runtime
+    from phip.web.auth import create_user
+    from tests.test_dashboard import PASSWORD, login
+
+    create_user(runtime.engine(), "ops", PASSWORD)
+    login(client)
     home = client.get("/")
     assert home.status_code == 200 and "医疗机构对接进度" in home.text and "梅河口市中心医院" in home.text
     assert "数据集目录" in client.get("/standard").text

@@ -17,6 +17,7 @@ from phip.runtime import build_pipeline
 from phip.quality.run import analyse
 from phip.reports.reported import import_reported
 from phip.runtime import prepare
+from phip.privacy import mask_name
 from phip.standard.validate import platform_now
 from phip.store.db import make_engine
 from phip.store.models import Institution
@@ -142,7 +143,7 @@ def test_dashboard_in_chromium(tmp_path):
         page.click("#findings-filters button")
         page.wait_for_url(re.compile(r".*code=QC_SUM_MISMATCH.*"))
         table = page.inner_text("#findings-table")
-        assert PATIENT_SCRIPT in table  # shown as text, and no dialog opened
+        assert mask_name(PATIENT_SCRIPT) in table and PATIENT_SCRIPT not in table  # names masked (issue 19)
         assert re.search(r"证件号码 \d{6}\*{8}\d{3}[\dX]", table)
         page.screenshot(path=str(shots / "findings.png"), full_page=True)
 
@@ -184,7 +185,7 @@ def test_rejections_page_in_chromium(tmp_path):
     org = "12220104412001376B"
     records = next(r for _, _, r in Generator(seed=41).day([(org, "x")], now.date() - timedelta(days=1), visits=5,
                                                            admissions=1, datasets=["outpatient_visit"], now=now))
-    bad = [{**records[0], "visit_time": "不详", "name": PATIENT_SCRIPT},
+    bad = [{**records[0], "visit_time": PATIENT_SCRIPT},
            {**records[1], "visit_time": {"电话": "13912345678"}}]
     pipeline = build_pipeline(engine)
     for _ in range(2):  # re-read: one rejection each
@@ -212,7 +213,8 @@ def test_rejections_page_in_chromium(tmp_path):
         assert "未纠正 2 条" in page.inner_text("#rej-total")
         table = page.inner_text("#rej-table")
         assert f"{id_no[:6]}********{id_no[-4:]}" in table  # the masked example
-        assert "139****5678" in table and "BAD_DATETIME" in table and PATIENT_SCRIPT in table
+        assert "139****5678" in table and "BAD_DATETIME" in table and PATIENT_SCRIPT in table  # as text
+        assert mask_name(bad[0]["name"]) in table and bad[0]["name"] not in table
         html = page.content()
         assert id_no not in html and "13912345678" not in html
         rows = page.locator("#rej-table tbody tr")
@@ -220,3 +222,31 @@ def test_rejections_page_in_chromium(tmp_path):
         page.screenshot(path=str(tmp_path / "rejections.png"), full_page=True)
         browser.close()
     assert errors == [] and dialogs == []
+
+
+def test_api_docs_render_in_chromium(tmp_path):
+    """The vendored Swagger UI reads the OpenAPI 3.1 document FastAPI serves and draws every
+    operation; nothing is fetched from outside the platform."""
+    from playwright.sync_api import sync_playwright
+
+    prepare(make_engine(f"sqlite:///{tmp_path / 'phip.db'}")).dispose()
+    errors: list[str] = []
+    outside: list[str] = []
+    with serving(tmp_path) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 900}).new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "Unable to render this definition" not in page.inner_text("body")
+        openapi = page.request.get(f"{base}/openapi.json").json()
+        assert openapi["openapi"].startswith("3.1")
+        documented = {path for path, ops in openapi["paths"].items() for _ in ops}
+        assert {p.replace("\u200b", "") for p in paths} == documented  # every documented path drawn
+        page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+        browser.close()
+    assert not errors, errors
+    assert not outside, outside

@@ -604,6 +604,7 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     assert client.post("/api/v1/empi/merge", json={"survivor": pid, "retired": pid}).status_code == 401
     create_user(engine, "ops", PASSWORD)
     login(client)
+    client.headers["X-CSRF-Token"] = client.get("/api/v1/empi/session").json()["csrf_token"]
     hits = client.get("/api/v1/empi/persons", params={"name": "张伟", "birth_date": "1990-04-12"}).json()["persons"]
     id_no = id_number(born, 61)
     assert hits[0]["person_id"] == pid and hits[0]["id_no"] == f"{id_no[:6]}********{id_no[-4:]}"  # phip.privacy
@@ -620,7 +621,7 @@ def test_api_find_identifiers_golden_and_reviews(pipeline, engine, two_orgs):
     ids = client.get(f"/api/v1/empi/persons/{pid}/identifiers").json()["identifiers"]
     assert {i["kind"] for i in ids} == {"id_no", "patient_id"}
     gold = client.get(f"/api/v1/empi/persons/{pid}").json()
-    assert gold["fields"]["name"] == {"value": "张伟", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
+    assert gold["fields"]["name"] == {"value": "张*", "source": {"org": a, "dataset": DATASET, "at": gold["fields"]["name"]["source"]["at"]}}
     assert client.get("/api/v1/empi/persons/nobody").json()["error"]["code"] == "PERSON_NOT_FOUND"
     queue = client.get("/api/v1/empi/reviews").json()["reviews"]
     assert len(queue) == 1

@@ -181,12 +181,13 @@ def test_rate_limit_answers_429_per_institution(engine, orgs):
                        headers={"X-API-Key": other}).status_code == 200
 
 
-def test_metrics_count_requests_and_records(api, orgs):
+def test_metrics_count_requests_and_records(api, orgs, monkeypatch):
     client, _, auth, _ = api
     batch = records(orgs, n=4)
     batch[0] = {**batch[0], "sex_code": "7"}
     client.post(URL, json=batch, headers=auth)
-    text = client.get("/metrics").text
+    monkeypatch.setenv("PHIP_METRICS_TOKEN", "scrape-token-for-tests")
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-for-tests"}).text
     assert 'phip_records_total{dataset="outpatient_visit",outcome="rejected"}' in text
     assert 'phip_http_requests_total{method="POST",route="/api/v1/datasets/{dataset}/records",status="200"}' in text
     assert "phip_http_request_seconds_bucket" in text
@@ -284,7 +285,8 @@ def test_nul_characters_get_a_clear_400_never_a_retry(api, engine, orgs):
         assert answer.status_code == 400 and error(answer) == "NUL_CHARACTER", (path, answer.text)
     create_user(engine, "ops", PASSWORD, display_name="值班员")
     login(client)
-    merge = client.post("/api/v1/empi/merge", json={"survivor": "P\x00", "retired": "Q"})
+    token = client.get("/api/v1/empi/session").json()["csrf_token"]
+    merge = client.post("/api/v1/empi/merge", json={"survivor": "P\x00", "retired": "Q"}, headers={"X-CSRF-Token": token})
     assert merge.status_code in (400, 404), merge.text  # SQLite finds no such person; PostgreSQL refuses the value
     if engine.dialect.name == "postgresql":
         assert error(merge) == "BAD_DATA" and "U+0000" in merge.json()["error"]["message"]

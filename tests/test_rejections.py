@@ -246,7 +246,7 @@ def test_upload_report_counts_each_rejected_row_once(pipeline, engine, orgs):
 
     from phip.reports import export
     from phip.reports.period import parse_period
-    from phip.reports.uploads import COLUMNS, upload_report
+    from phip.reports.uploads import upload_report
 
     org, records = visits(orgs)
     bad = spoil(records, orgs[1][0])
@@ -255,20 +255,20 @@ def test_upload_report_counts_each_rejected_row_once(pipeline, engine, orgs):
     pipeline.ingest(org, DS, [{**bad[3], "visit_time": "今天"}], now=NOW + timedelta(hours=3))  # changed: one more
     pipeline.ingest(orgs[2][0], DS, [{k: v for k, v in records[0].items() if k not in ("org_code", "org_name", "visit_no")}],
                     now=NOW)
-    report = upload_report(engine, parse_period(f"{NOW:%Y-%m}"), "institution")
+    report = upload_report(engine, parse_period(f"{NOW:%Y-%m}"), "institution", extras=True)
     rows = {r.key: r for r in report.rows}
     assert rows[org].rejected == 5 and rows[org].volume == 4  # the four good visits
     assert rows[orgs[2][0]].rejected == 1 and report.total.rejected == 6
     regional = upload_report(engine, parse_period(f"{NOW:%Y-%m}"), "region")
     assert sum(r.rejected for r in regional.rows) == 6
-    assert [label for key, label, _ in COLUMNS if key == "rejected"] == ["拒收"]
+    assert [label for key, label, _ in report.columns if key == "rejected"] == ["拒收"]
     ws = load_workbook(BytesIO(export.to_xlsx(report))).active
-    col = 2 + [key for key, _, _ in COLUMNS].index("rejected")
-    assert ws.cell(2, col).value == "拒收"
+    col = 2 + [key for key, _, _ in report.columns].index("rejected")
+    assert ws.cell(3, col).value == "拒收"
     first = next(i for i, r in enumerate(report.rows) if r.key == org)
     assert ws.cell(export.FIRST_DATA_ROW + first, col).value == 5
     lines = export.to_csv(report).splitlines()
-    assert lines[0].split(",")[col - 1] == "拒收"
+    assert lines[0].split(",")[col - 1] == "附：平台统计-拒收"
     assert next(line for line in lines if line.startswith(rows[org].name)).split(",")[col - 1] == "5"
     assert not upload_report(engine, parse_period("2026-10"), "institution").total.rejected
 
@@ -282,7 +282,7 @@ def test_dashboard_page_lists_open_rejections_masked(pipeline, engine, orgs):
     create_user(engine, "ops", PASSWORD, display_name="值班员")
     client = TestClient(create_app(engine))
     org, records = visits(orgs, n=60)
-    bad = [{**r, "visit_time": "不详", "name": SCRIPT} for r in records[:55]]
+    bad = [{**r, "visit_time": SCRIPT} for r in records[:55]]
     id_no = bad[0]["id_no"]
     for _ in range(2):
         pipeline.ingest(org, DS, bad, now=NOW)
@@ -296,6 +296,9 @@ def test_dashboard_page_lists_open_rejections_masked(pipeline, engine, orgs):
     assert "未纠正 52 条" in html and "第 1 / 2 页" in html and html.count("<code>BAD_DATETIME</code>") == 50
     assert id_no not in html and f"{id_no[:6]}********{id_no[-4:]}" in html
     assert SCRIPT not in html and "&lt;script&gt;" in html
+    from phip.privacy import mask_name
+
+    assert bad[0]["name"] not in html and mask_name(bad[0]["name"]) in html  # names masked too (issue 19)
     second = client.get(page, params={"page": 2}).text
     assert second.count("<code>BAD_DATETIME</code>") == 2
     everything = client.get(page, params={"state": "all"}).text

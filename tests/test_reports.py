@@ -38,11 +38,15 @@ def truth(engine, org: str) -> dict[str, int]:  # noqa: ANN001
     """The same figures computed the slow way, from the records (tests only)."""
     with engine.connect() as conn:
         rows = conn.execute(select(m.Record.dataset, m.Record.payload, m.Record.event_time).where(m.Record.org_code == org)).all()
-    out = {"outpatient": 0, "lab_exam": 0, "basic": 0, "discharges": 0, "hypertension": 0, "diabetes": 0}
+    out = {"outpatient": 0, "lab_exam": 0, "lab_items": 0, "basic": 0, "discharges": 0, "hypertension": 0, "diabetes": 0}
+    lab_reports: set[str] = set()
     for ds, payload, event in rows:
         in_oct = event.date().month == 10
         out["outpatient"] += ds == "outpatient_visit" and in_oct
-        out["lab_exam"] += ds in ("lab_report", "exam_report") and in_oct
+        out["lab_exam"] += ds == "exam_report" and in_oct  # one record per exam report
+        out["lab_items"] += ds == "lab_report" and in_oct  # one record per lab result item
+        if ds == "lab_report" and in_oct:
+            lab_reports.add(payload["report_no"])
         out["basic"] += ds == "patient_info" and in_oct
         if ds == "inpatient_visit" and payload.get("discharge_time", "")[:7] == "2026-10":
             out["discharges"] += 1
@@ -50,6 +54,7 @@ def truth(engine, org: str) -> dict[str, int]:  # noqa: ANN001
             codes = [payload.get("diagnosis_code") or "", payload.get("admission_diagnosis_code") or ""]
             out["hypertension"] += any(c.startswith(("I10", "I11", "I12", "I13", "I15")) for c in codes)
             out["diabetes"] += any(c.startswith(("E10", "E11", "E12", "E13", "E14")) for c in codes)
+    out["lab_exam"] += len(lab_reports)  # reports, not items: one unit for lab and exam
     return out
 
 
@@ -172,18 +177,81 @@ def test_xlsx_and_csv_hold_the_report(engine, pipeline, two_orgs, tmp_path):
     export.to_xlsx(report, path)
     ws = load_workbook(path).active
     assert ws.cell(1, 1).value == export.title(report) and "2026年10月1日-10月31日" in ws.cell(1, 1).value
-    assert (ws.cell(2, 3).value, ws.cell(2, 5).value, ws.cell(3, 5).value, ws.cell(3, 6).value) == (
-        "拒收", "门急诊信息", "上传人次", "上传率")
+    assert header_rows(ws) == tuple(h.rstrip("\t") for h in PROVINCIAL_HEADER)  # every hospital, laid out as the provincial-hospital table
     for i, row in enumerate([*report.rows, report.total]):
-        got = [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(COLUMNS) + 2)]
-        assert got == [row.name, *export.cells(row)]
+        got = [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(report.columns) + 2)]
+        assert got == [row.name, *export.cells(report, row)]
     i = next(i for i, r in enumerate(report.rows) if r.key == two_orgs[0][0])
     first = report.rows[i]
-    assert ws.cell(export.FIRST_DATA_ROW + i, 6).value == pytest.approx(first.outpatient / 30)
-    assert ws.cell(export.FIRST_DATA_ROW + i, 8).value == "报告为0"
+    assert ws.cell(export.FIRST_DATA_ROW + i, 4).value == pytest.approx(first.outpatient / 30)
+    assert ws.cell(export.FIRST_DATA_ROW + i, 6).value == "报告为0"
     csv_text = export.to_csv(report)
-    assert csv_text.startswith("\ufeff接入单位,数据上传量,拒收,") and f"{first.outpatient / 30 * 100:.2f}%" in csv_text
+    assert csv_text.startswith("\ufeff医疗机构接入单位,数据上传量,门急诊信息-上传人次,") and f"{first.outpatient / 30 * 100:.2f}%" in csv_text
     assert [r.volume for r in report.rows] == sorted((r.volume for r in report.rows), reverse=True)
+
+
+# The header rows of seed 003's tables, as printed there (tab-separated, merged cells empty).
+CITY_HEADER = ("接入单位\t数据上传量\t数据上传天数\t门急诊信息\t\t出院信息\t\t健康档案上传量\t\t",
+               "\t\t\t上传人次\t上传率\t上传人次\t上传率\t基本信息\t高血压\t糖尿病")
+PROVINCIAL_HEADER = ("医疗机构接入单位\t数据上传量\t门急诊信息\t\t出院信息\t\t检验检查上传量\t数据上传天数",
+                     "\t\t上传人次\t上传率\t上传人次\t上传率\t\t")
+
+
+def header_rows(ws) -> tuple[str, str]:  # noqa: ANN001
+    """Rows 2 and 3 of an export, spelled as the seed prints them (trailing tabs dropped)."""
+    def row(r: int) -> str:
+        return "\t".join("" if c.value is None else str(c.value) for c in ws[r]).rstrip("\t")
+    return row(2), row(3)
+
+
+@pytest.mark.parametrize(("level", "title"), [("city", "各市区域健康信息平台数据上传省平台情况"),
+                                              ("county", "区域健康信息平台数据上传省平台情况")])
+def test_city_and_county_tables_are_the_seeds(engine, pipeline, orgs, tmp_path, level, title):
+    """The exported header rows equal seed 003's, text for text, and every number equals the
+    report's (what the page shows); county rows add up to their city."""
+    load(pipeline, orgs)
+    report = upload_report(engine, OCT, level)
+    path = tmp_path / f"{level}.xlsx"
+    export.to_xlsx(report, path)
+    ws = load_workbook(path).active
+    assert ws.cell(1, 1).value == f"{title}(2026年10月1日-10月31日)"
+    assert header_rows(ws) == tuple(h.rstrip("\t") for h in CITY_HEADER)
+    for i, row in enumerate([*report.rows, report.total]):
+        got = [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(report.columns) + 2)]
+        assert got == [row.name, *export.cells(report, row)]
+    assert sum(r.volume for r in report.rows) == report.total.volume > 0
+    if level == "county":
+        assert len(report.rows) > len(upload_report(engine, OCT, "city").rows)
+        with engine.connect() as conn:
+            county_of = dict(conn.execute(select(m.Institution.code, m.Institution.county_code)).all())
+        hospitals = upload_report(engine, OCT, "institution").rows
+        for county in report.rows:
+            inside = [h for h in hospitals if county_of[h.key] == county.key]
+            assert inside and sum(h.outpatient for h in inside) == county.outpatient
+            assert sum(h.volume for h in inside) == county.volume
+
+
+def test_extras_follow_the_seeds_columns(engine, pipeline, two_orgs):
+    load(pipeline, two_orgs)
+    plain = upload_report(engine, OCT, "city")
+    extra = upload_report(engine, OCT, "region", extras=True)  # "region": the city level's older name
+    assert extra.level == "city" and extra.columns[: len(plain.columns)] == plain.columns
+    assert [k for k, _, _ in extra.columns[len(plain.columns):]] == ["rejected", "lab_items"]
+    assert export.header_labels(extra)[-2:] == ["附：平台统计-拒收", "附：平台统计-检验结果项目数"]
+
+
+def test_part_month_periods_prorate_the_reported_figure(engine, pipeline, two_orgs, tmp_path):
+    load(pipeline, two_orgs)
+    org = two_orgs[0][0]
+    write_csv(tmp_path / "r.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"], [org, "2026-10", "310", ""]])
+    import_reported(engine, tmp_path / "r.csv")
+    part = parse_period("2026-10-01..2026-10-10")  # 10 of October's 31 days
+    row = next(r for r in upload_report(engine, part, "institution").rows if r.key == org)
+    assert row.outpatient_reported == 100 and row.discharges_reported is None
+    assert row.outpatient_rate == pytest.approx(row.outpatient / 100)
+    report = upload_report(engine, part, "institution")
+    assert any("折算" in n for n in report.notes)
+    assert not any("折算" in n for n in upload_report(engine, OCT, "institution").notes)
 
 
 @pytest.mark.parametrize(("text", "start", "end"), [
@@ -201,3 +269,19 @@ def test_periods(text, start, end):
 def test_bad_periods(text):
     with pytest.raises(PeriodError):
         parse_period(text)
+
+
+def test_recount_rebuilds_a_measure_from_the_records(engine, pipeline, two_orgs):
+    """A measure added after the data arrived counts the history once recounted, and a second
+    recount gives the same counters (it replaces, never adds)."""
+    from phip.reports.measures import recount
+
+    load(pipeline, two_orgs)
+    before = upload_report(engine, OCT, "institution").total.lab_exam
+    with engine.begin() as conn:
+        conn.execute(delete(MeasureDaily).where(MeasureDaily.measure == "lab_reports"))
+    assert upload_report(engine, OCT, "institution").total.lab_exam < before
+    counted = recount(engine, "lab_reports")
+    assert counted > 0 and upload_report(engine, OCT, "institution").total.lab_exam == before
+    assert recount(engine, "lab_reports") == counted
+    assert upload_report(engine, OCT, "institution").total.lab_exam == before

@@ -134,6 +134,7 @@ def test_the_server_log_carries_no_full_identifier(tmp_path):
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
             client.post("/login", data={"username": "ops", "password": "correct horse battery", "csrf_token": token})
             some = records[0]
+            client.headers["X-CSRF-Token"] = client.get("/api/v1/empi/session").json()["csrf_token"]
             assert client.post("/api/v1/empi/persons/search", json={"id_no": some["id_no"]}).status_code == 200
             for params in ({"id_no": some["id_no"]}, {"phone": some.get("phone") or "13804311234"}):
                 assert client.get("/api/v1/empi/persons", params=params).status_code == 400

@@ -74,10 +74,32 @@ def test_html_and_xlsx_exports(tmp_path):
     assert page.count("<h2 id=") == 72 + 1
     wb = load_workbook(export.export_xlsx(STD, tmp_path), read_only=True)
     names = wb.sheetnames
-    assert names[0] == "数据集目录" and "01_patient_info" in names and "值域_ethnicity" in names
-    assert sum(1 for n in names if n[:2].isdigit()) == 72
-    rows = list(wb["值域_ethnicity"].iter_rows(values_only=True))
+    assert names[:2] == ["封面", "数据集目录"] and "01 患者基本信息" in names and "值域 民族代码" in names
+    assert sum(1 for n in names if n[:2].isdigit()) == 72 and len(set(names)) == len(names)
+    assert all(n.isascii() is False for n in names), "every sheet name is Chinese"
+    cover = {r[0]: r[1] for r in wb["封面"].iter_rows(values_only=True) if r and r[0]}
+    assert cover["发布单位"] == STD.issuer == "省卫生健康信息中心" and cover["版本"] == STD.version
+    assert cover["发布日期"] == STD.published and "吉林省" in wb["封面"]["A1"].value
+    rows = list(wb["值域 民族代码"].iter_rows(values_only=True))
     assert len(rows) == 2 + 58
+    assert "吉林省" in page and STD.published in page and STD.issuer in page
+
+
+def test_sheet_titles_are_excel_safe_and_unique():
+    taken: set[str] = set()
+    first = export.sheet_title("出院/转院[记录]:" + "长" * 40, taken)
+    second = export.sheet_title("出院/转院[记录]:" + "长" * 40, taken)
+    assert len(first) == len(second) == 31 and first != second
+    assert not set("[]:*?/\\") & set(first + second)
+
+
+def test_schema_id_follows_the_publishing_address(monkeypatch):
+    ds = STD.dataset("outpatient_visit")
+    monkeypatch.delenv("PHIP_STANDARD_BASE_URL", raising=False)
+    assert export.dataset_schema(STD, ds)["$id"] == f"urn:phip:standard:{STD.version}:outpatient_visit"
+    monkeypatch.setenv("PHIP_STANDARD_BASE_URL", "https://wsjkw.jl.gov.cn/phip/standard/")
+    assert export.dataset_schema(STD, ds)["$id"] == (
+        f"https://wsjkw.jl.gov.cn/phip/standard/{STD.version}/outpatient_visit.schema.json")
 
 
 def test_platform_yaml_files_load_alike_with_libyaml_and_pure_python():

@@ -412,13 +412,10 @@ def serve(
     workers: int = typer.Option(1, "--workers"),
 ) -> None:
     """启动平台服务 (run the HTTP service)."""
-    import uvicorn
+    from phip.api.app import serve as run_service
 
-    from phip import runtime
-
-    runtime.engine()  # migrate before workers start
     console.print(f"PHIP 已启动：http://{host}:{port}/")
-    uvicorn.run("phip.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    run_service(host, port, workers)
 
 
 from phip.collect.cli import app as collect_app, worker as collect_worker  # noqa: E402  (issue 4: pull collection)

@@ -38,6 +38,15 @@ class Settings:
     rate_limit: str
     #: ``PHIP_RATE_BURST`` (default a sixth of the rate limit, at least 1)
     rate_burst: str | None
+    #: ``PHIP_STANDARD_BASE_URL`` (default none: ``urn:phip:standard:…`` identifiers): where the
+    #: province publishes the JSON Schemas; their ``$id`` is ``<base>/<version>/<code>.schema.json``
+    standard_base_url: str = ""
+    #: ``PHIP_METRICS_TOKEN`` (default unset): a bearer token a Prometheus scraper sends to read
+    #: ``/metrics`` (``Authorization: Bearer <token>``); without it only a logged-in operator reads them
+    metrics_token: str | None = None
+    #: ``PHIP_WORKER_START_SECONDS`` (default 60): how long ``phip serve --workers N`` lets a
+    #: worker take to answer uvicorn's health check before killing it, see :attr:`worker_start_seconds`
+    worker_start: str = "60"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +63,9 @@ class Settings:
             session_minutes=env.get("PHIP_SESSION_MINUTES", "480"),
             rate_limit=env.get("PHIP_RATE_LIMIT", "600"),
             rate_burst=env.get("PHIP_RATE_BURST"),
+            standard_base_url=env.get("PHIP_STANDARD_BASE_URL", "").strip().rstrip("/"),
+            metrics_token=env.get("PHIP_METRICS_TOKEN") or None,
+            worker_start=env.get("PHIP_WORKER_START_SECONDS") or "60",
         )
 
     @property
@@ -65,6 +77,13 @@ class Settings:
     @property
     def session_ttl(self) -> timedelta:
         return timedelta(minutes=int(self.session_minutes))
+
+    @property
+    def worker_start_seconds(self) -> int:
+        """A spawned worker imports ``phip.cli`` (the parent's main module) before it can answer
+        a ping: 3 s on an idle 2-core machine, more when busy, and uvicorn's 5 s default then
+        kills it and every replacement in turn. At least 5."""
+        return max(5, int(float(self.worker_start)))
 
     @property
     def rate_per_minute(self) -> float:

@@ -2,8 +2,13 @@
 exports, the API and logs all use.
 
 ID numbers keep the region (6) and the last 4 characters; phones, health cards and insurance
-numbers keep the first 3 and last 4; a name keeps its first character (the surname).
-A role that may read them unmasked is named in ``UNMASKED_ROLES``; operators are not in it.
+numbers keep the first 3 and last 4; other identity documents (passports …) the first 2 and
+last 2; a name keeps its first and, from three characters on, its last character (张*, 张*丰).
+
+Who reads them whole (decision, issue 19): no role of the dashboard or the operator API.
+``UNMASKED_ROLES`` is the one place a role is given that right (with its name in
+``phip.web.auth.ROLES``); operators (运维人员) see every identifier and name masked on pages,
+in exports, in EMPI answers and in logs. Whole values stay in the database, for the matching.
 """
 
 from __future__ import annotations
@@ -43,18 +48,36 @@ def mask_insurance(value: object, role: str = "operator") -> str:
     return _head_tail(value, role, 3, 4)
 
 
+def mask_document(value: object, role: str = "operator") -> str:
+    """Another identity document (passport, officer's card …): E12345678 → E1*****78."""
+    return _head_tail(value, role, 2, 2)
+
+
 def mask_name(value: object, role: str = "operator") -> str:
-    """张三丰 → 张**: the surname alone does not name a person."""
-    text = "" if value is None else str(value)
-    if role in UNMASKED_ROLES or len(text) < 2:
+    """张三 → 张*, 张三丰 → 张*丰, 欧阳娜娜 → 欧**娜: enough to tell two candidates apart on a
+    review, not enough to name the person."""
+    text = "" if value is None else str(value).strip()
+    if role in UNMASKED_ROLES or not text:
         return text
-    return text[0] + "*" * (len(text) - 1)
+    if len(text) <= 2:
+        return text[0] + "*" * (len(text) - 1) if len(text) == 2 else "*"
+    return text[0] + "*" * (len(text) - 2) + text[-1]
+
+
+def may_unmask(role: str | None) -> bool:
+    """True for a role that reads identifiers and names whole (none of today's roles)."""
+    return role in UNMASKED_ROLES
 
 
 #: The rule of each identifier kind, by the kind names the EMPI stores (person_identifiers.kind)
 #: and the golden record's field names.
 MASKS = {"id_no": mask_id, "phone": mask_phone, "health_card": mask_health_card, "insurance": mask_insurance,
-         "name": mask_name}
+         "doc": mask_document, "name": mask_name}
+
+#: The same rules by the person roles a data set declares (phip.standard.catalog.PersonRole):
+#: the field of a record that holds the value.
+PERSON_FIELD_MASKS = {"id_no": mask_id, "phone": mask_phone, "health_card_no": mask_health_card,
+                      "insurance_no": mask_insurance, "name": mask_name}
 
 
 def mask_kind(kind: str, value: str | None, role: str = "operator") -> str | None:

@@ -3,35 +3,41 @@ the push API (issue 3) and dashboards (issue 5) add routers here."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import timedelta
+from pathlib import Path
 
-import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, text
 
 from phip import runtime
-from phip.api import access_log, errors, push
+from phip.api import access_log, csrf, errors, memory, push
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api import empi as empi_api
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
-from phip.ingest.pipeline import Pipeline
+from phip.config import get_settings
+from phip.reports import onboarding, overview
 from phip.standard.catalog import CATEGORY_LABELS, load_standard
 from phip.standard.export import dataset_schema, render_html
 from phip.standard.validate import platform_now
-from phip.store.models import EventDaily, IngestDaily
-from phip.web import dashboard
+from phip.web import auth, dashboard
 from phip.web.render import render
+
+SWAGGER_DIR = Path(dashboard.__file__).parent / "static" / "vendor" / "swagger-ui"
+_METRICS_REFUSED = ("METRICS_AUTH_REQUIRED", "读取监控指标需要登录运维看板，或在请求头 Authorization: Bearer <令牌> "
+                    "中提供 PHIP_METRICS_TOKEN 设置的令牌")
 
 
 def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
     """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
     runtime.tune_gc()
+    memory.limit_arenas()
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
     if engine is None:
@@ -41,6 +47,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     errors.install(app)
     access_log.install()
     app.add_middleware(errors.RejectNul)
+    app.add_middleware(csrf.SameOrigin)
     limiter = limiter or RateLimiter()  # one budget per institution across push and xref
     push_router = push.build_router(engine, pipeline, limiter)
     app.state.batch_slots = push_router.batch_slots  # type: ignore[attr-defined]
@@ -60,8 +67,8 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         REQUESTS.labels(request.method, path, str(response.status_code)).inc()
         return response
 
-    # Swagger UI from the installed swagger-ui-bundle package: no CDN on a closed network.
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    # Swagger UI 5 vendored in the package (reads the OpenAPI 3.1 FastAPI serves; no CDN on a closed network)
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_DIR), name="swagger")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -70,8 +77,17 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
                                    swagger_css_url="/static/swagger/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
+    def operator(request: Request) -> auth.SessionInfo | None:
+        return auth.session(engine, request.cookies.get(dashboard.COOKIE))
+
     @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus figures: for a scraper with ``PHIP_METRICS_TOKEN`` or a logged-in operator."""
+        token, given = get_settings().metrics_token, request.headers.get("authorization", "")
+        scraper = bool(token) and given.lower().startswith("bearer ") and secrets.compare_digest(
+            given[7:].strip().encode(), token.encode())  # type: ignore[union-attr]
+        if not scraper and operator(request) is None:
+            raise ApiError(401, *_METRICS_REFUSED, headers={"WWW-Authenticate": "Bearer"})
         return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_class=PlainTextResponse, summary="健康检查", tags=["运维 operations"],
@@ -108,20 +124,25 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
         return render_html(std)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> str:
-        from phip.reports.onboarding import onboarding_status
-
+    def home(request: Request) -> Response:
+        """The platform's figures for a logged-in operator; anyone else gets a landing page with
+        the standard and the way to the login, and no figure of the platform."""
+        if operator(request) is None:
+            return HTMLResponse(render("landing.html", datasets=std.datasets, version=std.version))
         today = platform_now().date()
-        with engine.connect() as conn:
-            received = dict(conn.execute(
-                select(IngestDaily.day, func.sum(IngestDaily.accepted + IngestDaily.updated))
-                .where(IngestDaily.day >= today - timedelta(days=13)).group_by(IngestDaily.day)
-            ).all())
-            visits = conn.execute(
-                select(func.coalesce(func.sum(EventDaily.records), 0)).where(EventDaily.dataset == "outpatient_visit")
-            ).scalar_one()
-        orgs = onboarding_status(engine, "hospital")
-        return render("home.html", orgs=orgs, received=sorted(received.items()), visits=visits,
-                      datasets=std.datasets, categories=CATEGORY_LABELS, version=std.version)
+        received = [(day, n) for day, n in overview.daily_uploads(engine, today - timedelta(days=13), today) if n]
+        return HTMLResponse(render("home.html", orgs=onboarding.onboarding_status(engine, "hospital"), received=received,
+                                   visits=overview.dataset_records(engine, "outpatient_visit"), datasets=std.datasets,
+                                   categories=CATEGORY_LABELS, version=std.version))
 
     return app
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the service in uvicorn (``phip serve``). The store is migrated here, once, before
+    any worker starts; each worker's health check waits ``PHIP_WORKER_START_SECONDS``."""
+    import uvicorn
+
+    runtime.engine()
+    uvicorn.run("phip.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+                timeout_worker_healthcheck=get_settings().worker_start_seconds)

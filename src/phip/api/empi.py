@@ -3,7 +3,9 @@ queue actions, merge / split / undo. Thin: every endpoint calls phip.empi.servic
 
 Every endpoint needs a logged-in operator (the dashboard's session cookie, 运维看板登录): these
 are residents' identities. The session's user, not a field of the body, is what the audit
-trail records. ID numbers and phones are masked in every answer.
+trail records. Every POST also carries the session's CSRF token in ``X-CSRF-Token`` (from
+``GET /api/v1/empi/session``), see phip.api.csrf. Identifiers and names are masked in every
+answer by the rules of phip.privacy (no role reads them whole).
 """
 
 
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from phip.api import csrf
 from phip.api.errors import ApiError
 from phip.api.examples import responses
 from phip.web import auth
@@ -23,7 +26,7 @@ from phip.web import auth
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
 MAX_ID = 2**63 - 1
 _LOGIN = (401, "请先以操作员身份登录运维看板（/login）", None)
-_PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张伟", "sex": "1", "birth_date": "1990-04-12",
+_PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张*", "sex": "1", "birth_date": "1990-04-12",
            "id_no": "220102********0614", "phone": "135****5678", "address": "吉林省长春市南关区人民大街1号"}
 _SOURCE = {"org": "12220104412001376B", "dataset": "patient_info", "at": "2026-11-21 09:30:00"}
 EXAMPLES = {
@@ -49,6 +52,8 @@ EXAMPLES = {
         {"org": "122201024120041126", "org_name": "长春市中医院", "patient_id": "0098812"}],
         "identifiers": [{"kind": "id_no", "label": "居民身份证号码", "scope": None, "value": "220102********0614"}]},
     "event": {"event_id": 9},
+    "session": {"username": "ops", "role": "operator", "csrf_token": "q3JX0c1m7y4b9Zt2vQ8kLwHnE5sUaRfP6dGiO0eTxYc",
+                "expires_at": "2026-11-22 18:00:00"},
 }
 
 from phip.empi import service
@@ -96,16 +101,20 @@ class Decision(Operator):
 
 
 def build_router(engine: Engine) -> APIRouter:
-    def operator(request: Request) -> str:
+    def session(request: Request) -> auth.SessionInfo:
         info = auth.session(engine, request.cookies.get(COOKIE))
         if info is None:
             raise ApiError(401, "LOGIN_REQUIRED", _LOGIN[1])
+        csrf.check_token(request, info)
+        return info
+
+    def operator(info: Annotated[auth.SessionInfo, Depends(session)]) -> str:
         return info.username
 
-    router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"], dependencies=[Depends(operator)])
+    router = APIRouter(prefix="/api/v1/empi", tags=["EMPI 患者主索引"], dependencies=[Depends(session)])
     Actor = Annotated[str, Depends(operator)]
     EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
-    errors = {401: ("LOGIN_REQUIRED", *_LOGIN[1:])}
+    errors = {401: ("LOGIN_REQUIRED", *_LOGIN[1:]), 403: (*csrf.CSRF_FAILED, csrf.HEADER)}
     not_found = {**errors, 404: ("PERSON_NOT_FOUND", "居民“9f1c2b7e”不存在", "person_id")}
 
     def body(model: type[BaseModel], example: dict) -> object:
@@ -120,6 +129,16 @@ def build_router(engine: Engine) -> APIRouter:
     def documented(example: str, *statuses: int, overrides: dict | None = None) -> dict:
         return responses(EXAMPLES[example], 401, *statuses, overrides={**errors, **(overrides or {})})
 
+    def changing(example: str, *statuses: int, overrides: dict | None = None) -> dict:
+        """A POST: 403 without the session's CSRF token too."""
+        return documented(example, 403, *statuses, overrides=overrides)
+
+    @router.get("/session", responses=documented("session"))
+    def current_session(info: Annotated[auth.SessionInfo, Depends(session)]) -> dict:
+        """当前登录会话：用户、角色和CSRF令牌（每个POST请求须在请求头 X-CSRF-Token 中提供此令牌）。"""
+        return {"username": info.username, "role": info.role, "csrf_token": info.csrf_token,
+                "expires_at": info.expires_at.isoformat(sep=" ", timespec="seconds")}
+
     in_url = ("IDENTIFIER_IN_URL", "身份证号码和电话号码不能放在网址中（会被写入访问日志）：请改用 "
               "POST /api/v1/empi/persons/search，在请求体中提供", "id_no")
 
@@ -133,7 +152,7 @@ def build_router(engine: Engine) -> APIRouter:
         hits = service.find(engine, name=name, birth_date=birth_date, sex=sex, limit=limit)
         return {"persons": hits}
 
-    @router.post("/persons/search", responses=documented("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
+    @router.post("/persons/search", responses=changing("find", 400, overrides={400: ("BAD_QUERY", "请提供身份证号码、电话号码，或姓名加出生日期", None)}))
     def search(query: Annotated[PersonSearch, Body(openapi_examples={"按身份证号码": {"value": {"id_no": "220102199004120614"}},
                                                                      "按姓名和出生日期": {"value": {"name": "张伟", "birth_date": "1990-04-12"}}})]) -> dict:
         """PDQ：按身份证号码、电话或姓名+出生日期查找居民，按匹配权重排序（查询条件在请求体中，不进访问日志）。"""
@@ -156,7 +175,7 @@ def build_router(engine: Engine) -> APIRouter:
         """该居民的主索引操作记录（审计）。"""
         return {"events": service.events(engine, person_id)}
 
-    @router.post("/persons/{person_id}/split", responses=documented("split", 404, overrides=not_found))
+    @router.post("/persons/{person_id}/split", responses=changing("split", 404, overrides=not_found))
     def split(person_id: str, body: SplitBody, actor: Actor) -> dict:
         new_id, event_id = service.split(engine, person_id, body.record_ids, actor, body.reason)
         return {"person_id": new_id, "event_id": event_id}
@@ -167,15 +186,15 @@ def build_router(engine: Engine) -> APIRouter:
         """审核队列：逐字段比较结果与匹配权重。"""
         return {"total": service.review_count(engine, status), "reviews": service.reviews(engine, status, limit)}
 
-    @router.post("/reviews/{review_id}/decision", responses=documented("decision"))
+    @router.post("/reviews/{review_id}/decision", responses=changing("decision"))
     def decide(review_id: EventId, body: DecisionBody, actor: Actor) -> dict:
         return service.decide(engine, review_id, body.decision, actor, body.reason)
 
-    @router.post("/merge", responses=documented("event", 404, overrides=not_found))
+    @router.post("/merge", responses=changing("event", 404, overrides=not_found))
     def merge(body: MergeBody, actor: Actor) -> dict:
         return {"event_id": service.merge(engine, body.survivor, body.retired, actor, body.reason)}
 
-    @router.post("/events/{event_id}/undo", responses=documented("event"))
+    @router.post("/events/{event_id}/undo", responses=changing("event"))
     def undo(event_id: EventId, body: UndoBody, actor: Actor) -> dict:
         return {"event_id": service.undo(engine, event_id, actor, body.reason)}
 

@@ -8,7 +8,9 @@ passes goes through the one pipeline, where each record is accepted or rejected 
 """
 
 
+import asyncio
 import threading
+import time
 import zlib
 from datetime import datetime
 from typing import Annotated, Any
@@ -28,6 +30,7 @@ from .errors import RETRY_AFTER_SECONDS, ApiError
 from .keyauth import institution_key
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
 from .limits import RECORDS, RateLimiter
+from .memory import trim
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
@@ -36,6 +39,7 @@ MAX_RECORDS = 5000
 #: memory and keeps connections free for key checks; four keep both cores and the pool busy.
 MAX_CONCURRENT_BATCHES = 4
 BUSY_WAIT = 20.0
+SLOT_POLL = 0.05
 JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonlines", "application/x-jsonlines"}
 
@@ -69,13 +73,24 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if media not in JSON_TYPES | NDJSON_TYPES:
             raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"不支持的内容类型“{media or '未提供'}”，请使用 application/json 或 application/x-ndjson")
-        if not await run_in_threadpool(slots.acquire, timeout=BUSY_WAIT):
+        if not await _take(slots):
             raise ApiError(503, "SERVER_BUSY", "平台正在处理的批次已满，本批未保存，请稍后重试",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
             return await _store_batch(request, org, ds, media)
         finally:
             slots.release()
+            await run_in_threadpool(trim)  # the batch's freed pages go back to the system (phip.api.memory)
+
+    async def _take(slots: threading.BoundedSemaphore) -> bool:
+        """A batch slot within BUSY_WAIT seconds, waited for on the event loop: a waiting
+        request holds no thread of the pool, which the batches being stored need."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while not slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(SLOT_POLL)
+        return True
 
     async def _store_batch(request: Request, org: str, ds: Any, media: str) -> dict[str, Any]:
         body = await _read_body(request)

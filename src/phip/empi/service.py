@@ -42,7 +42,8 @@ class EmpiError(PhipError):
 # --- masking ------------------------------------------------------------------------------------
 
 
-# ID numbers and phones are masked unless the reader may see them (phip.privacy: one rule per kind).
+# Names, ID numbers, phones and cards are masked unless the reader may see them (phip.privacy:
+# one rule per kind; a patient id is the institution's, not a personal identifier).
 
 
 def _public(person: dict[str, Any], unmasked: bool) -> dict[str, Any]:
@@ -50,8 +51,8 @@ def _public(person: dict[str, Any], unmasked: bool) -> dict[str, Any]:
     if out.get("birth_date"):
         out["birth_date"] = out["birth_date"].isoformat()
     if not unmasked:
-        out["id_no"] = mask_kind("id_no", out.get("id_no"))
-        out["phone"] = mask_kind("phone", out.get("phone"))
+        for field in ("name", "id_no", "phone"):
+            out[field] = mask_kind(field, out.get(field))
     return out
 
 
@@ -96,7 +97,7 @@ def identifiers(engine: Engine, person_id: str, unmasked: bool = False) -> dict[
                             .where(pi.c.person_id == pid).order_by(pi.c.kind, pi.c.scope, pi.c.value)).all()
     return {"person_id": pid, "identifiers": [
         {"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
-         "value": v if unmasked or k != "id_no" else mask_kind(k, v), "registered_at": at.isoformat(sep=" ")}
+         "value": v if unmasked else mask_kind(k, v), "registered_at": at.isoformat(sep=" ")}
         for k, s, v, at in rows
     ]}
 
@@ -153,7 +154,7 @@ def xref(engine: Engine, *, org: str | None = None, patient_id: str | None = Non
         "person_id": pid,
         "local_ids": [{"org": s, "org_name": names.get(s), "patient_id": v} for k, s, v in rows if k == "patient_id"],
         "identifiers": [{"kind": k, "label": KIND_LABELS.get(k, k), "scope": s or None,
-                         "value": v if unmasked or k not in ("id_no", "health_card", "insurance") else mask_kind(k, v)}
+                         "value": v if unmasked else mask_kind(k, v)}
                         for k, s, v in rows if k != "patient_id"],
     }
 
@@ -213,7 +214,7 @@ def reviews(engine: Engine, status: str = "pending", limit: int = 50, unmasked: 
         evidence = item.get("evidence") or []
         if not unmasked:
             for ev in evidence:
-                if ev.get("field") in ("id_no", "phone"):
+                if ev.get("field") in ("name", "id_no", "phone"):
                     ev["left"], ev["right"] = mask_kind(ev["field"], ev.get("left")), mask_kind(ev["field"], ev.get("right"))
         item["person"] = _public(persons[row["person_id"]], unmasked) if row["person_id"] in persons else None
         item["candidate"] = _public(persons[row["candidate_id"]], unmasked) if row["candidate_id"] in persons else None

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, case, desc, func, select
 
 from phip.standard.catalog import DataSet, load_standard
 from phip.store.models import BatchFinding, Institution, RejectedRecord
-from phip.privacy import mask_id, mask_phone, mask_text
+from phip.privacy import PERSON_FIELD_MASKS, mask_id, mask_phone, mask_text
 
 #: Characters of one shown value: enough to recognise it, not a dump of the record.
 SHOWN = 60
@@ -122,6 +122,7 @@ def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role
         return {"原文": _shown(mask_text(_text(payload), role))}
     specs = {f.name: f for f in dataset.fields}
     person = dataset.person
+    roles = {field: person_role for person_role, field in person.items()}
     wanted = []  # the natural key is shown beside, as the record's key
     for role_name in ("name", "id_no", "phone"):
         if role_name in person:
@@ -133,10 +134,13 @@ def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role
             continue
         spec = specs.get(name)
         value = payload[name]
+        rule = PERSON_FIELD_MASKS.get(roles.get(name, ""))
         if spec is not None and spec.check == "id_no" or name == person.get("id_no"):
             shown = mask_id(_text(value), role)
         elif spec is not None and spec.check == "phone" or name == person.get("phone"):
             shown = mask_phone(_text(value), role)
+        elif rule is not None:
+            shown = mask_text(rule(_text(value), role), role)
         else:
             shown = mask_text(_text(value), role)
         out[spec.label if spec is not None else name] = _shown(shown)

@@ -1,6 +1,6 @@
 """Read side of quality control for the dashboard, the CLI and the feedback API: scores,
 top findings and the findings browser. Examples are read from the stored record and masked
-(ID numbers, phones) before they leave this module."""
+(names, ID numbers, phones) before they leave this module."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import Engine, desc, func, select
 
 from phip.standard.catalog import load_standard
 from phip.store.models import Record, RejectedRecord
-from phip.privacy import mask_id, mask_phone
+from phip.privacy import PERSON_FIELD_MASKS
 
 from .rules import load_rules
 from .tables import QualityFinding, QualityScore
@@ -41,12 +41,9 @@ def _example(standard, dataset: str, payload: dict[str, Any] | None, role: str) 
         return {}
     person = standard.dataset(dataset).person
     out = {}
-    if "name" in person and payload.get(person["name"]):
-        out["姓名"] = str(payload[person["name"]])
-    if "id_no" in person and payload.get(person["id_no"]):
-        out["证件号码"] = mask_id(payload[person["id_no"]], role)
-    if "phone" in person and payload.get(person["phone"]):
-        out["电话"] = mask_phone(payload[person["phone"]], role)
+    for person_role, label in (("name", "姓名"), ("id_no", "证件号码"), ("phone", "电话")):
+        if person_role in person and payload.get(person[person_role]):
+            out[label] = PERSON_FIELD_MASKS[person_role](payload[person[person_role]], role)
     return out
 
 

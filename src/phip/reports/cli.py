@@ -22,23 +22,26 @@ def _fail(message: str, code: str) -> NoReturn:
 @app.command("upload")
 def upload(
     period: str = typer.Option(..., "--period", help="统计期：2021-03、2021-03..2021-04 或 2021-03-01..2021-04-30"),
-    level: str = typer.Option("institution", "--level", help="region（按地区）| institution（按医疗机构）"),
+    level: str = typer.Option("institution", "--level", help="city（各市）| county（区县）| institution（医疗机构）"),
     region: str | None = typer.Option(None, "--region", help="只统计一个地区（区划代码）"),
     sort: str | None = typer.Option(None, "--sort", help="排序列，如 volume、outpatient_rate"),
+    extras: bool = typer.Option(False, "--extras", help="在简报表样之后加列：拒收、检验结果项目数"),
     out: Path | None = typer.Option(None, "--out", help="导出文件（.xlsx 或 .csv）；不给则在终端显示"),
 ) -> None:
-    """数据上传统计表（江苏表样）(the upload statistics report)."""
+    """数据上传统计表（江苏简报表样）(the upload statistics report)."""
     from phip import runtime
     from phip.reports import export
     from phip.reports.period import parse_period
-    from phip.reports.uploads import SORT_KEYS, upload_report
+    from phip.reports.uploads import LEVELS, SORT_KEYS, LevelError, level_of, upload_report
 
-    if level not in ("region", "institution"):
-        _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
+    try:
+        level = level_of(level)
+    except LevelError:
+        _fail(f"统计口径“{level}”无效，可选 {'、'.join(LEVELS)}", "BAD_LEVEL")
     if sort and sort not in SORT_KEYS:
         _fail(f"排序列“{sort}”无效，可选 {'、'.join(sorted(SORT_KEYS))}", "BAD_SORT")
     p = parse_period(period)  # a PeriodError is said by phip.cli.main
-    report = upload_report(runtime.engine(), p, level, region_code=region, sort=sort)  # type: ignore[arg-type]
+    report = upload_report(runtime.engine(), p, level, region_code=region, sort=sort, extras=extras)
     if out is not None:
         if out.suffix.lower() == ".xlsx":
             export.to_xlsx(report, out)
@@ -49,12 +52,23 @@ def upload(
         console.print(f"已导出 {export.title(report)}：{len(report.rows)} 行 → {out}")
         return
     table = Table(title=export.title(report))
-    for h in export.header_labels():
+    for h in export.header_labels(report):
         table.add_column(h, justify="right")
     for row in [*report.rows, report.total]:
-        values = export.cells(row)
+        values = export.cells(report, row)
         table.add_row(row.name, *[f"{v * 100:.2f}%" if isinstance(v, float) else str(v) for v in values])
     console.print(table)
+
+
+@app.command("recount")
+def recount_cmd(measure: str = typer.Argument(..., help="计数口径，如 lab_reports、discharges")) -> None:
+    """按已存记录重算一个计数口径（新增口径后补齐历史；请在无数据接收时运行）(rebuild a measure)."""
+    from phip import runtime
+    from phip.reports.measures import load_measures, recount
+
+    if measure not in load_measures():
+        _fail(f"计数口径“{measure}”不存在，可选 {'、'.join(load_measures())}", "BAD_MEASURE")
+    console.print(f"已重算 {measure}：{recount(runtime.engine(), measure):,} 条记录计入")
 
 
 def _import_sheet(load, file: Path):  # noqa: ANN001, ANN202

@@ -15,20 +15,19 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from .uploads import COLUMNS, Report, Row
+from .uploads import Report, Row
 
-LEVEL_TITLES = {"region": "各地区数据上传省平台情况", "institution": "各医疗机构数据上传省平台情况"}
 FIRST_DATA_ROW = 4
 
 
 def title(report: Report) -> str:
-    return f"{LEVEL_TITLES[report.level]}（{report.period.label}）"
+    return f"{report.layout.title}({report.period.label})"
 
 
-def cells(row: Row) -> list[object]:
-    """The exported values of one row, in COLUMNS order (rates as fractions or text)."""
+def cells(report: Report, row: Row) -> list[object]:
+    """The exported values of one row, in the report's column order (rates as fractions or text)."""
     out: list[object] = []
-    for key, _, _ in COLUMNS:
+    for key, _, _ in report.columns:
         if key.endswith("_rate"):
             measure = key[: -len("_rate")]
             rate = row.value(key)
@@ -42,26 +41,27 @@ def to_xlsx(report: Report, path: Path | None = None) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "数据上传统计"
-    width = len(COLUMNS) + 1
+    columns = report.columns
+    width = len(columns) + 1
     ws.cell(1, 1, title(report)).font = Font(bold=True, size=14)
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
     head = Font(bold=True)
     fill = PatternFill("solid", fgColor="EEF3F8")
-    ws.cell(2, 1, "接入单位")
+    ws.cell(2, 1, report.layout.unit)
     ws.merge_cells(start_row=2, start_column=1, end_row=3, end_column=1)
     col = 2
     while col <= width:
-        key, label, group = COLUMNS[col - 2]
+        key, label, group = columns[col - 2]
         if group is None:
             ws.cell(2, col, label)
             ws.merge_cells(start_row=2, start_column=col, end_row=3, end_column=col)
             col += 1
             continue
-        span = sum(1 for c in COLUMNS if c[2] == group)
+        span = sum(1 for c in columns if c[2] == group)
         ws.cell(2, col, group)
         ws.merge_cells(start_row=2, start_column=col, end_row=2, end_column=col + span - 1)
         for i in range(span):
-            ws.cell(3, col + i, COLUMNS[col - 2 + i][1])
+            ws.cell(3, col + i, columns[col - 2 + i][1])
         col += span
     for r in (2, 3):
         for c in range(1, width + 1):
@@ -71,9 +71,9 @@ def to_xlsx(report: Report, path: Path | None = None) -> bytes:
     for i, row in enumerate(rows):
         excel_row = FIRST_DATA_ROW + i
         ws.cell(excel_row, 1, row.name)
-        for j, value in enumerate(cells(row)):
+        for j, value in enumerate(cells(report, row)):
             cell = ws.cell(excel_row, 2 + j, value)
-            if COLUMNS[j][0].endswith("_rate") and isinstance(value, float):
+            if columns[j][0].endswith("_rate") and isinstance(value, float):
                 cell.number_format = "0.00%"
             elif isinstance(value, int):
                 cell.number_format = "#,##0"
@@ -95,17 +95,17 @@ def to_xlsx(report: Report, path: Path | None = None) -> bytes:
     return data
 
 
-def header_labels() -> list[str]:
-    return ["接入单位", *[f"{g}-{label}" if g else label for _, label, g in COLUMNS]]
+def header_labels(report: Report) -> list[str]:
+    return [report.layout.unit, *[f"{g}-{label}" if g else label for _, label, g in report.columns]]
 
 
 def to_csv(report: Report, path: Path | None = None) -> str:
     """UTF-8 with BOM so that Excel on Chinese Windows opens it correctly."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(header_labels())
+    w.writerow(header_labels(report))
     for row in [*report.rows, report.total]:
-        values = cells(row)
+        values = cells(report, row)
         w.writerow([row.name, *[f"{v * 100:.2f}%" if isinstance(v, float) else v for v in values]])
     text = "\ufeff" + buf.getvalue()
     if path is not None:

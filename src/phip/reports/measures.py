@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from phip.datafiles import load_yaml
 from phip.standard.catalog import DataSet, load_standard
@@ -31,6 +31,7 @@ class Measure:
     datasets: tuple[str, ...]
     day_field: str | None
     codes: tuple[tuple[str, tuple[str, ...]], ...]
+    values: tuple[tuple[str, tuple[object, ...]], ...] = ()
 
     def day_of(self, dataset: DataSet, record: Mapping[str, Any] | None) -> date | None:
         """The day this record counts on, or None when it does not count."""
@@ -42,6 +43,9 @@ class Measure:
                 if type(v) is str and v.startswith(prefixes):
                     break
             else:
+                return None
+        for f, allowed in self.values:
+            if record.get(f) not in allowed:
                 return None
         value = record.get(self.day_field or dataset.event_time)
         if isinstance(value, datetime):
@@ -68,8 +72,11 @@ def load_measures(path: Path = MEASURES_FILE) -> dict[str, Measure]:
                 raise ValueError(f"measure {code}: {ds} has no field {spec['day_field']}")
             if spec.get("codes") and not names & set(spec["codes"]):
                 raise ValueError(f"measure {code}: {ds} has none of the fields {list(spec['codes'])}")
+            if set(spec.get("values", {})) - names:
+                raise ValueError(f"measure {code}: {ds} lacks the fields {sorted(set(spec['values']) - names)}")
         out[code] = Measure(code, spec["label"], tuple(spec["datasets"]), spec.get("day_field"),
-                            tuple((f, tuple(p)) for f, p in spec.get("codes", {}).items()))
+                            tuple((f, tuple(p)) for f, p in spec.get("codes", {}).items()),
+                            tuple((f, tuple(v)) for f, v in spec.get("values", {}).items()))
     return out
 
 
@@ -125,3 +132,28 @@ class MeasureCounter:
     def count(self, conn: Connection, org_code: str, dataset: DataSet, new: Iterable[Mapping[str, Any]],
               changed: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any]]] = ()) -> None:
         count_measures(conn, org_code, dataset, new, changed)
+
+
+def recount(engine: Engine, code: str) -> int:
+    """Rebuild one measure's counters from the stored records, so a measure added later counts
+    the history too; one transaction. Run it while nothing is being ingested: a batch committed
+    during the scan could be counted twice. Returns the records counted."""
+    from sqlalchemy import delete, select
+
+    from phip.reports.tables import MeasureDaily
+    from phip.store.models import Record
+
+    measure = load_measures()[code]
+    std = load_standard()
+    counts: dict[tuple[str, date], int] = {}
+    with engine.begin() as conn:
+        conn.execute(delete(MeasureDaily).where(MeasureDaily.measure == code))
+        rows = conn.execute(select(Record.org_code, Record.dataset, Record.payload)
+                            .where(Record.dataset.in_(measure.datasets)).execution_options(yield_per=10_000))
+        for org, ds, payload in rows:
+            day = measure.day_of(std.dataset(ds), payload)
+            if day is not None:
+                counts[(org, day)] = counts.get((org, day), 0) + 1
+        increment(conn, MeasureDaily.__table__, ("org_code", "measure", "day"), [
+            {"org_code": org, "measure": code, "day": day, "records": n} for (org, day), n in sorted(counts.items())])
+    return sum(counts.values())

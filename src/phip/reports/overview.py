@@ -32,6 +32,13 @@ def totals(engine: Engine, today: date) -> dict[str, int]:
         return {"today": total(today), "month": total(month_start)}
 
 
+def dataset_records(engine: Engine, dataset: str) -> int:
+    """Records of one data set across the province, from the daily event counters."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.sum(EventDaily.records), 0))
+                                .where(EventDaily.dataset == dataset)).scalar_one())
+
+
 def institution(engine: Engine, org_code: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(Institution.__table__).where(Institution.code == org_code)).first()

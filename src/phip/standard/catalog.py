@@ -165,6 +165,10 @@ class Standard(BaseModel):
     model_config = ConfigDict(frozen=True)
     version: str
     datasets: tuple[DataSet, ...]
+    title: str = "全民健康信息平台医疗机构数据采集标准"
+    issuer: str = ""
+    province: str = ""
+    published: str = ""  # YYYY-MM-DD, the date of issue printed on the cover
     domains: dict[str, ValueDomain]
 
     def dataset(self, ref: str | int) -> DataSet:
@@ -220,7 +224,8 @@ def load_standard(data_dir: Path = DATA_DIR) -> Standard:
     if len(set(nos)) != len(nos) or len(set(codes)) != len(codes):
         raise StandardError("data set numbers and codes must be unique")
     meta = load_yaml(data_dir / "standard.yaml")
-    return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains)
+    return Standard(version=str(meta["version"]), datasets=tuple(datasets), domains=domains,
+                    **{k: str(meta[k]) for k in ("title", "issuer", "province", "published") if meta.get(k)})
 
 
 _T = TypeVar("_T")

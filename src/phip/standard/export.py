@@ -10,9 +10,25 @@ from typing import Any
 
 import orjson
 
+from phip.config import get_settings
+
 from .catalog import CATEGORY_LABELS, TYPE_LABELS, DataSet, FieldSpec, Standard
 
-SCHEMA_BASE = "https://phip.local/standard"  # an identifier, never fetched
+
+def schema_id(standard: Standard, ds: DataSet, base_url: str | None = None) -> str:
+    """``$id`` of a data set's schema: under the province's publishing address when one is set
+    (``PHIP_STANDARD_BASE_URL``), else a URN, which names without pretending to be fetchable."""
+    base = get_settings().standard_base_url if base_url is None else base_url.rstrip("/")
+    if base:
+        return f"{base}/{standard.version}/{ds.code}.schema.json"
+    return f"urn:phip:standard:{standard.version}:{ds.code}"
+
+
+def cover_lines(standard: Standard) -> list[tuple[str, str]]:
+    """The cover (封面) every export starts with."""
+    return [("标准名称", f"{standard.province}{standard.title}"), ("发布单位", standard.issuer),
+            ("版本", standard.version), ("发布日期", standard.published),
+            ("内容", f"数据集{len(standard.datasets)}个，值域代码表{len(standard.domains)}个")]
 
 
 def _date_pattern(f: FieldSpec) -> dict[str, Any]:
@@ -62,10 +78,10 @@ def field_schema(standard: Standard, f: FieldSpec) -> dict[str, Any]:
     return prop
 
 
-def dataset_schema(standard: Standard, ds: DataSet) -> dict[str, Any]:
+def dataset_schema(standard: Standard, ds: DataSet, base_url: str | None = None) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{SCHEMA_BASE}/{standard.version}/{ds.code}.schema.json",
+        "$id": schema_id(standard, ds, base_url),
         "title": f"{ds.number:02d} {ds.name}",
         "description": f"{ds.description} 业务主键：{', '.join(ds.natural_key)}；业务发生时间：{ds.event_time}。",
         "type": "object",
@@ -79,12 +95,12 @@ def dataset_schema(standard: Standard, ds: DataSet) -> dict[str, Any]:
     }
 
 
-def export_jsonschema(standard: Standard, out: Path) -> list[Path]:
+def export_jsonschema(standard: Standard, out: Path, base_url: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ds in standard.datasets:
         path = out / f"{ds.code}.schema.json"
-        path.write_bytes(orjson.dumps(dataset_schema(standard, ds), option=orjson.OPT_INDENT_2))
+        path.write_bytes(orjson.dumps(dataset_schema(standard, ds, base_url), option=orjson.OPT_INDENT_2))
         paths.append(path)
     return paths
 
@@ -97,12 +113,14 @@ def render_html(standard: Standard) -> str:
     """One self-contained Chinese HTML page (no external assets)."""
     parts = [
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>",
-        f"<title>全民健康信息平台数据采集标准 {standard.version}</title>",
+        f"<title>{_e(standard.province + standard.title)}（{_e(standard.version)}）</title>",
         "<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0 2em;width:100%}th,td{border:1px solid #ccc;padding:4px 6px;font-size:13px;text-align:left}"
         "th{background:#eef3f8}h2{border-bottom:2px solid #1f5fa8;padding-bottom:4px}code{background:#f4f4f4;padding:0 3px}</style>",
         "</head><body>",
-        f"<h1>全民健康信息平台医疗机构数据采集标准（{_e(standard.version)}）</h1>",
+        f"<h1>{_e(standard.province + standard.title)}</h1><table class='cover'>",
+        *[f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in cover_lines(standard)[1:]],
+        "</table>",
         "<p>本标准依据WS 445《电子病历基本数据集》、WS 363/364《卫生信息数据元目录》《卫生信息数据元值域代码》、"
         "WS/T 500《电子病历共享文档规范》、WS/T 483《健康档案共享文档规范》制定。日期格式为 <code>YYYY-MM-DD</code>，"
         "日期时间格式为 <code>YYYY-MM-DD HH:MM:SS</code>；代码类字段取值见“值域代码表”。</p>",
@@ -154,15 +172,37 @@ def export_html(standard: Standard, out: Path) -> Path:
     return path
 
 
+_SHEET_FORBIDDEN = str.maketrans({"[": "（", "]": "）", ":": "：", "*": "＊", "?": "？", "/": "／", "\\": "＼"})
+
+
+def sheet_title(text: str, taken: set[str]) -> str:
+    """A Chinese sheet name Excel accepts (31 characters, none of []:*?/\\), unique in the book."""
+    base = text.translate(_SHEET_FORBIDDEN)[:31]
+    title, n = base, 2
+    while title in taken:
+        suffix = f"（{n}）"
+        title, n = base[: 31 - len(suffix)] + suffix, n + 1
+    taken.add(title)
+    return title
+
+
 def export_xlsx(standard: Standard, out: Path) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
 
     out.mkdir(parents=True, exist_ok=True)
     wb = Workbook()
-    toc = wb.active
-    toc.title = "数据集目录"
+    cover = wb.active
+    cover.title = "封面"
+    cover.append([f"{standard.province}{standard.title}"])
+    cover["A1"].font = Font(bold=True, size=16)
+    cover.append([])
+    for label, value in cover_lines(standard)[1:]:
+        cover.append([label, value])
+    cover.column_dimensions["A"].width, cover.column_dimensions["B"].width = 12, 60
+    toc = wb.create_sheet("数据集目录")
     header_font, header_fill = Font(bold=True), PatternFill("solid", fgColor="DDE8F5")
+    titles: set[str] = {"封面", "数据集目录"}
 
     def header(ws: Any, names: list[str]) -> None:
         ws.append(names)
@@ -174,13 +214,15 @@ def export_xlsx(standard: Standard, out: Path) -> Path:
     for ds in standard.datasets:
         toc.append([ds.number, ds.code, ds.name, ds.name_en, CATEGORY_LABELS[ds.category], len(ds.fields),
                     ", ".join(ds.natural_key), ds.event_time, "；".join(ds.basis)])
-        ws = wb.create_sheet(f"{ds.number:02d}_{ds.code}"[:31])
+        ws = wb.create_sheet(sheet_title(f"{ds.number:02d} {ds.name}", titles))
+        link = toc.cell(row=toc.max_row, column=3)
+        link.hyperlink, link.style = f"#'{ws.title}'!A1", "Hyperlink"
         header(ws, ["序号", "字段名", "中文名称", "数据元标识符", "类型", "长度", "小数位", "必填", "值域", "校验"])
         for i, f in enumerate(ds.fields, 1):
             ws.append([i, f.name, f.label, f.de or "", TYPE_LABELS[f.type], f.length, f.scale, "是" if f.required else "否",
                        f.domain or "", f.check or (f.pattern or "")])
     for d in standard.domains.values():
-        ws = wb.create_sheet(f"值域_{d.id}"[:31])
+        ws = wb.create_sheet(sheet_title(f"值域 {d.name}", titles))
         ws.append([f"{d.name}（{d.standard}）"])
         if d.kind == "code_system":
             ws.append(["格式", d.pattern])

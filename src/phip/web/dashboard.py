@@ -28,7 +28,7 @@ from phip.quality import service as quality
 from phip.quality.rules import load_rules
 from phip.reports import export, onboarding, overview
 from phip.reports.period import Period, PeriodError, month_of, parse_period
-from phip.reports.uploads import COLUMNS, SORT_KEYS, upload_report
+from phip.reports.uploads import LEVEL_ALIASES, LEVELS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 
@@ -141,11 +141,11 @@ def build_router(engine: Engine) -> APIRouter:
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20])
 
-    def _report(period: str | None, level: str, region: str | None, sort: str | None, order: str):
+    def _report(period: str | None, level: str, region: str | None, sort: str | None, order: str, extras: bool = True):
         p = period_of(period)
-        lvl = level if level in ("region", "institution") else "institution"
+        lvl = LEVEL_ALIASES.get(level, level) if LEVEL_ALIASES.get(level, level) in LEVELS else "institution"
         key = sort if sort in SORT_KEYS else None
-        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc")  # type: ignore[arg-type]
+        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras)
         return rep, key
 
     @router.get(f"{PREFIX}/uploads", response_class=HTMLResponse)
@@ -155,7 +155,7 @@ def build_router(engine: Engine) -> APIRouter:
         rep, key = _report(period, level, region, sort, order)
         region_options = overview_regions(engine)
         query = {"period": str(rep.period), "level": rep.level, "region": region or ""}
-        return _page("uploads.html", me=me, active="uploads", report=rep, columns=COLUMNS, sort=key, order=order,
+        return _page("uploads.html", me=me, active="uploads", report=rep, columns=rep.columns, sort=key, order=order,
                      query=query, region_options=region_options, title=export.title(rep))
 
     exports = {
@@ -165,9 +165,9 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.get(PREFIX + "/uploads.{fmt}")
     def uploads_file(request: Request, fmt: Literal["xlsx", "csv"], period: str | None = None, level: str = "institution",
-                     region: str | None = None, sort: str | None = None, order: str = "desc") -> Response:
+                     region: str | None = None, sort: str | None = None, order: str = "desc", extras: bool = False) -> Response:
         user(request)
-        rep, _ = _report(period, level, region, sort, order)
+        rep, _ = _report(period, level, region, sort, order, extras)
         render_file, media_type = exports[fmt]
         name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.{fmt}"
         return Response(render_file(rep), media_type=media_type,
