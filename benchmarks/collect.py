@@ -44,7 +44,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from phip.collect import his_synth  # noqa: E402
+from phip.synth import his_synth  # noqa: E402
 from phip.collect.mapping import load_mapping  # noqa: E402
 
 JOB = "outpatient_visit"

@@ -1,7 +1,7 @@
 """Change detection (``change_detection: checksum``) against a full re-read, on a table without
 an update time: MariaDB HIS → the platform on PostgreSQL.
 
-Builds ``MZ_JZJL_LS`` (phip.collect.his_synth.build_unstamped: N visits, default 1,000,000, no
+Builds ``MZ_JZJL_LS`` (phip.synth.his_synth.build_unstamped: N visits, default 1,000,000, no
 update-time column) in MariaDB (``phip_his_checksum_bench``), loads it once into PostgreSQL
 (``phip_bench_checksum``) with the change-detection job (its first run reads everything and
 records the chunks), then, in the same run, alternately:
@@ -33,7 +33,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from phip.collect import checksum, his_synth  # noqa: E402
+from phip.collect import checksum  # noqa: E402
+from phip.synth import his_synth
 from phip.collect.mapping import load_mapping  # noqa: E402
 
 

@@ -326,8 +326,9 @@ def pipeline_ratio(url: str, visits: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ingest_pipeline import fresh, generate
 
+    from identifier_resolver import IdentifierResolver
+
     from phip.empi.resolver import EmpiResolver
-    from phip.empi.identifier_resolver import IdentifierResolver
     from phip.runtime import build_pipeline
     from phip.orgs.service import list_institutions
     from phip.store.db import make_engine

@@ -1,7 +1,7 @@
 """How much of the mapping does ``phip collect probe`` get right?
 
 Builds four HIS schemas in MariaDB — the project's own synthetic HIS (``his_synth``, pinyin
-initials + Chinese comments) and the three styles of ``phip.collect.his_styles`` (东软/卫宁-like
+initials + Chinese comments) and the three styles of ``phip.synth.his_styles`` (东软/卫宁-like
 pinyin, cryptic F001 names with comments only, English names like the teaching HIS) — runs the
 probe on each, and compares its proposal with the mapping a person writes (the truth), over the
 standard's REQUIRED fields of patient_info, outpatient_registration, outpatient_visit and
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine
 
-from phip.collect import his_styles, his_synth
+from phip.synth import his_styles, his_synth
 from phip.collect.mapping import load_mapping
 from phip.collect.probe import dry_run, inspect_source, propose, skeleton
 

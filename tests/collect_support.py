@@ -10,13 +10,14 @@ import orjson
 import yaml
 from sqlalchemy import Engine, create_engine, select, text
 
-from phip.collect import his_synth
+import phip.collect
 from phip.collect.mapping import Mapping, load_mapping
 from phip.standard.catalog import load_standard
 from phip.standard.validate import validator_for
 from phip.store import models as m
+from phip.synth import his_synth
 
-EXAMPLE = Path(his_synth.__file__).parent / "examples" / "his_demo.yaml"
+EXAMPLE = Path(phip.collect.__file__).parent / "examples" / "his_demo.yaml"
 ORG_CODE, ORG_NAME = his_synth.DEMO_ORG
 MARIADB = os.environ.get("PHIP_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 POSTGRES = os.environ.get("PHIP_TEST_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")

@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select, update
 
 from phip.runtime import build_pipeline
-from phip.collect import his_synth
+from phip.synth import his_synth
 from phip.collect.runner import Collector
 from phip.quality.run import analyse, connection_time
 from phip.quality.schedule import run_due, window

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from phip.runtime import build_pipeline
-from phip.collect import checksum, his_synth
+from phip.collect import checksum
+from phip.synth import his_synth
 from phip.collect.mapping import load_mapping
 from phip.collect.runner import Collector
 from phip.collect.tables import CollectChunk

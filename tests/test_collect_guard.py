@@ -16,7 +16,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from phip.collect import his_synth
+from phip.synth import his_synth
 from phip.collect.guard import ReadOnlyViolation, check_query
 from phip.collect.mapping import MappingError, load_mapping, resolve_url
 from phip.collect.runner import Collector

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from phip.collect import his_synth
+from phip.synth import his_synth
 from phip.collect.mapping import MappingError, load_mapping
 from phip.collect.probe import inspect_source, propose, propose_codes, skeleton
 from phip.collect.runner import Collector

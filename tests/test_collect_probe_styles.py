@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, select
 
-from phip.collect import his_styles
+from phip.synth import his_styles
 from phip.collect.mapping import load_mapping
 from phip.collect.probe import dry_run, inspect_source, propose, skeleton
 from phip.collect.runner import Collector

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from phip.api.app import create_app
-from phip.collect import his_synth
+from phip.synth import his_synth
 from phip.collect.runner import Collector
 from phip.runtime import build_pipeline
 from phip.orgs.keys import create_key

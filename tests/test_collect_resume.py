@@ -13,7 +13,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from phip.collect import his_synth
+from phip.synth import his_synth
 from phip.collect.runner import Collector
 from phip.runtime import build_pipeline
 from phip.collect.tables import CollectRun

@@ -12,7 +12,8 @@ import sys
 
 from sqlalchemy import create_engine, func, select, text
 
-from phip.collect import his_synth, state
+from phip.collect import state
+from phip.synth import his_synth
 from phip.collect.runner import Collector
 from phip.runtime import build_pipeline
 from phip.store import models as m

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from phip.collect import his_synth, state
+from phip.collect import state
+from phip.synth import his_synth
 from phip.collect.runner import Collector
 from phip.runtime import build_pipeline
 from tests.collect_support import SUFFIX, demo_mapping, execute, source_url

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from sqlalchemy import update
 
-from phip.collect import his_synth, state
+from phip.collect import state
+from phip.synth import his_synth
 from phip.collect.probe import initials, inspect_source, propose
 from phip.collect.scheduler import Worker
 from phip.collect.source import open_source

@@ -18,7 +18,7 @@ from phip.collect.source import SourceError
 from phip.collect.state import LeaseLost, SourceBusy
 from phip.empi.errors import EmpiError
 from phip.errors import PhipError
-from phip.ingest.pipeline import IngestError, UnknownDataset, UnknownInstitution
+from phip.ingest.errors import IngestError, UnknownDataset, UnknownInstitution
 from phip.ingest.readers import FileFormatError
 from phip.quality.rules import RuleError
 from phip.quality.schedule import ScheduleError
@@ -101,6 +101,9 @@ def test_cli_table_gives_exit_two_to_user_errors_and_none_to_bugs():
     assert exit_code(LeaseLost("x")) == 2  # through SourceBusy
     assert exit_code(ReadOnlyViolation("A", "b")) == 2 and exit_code(UnknownDataset("x")) == 2
     assert exit_code(StandardError("x")) is None and exit_code(RuleError("x")) is None
+    from phip.synth.simulate import PushFailed
+
+    assert exit_code(PushFailed("x")) == 2  # phip simulate push
     assert all(issubclass(cls, PhipError) for cls in exit_codes())
 
 

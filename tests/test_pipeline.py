@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text
 
-from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
+from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.store import models as m
 from phip.synth.generator import Generator
 from tests.conftest import empty_store
@@ -170,33 +170,6 @@ def test_every_dataset_flows_through(pipeline, engine, orgs):
     with engine.connect() as conn:
         first_upload = conn.execute(select(m.Institution.first_upload_at).where(m.Institution.code == orgs[0][0])).scalar_one()
     assert first_upload == NOW
-
-
-def test_identifier_registered_meanwhile_wins(pipeline, engine, orgs):
-    """Another institution registered the same ID number between our lookup and our insert:
-    the stored mapping wins and our record follows it instead of creating a second person."""
-    from phip.empi.identifier_resolver import IdentifierResolver
-    from phip.standard.validate import validator_for
-
-    org, records = visits(orgs, n=1)
-    first_person = "0" * 32
-    with engine.begin() as conn:
-        conn.execute(m.Person.__table__.insert(), [{"id": first_person, "created_at": NOW}])
-        conn.execute(m.PersonIdentifier.__table__.insert(), [
-            {"kind": "id_no", "scope": "", "value": records[0]["id_no"], "person_id": first_person, "created_at": NOW}])
-    resolver = IdentifierResolver()
-    lookups = []
-
-    def blind_first_lookup(conn, keys):  # noqa: ANN001 - the first lookup runs "before" the other insert
-        lookups.append(1)
-        return {} if len(lookups) == 1 else IdentifierResolver._lookup(conn, keys)
-
-    resolver._lookup = blind_first_lookup  # type: ignore[method-assign]
-    ds = pipeline.standard.dataset("outpatient_visit")
-    record = validator_for(pipeline.standard, ds).validate(records[0], NOW).record
-    with engine.begin() as conn:
-        assert resolver.resolve(conn, org, ds, [record], NOW).person_ids == [first_person]
-    assert len(lookups) == 2
 
 
 def test_awkward_text_round_trips_exactly(pipeline, engine, orgs):
@@ -398,7 +371,7 @@ def test_validation_keeps_the_canonical_text_only_for_the_writer(orgs):
     import orjson
 
     from phip.ingest.keys import content_hash
-    from phip.ingest.pipeline import validate_batch
+    from phip.ingest.validation import validate_batch
     from phip.standard.catalog import load_standard
 
     std = load_standard()

@@ -44,6 +44,10 @@ def stored(engine):
         return conn.execute(select(func.count()).select_from(m.Record)).scalar_one()
 
 
+def other_org(orgs):
+    return orgs[1][0]
+
+
 def error(resp):
     return resp.json()["error"]["code"]
 
@@ -89,8 +93,15 @@ def test_institution_writes_only_its_own(api, engine, orgs):
     client, org, auth, other_auth = api
     batch = records(orgs)
     r = client.post(URL, json=batch, headers=other_auth)
-    assert r.status_code == 403 and error(r) == "FORBIDDEN_ORG" and "本机构" in r.json()["error"]["message"]
+    # one rule for every entry point: each record naming another institution is rejected on its own
+    assert r.status_code == 200 and r.json()["counts"]["rejected"] == len(batch)
+    findings = [rej["findings"][0] for rej in r.json()["rejections"]]
+    assert {f["code"] for f in findings} == {"ORG_MISMATCH"} and "本机构" in findings[0]["message"]
     assert stored(engine) == 0
+    mixed = [batch[0], {**batch[1], "org_code": other_org(orgs)}]
+    r = client.post(URL, json=mixed, headers=auth).json()
+    assert r["counts"]["accepted"] == 1 and r["counts"]["rejected"] == 1 and r["rejections"][0]["index"] == 1
+    assert stored(engine) == 1
     ok = client.post(URL, json=batch, headers=auth).json()
     assert client.get(f"/api/v1/receipts/{ok['batch_id']}", headers=other_auth).status_code == 404
 

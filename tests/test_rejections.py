@@ -158,7 +158,7 @@ def test_file_re_import_and_push_resend_list_each_once_in_feedback(pipeline, eng
 def test_a_pull_collection_run_again_adds_no_rejection(engine, tmp_path):
     """The issue's case: a second run over the same source rows (22 → 44 before). Three visits
     at the source carry a visit time that is no time (an event time cannot be kept)."""
-    from phip.collect import his_synth
+    from phip.synth import his_synth
     from phip.collect.runner import Collector
     from phip.runtime import build_pipeline
     from tests.collect_support import ORG_CODE, demo_mapping, execute, source_url

@@ -89,7 +89,8 @@ def test_uvicorn_on_each_store_replays_and_keeps_institutions_apart(engine, orgs
         again = httpx.post(base + url, json=batch, headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
         foreign = httpx.post(base + url, json=batch, headers={"Authorization": f"Bearer {other}"}, timeout=30)
     assert first["counts"]["accepted"] == 12 and again["counts"]["unchanged"] == 12
-    assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "FORBIDDEN_ORG"
+    assert foreign.status_code == 200 and foreign.json()["counts"]["rejected"] == 12
+    assert foreign.json()["rejections"][0]["findings"][0]["code"] == "ORG_MISMATCH"
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Record)).scalar_one() == 12
 

@@ -6,9 +6,8 @@ because every write goes through the pipeline's per-batch transactions.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -54,13 +53,14 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.collect.guard import MappingProblem
     from phip.collect.state import SourceBusy
     from phip.empi.errors import EmpiError
-    from phip.ingest.pipeline import IngestError
+    from phip.ingest.errors import IngestError
     from phip.ingest.readers import FileFormatError
     from phip.orgs.register import RegisterError
     from phip.quality.schedule import ScheduleError
     from phip.reports.period import PeriodError
     from phip.accounts import AuthError
     from phip.share import ShareError
+    from phip.synth.simulate import PushFailed
 
     return {
         CommandError: 2,  # fail() in every command
@@ -70,6 +70,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         ShareError: 2,  # phip demo (sharing)
         AuditError: 1,  # phip audit verify: a broken or missing link (as phip empi verify)
         RegisterError: 2,  # phip orgs add|update|close|reopen
+        PushFailed: 2,  # phip simulate push
     }
 
 
@@ -362,32 +363,13 @@ def generate(
     error_rate: float = typer.Option(0.0, "--error-rate", min=0.0, max=1.0, help="植入错误的比例"),
 ) -> None:
     """生成合成数据文件 (write a synthetic data file for one data set)."""
-    import csv
-
-    import orjson
-
-    from phip.synth.generator import Generator
+    from phip.synth.files import generate_file
 
     ds = _dataset(dataset)
     inst = _resolve_org(org)
-    gen = Generator(seed=seed, error_rate=error_rate)
-    records = []
-    today = date.today()
-    for d in range(days, 0, -1):
-        for _, _, recs in gen.day([(inst.code, inst.name)], today - timedelta(days=d), visits=visits,
-                                  admissions=max(1, visits // 10), datasets=[ds.code]):
-            records += recs
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".json":
-        out.write_bytes(orjson.dumps(records))
-    elif out.suffix == ".csv":
-        with out.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=[fl.name for fl in ds.fields])
-            w.writeheader()
-            w.writerows(records)
-    else:
-        out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    console.print(f"已生成 {len(records)} 条 {ds.name} 记录 → {out}（植入错误 {len(gen.planted)} 条）")
+    written, planted = generate_file(out, ds, (inst.code, inst.name), days=days, visits=visits, seed=seed,
+                                     error_rate=error_rate)
+    console.print(f"已生成 {written} 条 {ds.name} 记录 → {out}（植入错误 {planted} 条）")
 
 
 @app.command()
@@ -430,44 +412,19 @@ def simulate_push(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """模拟医院通过接口上传最近N天的全部数据集 (generate N days and push them over HTTP)."""
-    import time
-
-    import httpx
-
     from phip import runtime
     from phip.orgs.keys import create_key
-    from phip.synth.generator import Generator
+    from phip.synth.simulate import push_batches, simulated_batches
 
     inst = _resolve_org(org)
-    org_code, name = inst.code, inst.name
     if key is None:
-        key = create_key(runtime.engine(), org_code, "simulate push")[1]
-    gen = Generator(seed=seed)
-    today = date.today()
-    batches = []
-    for d in range(days - 1, -1, -1):
-        batches += list(gen.day([(org_code, name)], today - timedelta(days=d), visits=visits, admissions=max(1, visits // 10)))
-    totals = {"accepted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
-        task = progress.add_task(f"上传 {name}", total=sum(len(r) for _, _, r in batches))
-        for _, dataset, records in batches:
-            for start in range(0, len(records), 5000):
-                chunk = records[start : start + 5000]
-                for attempt in range(5):
-                    resp = client.post(f"/api/v1/datasets/{dataset}/records", json=chunk)
-                    if resp.status_code in (429, 503):
-                        time.sleep(float(resp.headers.get("Retry-After", "1")))
-                        continue
-                    break
-                if resp.status_code != 200:
-                    fail(f"{dataset}: HTTP {resp.status_code} {resp.text[:300]}", "PUSH_FAILED")
-                for k, v in resp.json()["counts"].items():
-                    if k in totals:
-                        totals[k] += v
-                progress.advance(task, len(chunk))
+        key = create_key(runtime.engine(), inst.code, "simulate push")[1]
+    batches = simulated_batches((inst.code, inst.name), days=days, visits=visits, seed=seed)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task(f"上传 {inst.name}", total=sum(len(records) for _, records in batches))
+        # a refused batch (PushFailed) goes on to main, which says it (exit_codes)
+        totals = push_batches(url, key, batches, on_pushed=lambda n: progress.advance(task, n))
     console.print("上传完成：" + "，".join(f"{k} {v}" for k, v in totals.items()))
 
 

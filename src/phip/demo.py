@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from phip.ingest.pipeline import Pipeline, Receipt
+from phip.ingest.pipeline import Pipeline
+from phip.ingest.receipt import Receipt
 from phip.orgs.primary_care import is_primary_care
 from phip.orgs.service import list_institutions
 from phip.standard.checks import id_check_char

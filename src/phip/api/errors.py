@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from phip.accounts import AuthError
 from phip.empi.errors import EmpiError
 from phip.errors import PhipError
-from phip.ingest.pipeline import UnknownDataset, UnknownInstitution
+from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.share import ShareError
 from phip.input_messages import pydantic_error_zh
 

@@ -52,8 +52,6 @@ SCHEMA: dict[str, Any] = {
 ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("BAD_JSON", "请求体不是有效的JSON：unexpected character: line 1 column 2 (char 1)", None),
     401: ("AUTH_INVALID", "接口密钥无效或已被吊销", None),
-    403: ("FORBIDDEN_ORG", "第1条记录的医疗机构代码“1222010441200274XD”不是本机构（12220104412001376B），"
-          "机构只能上传本机构数据；本批未保存", "org_code"),
     404: ("UNKNOWN_DATASET", "数据集“outpatient”不存在，请查阅 /api/v1/standard", None),
     413: ("TOO_MANY_RECORDS", "每批最多5000条记录，本批6000条，请分批上传", None),
     415: ("UNSUPPORTED_MEDIA_TYPE", "不支持的内容类型“text/plain”，请使用 application/json 或 application/x-ndjson", None),
@@ -62,7 +60,7 @@ ERRORS: dict[int, tuple[str, str, str | None]] = {
 }
 
 _DESCRIPTIONS = {
-    400: "请求无法解析", 401: "未认证或密钥已吊销", 403: "记录属于其他机构", 404: "不存在", 413: "请求过大",
+    400: "请求无法解析", 401: "未认证或密钥已吊销", 403: "无权访问", 404: "不存在", 413: "请求过大",
     415: "内容类型不支持", 429: "请求过于频繁，请按 Retry-After 重试", 503: "数据库暂不可用，请按 Retry-After 重试",
 }
 

@@ -2,9 +2,9 @@
 
 Everything a request can get wrong is answered before the pipeline runs, with a stable
 code and a Chinese message, and nothing is stored: wrong content type (415), body too large
-or too many records (413), undecodable or malformed body (400), unknown data set (404), a
-record naming another institution (403). What passes goes through the one pipeline, where
-each record is accepted or rejected on its own.
+or too many records (413), undecodable or malformed body (400), unknown data set (404). What
+passes goes through the one pipeline, where each record is accepted or rejected on its own
+(a record naming another institution too: ``ORG_MISMATCH``).
 """
 
 
@@ -18,13 +18,14 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from phip import audit
 from phip.ingest.pipeline import Pipeline
+from phip.ingest.receipt import stored_receipt
+from phip.quality.rejections import feedback_items
 from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
-from phip.store.models import Batch, BatchFinding, RejectedRecord
 
 from . import audit_actor
 from .errors import RETRY_AFTER_SECONDS, ApiError
@@ -36,9 +37,8 @@ from .memory import trim
 MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_RECORDS = 5000
 #: Batches one server process reads, parses and stores at once; the others wait up to
-#: BUSY_WAIT seconds for a slot, then get 503 with Retry-After. Forty concurrent pushes of 1,000
-#: records held forty bodies in memory (RSS 221 -> 658 MB) and drained the connection pool, so
-#: key checks failed with a pool timeout (a 500). Four keep both cores and the pool busy.
+#: BUSY_WAIT seconds for a slot, then get 503 with Retry-After. This bounds the bodies held in
+#: memory and keeps connections free for key checks; four keep both cores and the pool busy.
 MAX_CONCURRENT_BATCHES = 4
 BUSY_WAIT = 20.0
 SLOT_POLL = 0.05
@@ -65,7 +65,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         }}},
         description=f"请求体为JSON数组或NDJSON（每行一条），可gzip压缩；每批最多{MAX_RECORDS}条、{MAX_BODY_BYTES // 1024 // 1024} MB。"
         "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
-        responses=responses(RECEIPT, 400, 401, 403, 404, 413, 415, 429, 503),
+        responses=responses(RECEIPT, 400, 401, 404, 413, 415, 429, 503),
     )
     async def push_records(dataset: str, request: Request, org: Org) -> dict[str, Any]:
         try:
@@ -97,13 +97,6 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     async def _store_batch(request: Request, org: str, ds: Any, media: str) -> dict[str, Any]:
         body = await _read_body(request)
         records = _parse(body, media in NDJSON_TYPES)
-        for index, record in enumerate(records):
-            if isinstance(record, dict):
-                claimed = record.get("org_code")
-                if claimed not in (None, "") and str(claimed).strip().upper() != org:
-                    raise ApiError(403, "FORBIDDEN_ORG",
-                                   f"第{index + 1}条记录的医疗机构代码“{claimed}”不是本机构（{org}），机构只能上传本机构数据；本批未保存",
-                                   field="org_code")
         # Off the event loop: while this batch waits on the database, the worker reads and
         # checks the next request instead of stalling every connection it holds.
         receipt = await run_in_threadpool(pipeline.ingest, org, ds.code, records, source="api")
@@ -117,21 +110,10 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
                 responses=responses(RECEIPT, 401, 404, 429, 503, overrides={
                     404: ("UNKNOWN_RECEIPT", "回执“3f2a9c1e”不存在", None)}))
     def get_receipt(batch_id: str, org: Org) -> dict[str, Any]:
-        with engine.connect() as conn:
-            batch = conn.execute(select(Batch).where(Batch.id == batch_id, Batch.org_code == org)).first()
-            if batch is None:
-                raise ApiError(404, "UNKNOWN_RECEIPT", f"回执“{batch_id}”不存在")
-            rows = conn.execute(
-                select(BatchFinding.idx, BatchFinding.record_key, BatchFinding.findings)
-                .where(BatchFinding.batch_id == batch_id, BatchFinding.rejected.is_(True)).order_by(BatchFinding.idx)
-            ).all()
-        return {
-            "batch_id": batch.id, "org_code": batch.org_code, "dataset": batch.dataset, "source": batch.source,
-            "received_at": batch.received_at.isoformat(sep=" "),
-            "counts": {"total": batch.total, "accepted": batch.accepted, "updated": batch.updated,
-                       "unchanged": batch.unchanged, "rejected": batch.rejected, "warnings": batch.warnings},
-            "rejections": [{"index": r.idx, "record_key": r.record_key, "findings": r.findings} for r in rows],
-        }
+        receipt = stored_receipt(engine, org, batch_id)
+        if receipt is None:
+            raise ApiError(404, "UNKNOWN_RECEIPT", f"回执“{batch_id}”不存在")
+        return receipt
 
     @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
                 description="返回本机构尚未纠正的被拒收记录及原因（每条源记录一次，含首次、最近拒收时间和次数），"
@@ -147,41 +129,19 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         quality: Annotated[bool, Query(description="同时返回质控分析发现的问题（数据质控，按发现时间）")] = False,
         warnings: Annotated[bool, Query(description="同时返回已接收但有警告的记录（如身份证号码校验失败、值域外代码未保存）")] = False,
     ) -> dict[str, Any]:
-        # Each open rejection once (rejected_records), however often the row was sent or read
-        # again; a corrected record accepted since has resolved it and it is no longer listed.
-        rr = RejectedRecord
-        stmt = (select(rr.last_seen, rr.first_seen, rr.times_seen, rr.batch_id, rr.dataset, rr.idx, rr.record_key,
-                       rr.findings)
-                .where(rr.org_code == org, rr.resolved_at.is_(None)).order_by(rr.last_seen, rr.id).limit(limit))
-        # Warnings are the receipts' lines of stored records (one per batch that carried them).
-        warned = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
-                         BatchFinding.record_key, BatchFinding.findings)
-                  .where(BatchFinding.org_code == org, BatchFinding.rejected.is_(False))
-                  .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
+        start: datetime | None = None
         if since:
             try:
-                start: datetime = parse_datetime(since)
+                start = parse_datetime(since)
             except ValueError:
                 raise ApiError(400, "BAD_SINCE", f"since 参数“{since}”不是有效的日期时间", field="since") from None
-            stmt = stmt.where(rr.last_seen >= start)
-            warned = warned.where(BatchFinding.created_at >= start)
-        with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-            warned_rows = conn.execute(warned).all() if warnings else []
-        answer: dict[str, Any] = {"org_code": org, "items": [
-            {"received_at": r.last_seen.isoformat(sep=" "), "first_seen": r.first_seen.isoformat(sep=" "),
-             "times_seen": r.times_seen, "batch_id": r.batch_id, "dataset": r.dataset,
-             "index": r.idx, "record_key": r.record_key, "rejected": True, "findings": r.findings} for r in rows]}
-        if warnings:
-            answer["items"] = sorted(answer["items"] + [
-                {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
-                 "index": r.idx, "record_key": r.record_key, "rejected": False, "findings": r.findings}
-                for r in warned_rows], key=lambda item: item["received_at"])[:limit]
-        if quality:  # issue 5: findings of the quality analysis runs, additive to the rejections
-            answer["quality"] = quality_feedback(engine, org, start if since else None, limit)
-        shown = audit.persons_of_records(engine, ((org, r.dataset, r.record_key) for r in warned_rows))
+        items = feedback_items(engine, org, start, limit, warnings)
+        answer: dict[str, Any] = {"org_code": org, "items": items}
+        if quality:  # findings of the quality analysis runs, additive to the rejections
+            answer["quality"] = quality_feedback(engine, org, start, limit)
+        shown = audit.persons_of_records(engine, ((org, i["dataset"], i["record_key"]) for i in items if not i["rejected"]))
         audit.log_reads(engine, audit_actor.institution(request, org), "push.feedback.read", shown,
-                        detail={"items": len(answer["items"]), "warnings": warnings, "quality": quality})
+                        detail={"items": len(items), "warnings": warnings, "quality": quality})
         return answer
 
     return router

@@ -1,13 +1,10 @@
 """Reading a source in the validation process (源库读取进程).
 
-A pull collection does four things per row: fetch it from the hospital database (PyMySQL
-decodes rows in Python: 15 µs), map it to the standard (5 µs), validate it (20 µs), and
-write it in the platform's transaction (resolve the person, upsert: 33 µs plus the
-database's time). Run in one process, a reader thread and the writer share one GIL: every
-database round trip of the writer hands the GIL to the reader and waits to get it back,
-so the thread bought nothing (measured: 10,223 rows/s with it, 10,356 without). Here the
-first three steps run in the validation process of :mod:`phip.ingest.workers`, a stream
-per job, and the collector's process only writes.
+A pull collection fetches each row from the hospital database, maps it to the standard,
+validates it and writes it in the platform's transaction. The first three run here, in the
+validation process of :mod:`phip.ingest.workers`, a stream per job, and the collector's
+process only writes: a reader thread would share the writer's GIL and gain nothing
+(docs/performance.md).
 
 The protocol is three calls on that one-process pool, which runs them in order:
 :func:`open_stream` (connect, count, execute the query with a server-side cursor),
@@ -32,7 +29,7 @@ from typing import Any
 
 from phip.gc_tuning import gc_paused
 from phip.ingest import workers
-from phip.ingest.pipeline import goods, validate_remote
+from phip.ingest.validation import Validated, goods, validate_remote
 
 from .mapping import Mapping, resolve_url
 
@@ -48,7 +45,7 @@ class Batch:
     rows: int  # rows read from the source
     high: Any  # the batch's highest cursor value (None without a cursor)
     records: list[Any] | None  # the mapped records, only when some were rejected
-    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as pipeline.validate_remote returns
+    validated: tuple[list[Any], list[Any]]  # (good rows, rejections) as ingest.validation.validate_remote returns
 
 
 # -- in the reader process ---------------------------------------------------------------------
@@ -118,10 +115,10 @@ def close_stream(stream_id: str) -> None:
 
 def remote_batches(executor: Any, mapping: Mapping, job_key: str, sql: str, count_sql: str, params: dict[str, Any],
                    batch_size: int, count: bool, org_name: str, now: datetime,
-                   on_total: Any, first_row: int = 0) -> Iterator[tuple[int, Any, list[Any] | None, tuple[list[Any], list[Any]]]]:
+                   on_total: Any, first_row: int = 0) -> Iterator[tuple[int, Any, Validated]]:
     """The job's batches read, mapped and validated in the reader process (``executor``,
-    :func:`phip.ingest.workers.pool`): (rows, high, records or None, validated), in order;
-    raises what the reader raised, after the batches read before it."""
+    :func:`phip.ingest.workers.pool`): (rows, high, the validated batch), in order; raises
+    what the reader raised, after the batches read before it."""
     stream_id = f"{os.getpid()}-{next(_ids)}"
     # The reader process was started with this process's environment of that moment: send
     # the URL resolved here and now (credentials stay within the platform's own processes).
@@ -143,7 +140,10 @@ def remote_batches(executor: Any, mapping: Mapping, job_key: str, sql: str, coun
                 done = True
                 continue
             good_rows, rejections = batch.validated
-            yield batch.rows, batch.high, batch.records, (goods(good_rows), rejections)
+            n_records = len(good_rows) + len(rejections)
+            # raw records travel back only when some were rejected (their payloads are kept)
+            records = batch.records if batch.records is not None else [None] * n_records
+            yield batch.rows, batch.high, Validated(records, goods(good_rows), rejections)
     finally:
         if not done:
             for future in in_flight:

@@ -5,7 +5,7 @@ For each job of the mapping:
 1. read the watermark (the highest cursor value already committed) and query the source for
    rows at or after *watermark − overlap*, ordered by the cursor, through a server-side
    cursor (``stream_results`` + ``yield_per``) so memory stays flat whatever the table size;
-2. map each batch of rows to records and hand it to :meth:`Pipeline.ingest` — the only way
+2. map each batch of rows to records and hand it to :meth:`Pipeline.ingest_stream` — the only way
    a record enters the platform (``source="collect"``);
 3. only after the pipeline has committed the batch, in a second transaction: move the
    watermark to the batch's highest cursor value, add the counts to the run, renew the lease.
@@ -24,13 +24,12 @@ mapping) fail at once; a login failure also skips the source's other jobs.
 
 from __future__ import annotations
 
-from collections import deque
-
 import logging
 import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,7 +38,10 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from phip.ingest.pipeline import IngestError, Pipeline, Receipt
+from phip.ingest.errors import IngestError
+from phip.ingest.pipeline import Pipeline
+from phip.ingest.receipt import Receipt
+from phip.ingest.validation import Validated
 from phip.standard.catalog import DataSet
 from phip.standard.validate import platform_now
 
@@ -269,28 +271,23 @@ class Collector:
         """(rows read, the batch's highest cursor value, receipt) per batch, each yielded once the
         pipeline has committed it, in source order.
 
-        With a reader process (:mod:`phip.collect.reader`) the source is fetched, mapped and
-        validated there and this process only writes; otherwise a reader thread fetches and
-        maps ahead (:func:`_prefetch`) and :meth:`Pipeline.ingest_stream` validates. Row numbers
+        Both ways go through :meth:`Pipeline.ingest_stream`: with a reader process
+        (:mod:`phip.collect.reader`) the source is fetched, mapped and validated there and this
+        process only writes; otherwise a reader thread fetches and maps ahead (:func:`_prefetch`)
+        and the stream validates. Row numbers
         (in mapping findings) continue from ``first_row``; rejection indices count from this call."""
         org = mapping.source.org
-        org_name = self.pipeline.institution_name(org)
+        pending: deque[tuple[int, Any]] = deque()  # (rows, high) of the batches handed to the pipeline
         executor = self.pipeline.validation_process()
-        if executor is not None:
-            now = platform_now()
-            offset = 0
-            for n_rows, batch_high, records, validated in reader.remote_batches(
+        now = platform_now()
+
+        def validated() -> Iterator[Validated]:
+            org_name = self.pipeline.institution_name(org)
+            for n_rows, batch_high, batch in reader.remote_batches(
                 executor, mapping, job.key, sql, count_sql, params, batch_size, count, org_name, now, on_total, first_row
             ):
-                n_records = len(validated[0]) + len(validated[1])
-                prepared = self.pipeline.prepare(
-                    org, dataset.code, records if records is not None else [None] * n_records, source="collect",
-                    source_ref=ref, now=now, index_base=offset, validated=validated,
-                )
-                offset += n_records
-                yield n_rows, batch_high, self.pipeline.commit(prepared)
-            return
-        pending: deque[tuple[int, Any]] = deque()
+                pending.append((n_rows, batch_high))
+                yield batch
 
         def batches() -> Iterator[list[Any]]:
             rows = read_batches(mapping, job, dataset, source, sql, count_sql, params, batch_size, count, on_total)
@@ -298,7 +295,8 @@ class Collector:
                 pending.append((n_rows, batch_high))
                 yield records
 
-        for receipt in self.pipeline.ingest_stream(org, dataset.code, batches(), source="collect", source_ref=ref):
+        stream = validated() if executor is not None else batches()
+        for receipt in self.pipeline.ingest_stream(org, dataset.code, stream, source="collect", source_ref=ref, now=now):
             n_rows, batch_high = pending.popleft()
             yield n_rows, batch_high, receipt
 

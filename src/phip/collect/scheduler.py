@@ -22,7 +22,8 @@ from datetime import time, timedelta
 
 from sqlalchemy import Engine
 
-from phip.ingest.pipeline import IngestError, Pipeline
+from phip.ingest.errors import IngestError
+from phip.ingest.pipeline import Pipeline
 from phip.quality.run import RunResult
 from phip.quality.schedule import quality_time, run_due
 from phip.standard.validate import platform_now

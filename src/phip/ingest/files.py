@@ -14,7 +14,8 @@ from pathlib import Path
 
 from phip.standard.validate import platform_now
 
-from .pipeline import Pipeline, Receipt
+from .pipeline import Pipeline
+from .receipt import Receipt
 from .readers import read_records
 
 

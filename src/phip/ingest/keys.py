@@ -37,6 +37,6 @@ def content_hash(record: dict[str, Any]) -> str:
 def document(record: dict[str, Any]) -> tuple[bytes, str]:
     """The canonical JSON of a normalised record (keys sorted, UTF-8) and its content hash.
     Validated in the writer's own process, a record is stored as this very text (see
-    ``ingest.pipeline._Good``), not serialised a second time by the driver."""
+    ``ingest.validation.Good``), not serialised a second time by the driver."""
     text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
     return text, hashlib.blake2b(text, digest_size=16).hexdigest()

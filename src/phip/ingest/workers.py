@@ -1,12 +1,9 @@
 """Validation in a separate process (校验进程) for streams of batches.
 
 A stream (file import, pull collection) is ingested batch after batch, each batch in its own
-transaction. Validation needs no database and is about a third of the pipeline's CPU; the
-writer's part (person resolution, upsert) waits on the database between bursts of Python.
-Threads cannot overlap the two: both halves are Python, the GIL lets one run at a time, and a
-writer thread coming back from a database round trip queued for the GIL behind validation
-(measured: streaming with a writer thread was no faster than batch after batch). A second
-process validates batch k+1 on the other core while this one writes batch k.
+transaction. Validation needs no database and is about a third of the pipeline's CPU; both
+halves are Python, so a thread cannot overlap them (the GIL): a second process validates batch
+k+1 on the other core while this one writes batch k (docs/performance.md has the figures).
 
 The process is started once per PHIP process (about a second: it imports the standard) and
 reused by every stream. Records cross the process boundary pickled; validated records come

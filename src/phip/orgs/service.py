@@ -28,13 +28,19 @@ METHOD_LABELS = {"push": "接口对接", "pull": "数据采集", None: "未确�
 
 def seed_institutions(engine: Engine, path: Path = SEED) -> int:
     """Insert the seed institutions that are not registered yet; returns how many were added."""
+    return register_from_csv(engine, path)
+
+
+def register_from_csv(engine: Engine, path: Path, **defaults: str) -> int:
+    """Register the institutions or systems of a CSV table (a column per ``institutions``
+    column) whose code is not registered yet, active, with ``defaults``; returns how many."""
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     now = platform_now()
     with engine.begin() as conn:
         known = set(conn.execute(select(Institution.code)).scalars())
         new = [{**{k: (v or None) for k, v in r.items() if k}, "kind": r.get("kind") or "hospital",
-                "network_status": r.get("network_status") or "pending", "status": "active", "created_at": now}
+                "network_status": r.get("network_status") or "pending", **defaults, "status": "active", "created_at": now}
                for r in rows if r["code"] not in known]
         if new:
             conn.execute(insert(Institution), new)

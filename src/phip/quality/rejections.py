@@ -1,8 +1,9 @@
-"""Read side of rejections (拒收记录) for the CLI and the dashboard: counts per institution and
-data set, and pages of rejections with masked examples.
+"""Read side of rejections (拒收记录) for the CLI, the dashboard and the feedback API: counts
+per institution and data set, pages of rejections with masked examples, and an institution's
+own open rejections.
 
 The pipeline keeps one current rejection per source row and content (``rejected_records``,
-see ``phip.ingest.pipeline.Pipeline._keep_rejections``); it is open until a record of its key
+see ``phip.ingest.writer._keep_rejections``); it is open until a record of its key
 is accepted. A rejected record is shown as it was sent, so its values are of unknown meaning:
 ID-number and phone fields are masked by field, and every other value by shape
 (``phip.privacy.mask_text``), before anything leaves this module.
@@ -18,7 +19,7 @@ import orjson
 from sqlalchemy import Engine, case, desc, func, select
 
 from phip.standard.catalog import DataSet, load_standard
-from phip.store.models import Institution, RejectedRecord
+from phip.store.models import BatchFinding, Institution, RejectedRecord
 from phip.privacy import PERSON_FIELD_MASKS, mask_id, mask_phone, mask_text
 
 #: Characters of one shown value: enough to recognise it, not a dump of the record.
@@ -114,7 +115,7 @@ def example(dataset: DataSet, payload: Any, findings: list[dict[str, Any]], role
     the person (name, ID number, phone) and every field a finding names."""
     if isinstance(payload, dict) and "_unreadable" in payload:
         return {"原文": _shown(mask_text(payload["_unreadable"], role))}
-    for marker in ("_unserialisable", "_too_deep"):  # what the pipeline kept instead (ingest.pipeline._jsonable)
+    for marker in ("_unserialisable", "_too_deep"):  # what the pipeline kept instead (ingest.writer._jsonable)
         if isinstance(payload, dict) and marker in payload:
             return {"原文": _shown(mask_text(payload[marker], role))}
     if not isinstance(payload, dict):
@@ -170,3 +171,34 @@ def _text(value: Any) -> str:
 
 def _shown(text: str) -> str:
     return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+
+
+def feedback_items(engine: Engine, org_code: str, since: datetime | None, limit: int,
+                   warnings: bool = False) -> list[dict[str, Any]]:
+    """The institution's open rejections as the feedback API gives them (its own data: not
+    masked), each source row once however often it was sent; with ``warnings``, the receipts'
+    lines of stored records with warnings too (one per batch that carried them), by time."""
+    rr = RejectedRecord
+    stmt = (select(rr.last_seen, rr.first_seen, rr.times_seen, rr.batch_id, rr.dataset, rr.idx, rr.record_key,
+                   rr.findings)
+            .where(rr.org_code == org_code, rr.resolved_at.is_(None)).order_by(rr.last_seen, rr.id).limit(limit))
+    warned = (select(BatchFinding.created_at, BatchFinding.batch_id, BatchFinding.dataset, BatchFinding.idx,
+                     BatchFinding.record_key, BatchFinding.findings)
+              .where(BatchFinding.org_code == org_code, BatchFinding.rejected.is_(False))
+              .order_by(BatchFinding.created_at, BatchFinding.id).limit(limit))
+    if since is not None:
+        stmt = stmt.where(rr.last_seen >= since)
+        warned = warned.where(BatchFinding.created_at >= since)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        warned_rows = conn.execute(warned).all() if warnings else []
+    items = [
+        {"received_at": r.last_seen.isoformat(sep=" "), "first_seen": r.first_seen.isoformat(sep=" "),
+         "times_seen": r.times_seen, "batch_id": r.batch_id, "dataset": r.dataset,
+         "index": r.idx, "record_key": r.record_key, "rejected": True, "findings": r.findings} for r in rows]
+    if not warnings:
+        return items
+    return sorted(items + [
+        {"received_at": r.created_at.isoformat(sep=" "), "batch_id": r.batch_id, "dataset": r.dataset,
+         "index": r.idx, "record_key": r.record_key, "rejected": False, "findings": r.findings}
+        for r in warned_rows], key=lambda item: item["received_at"])[:limit]

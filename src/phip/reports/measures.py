@@ -123,7 +123,7 @@ def count_measures(
 
 
 class MeasureCounter:
-    """The measure counters as a pipeline step (``ingest.pipeline.RecordCounter``); the
+    """The measure counters as a pipeline step (``ingest.writer.RecordCounter``); the
     pipeline is handed one by :func:`phip.runtime.build_pipeline`."""
 
     def counts(self, dataset_code: str) -> bool:

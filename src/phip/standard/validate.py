@@ -16,9 +16,8 @@ another institution's. Every other defect is a ``warning`` on a stored record:
 * a value of the right type that breaks a rule of the standard (too long, a pattern, an ICD
   code's format, a range, two times out of order) is kept as sent and flagged;
 * an ID number that fails GB 11643 is kept as sent, flagged with every check it fails, and
-  never used as an identity key (the EMPI matches it as text only). A real HIS lost 17 of 18
-  patients to its check digits when such records were rejected, and the EMPI lost the records
-  it exists for (newborns, visitors, emergency patients without papers).
+  never used as an identity key (the EMPI matches it as text only): rejecting such records
+  would lose the patients the EMPI exists for (newborns, visitors, emergency patients).
 
 ``MESSAGES`` gives each code's severity on an ordinary field; on a natural-key or event-time
 field every finding that leaves the value out is an error.
@@ -26,15 +25,10 @@ field every finding that leaves the value out is an error.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from .catalog import DataSet, FieldSpec, Standard, ValueDomain
+from .catalog import DataSet, FieldSpec, Standard
 from .checks import (
     id_birth_date,
     id_number_problems,
@@ -46,52 +40,29 @@ from .checks import (
     stated_sex_and_birth,
     uscc_problem,
 )
+from .clock import PLATFORM_TZ, naive_local, parse_date, parse_datetime, platform_now
+from .fields import (
+    BOOL,
+    CODE,
+    CODE_SYSTEM,
+    DATE,
+    DATETIME,
+    EXACT_DIGITS,
+    INT,
+    SCIENTIFIC,
+    SCIENTIFIC_HINT,
+    TEXT,
+    as_text,
+    compile_field,
+    domain_lookup,
+    shortcut,
+)
+from .findings import MESSAGES, BadValue, Finding, Outcome, Severity, finding
 
-Severity = Literal["error", "warning"]
-PLATFORM_TZ = ZoneInfo("Asia/Shanghai")
+#: Names other modules import from here.
+__all__ = ["EXACT_DIGITS", "MESSAGES", "PLATFORM_TZ", "Finding", "Outcome", "RecordValidator", "Severity",
+           "domain_lookup", "finding", "naive_local", "parse_date", "parse_datetime", "platform_now", "validator_for"]
 
-#: Every finding code the validator emits, with its severity and Chinese message template.
-#: Hospitals program against these codes, so they never change meaning once published.
-MESSAGES: dict[str, tuple[Severity, str]] = {
-    "UNREADABLE": ("error", "{reason}"),
-    "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
-    "REQUIRED": ("warning", "【{label}】为必填项，不能为空"),
-    "BAD_VALUE_TYPE": ("warning", "【{label}】应为单个值，不能是数组或对象"),
-    "NUL_CHARACTER": ("error", "【{label}】含有空字符（U+0000），无法保存，请删除后重传"),
-    "NUMBER_PRECISION_LOST": ("warning", "【{label}】以数值形式提供且超过15位有效数字（如Excel中的身份证号码），"
-                                       "精度已丢失；请将该列设为文本格式后重新导出"),
-    "TOO_LONG": ("warning", "【{label}】长度{actual}超过标准规定的最大长度{length}"),
-    "NOT_IN_DOMAIN": ("warning", "【{label}】的值“{value}”不在值域【{domain}】内"),
-    "BAD_CODE_FORMAT": ("warning", "【{label}】的值“{value}”不符合{domain}的编码格式（示例：{example}）"),
-    "BAD_PATTERN": ("warning", "【{label}】的值“{value}”格式不正确"),
-    "BAD_INT": ("warning", "【{label}】应为整数，实际为“{value}”"),
-    "BAD_DECIMAL": ("warning", "【{label}】应为数值，实际为“{value}”"),
-    "BAD_DATE": ("warning", "【{label}】不是有效日期（应为YYYY-MM-DD），实际为“{value}”"),
-    "BAD_DATETIME": ("warning", "【{label}】不是有效日期时间（应为YYYY-MM-DD HH:MM:SS），实际为“{value}”"),
-    "BAD_BOOL": ("warning", "【{label}】应为是/否（true/false、1/0），实际为“{value}”"),
-    "OUT_OF_RANGE": ("warning", "【{label}】的值{value}超出允许范围（{bounds}）"),
-    "DATE_IN_FUTURE": ("warning", "【{label}】“{value}”晚于当前时间"),
-    "DATE_BEFORE_1900": ("warning", "【{label}】“{value}”早于1900年"),
-    "TIME_ORDER": ("warning", "【{label}】“{value}”早于【{other_label}】“{other_value}”，时间先后顺序错误"),
-    "ID_NO_FORMAT": ("warning", "【{label}】{detail}"),
-    "ID_NO_REGION": ("warning", "【{label}】{detail}"),
-    "ID_NO_BIRTH": ("warning", "【{label}】{detail}"),
-    "ID_NO_CHECKSUM": ("warning", "【{label}】{detail}"),
-    "ID_NO_UPGRADED": ("warning", "【{label}】为15位旧号码，已按GB 11643升级为18位"),
-    "ID_NO_SEX_MISMATCH": ("warning", "【{label}】第17位所示性别与【性别代码】不一致"),
-    "ID_NO_BIRTH_MISMATCH": ("warning", "【{label}】中的出生日期与【出生日期】不一致"),
-    "USCC_FORMAT": ("warning", "【{label}】“{value}”不是18位统一社会信用代码（GB 32100）"),
-    "USCC_CHECKSUM": ("warning", "【{label}】“{value}”统一社会信用代码校验位错误（GB 32100）"),
-    "PHONE_FORMAT": ("warning", "【{label}】不是有效的手机号码或固定电话号码{hint}"),
-    "UNKNOWN_FIELD": ("warning", "字段“{name}”不在数据集【{dataset}】的标准中，已忽略"),
-    "UNKNOWN_FIELDS_MORE": ("warning", "另有{count}个字段不在数据集【{dataset}】的标准中，已忽略（如“{name}”）"),
-    "EMPI_ID_CONFLICT": ("warning", "【{label}】与平台已登记同一证件号码的居民{what}不一致，已转人工核对，本记录暂未关联到该居民"),
-    "ORG_MISMATCH": ("error", "【医疗机构代码】“{value}”与上传机构“{org}”不一致，机构只能上传本机构数据"),
-}
-
-#: Unknown fields named one by one per record; the rest are counted in one finding. A hospital
-#: system that sends whole rows of its own (three hundred internal columns) would otherwise
-#: store three hundred warnings for every record, 1.5 million for one batch of 5,000.
 _UNKNOWN_LISTED = 10
 
 #: Fields whose raw value must never appear in a message (messages reach logs and hospitals).
@@ -107,316 +78,13 @@ _EPOCH_FLOOR = date(1900, 1, 1)
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    severity: Severity
-    code: str
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "code": self.code, "field": self.field, "message": self.message}
-
-
-def finding(code: str, field_name: str | None, severity: Severity | None = None, **params: Any) -> Finding:
-    default, template = MESSAGES[code]
-    message = template.format(**params)
-    if "\x00" in message:  # a value echoed from the input (see checks.replace_nul)
-        message = replace_nul(message)
-    return Finding(severity or default, code, field_name, message)
-
-
-@dataclass(slots=True)
-class Outcome:
-    record: dict[str, Any] | None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def accepted(self) -> bool:
-        return self.record is not None
-
-
-class _Bad(Exception):
-    """Raised by a converter; carries the finding code and template parameters."""
-
-    def __init__(self, code: str, **params: Any):
-        self.code = code
-        self.params = params
-
-
-def platform_now() -> datetime:
-    """Naive local time of the platform (Asia/Shanghai): records carry local wall-clock times."""
-    return datetime.now(PLATFORM_TZ).replace(tzinfo=None)
-
-
-# --- value converters ----------------------------------------------------------------------
-
-_DATE_SEPARATORS = str.maketrans({"/": "-", ".": "-"})
-
-
-def parse_datetime(value: str) -> datetime:
-    """Parse the spellings hospital systems actually send into a naive local datetime.
-
-    Accepted: ISO 8601 (``2026-11-22T08:30:00``, with or without offset), a space instead of
-    ``T``, ``/`` or ``.`` as date separators, WS 363 DT15 (``20261122T083000``), compact
-    ``20261122083000`` and a bare date (read as midnight).
-    """
-    if len(value) == 19 and value[10] in " T" and value[4] == "-":  # the canonical spelling: fast path
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    text = value.translate(_DATE_SEPARATORS) if ("/" in value or "." in value[:10]) else value
-    if len(text) == 14 and text.isdigit():
-        text = f"{text[:8]}T{text[8:]}"
-    elif len(text) == 8 and text.isdigit():
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    return naive_local(datetime.fromisoformat(text))
-
-
-def naive_local(value: datetime) -> datetime:
-    """A datetime as the platform stores it: platform local time, no zone, whole seconds."""
-    if value.tzinfo is not None:
-        value = value.astimezone(PLATFORM_TZ).replace(tzinfo=None)
-    return value.replace(microsecond=0)
-
-
-def parse_date(value: str) -> date:
-    text = value.translate(_DATE_SEPARATORS) if ("/" in value or "." in value) else value
-    if len(text) == 10:
-        return date.fromisoformat(text)
-    if len(text) == 8 and text.isdigit():
-        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    return parse_datetime(value).date()
-
-
-def _as_text(value: Any) -> str:
-    if type(value) is str:
-        if value.isascii():
-            return value.strip()
-        return normalize_text(value)
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if abs(value) >= EXACT_DIGITS:  # 220102199003071234 typed into Excel reads back …1200
-            raise _Bad("NUMBER_PRECISION_LOST")
-        return str(int(value)) if value.is_integer() else repr(value)
-    raise _Bad("BAD_VALUE_TYPE")
-
-
-#: A float this large has more digits than a double (and Excel, which keeps 15) holds exactly:
-#: as the text of a code or identifier it is already wrong.
-EXACT_DIGITS = 1e15
-#: How Excel writes a long number into CSV: 2.20102E+17.
-_SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?[Ee]\+?\d+$").match
-_SCIENTIFIC_HINT = "（疑似被Excel转为科学计数法，请将该列设为文本格式后重新导出）"
-
-_TRUE = frozenset({"1", "true", "t", "y", "yes", "是"})
-_FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
-
-
-def domain_lookup(domain: ValueDomain) -> dict[str, str]:
-    """Accepted spellings → canonical code. Numeric codes also match by integer value
-    ("1" and "01" are the same payment method), as regional feeds disagree on code width,
-    and a code's own name (男 for 1) reads as the code."""
-    lookup: dict[str, str] = {}
-    for c in domain.codes:
-        lookup[c.code] = c.code
-        if c.code.isdigit():
-            lookup.setdefault(str(int(c.code)), c.code)
-            lookup.setdefault(c.code.zfill(2), c.code)
-    # The code's name is a spelling too: hospital systems send 男/女 or 汉族 where the standard
-    # wants 1/2 or 01. Only names no other code of the domain shares, and never over a code.
-    names: dict[str, list[str]] = {}
-    for c in domain.codes:
-        names.setdefault(c.name, []).append(c.code)
-    for name, codes in names.items():
-        if len(codes) == 1:
-            lookup.setdefault(name, codes[0])
-    return lookup
-
-
-Converter = Callable[[Any], Any]
-
-
-def _compile_field(spec: FieldSpec, standard: Standard) -> Converter:
-    """Build the converter for one field: raw JSON value → canonical value, or raise _Bad."""
-    length = spec.length
-    pattern = re.compile(spec.pattern) if spec.pattern else None
-    lo, hi = spec.min, spec.max
-
-    def bounded(number: float) -> None:
-        if (lo is not None and number < lo) or (hi is not None and number > hi):
-            raise _Bad("OUT_OF_RANGE", value=number, bounds=f"{_fmt(lo)}～{_fmt(hi)}")
-
-    if spec.type in ("string", "text"):
-
-        def convert(value: Any) -> Any:
-            if type(value) is str:
-                text = value.strip() if value.isascii() else normalize_text(value)
-            else:
-                text = _as_text(value)
-            if length and len(text) > length:
-                raise _Bad("TOO_LONG", actual=len(text), length=length)
-            if pattern and not pattern.match(text):
-                raise _Bad("BAD_PATTERN", value=text)
-            return text
-
-        return convert
-
-    if spec.type == "code":
-        domain = standard.domain(spec.domain or "")
-        if domain.kind == "code_system":
-            code_re = re.compile(domain.pattern or ".*")
-
-            def convert(value: Any) -> Any:
-                text = _as_text(value)
-                if not code_re.match(text):
-                    raise _Bad("BAD_CODE_FORMAT", value=text, domain=domain.name, example=domain.example)
-                return text
-
-            return convert
-        lookup = domain_lookup(domain)
-
-        def convert(value: Any) -> Any:
-            text = _as_text(value)
-            code = lookup.get(text) or lookup.get(text.upper())
-            if code is None:
-                raise _Bad("NOT_IN_DOMAIN", value=text, domain=f"{domain.name} {domain.standard}")
-            return code
-
-        return convert
-
-    if spec.type == "int":
-
-        def convert(value: Any) -> Any:
-            if isinstance(value, bool):
-                raise _Bad("BAD_INT", value=value)
-            if isinstance(value, int):
-                number = value
-            elif isinstance(value, float) and value.is_integer():
-                number = int(value)
-            else:
-                text = _as_text(value)
-                try:
-                    number = int(text)
-                except ValueError:
-                    raise _Bad("BAD_INT", value=text) from None
-            bounded(number)
-            return number
-
-        return convert
-
-    if spec.type == "decimal":
-        scale = spec.scale if spec.scale is not None else 4
-        ceiling = 10 ** ((length or 18) - scale)
-
-        def convert(value: Any) -> Any:
-            if isinstance(value, bool):
-                raise _Bad("BAD_DECIMAL", value=value)
-            if isinstance(value, int | float):
-                number = value
-            else:
-                text = _as_text(value).replace(",", "")
-                try:
-                    number = float(text)
-                except ValueError:
-                    raise _Bad("BAD_DECIMAL", value=text) from None
-            if not math.isfinite(number) or abs(number) >= ceiling:
-                raise _Bad("BAD_DECIMAL", value=value)
-            bounded(number)
-            number = round(number, scale)
-            return int(number) if float(number).is_integer() and scale == 0 else number
-
-        return convert
-
-    if spec.type == "bool":
-
-        def convert(value: Any) -> Any:
-            if isinstance(value, bool):
-                return value
-            text = _as_text(value).lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise _Bad("BAD_BOOL", value=text)
-
-        return convert
-
-    if spec.type == "date":
-
-        def convert(value: Any) -> Any:
-            if isinstance(value, date):  # a driver's or a spreadsheet's date (a datetime is a date too)
-                return value.date() if isinstance(value, datetime) else value
-            text = _as_text(value)
-            try:
-                return parse_date(text)
-            except ValueError:
-                raise _Bad("BAD_DATE", value=text) from None
-
-        return convert
-
-    def convert(value: Any) -> Any:  # datetime
-        if isinstance(value, datetime):  # a driver's or a spreadsheet's datetime, as parse_datetime leaves it
-            return naive_local(value)
-        if isinstance(value, date):
-            return datetime(value.year, value.month, value.day)
-        text = _as_text(value)
-        try:
-            return parse_datetime(text)
-        except ValueError:
-            raise _Bad("BAD_DATETIME", value=text) from None
-
-    return convert
-
-
-def _fmt(bound: float | None) -> str:
-    if bound is None:
-        return ""
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
-
-
-# --- the compiled validator -----------------------------------------------------------------
-
-
-# How :meth:`RecordValidator.validate` treats a field's usual value before calling its
-# converter: a string that is plain text (no pattern), a code of a value domain, a code of a
-# code system (ICD-10 …), a date, a date and time; a JSON true/false for a yes/no field, a
-# JSON integer for an integer field. The shortcut gives exactly what the converter gives;
-# anything else (other types, a value it cannot take as is) goes to the converter, which is
-# also where findings come from.
-_TEXT, _CODE, _CODE_SYSTEM, _DATE, _DATETIME, _BOOL, _INT, _OTHER = range(8)
-
-
-def _shortcut(spec: FieldSpec, standard: Standard) -> tuple[int, Any]:
-    if spec.type in ("string", "text") and not spec.pattern:
-        return _TEXT, spec.length or 0
-    if spec.type == "code":
-        domain = standard.domain(spec.domain or "")
-        if domain.kind != "code_system":
-            return _CODE, domain_lookup(domain)
-        return _CODE_SYSTEM, re.compile(domain.pattern or ".*").match
-    if spec.type == "date":
-        return _DATE, None
-    if spec.type == "datetime":
-        return _DATETIME, None
-    if spec.type == "bool":
-        return _BOOL, None
-    if spec.type == "int":
-        return _INT, (-math.inf if spec.min is None else spec.min, math.inf if spec.max is None else spec.max)
-    return _OTHER, None
-
-
 class RecordValidator:
     """Validates and normalises records of one data set. Build once, call per record."""
 
     def __init__(self, dataset: DataSet, standard: Standard):
         self.dataset = dataset
-        self._fields = [(f.name, f, _compile_field(f, standard)) for f in dataset.fields]
-        self._by_name = {name: (*_shortcut(spec, standard), spec, convert) for name, spec, convert in self._fields}
+        self._fields = [(f.name, f, compile_field(f, standard)) for f in dataset.fields]
+        self._by_name = {name: (*shortcut(spec, standard), spec, convert) for name, spec, convert in self._fields}
         self._required = [f for f in dataset.fields if f.required]
         self._labels = {f.name: f.label for f in dataset.fields}
         self._order = list(dataset.time_order)
@@ -455,31 +123,31 @@ class RecordValidator:
             if type(value) is str:  # the usual case, without a call per field (most of the cost)
                 if not value:
                     continue
-                if kind == _TEXT:
+                if kind == TEXT:
                     text = value.strip() if value.isascii() else normalize_text(value)
                     if (not arg or len(text) <= arg) and "\x00" not in text:
                         if text:
                             record[name] = text
                         continue
-                elif kind == _CODE:
+                elif kind == CODE:
                     code = arg.get(value)
                     if code is not None:
                         record[name] = code
                         continue
-                elif kind == _DATETIME:
+                elif kind == DATETIME:
                     if len(value) == 19 and value[10] in " T" and value[4] == "-":
                         try:
                             record[name] = datetime.fromisoformat(value)
                             continue
                         except ValueError:
                             pass
-                elif kind == _CODE_SYSTEM:
+                elif kind == CODE_SYSTEM:
                     if value.isascii():
                         text = value.strip()
                         if text and arg(text) and "\x00" not in text:
                             record[name] = text
                             continue
-                elif kind == _DATE and len(value) == 10 and value[4] == "-":
+                elif kind == DATE and len(value) == 10 and value[4] == "-":
                     try:
                         record[name] = date.fromisoformat(value)
                         continue
@@ -487,11 +155,11 @@ class RecordValidator:
                         pass
             elif value is None or value == "":
                 continue
-            elif kind == _BOOL:
+            elif kind == BOOL:
                 if type(value) is bool:
                     record[name] = value
                     continue
-            elif kind == _INT and type(value) is int and arg[0] <= value <= arg[1]:
+            elif kind == INT and type(value) is int and arg[0] <= value <= arg[1]:
                 record[name] = value
                 continue
             if type(value) is str and "\x00" in value:  # the shortcuts above never take a U+0000
@@ -500,7 +168,7 @@ class RecordValidator:
                 continue
             try:
                 value = convert(value)
-            except _Bad as bad:
+            except BadValue as bad:
                 errors |= self._bad_value(name, spec, value, bad, record, findings)
                 continue
             if value != "":
@@ -520,7 +188,7 @@ class RecordValidator:
             return Outcome(None, findings)
         return Outcome(record, findings)
 
-    def _bad_value(self, name: str, spec: FieldSpec, value: Any, bad: _Bad, record: dict[str, Any],
+    def _bad_value(self, name: str, spec: FieldSpec, value: Any, bad: BadValue, record: dict[str, Any],
                    findings: list[Finding]) -> bool:
         """Report a value its converter refused; keep it as sent where its type allows.
         True when the record cannot be stored (the value is part of its key or its time)."""
@@ -534,8 +202,8 @@ class RecordValidator:
         found = finding(bad.code, name, label=spec.label, **params)
         if bad.code in _KEPT_AS_SENT:
             try:
-                text = _as_text(value) if not isinstance(value, int | float) or bad.code != "OUT_OF_RANGE" else value
-            except _Bad:
+                text = as_text(value) if not isinstance(value, int | float) or bad.code != "OUT_OF_RANGE" else value
+            except BadValue:
                 text = None
             if text is not None and (not isinstance(text, str) or len(text) <= _KEEP_CAP):
                 record[name] = text
@@ -609,14 +277,14 @@ class RecordValidator:
                 continue
             phone = normalize_phone(value)
             if phone is None:
-                findings.append(finding("PHONE_FORMAT", name, label=labels[name], hint=_SCIENTIFIC_HINT if _SCIENTIFIC(value) else ""))
+                findings.append(finding("PHONE_FORMAT", name, label=labels[name], hint=SCIENTIFIC_HINT if SCIENTIFIC(value) else ""))
             else:
                 record[name] = phone
 
     def _invalid_id(self, spec: FieldSpec, value: str, record: dict[str, Any], findings: list[Finding]) -> None:
         """An ID number failing GB 11643: kept as sent, every failed check named, and the
         record's sex and birth date still compared with what its digits say."""
-        hint = _SCIENTIFIC_HINT if _SCIENTIFIC(value) else ""
+        hint = SCIENTIFIC_HINT if SCIENTIFIC(value) else ""
         for problem in id_number_problems(value):
             findings.append(finding(problem.code, spec.name, label=spec.label, detail=problem.message + hint))
         record[spec.name] = value
@@ -646,7 +314,7 @@ class RecordValidator:
                 return None
             try:
                 value = entry[3](value)
-            except _Bad:
+            except BadValue:
                 return None
             if value is None or value == "":
                 return None

@@ -77,7 +77,7 @@ def select_in(conn: Connection, columns: Sequence[ColumnElement[Any]], key: Colu
 
     The statement is built once per (dialect, columns, key) and reused, as are the pipeline's
     other per-batch statements (:func:`increment`, :func:`insert_ignoring_conflicts`,
-    ``phip.ingest.pipeline``): SQLAlchemy memoises the cache key of a statement object, so a
+    ``phip.ingest.writer``): SQLAlchemy memoises the cache key of a statement object, so a
     reused one goes straight to its compiled form, where one built afresh for every call was
     constructed and cache-keyed again, some 0.2 ms of the client's CPU per statement. A batch
     runs about ten statements whatever its size: a push of one record cost 3.8–4.8 ms of the

@@ -45,8 +45,8 @@ from sqlalchemy import (
 )
 
 from phip.standard.validate import platform_now
-from phip.synth import vocab
-from phip.synth.generator import Generator
+from . import vocab
+from .generator import Generator
 
 from . import his_synth
 

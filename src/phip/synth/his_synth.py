@@ -44,8 +44,8 @@ from sqlalchemy import (
 )
 
 from phip.standard.validate import platform_now
-from phip.synth import vocab
-from phip.synth.generator import Encounter, Generator, Patient
+from . import vocab
+from .generator import Encounter, Generator, Patient
 
 DEMO_ORG = ("122201024120041126", "长春市中医院")
 

@@ -1,7 +1,6 @@
-"""Identifier-only person resolution: a record is tied to a person by its identifiers alone
-(a valid resident ID number, the health card, the institution's patient id). The pipeline
-uses :class:`phip.empi.resolver.EmpiResolver`; this simpler resolver is kept for tests and
-the EMPI benchmark's baseline."""
+"""Identifier-only person resolution, the baseline of ``benchmarks/empi.py`` (d): a record is
+tied to a person by its identifiers alone (a valid resident ID number, the health card, the
+institution's patient id). The platform uses :class:`phip.empi.resolver.EmpiResolver`."""
 
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from phip.standard.checks import is_valid_id_number
 from phip.store.models import Person, PersonIdentifier
 from phip.store.sql import bulk_insert, bulk_insert_ignoring_conflicts
 
-from .identifiers import IdentifierKey
-from .store import lookup_identifiers
+from phip.empi.identifiers import IdentifierKey
+from phip.empi.store import lookup_identifiers
 
 
 def identifier_keys(org_code: str, dataset: DataSet, record: dict[str, Any]) -> list[IdentifierKey]:
