@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+from phip.standard.catalog import load_standard
+
 pytestmark = pytest.mark.slow  # every test here runs phip in its own process
 
 PHIP = [sys.executable, "-m", "phip.cli"]
@@ -48,7 +50,7 @@ def test_standard_commands(tmp_path):
     assert bad.returncode == 2 and "UNKNOWN_DATASET" in bad.stderr
     for fmt in ("jsonschema", "html", "xlsx"):
         run(["standard", "export", "--format", fmt, "--out", str(tmp_path / "out")], tmp_path)
-    assert len(list((tmp_path / "out").glob("*.schema.json"))) == 72
+    assert len(list((tmp_path / "out").glob("*.schema.json"))) == len(load_standard().datasets) >= 72
     assert (tmp_path / "out" / "phip-standard.html").exists() and (tmp_path / "out" / "phip-standard.xlsx").exists()
 
 
