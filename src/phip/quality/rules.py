@@ -17,7 +17,10 @@ from phip.datafiles import load_yaml
 from phip.errors import PhipError
 from phip.standard.catalog import DataSet, Standard, load_standard
 
+from . import supervision_types
+
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
+SUPERVISION_RULES_FILE = Path(__file__).parent / "data" / "supervision_rules.yaml"
 
 #: Finding codes each rule type can emit (the code decides the dimension).
 TYPE_CODES: dict[str, tuple[str, ...]] = {
@@ -32,6 +35,7 @@ TYPE_CODES: dict[str, tuple[str, ...]] = {
     "upload_delay": ("QC_LATE_UPLOAD",),
     "duplicate_event": ("QC_DUPLICATE_EVENT",),
     "person_link": ("QC_NOT_LINKED",),
+    **supervision_types.TYPE_CODES,
 }
 
 
@@ -154,6 +158,10 @@ def _expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str
         return {"fields": list(rule["fields"]), "labels": "、".join(labels[f] for f in rule["fields"])}
     if t == "person_link":
         return {} if ds.person else None
+    if t in supervision_types.TYPE_CODES:
+        def fail(message: str) -> None:
+            raise RuleError(message)
+        return supervision_types.expand(rule, ds, std, settings, fail)
     raise RuleError(f"rule {rule['id']}: unknown rule type {t}")
 
 
@@ -185,3 +193,8 @@ def load_rules(path: Path = RULES_FILE) -> RuleSet:
             if params is not None:
                 instances.append(RuleInstance(rule["id"], rule["type"], ds.code, params))
     return RuleSet(settings, dimensions, codes, tuple(instances))
+
+
+def load_supervision_rules() -> RuleSet:
+    """The internet-hospital supervision rule set (its own file, codes SV_*, dimension 监管合规)."""
+    return load_rules(SUPERVISION_RULES_FILE)

@@ -345,7 +345,8 @@ class Generator:
         """Yield (org_code, data set code, records) for one day of activity of each institution."""
         now = now or datetime.now()
         std = self.standard
-        chosen = [std.dataset(d) for d in datasets] if datasets else list(std.datasets)
+        # an ordinary hospital sends no internet-hospital data sets: phip.synth.internet makes those
+        chosen = [std.dataset(d) for d in datasets] if datasets else [d for d in std.datasets if d.category != "internet_hospital"]
         pool = patients if patients is not None else {}
         for org in orgs:
             self._aside.clear()  # ids are only meaningful while this org-day's records live
