@@ -103,3 +103,58 @@ def test_quality_findings_of_the_same_data_set_survive_a_supervision_run(engine,
     with engine.connect() as conn:
         qc = conn.execute(select(QualityFinding).where(QualityFinding.code.like("QC_%"))).all()
     assert len(qc) == quality.findings
+
+
+# --- the dashboard, the XLSX report, the feedback API ------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture()
+def client(engine):  # noqa: ANN001
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+    from phip.web.auth import create_user
+
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    return TestClient(create_app(engine))
+
+
+def _login(client) -> None:  # noqa: ANN001
+    import re
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)[1]
+    client.post("/login", data={"username": "ops", "password": PASSWORD, "csrf_token": token, "next": "/ops/"})
+
+
+def test_dashboard_filters_and_xlsx_agree_and_feedback_carries_findings(engine, pipeline, client):
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from phip.orgs.keys import create_key
+
+    load(pipeline, InternetGenerator(HOSPITALS, ENTITY, seed=5, violation_rate=0.5), consultations=len(KINDS))
+    totals = {org: len(supervise(engine, org)) for org, _ in HOSPITALS}
+    assert all(totals.values())
+    assert client.get("/ops/supervision/", follow_redirects=False).status_code == 303  # login first
+    _login(client)
+    month = f"{DAY:%Y-%m}"
+    page = client.get("/ops/supervision/", params={"month": month}).text
+    assert "互联网医院监管" in page and HOSPITALS[1][1] in page and "监管平台周报数据" in page
+    org = HOSPITALS[0][0]
+    one = client.get("/ops/supervision/", params={"month": month, "org": org, "rule": "sv_practitioner_licensed"}).text
+    assert HOSPITALS[1][1] not in one.split('id="sv-hospitals"')[1].split("</table>")[0]
+    xlsx = client.get("/ops/supervision/report.xlsx", params={"month": month})
+    assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith("application/vnd.openxmlformats")
+    wb = load_workbook(BytesIO(xlsx.content))
+    rows = {r[0]: r for r in wb["概况"].iter_rows(min_row=3, values_only=True)}
+    assert rows[org][7] == totals[org] and rows["*"][7] == sum(totals.values())
+    assert f"<td>{totals[org]}</td>" in page  # the page shows the same count
+    assert sum(r[-1] for r in wb["违规按规则"].iter_rows(min_row=2, values_only=True)) == sum(totals.values())
+    key = create_key(engine, org, "test")[1]
+    fb = client.get("/api/v1/feedback", params={"quality": "true", "limit": 1000},
+                    headers={"Authorization": f"Bearer {key}"}).json()
+    got = {(q["dataset"], q["record_key"], q["code"]) for q in fb["quality"] if q["code"].startswith("SV_")}
+    assert len(got) == totals[org]  # the hospital reads its supervision findings like every finding

@@ -32,7 +32,7 @@ from phip.reports.uploads import LEVEL_ALIASES, LEVELS, SORT_KEYS, upload_report
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
 
-from . import auth
+from . import auth, supervision
 
 HERE = Path(__file__).parent
 COOKIE = "phip_session"
@@ -249,6 +249,7 @@ def build_router(engine: Engine) -> APIRouter:
             onboarding.set_network(engine, code, status)
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
 
+    router.include_router(supervision.build_router(engine, user, _page))  # /ops/supervision/
     return router
 
 
