@@ -158,3 +158,44 @@ def test_dashboard_filters_and_xlsx_agree_and_feedback_carries_findings(engine, 
                     headers={"Authorization": f"Bearer {key}"}).json()
     got = {(q["dataset"], q["record_key"], q["code"]) for q in fb["quality"] if q["code"].startswith("SV_")}
     assert len(got) == totals[org]  # the hospital reads its supervision findings like every finding
+
+
+def test_demo_has_two_internet_hospitals_with_planted_violations(engine, pipeline):
+    from phip.demo import load_internet_demo
+    from phip.ingest.pipeline import Receipt
+    from phip.quality.supervision_report import internet_hospitals
+
+    totals = Receipt("demo", "*", "*", "demo", NOW)
+    load_internet_demo(pipeline, totals, days=1, seed=4, violation_rate=0.5)
+    assert totals.rejected == 0
+    assert set(internet_hospitals(engine)) == set(HOSPITALS)  # the two of the register
+    assert any(supervise_today(engine, org) for org, _ in HOSPITALS)
+
+
+def supervise_today(engine, org: str) -> list:  # noqa: ANN001
+    from phip.standard.validate import platform_now
+
+    today = platform_now().date()
+    analyse(engine, org, today - timedelta(days=2), today, rules=load_supervision_rules(), mark=False)
+    with engine.connect() as conn:
+        return conn.execute(select(QualityFinding).where(QualityFinding.org_code == org)).all()
+
+
+@pytest.mark.slow
+def test_cli_writes_the_monthly_report_and_refuses_a_bad_month(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from openpyxl import load_workbook
+
+    env = {**os.environ, "PHIP_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    env.pop("PHIP_DATABASE_URL", None)
+    out = tmp_path / "m.xlsx"
+    ok = subprocess.run([sys.executable, "-m", "phip.cli", "supervision", "report", "--month", "2026-11", "--out", str(out)],
+                        env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert load_workbook(out).sheetnames == ["概况", "违规按规则", "违规示例"]
+    bad = subprocess.run([sys.executable, "-m", "phip.cli", "supervision", "report", "--month", "2026-13"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "BAD_PERIOD" in bad.stderr

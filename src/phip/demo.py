@@ -13,6 +13,7 @@ from phip.orgs.service import list_institutions
 from phip.standard.validate import platform_now
 from phip.store.models import Record
 from phip.synth.generator import Generator
+from phip.synth.internet import InternetGenerator
 
 
 def store_is_empty(engine: Engine) -> bool:
@@ -40,5 +41,24 @@ def load_demo(
             done += 1
             if on_step:
                 on_step(done, steps)
+    load_internet_demo(pipeline, totals, days=days, seed=seed)
     totals.rejections = []
     return totals
+
+
+def load_internet_demo(pipeline: Pipeline, totals: Receipt, *, days: int, seed: int, violation_rate: float = 0.05) -> None:
+    """The demo's internet hospitals (互联网医院, named so in the register): their register,
+    practitioners and ``days`` days of online activity, relying on the first connected hospital,
+    with supervision violations planted at ``violation_rate``."""
+    now = platform_now()
+    rows = list_institutions(pipeline.engine)
+    hospitals = [(r.code, r.name) for r in rows if r.name.endswith("互联网医院")]
+    entity = next(((r.code, r.name) for r in rows if r.network_status == "connected"), None)
+    if not hospitals or entity is None:
+        return
+    gen = InternetGenerator(hospitals, entity, seed=seed, violation_rate=violation_rate)
+    batches = [gen.register(now - timedelta(days=days))]
+    batches += [gen.day(now.date() - timedelta(days=offset), now) for offset in range(days - 1, -1, -1)]
+    for day in batches:
+        for org_code, dataset, records in day.batches:
+            totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
