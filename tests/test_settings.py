@@ -17,7 +17,9 @@ from phip.quality.schedule import ScheduleError, quality_time
 from phip.accounts import session_ttl
 
 VARIABLES = ("PHIP_DATA_DIR", "PHIP_DATABASE_URL", "PHIP_COLLECT_DIR", "PHIP_SECRETS_FILE", "PHIP_QUALITY_AT",
-             "PHIP_VALIDATION_PROCESS", "PHIP_SESSION_MINUTES", "PHIP_RATE_LIMIT", "PHIP_RATE_BURST")
+             "PHIP_VALIDATION_PROCESS", "PHIP_SESSION_MINUTES", "PHIP_RATE_LIMIT", "PHIP_RATE_BURST",
+             "PHIP_AUDIT_KEY_FILE", "PHIP_AUDIT_ANCHOR_FILE", "PHIP_STANDARD_BASE_URL", "PHIP_METRICS_TOKEN",
+             "PHIP_WORKER_START_SECONDS", "PHIP_ONBOARDING_DAYS")
 SRC = Path(__file__).resolve().parents[1] / "src" / "phip"
 
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from phip.audit.cli import app as audit_app
 from phip.quality.cli import app as quality_app
+from phip.quality.cli import supervision_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
 from phip.errors import CommandError, PhipError
@@ -31,6 +32,7 @@ app.add_typer(standard_app, name="standard")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(db_app, name="db")
 app.add_typer(quality_app, name="quality")
+app.add_typer(supervision_app, name="supervision")
 app.add_typer(reports_app, name="reports")
 app.add_typer(users_app, name="users")
 app.add_typer(users_app, name="accounts")

@@ -19,6 +19,7 @@ from phip.standard.checks import id_check_char
 from phip.standard.validate import platform_now
 from phip.store.models import Record
 from phip.synth.generator import Generator, Patient
+from phip.synth.internet import InternetGenerator
 
 
 def store_is_empty(engine: Engine) -> bool:
@@ -53,6 +54,7 @@ def load_demo(
             for org_code, dataset, records in gen.public_health((r.code, r.name), since, now.date(),
                                                                 residents=residents, now=now):
                 totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
+    load_internet_demo(pipeline, totals, days=days, seed=seed)
     totals.rejections = []
     return totals
 
@@ -126,3 +128,21 @@ def load_sharing_demo(pipeline: Pipeline) -> dict[str, Any]:
     share.break_glass(engine, doctor2, people[1], "unconscious", "患者意识不清由120送入急诊，需了解既往病史")
     share.timeline(engine, doctor2, people[1])
     return {"residents": people, "doctor_orgs": [orgs[3][1], orgs[4][1]]}
+
+
+def load_internet_demo(pipeline: Pipeline, totals: Receipt, *, days: int, seed: int, violation_rate: float = 0.05) -> None:
+    """The demo's internet hospitals (互联网医院, named so in the register): their register,
+    practitioners and ``days`` days of online activity, relying on the first connected hospital,
+    with supervision violations planted at ``violation_rate``."""
+    now = platform_now()
+    rows = list_institutions(pipeline.engine)
+    hospitals = [(r.code, r.name) for r in rows if r.name.endswith("互联网医院")]
+    entity = next(((r.code, r.name) for r in rows if r.network_status == "connected" and r.kind == "hospital"), None)
+    if not hospitals or entity is None:
+        return
+    gen = InternetGenerator(hospitals, entity, seed=seed, violation_rate=violation_rate)
+    batches = [gen.register(now - timedelta(days=days))]
+    batches += [gen.day(now.date() - timedelta(days=offset), now) for offset in range(days - 1, -1, -1)]
+    for day in batches:
+        for org_code, dataset, records in day.batches:
+            totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))

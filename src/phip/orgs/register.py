@@ -24,7 +24,7 @@ from phip.store.models import Institution
 from . import codes
 from .tables import InstitutionChange
 
-KINDS = {"hospital": "医疗机构", "business_system": "业务系统", "external_system": "外部系统"}
+KINDS = {"hospital": "医疗机构", "internet_hospital": "互联网医院", "business_system": "业务系统", "external_system": "外部系统"}
 METHOD_WORDS = {"push": "push", "接口对接": "push", "接口": "push", "pull": "pull", "数据采集": "pull", "采集": "pull"}
 OWNERSHIPS = ("公立", "民营")
 #: What a register row holds (what `add`, `update` and the import set); the rest of the

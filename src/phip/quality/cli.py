@@ -170,3 +170,59 @@ def rejections(
         more = (g.open + (g.resolved if all_ else 0)) - len(views)
         if more > 0:
             console.print(f"  另有 {more} 条未显示（--limit 调整示例条数）", highlight=False)
+
+
+supervision_app = typer.Typer(help="互联网医院监管 (internet-hospital supervision)", no_args_is_help=True)
+
+
+@supervision_app.command("run")
+def supervision_run(
+    org: list[str] = typer.Option(None, "--org", help="互联网医院代码（可多次给出；默认全部上传了互联网医院数据的机构）"),
+    day_from: str | None = typer.Option(None, "--from", help="业务发生日起（默认近7天）"),
+    day_to: str | None = typer.Option(None, "--to", help="业务发生日止（默认今天）"),
+) -> None:
+    """按监管规则分析互联网医院数据 (run the supervision rules; findings go to the feedback API)."""
+    from phip import runtime
+    from phip.quality.rules import load_supervision_rules
+    from phip.quality.run import analyse
+    from phip.quality.supervision_report import internet_hospitals
+    from phip.standard.validate import platform_now
+
+    engine = runtime.engine()
+    today = platform_now().date()
+    end = _day(day_to, today)
+    start = _day(day_from, end - timedelta(days=6))
+    codes = org or [c for c, _ in internet_hospitals(engine)]
+    for code in codes:
+        result = analyse(engine, code, start, end, rules=load_supervision_rules(), mark=False)
+        console.print(f"{code}: {result.records} 条记录，{result.findings} 条监管发现 "
+                      + "，".join(f"{k} {v}" for k, v in sorted(result.by_code.items())), highlight=False)
+
+
+@supervision_app.command("report")
+def supervision_report(
+    month: str | None = typer.Option(None, "--month", help="月份 YYYY-MM（默认本月）"),
+    org: str | None = typer.Option(None, "--org", help="只含一家互联网医院"),
+    out: str = typer.Option("supervision-report.xlsx", "--out", help="输出的 XLSX 文件"),
+) -> None:
+    """导出互联网医院监管月报 (the monthly supervision report as XLSX)."""
+    from pathlib import Path
+
+    from phip import runtime
+    from phip.quality.supervision_report import monthly_xlsx, summary
+    from phip.reports.period import PeriodError, month_of, parse_period
+    from phip.standard.validate import platform_now
+
+    try:
+        period = parse_period(month) if month else month_of(platform_now().date())
+    except PeriodError as exc:
+        _fail(exc.message, exc.code)
+    engine = runtime.engine()
+    Path(out).write_bytes(monthly_xlsx(engine, period.start, period.end, org))
+    s = summary(engine, period.start, period.end, org)
+    table = Table("互联网医院", "预约", "问诊", "处方", "审核率(%)", "违规")
+    for h in [*s.hospitals, s.total]:
+        table.add_row(h.name, str(h.appointments), str(h.consultations), str(h.prescriptions),
+                      "—" if h.reviewed_share is None else str(h.reviewed_share), str(h.violations))
+    console.print(table)
+    console.print(f"已写入 {out}", highlight=False)

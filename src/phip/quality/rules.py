@@ -18,7 +18,10 @@ from phip.errors import PhipError
 from phip.recognition.catalog import DATASETS as RECOGNISED_DATASETS
 from phip.standard.catalog import DataSet, Standard, load_standard
 
+from . import supervision_types
+
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
+SUPERVISION_RULES_FILE = Path(__file__).parent / "data" / "supervision_rules.yaml"
 
 #: Finding codes each rule type can emit (the code decides the dimension).
 TYPE_CODES: dict[str, tuple[str, ...]] = {
@@ -34,6 +37,7 @@ TYPE_CODES: dict[str, tuple[str, ...]] = {
     "duplicate_event": ("QC_DUPLICATE_EVENT",),
     "person_link": ("QC_NOT_LINKED",),
     "repeat_test": ("QC_REPEAT_TEST",),
+    **supervision_types.TYPE_CODES,
 }
 
 
@@ -160,6 +164,10 @@ def _expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str
         if ds.code not in RECOGNISED_DATASETS:
             raise RuleError(f"rule {rule['id']}: {ds.code} holds no lab or exam results")
         return {}
+    if t in supervision_types.TYPE_CODES:
+        def fail(message: str) -> None:
+            raise RuleError(message)
+        return supervision_types.expand(rule, ds, std, settings, fail)
     raise RuleError(f"rule {rule['id']}: unknown rule type {t}")
 
 
@@ -191,3 +199,8 @@ def load_rules(path: Path = RULES_FILE) -> RuleSet:
             if params is not None:
                 instances.append(RuleInstance(rule["id"], rule["type"], ds.code, params))
     return RuleSet(settings, dimensions, codes, tuple(instances))
+
+
+def load_supervision_rules() -> RuleSet:
+    """The internet-hospital supervision rule set (its own file, codes SV_*, dimension 监管合规)."""
+    return load_rules(SUPERVISION_RULES_FILE)

@@ -24,7 +24,10 @@ from phip.store.models import Institution, Record
 from phip.store.sql import bulk_insert, lock_key
 
 from .checks import CHECKS, Hit, Scope, Sql
+from .supervision_checks import CHECKS as SUPERVISION_CHECKS
 from .rules import RuleSet, load_rules
+
+ALL_CHECKS = {**CHECKS, **SUPERVISION_CHECKS}
 from .tables import QualityFinding, QualityRun, QualityScore
 
 
@@ -69,18 +72,27 @@ def connection_time(engine: Engine, org_code: str) -> datetime | None:
 def analyse(
     engine: Engine, org_code: str, day_from: date, day_to: date, *, dataset: str | None = None,
     as_of: datetime | None = None, rules: RuleSet | None = None,
-    on_dataset: Callable[[str, int], None] | None = None,
+    on_dataset: Callable[[str, int], None] | None = None, mark: bool = True,
 ) -> RunResult:
-    """Analyse ``org_code``'s records with event days in [day_from, day_to]."""
+    """Analyse ``org_code``'s records with event days in [day_from, day_to].
+
+    A run replaces only its rule set's findings (by code) and scores (by dimension), so the
+    supervision set (``load_supervision_rules``) and quality run side by side on one data set;
+    ``mark=False`` leaves the onboarding stage "data analysed" alone."""
+    only_covered = rules is not None  # another rule set: only the data sets it has rules for
     rules = rules or load_rules()
     std = load_standard()
     as_of = as_of or platform_now()
     start, end = datetime.combine(day_from, time()), datetime.combine(day_to + timedelta(days=1), time())
     run = RunResult(uuid.uuid4().hex, org_code, day_from, day_to)
+    codes = [std.dataset(dataset).code] if dataset else datasets_with_records(engine, org_code, start, end)
+    if only_covered:
+        codes = [ds for ds in codes if rules.for_dataset(ds)]
+        if not codes:
+            return run  # nothing this rule set reads: no run recorded
     with engine.begin() as conn:
         conn.execute(insert(QualityRun), [{"id": run.run_id, "org_code": org_code, "dataset": dataset, "day_from": day_from,
                                            "day_to": day_to, "started_at": platform_now(), "records": 0, "findings": 0}])
-    codes = [std.dataset(dataset).code] if dataset else datasets_with_records(engine, org_code, start, end)
     sql = Sql(engine.dialect.name)
     connected = connection_time(engine, org_code)
     for ds in codes:
@@ -89,7 +101,7 @@ def analyse(
             lock_key(conn, f"quality/{org_code}/{ds}")  # two runs of one institution (worker and CLI) replace in turn
             hits: list[Hit] = []
             for rule in rules.for_dataset(ds):
-                hits.extend(CHECKS[rule.type](conn, sql, scope, rule))
+                hits.extend(ALL_CHECKS[rule.type](conn, sql, scope, rule))
             day_expr = func.date(Record.event_time) if engine.dialect.name == "sqlite" else func.cast(Record.event_time, Date)
             per_day = dict(conn.execute(
                 select(day_expr, func.count())
@@ -108,17 +120,19 @@ def analyse(
     with engine.begin() as conn:
         conn.execute(update(QualityRun).where(QualityRun.id == run.run_id)
                      .values(finished_at=finished, records=run.records, findings=run.findings))
-        _mark_analysed(conn, org_code, run.run_id, finished)
+        if mark:
+            _mark_analysed(conn, org_code, run.run_id, finished)
     return run
 
 
 def _replace(conn, rules: RuleSet, run: RunResult, scope: Scope, hits: list[Hit],  # noqa: ANN001
              checked: dict[date, int], day_from: date, day_to: date) -> None:
     where = (QualityFinding.org_code == scope.org_code, QualityFinding.dataset == scope.dataset,
-             QualityFinding.day >= day_from, QualityFinding.day <= day_to)
+             QualityFinding.day >= day_from, QualityFinding.day <= day_to, QualityFinding.code.in_(list(rules.codes)))
     conn.execute(delete(QualityFinding).where(*where))
     conn.execute(delete(QualityScore).where(QualityScore.org_code == scope.org_code, QualityScore.dataset == scope.dataset,
-                                            QualityScore.day >= day_from, QualityScore.day <= day_to))
+                                            QualityScore.day >= day_from, QualityScore.day <= day_to,
+                                            QualityScore.dimension.in_(list(rules.dimensions))))
     now = platform_now()
     rows = []
     failed: dict[tuple[date, str], set] = {}

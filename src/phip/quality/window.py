@@ -20,6 +20,7 @@ from phip.standard.validate import platform_now
 from phip.store.dayranges import Range, merge, unpack
 from phip.store.models import Batch
 
+from .rules import load_supervision_rules
 from .run import RunResult, analyse
 from .tables import QualityRun
 
@@ -73,6 +74,8 @@ def analyse_windows(engine: Engine, org_code: str, today: date, *, as_of: dateti
     results = []
     for start, end in windows(engine, org_code, today):
         result = analyse(engine, org_code, start, end, as_of=as_of, dataset=dataset)
+        # the internet-hospital supervision rules over the same window (only data sets they cover)
+        analyse(engine, org_code, start, end, as_of=as_of, dataset=dataset, rules=load_supervision_rules(), mark=False)
         results.append(result)
         if on_result:
             on_result(result)

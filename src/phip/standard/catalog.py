@@ -29,13 +29,14 @@ Check = Literal["id_no", "uscc", "phone"]
 Category = Literal[
     "patient", "outpatient", "prescription", "fee", "inpatient", "emr", "lab_exam", "surgery",
     "obstetrics", "nursing", "consent", "resource", "quality", "statistics", "supply", "public_health",
+    "internet_hospital",  # the supervision extension (互联网医院监管), data sets 81-87
 ]
 CATEGORY_LABELS: dict[str, str] = {
     "patient": "患者信息", "outpatient": "门急诊", "prescription": "处方", "fee": "费用",
     "inpatient": "住院", "emr": "电子病历", "lab_exam": "检验检查", "surgery": "手术麻醉",
     "obstetrics": "产科", "nursing": "护理", "consent": "知情同意", "resource": "机构资源",
     "quality": "数据质控", "statistics": "统计", "supply": "物资库存",
-    "public_health": "基本公共卫生",
+    "public_health": "基本公共卫生", "internet_hospital": "互联网医院监管",
 }
 #: Person roles a data set may declare; the EMPI reads these to identify the person.
 PersonRole = Literal[

@@ -358,7 +358,8 @@ class Generator:
         now = now or datetime.now()
         std = self.standard
         chosen = [std.dataset(d) for d in datasets] if datasets else list(std.datasets)
-        chosen = [d for d in chosen if d.category != PUBLIC_HEALTH]  # residents' records: public_health()
+        # residents' records come from public_health(); internet-hospital data from phip.synth.internet
+        chosen = [d for d in chosen if d.category not in (PUBLIC_HEALTH, "internet_hospital")]
         pool = patients if patients is not None else {}
         for org in orgs:
             self._aside.clear()  # ids are only meaningful while this org-day's records live

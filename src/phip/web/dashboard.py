@@ -34,7 +34,7 @@ from phip.standard.validate import platform_now
 
 from phip import accounts as auth
 
-from . import onboarding_files, portal
+from . import onboarding_files, portal, supervision
 from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, page, safe_next, set_session, signed_in
 
 PREFIX = "/ops"
@@ -253,6 +253,7 @@ def build_router(engine: Engine) -> APIRouter:
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
 
     router.include_router(onboarding_files.build_router(engine, PREFIX, user))
+    router.include_router(supervision.build_router(engine, user, _page))  # /ops/supervision/
     return router
 
 
