@@ -47,6 +47,16 @@ class Settings:
     #: ``PHIP_WORKER_START_SECONDS`` (default 60): how long ``phip serve --workers N`` lets a
     #: worker take to answer uvicorn's health check before killing it, see :attr:`worker_start_seconds`
     worker_start: str = "60"
+    #: ``PHIP_UPSTREAM_URL`` (default unset: a standalone platform): the province's base URL this
+    #: city platform forwards every accepted record to (省市一体化, see docs/federation.md); only
+    #: with it does the pipeline write the outbox
+    upstream_url: str = ""
+    #: ``PHIP_UPSTREAM_KEY``: this city platform's API key at the province (a city key, see
+    #: ``phip orgs key create --region``)
+    upstream_key: str | None = None
+    #: ``PHIP_REGION_CODE``: the city's region code (GB/T 2260, e.g. 220100), shown by
+    #: ``phip federation status``; the province checks the region by the key
+    region_code: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +76,9 @@ class Settings:
             standard_base_url=env.get("PHIP_STANDARD_BASE_URL", "").strip().rstrip("/"),
             metrics_token=env.get("PHIP_METRICS_TOKEN") or None,
             worker_start=env.get("PHIP_WORKER_START_SECONDS") or "60",
+            upstream_url=env.get("PHIP_UPSTREAM_URL", "").strip().rstrip("/"),
+            upstream_key=env.get("PHIP_UPSTREAM_KEY") or None,
+            region_code=env.get("PHIP_REGION_CODE", "").strip(),
         )
 
     @property

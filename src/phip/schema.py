@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import phip.collect.tables  # noqa: F401
 import phip.empi.tables  # noqa: F401
+import phip.federation.tables  # noqa: F401
 import phip.quality.tables  # noqa: F401
 import phip.reports.tables  # noqa: F401
 import phip.web.tables  # noqa: F401
