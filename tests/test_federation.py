@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import os
+import time
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import make_url
 
@@ -71,7 +73,7 @@ def region_orgs(orgs, engine, region=REGION) -> list[tuple[str, str]]:
 
 
 def forwarder(engine: Engine, base: str, key: str, **kw) -> Forwarder:
-    return Forwarder(engine, base, key, backoff_base=0.01, backoff_cap=0.05, timeout=10, **kw)
+    return Forwarder(engine, base, key, **{"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 10, **kw})
 
 
 @contextmanager
@@ -168,3 +170,191 @@ def test_province_refuses_an_institution_outside_the_region(city, province, orgs
     assert codes == {"ORG_OUTSIDE_REGION"}
     assert "不属于本市级平台所辖地区" in status.refusals[0]["findings"][0]["message"]
     assert {r["org_code"] for r in status.refusals} == {outside[0]}
+
+
+def test_hospital_push_to_the_city_queues_and_shows_in_metrics(city, orgs, monkeypatch):
+    """Through the city's own push API: what it stores is queued in the same transaction (a
+    rejected record is not), and /metrics shows the backlog and the age of the oldest."""
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+
+    org = region_orgs(orgs, city.engine)[1]
+    _, hospital_key = create_key(city.engine, org[0])
+    client = TestClient(create_app(city.engine))
+    batch = visits(org, 6)
+    batch[2] = {**batch[2], "visit_time": "2026-02-30 09:00:00"}  # rejected: never forwarded
+    r = client.post(f"/api/v1/datasets/{URL_DATASET}/records", json=batch, headers={"Authorization": f"Bearer {hospital_key}"})
+    assert r.json()["counts"]["rejected"] == 1
+    assert outbox_status(city.engine).backlog == len(state(city.engine)) == len(batch) - 1
+    monkeypatch.setenv("PHIP_METRICS_TOKEN", "scrape-token-for-tests")
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-for-tests"}).text
+    assert f"phip_outbox_backlog {float(len(batch) - 1)}" in text
+    assert "phip_outbox_oldest_unsent_seconds" in text
+
+
+class FaultyProxy:
+    """A real HTTP hop between the city and the province that misbehaves on plan: per request
+    ``ok`` (pass through), ``500`` (answer 500, the province sees nothing), ``lost`` (the
+    province stores the batch, the city gets 502: a receipt lost), ``slow`` (pass through after
+    ``delay`` seconds: longer than the city's timeout). After the plan: ``ok``."""
+
+    def __init__(self, target: str, plan: list[str] = (), delay: float = 0.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        self.target, self.plan, self.delay = target, list(plan), delay
+        self.requests = 0
+        self.forwarded = threading.Event()  # set once the province answered a forwarded batch
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # noqa: ANN002
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                action = proxy.plan.pop(0) if proxy.plan else "ok"
+                proxy.requests += 1
+                status, answer = 500, b'{"error": "injected"}'
+                if action != "500":
+                    try:
+                        r = httpx.post(proxy.target + self.path, content=body, timeout=30, headers={
+                            "Authorization": self.headers["Authorization"], "Content-Type": "application/json"})
+                        status, answer = r.status_code, r.content
+                        proxy.forwarded.set()
+                    except httpx.HTTPError:
+                        status, answer = 502, b'{"error": "province unreachable"}'
+                    if action == "lost":
+                        status, answer = 502, b'{"error": "receipt lost"}'
+                    if action == "slow":
+                        time.sleep(proxy.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                try:
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the city gave up (timeout) or was killed
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def two_hospitals_and_corrections(city, orgs, n: int = 30) -> None:
+    a, b = region_orgs(orgs, city.engine)[1:3]
+    first = visits(a, n)
+    city.ingest(a[0], URL_DATASET, first, source="api")
+    city.ingest(b[0], URL_DATASET, visits(b, n, seed=2), source="api")
+    city.ingest(a[0], URL_DATASET, [{**first[i], "dept_name": "呼吸内科"} for i in range(0, n, 3)], source="api")
+
+
+@pytest.mark.slow
+def test_province_500_timeouts_and_lost_receipts(city, province, orgs, tmp_path):
+    """Some batches answered 500, one timing out, two stored at the province with the receipt
+    lost: retried with backoff until all are through; the province equals the city."""
+    p_engine, p_url, key = province
+    two_hospitals_and_corrections(city, orgs)
+    with province_serving(tmp_path, p_url) as base:
+        proxy = FaultyProxy(base, ["500", "ok", "lost", "500", "500", "slow", "ok", "lost"], delay=2.0)
+        try:
+            result = forwarder(city.engine, proxy.url, key, batch_size=9, timeout=1).run(once=True, max_failures=6)
+        finally:
+            proxy.close()
+    assert result.failures == 6 and not result.gave_up
+    assert result.sent == len(state(city.engine)) and outbox_status(city.engine).backlog == 0
+    assert state(p_engine) == state(city.engine)
+
+
+@pytest.mark.slow
+def test_forwarder_killed_mid_batch(city, province, orgs, tmp_path):
+    """`phip federation forward` is SIGKILLed while the province stores its first batch (the
+    receipt never reaches it); the next run re-sends that batch and the province stores it once."""
+    import signal
+    import subprocess
+    import sys
+
+    p_engine, p_url, key = province
+    two_hospitals_and_corrections(city, orgs, n=400)  # more than one batch of 500
+    total = len(state(city.engine))
+    env = {**os.environ, "PHIP_DATABASE_URL": city.engine.url.render_as_string(hide_password=False),
+           "PHIP_UPSTREAM_KEY": key, "PHIP_DATA_DIR": str(tmp_path / "city")}
+    with province_serving(tmp_path, p_url) as base:
+        proxy = FaultyProxy(base, ["slow"], delay=30.0)
+        env["PHIP_UPSTREAM_URL"] = proxy.url
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "federation", "forward"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert proxy.forwarded.wait(120), "the forwarder sent nothing"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert outbox_status(city.engine).backlog == total  # nothing marked: the receipt never came
+            assert 0 < len(state(p_engine)) < total  # but the province stored the first batch
+            result = forwarder(city.engine, proxy.url, key).run(once=True, max_failures=3)
+        finally:
+            proxy.close()
+    assert result.sent == total and outbox_status(city.engine).backlog == 0
+    assert state(p_engine) == state(city.engine)
+
+
+@pytest.mark.slow
+def test_province_restarted_mid_batch(city, province, orgs, tmp_path):
+    """The province stops (SIGTERM) while the forwarder runs in a thread and comes back later
+    (behind the same address: the proxy); the forwarder backs off, goes on, and the province
+    ends equal to the city."""
+    import threading
+
+    p_engine, p_url, key = province
+    two_hospitals_and_corrections(city, orgs, n=60)
+    results = []
+    with serving(tmp_path / "p1", p_url) as base:
+        proxy = FaultyProxy(base)
+        worker = threading.Thread(target=lambda: results.append(
+            forwarder(city.engine, proxy.url, key, batch_size=5).run(once=True, max_failures=1000)))
+        worker.start()
+        while proxy.requests < 3:
+            time.sleep(0.01)
+    try:
+        time.sleep(0.5)  # the province is down: the forwarder fails and backs off
+        waiting = outbox_status(city.engine).backlog
+        with serving(tmp_path / "p2", p_url) as base:
+            proxy.target = base
+            worker.join(120)
+    finally:
+        proxy.close()
+    assert waiting > 0
+    assert results and results[0].failures > 0 and outbox_status(city.engine).backlog == 0
+    assert state(p_engine) == state(city.engine)
+
+
+@pytest.mark.slow
+def test_history_queued_then_a_range_resent(engine, province, orgs, tmp_path, monkeypatch):
+    """A city that stored records before it was connected queues its history; a re-send of
+    everything afterwards stores nothing twice at the province."""
+    from phip.federation.forwarder import queue_history, resend
+
+    p_engine, p_url, key = province
+    standalone = build_pipeline(engine)
+    a = region_orgs(orgs, engine)[1]
+    standalone.ingest(a[0], URL_DATASET, visits(a, 25), source="api")
+    assert outbox_status(engine).backlog == 0
+    assert queue_history(engine, chunk=10) == 25
+    monkeypatch.setenv("PHIP_UPSTREAM_URL", "http://127.0.0.1:1")
+    more = build_pipeline(engine).ingest(a[0], URL_DATASET, visits(a, 10, seed=5), source="api")  # queued as stored
+    total = 25 + more.accepted + more.updated
+    assert outbox_status(engine).backlog == total == len(state(engine))
+    with province_serving(tmp_path, p_url) as base:
+        assert forwarder(engine, base, key, batch_size=8).run(once=True, max_failures=2).sent == total
+        assert resend(engine, dataset=URL_DATASET) == total
+        again = forwarder(engine, base, key).run(once=True, max_failures=2)
+    assert again.sent == total and outbox_status(engine).backlog == 0
+    assert state(p_engine) == state(engine)

@@ -5,6 +5,9 @@ code and a Chinese message, and nothing is stored: wrong content type (415), bod
 or too many records (413), undecodable or malformed body (400), unknown data set (404). What
 passes goes through the one pipeline, where each record is accepted or rejected on its own
 (a record naming another institution too: ``ORG_MISMATCH``).
+
+A city platform's key (省市一体化, docs/federation.md) sends records of its region's
+institutions, each keeping its own ``org_code``; others are refused (``ORG_OUTSIDE_REGION``).
 """
 
 
@@ -20,6 +23,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
+from phip.config import get_settings
+from phip.federation import metrics as outbox_metrics
 from phip.federation.province import ingest_for_region
 from phip.ingest.pipeline import Pipeline
 from phip.orgs.keys import KeyClient
@@ -31,7 +36,7 @@ from phip.standard.validate import parse_datetime
 from .errors import RETRY_AFTER_SECONDS, ApiError
 from .keyauth import institution_key, key_client
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
-from .limits import RECORDS, RateLimiter
+from .limits import RECORDS, REGISTRY, RateLimiter
 from .memory import trim
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -53,6 +58,8 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     institution = institution_key(engine, limiter)
     Org = Annotated[str, Depends(institution)]
     Client = Annotated[KeyClient, Depends(key_client(engine, limiter))]
+    if get_settings().upstream_url:  # a city platform: its outbox in /metrics
+        outbox_metrics.install(REGISTRY, engine)
     slots = threading.BoundedSemaphore(MAX_CONCURRENT_BATCHES)
     router.batch_slots = slots  # type: ignore[attr-defined]  # the app keeps it in its state (tests fill it)
 

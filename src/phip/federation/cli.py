@@ -13,7 +13,7 @@ from rich.table import Table
 from phip.config import get_settings
 from phip.errors import CommandError
 
-from .forwarder import Forwarder, outbox_status
+from .forwarder import Forwarder, outbox_status, queue_history, resend
 
 app = typer.Typer(help="省市一体化：向省平台转发 (forward to the province)", no_args_is_help=True)
 console = Console()
@@ -46,7 +46,7 @@ def forward(
     finally:
         forwarder.close()
     console.print(f"已发送 {result.sent} 条，省平台拒收 {result.refused} 条，请求 {result.requests} 次，失败 {result.failures} 次")
-    if result.last_error and result.failures and once and result.sent == 0:
+    if result.gave_up:
         _fail(f"向省平台转发失败：{result.last_error}", "UPSTREAM_FAILED")
 
 
@@ -70,3 +70,35 @@ def status(refusals: int = typer.Option(20, "--refusals", help="列出最近几�
             reasons = "；".join(f"[{f['code']}] {f['message']}" for f in r["findings"] or [])
             table.add_row(r["org_code"], r["dataset"], escape(r["record_key"]), escape(reasons), f"{r['sent_at']:%Y-%m-%d %H:%M}")
         console.print(table)
+
+
+@app.command("resend")
+def resend_cmd(
+    since: str | None = typer.Option(None, "--since", help="入队时间起（含），如 2026-11-01"),
+    until: str | None = typer.Option(None, "--until", help="入队时间止（不含），如 2026-12-01"),
+    dataset: str | None = typer.Option(None, "--dataset", help="只重发一个数据集"),
+    org: str | None = typer.Option(None, "--org", help="只重发一个医疗机构（代码）"),
+) -> None:
+    """把已发送（或被拒收）的记录重新排队，省平台已有的版本不会重复保存 (re-send a range)."""
+    from phip import runtime
+    from phip.standard.validate import parse_datetime
+
+    def when(value: str | None, name: str):  # noqa: ANN202
+        if value is None:
+            return None
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            _fail(f"{name} 参数“{value}”不是有效的日期时间", "BAD_DATE")
+
+    n = resend(runtime.engine(), since=when(since, "--since"), until=when(until, "--until"), dataset=dataset, org_code=org)
+    console.print(f"已重新排队 {n} 条，运行 phip federation forward 发送")
+
+
+@app.command("queue-history")
+def queue_history_cmd(dataset: str | None = typer.Option(None, "--dataset", help="只排队一个数据集")) -> None:
+    """接入省平台前已保存的记录（当前版本）排队发送，分块进行，不占大量内存 (queue the history)."""
+    from phip import runtime
+
+    n = queue_history(runtime.engine(), dataset=dataset)
+    console.print(f"已排队 {n} 条历史记录，运行 phip federation forward 发送")

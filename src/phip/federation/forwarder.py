@@ -15,15 +15,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import DateTime, Engine, and_, func, insert, literal, select, update
 
 from phip.standard.validate import platform_now
+from phip.store.models import Record
 
 from .tables import OutboxRow
 
@@ -51,7 +52,7 @@ class ForwardResult:
     requests: int = 0
     failures: int = 0
     last_error: str | None = None
-    errors: list[str] = field(default_factory=list)
+    gave_up: bool = False  # stopped after max_failures in a row: a backlog is left
 
 
 class Forwarder:
@@ -157,6 +158,7 @@ class Forwarder:
                 self.failed(rows, str(exc))
                 log.warning("forwarding %d rows to %s failed (%d in a row): %s", len(rows), self.base_url, streak, exc)
                 if max_failures is not None and streak >= max_failures:
+                    result.gave_up = True
                     break
                 self.sleep(self.backoff(streak))
                 continue
@@ -194,3 +196,45 @@ def outbox_status(engine: Engine, refusals: int = 20) -> OutboxStatus:
                               .limit(refusals)).all()
     return OutboxStatus(backlog, oldest, sent, refused, error[0] if error else None, error[1] if error else None,
                         [dict(r._mapping) for r in latest])
+
+
+def resend(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
+           dataset: str | None = None, org_code: str | None = None) -> int:
+    """Queue sent (or refused) rows again, by the time they were queued, data set and
+    institution; returns how many. The province skips versions it already has, so a re-send
+    stores only what it lacks."""
+    conds = [_OUTBOX.c.sent_at.is_not(None)]
+    if since is not None:
+        conds.append(_OUTBOX.c.created_at >= since)
+    if until is not None:
+        conds.append(_OUTBOX.c.created_at < until)
+    if dataset:
+        conds.append(_OUTBOX.c.dataset == dataset)
+    if org_code:
+        conds.append(_OUTBOX.c.org_code == org_code)
+    with engine.begin() as conn:
+        return conn.execute(update(_OUTBOX).where(*conds).values(sent_at=None, findings=None, attempts=0,
+                                                                 last_error=None)).rowcount
+
+
+def queue_history(engine: Engine, *, dataset: str | None = None, chunk: int = 5000) -> int:
+    """Queue the records stored before the upstream was configured (their current versions),
+    a chunk per transaction so a long history never sits in memory; returns how many."""
+    records, queued, after = Record.__table__, 0, 0
+    now = platform_now()
+    while True:
+        with engine.begin() as conn:
+            stmt = select(records.c.id).where(records.c.id > after).order_by(records.c.id).limit(chunk)
+            if dataset:
+                stmt = stmt.where(records.c.dataset == dataset)
+            ids = conn.execute(stmt).scalars().all()
+            if not ids:
+                return queued
+            source = select(records.c.org_code, records.c.dataset, records.c.record_key, records.c.version,
+                            records.c.payload, literal(now, DateTime()), literal(0)).where(
+                records.c.id >= ids[0], records.c.id <= ids[-1], *([records.c.dataset == dataset] if dataset else []))
+            conn.execute(insert(_OUTBOX).from_select(
+                ["org_code", "dataset", "record_key", "version", "payload", "created_at", "attempts"],
+                source.order_by(records.c.id)))
+            queued += len(ids)
+            after = ids[-1]
