@@ -358,3 +358,28 @@ def test_history_queued_then_a_range_resent(engine, province, orgs, tmp_path, mo
         again = forwarder(engine, base, key).run(once=True, max_failures=2)
     assert again.sent == total and outbox_status(engine).backlog == 0
     assert state(p_engine) == state(engine)
+
+
+@pytest.mark.slow
+def test_cli_city_key_forward_and_status(tmp_path, monkeypatch):
+    """The commands an operator types: a city key at the province, a standalone city refusing
+    to forward, then `forward --once` failing against a province that is down (exit 2, the
+    error kept) and `status` showing the backlog and that error."""
+    from tests.test_cli import ORG, run
+
+    province_dir, city_dir = tmp_path / "province", tmp_path / "city"
+    assert run(["orgs", "key", "create", ORG, "--region", "22010"], province_dir, check=False).returncode == 2
+    key = run(["orgs", "key", "create", ORG, "--region", REGION], province_dir).stdout.strip().splitlines()[-1]
+    assert key.startswith("phip_")
+    standalone = run(["federation", "forward", "--once"], city_dir, check=False)
+    assert standalone.returncode == 2 and "NO_UPSTREAM" in standalone.stdout + standalone.stderr
+    for name, value in (("PHIP_UPSTREAM_URL", f"http://127.0.0.1:{free_port()}"), ("PHIP_UPSTREAM_KEY", key),
+                        ("PHIP_REGION_CODE", REGION)):
+        monkeypatch.setenv(name, value)  # the commands run below inherit them
+    records = tmp_path / "v.json"
+    run(["generate", "--org", ORG, "--visits", "12", "--out", str(records)], city_dir)
+    run(["ingest", str(records), "--org", ORG, "--dataset", URL_DATASET], city_dir)
+    down = run(["federation", "forward", "--once", "--max-failures", "1"], city_dir, check=False)
+    assert down.returncode == 2 and "UPSTREAM_FAILED" in down.stdout + down.stderr
+    status = run(["federation", "status"], city_dir).stdout
+    assert "待发 12 条" in status and "最近错误" in status and REGION in status
