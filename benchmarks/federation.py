@@ -4,9 +4,11 @@ p95 under a steady push; the forwarder's peak memory at a small and a large back
 
 * province: `phip serve --workers 2` on PostgreSQL; city: this process, on a PostgreSQL database
   of its own, with PHIP_UPSTREAM_URL set (its pipeline writes the outbox);
-* direct: one uploader POSTs batches of 500 visits to the province with an institution's key;
-* federated: the city ingests the same amount (batches of 500, another institution of the
-  region) while a forwarder thread sends; rate = records / (first intake → last marked sent);
+* direct: one uploader POSTs batches of visits of the forwarder's size to the province with an institution's key;
+* federated: the city ingests the same amount (same batches, another institution of the
+  region) while `phip federation forward` runs in its own process; rate = records / (first intake → last marked sent);
+* drain: the same amount queued first (not timed), then the forwarder alone: the forwarding
+  path's own cost, without the city's intake sharing the machine;
 * steady: the city ingests at half the federated rate; lag = sent_at − created_at per record;
 * memory: tracemalloc peak of the forwarder over its first 20 batches with a backlog of
   10,000 and of --big (default 1,000,000) rows, made by SQL (not timed).
@@ -21,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from datetime import date, timedelta
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_pipeline import NOW, fresh  # noqa: E402
 from push_api import free_port  # noqa: E402
 
-from phip.federation.forwarder import Forwarder, outbox_status  # noqa: E402
+from phip.federation.forwarder import BATCH_SIZE, Forwarder, outbox_status  # noqa: E402
 from phip.federation.tables import OutboxRow  # noqa: E402
 from phip.orgs.keys import create_key  # noqa: E402
 from phip.runtime import build_pipeline  # noqa: E402
@@ -45,7 +46,7 @@ from phip.store.db import create_database, make_engine  # noqa: E402
 from phip.store.models import Institution, Record  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
 
-BATCH = 500
+BATCH = BATCH_SIZE  # the forwarder's batch: the direct uploader sends the same size
 REGION = "220100"
 DATASET = "outpatient_visit"
 
@@ -75,24 +76,39 @@ def start_province(url: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the province did not start")
 
 
-def federated(city, province_base: str, key: str, org, work: list[list[dict]], pace: float | None) -> tuple[float, list[float]]:
-    """Ingest ``work`` at the city (at ``pace`` records/s, or flat out) while a forwarder sends;
-    returns (records/s intake → stored at the province, lags in seconds)."""
+def federated(city, province_base: str, key: str, org, work: list[list[dict]], pace: float | None,
+              drain: bool = False) -> tuple[float, list[float]]:
+    """Ingest ``work`` at the city (at ``pace`` records/s, or flat out) while `phip federation
+    forward` runs in its own process, as operators run it; returns (records/s intake → stored
+    at the province, lags in seconds). ``drain``: queue first, then time the forwarder alone."""
     n = sum(map(len, work))
-    done = threading.Event()
-    forwarder = Forwarder(city.engine, province_base, key)
-    sender = threading.Thread(target=forwarder.run,
-                              kwargs={"idle": 0.05, "stop": lambda: done.is_set() and outbox_status(city.engine, 0).backlog == 0})
+    env = {**os.environ, "PHIP_DATABASE_URL": city.engine.url.render_as_string(hide_password=False),
+           "PHIP_UPSTREAM_URL": province_base, "PHIP_UPSTREAM_KEY": key}
+    if drain:  # the backlog first (not timed), then the forwarder alone (in this process: no start-up)
+        for batch in work:
+            city.ingest(org[0], DATASET, batch, source="api")
+        forwarder = Forwarder(city.engine, province_base, key)
+        t0 = time.perf_counter()
+        forwarder.run(once=True)
+        took = time.perf_counter() - t0
+        forwarder.close()
+        with city.engine.begin() as conn:
+            conn.execute(text("DELETE FROM outbox"))
+        return n / took, []
     t0 = time.perf_counter()
-    sender.start()
-    for i, batch in enumerate(work):
-        if pace:
-            time.sleep(max(0.0, t0 + i * BATCH / pace - time.perf_counter()))
-        city.ingest(org[0], DATASET, batch, source="api")
-    done.set()
-    sender.join()
-    took = time.perf_counter() - t0
-    forwarder.close()
+    sender = subprocess.Popen([sys.executable, "-m", "phip.cli", "federation", "forward"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for i, batch in enumerate(work):
+            if pace:
+                time.sleep(max(0.0, t0 + i * len(batch) / pace - time.perf_counter()))
+            city.ingest(org[0], DATASET, batch, source="api")
+        while outbox_status(city.engine, 0).backlog:
+            time.sleep(0.02)
+        took = time.perf_counter() - t0
+    finally:
+        sender.terminate()
+        sender.wait(30)
     with city.engine.connect() as conn:
         lags = [(s - c).total_seconds() for s, c in conn.execute(select(OutboxRow.sent_at, OutboxRow.created_at))]
         conn.execute(text("DELETE FROM outbox"))
@@ -134,14 +150,15 @@ def main() -> None:
     fresh(city_engine)
     with province.connect() as conn:
         orgs = conn.execute(select(Institution.code, Institution.name).where(Institution.region_code == REGION)
-                            .order_by(Institution.code).limit(4)).all()
-    holder, direct_org, city_org, steady_org = [tuple(o) for o in orgs]
+                            .order_by(Institution.code).limit(5)).all()
+    holder, direct_org, city_org, steady_org, drain_org = [tuple(o) for o in orgs]
     city_key = create_key(province, holder[0], "bench city", REGION)[1]
     direct_key = create_key(province, direct_org[0], "bench direct")[1]
     t0 = time.perf_counter()
     direct_work, city_work = batches(direct_org, args.records, 1), batches(city_org, args.records, 2)
     steady_work = batches(steady_org, args.records // 2, 3)
-    print(f"generated {sum(map(len, direct_work + city_work + steady_work))} visits ({time.perf_counter() - t0:.0f}s, not timed)")
+    drain_work = batches(drain_org, args.records, 4)
+    print(f"generated {sum(map(len, direct_work + city_work + steady_work + drain_work))} visits ({time.perf_counter() - t0:.0f}s, not timed)")
     os.environ["PHIP_UPSTREAM_URL"] = "http://bench.invalid"  # the city's pipeline writes the outbox
     city = build_pipeline(city_engine)
     proc, base = start_province(p_url)
@@ -153,6 +170,7 @@ def main() -> None:
                 assert client.post(f"/api/v1/datasets/{DATASET}/records", content=orjson.dumps(batch)).status_code == 200
             direct = sum(map(len, direct_work)) / (time.perf_counter() - t0)
         rate, _ = federated(city, base, city_key, city_org, city_work, None)
+        drained, _ = federated(city, base, city_key, drain_org, drain_work, None, drain=True)
         _, lags = federated(city, base, city_key, steady_org, steady_work, rate / 2)
         with province.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(Record).where(Record.org_code == city_org[0])).scalar_one()
@@ -164,6 +182,7 @@ def main() -> None:
     q = statistics.quantiles(lags, n=20)
     print(f"direct push to the province (1 uploader, batches of {BATCH}): {direct:,.0f} records/s")
     print(f"city intake → stored at the province: {rate:,.0f} records/s; ratio {rate / direct:.2f} (aim ≥ 0.7)")
+    print(f"forwarder alone draining a backlog of {args.records:,}: {drained:,.0f} records/s; ratio {drained / direct:.2f}")
     print(f"steady push at {rate / 2:,.0f} records/s: lag p50 {statistics.median(lags):.2f}s, p95 {q[18]:.2f}s")
     print(f"forwarder peak memory over 20 batches: backlog 10,000 {small:.1f} MiB; backlog {args.big:,} {big:.1f} MiB")
     print(f"province holds {stored} records of the city's institution, the city {len(city_work) * BATCH}")

@@ -27,7 +27,11 @@ def institution_key(engine: Engine, limiter: RateLimiter) -> Callable[..., str]:
     """A FastAPI dependency answering the institution code of the request's key; 401 without a
     valid key, 429 with Retry-After once the institution's rate is spent, or once its address
     has sent too many wrong keys."""
-    client = key_client(engine, limiter)
+    return institution_of(key_client(engine, limiter))
+
+
+def institution_of(client: Callable[..., KeyClient]) -> Callable[..., str]:
+    """The institution code of a :func:`key_client` dependency (sharing its wrong-key budget)."""
 
     def institution(
         request: Request,

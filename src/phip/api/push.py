@@ -34,7 +34,7 @@ from phip.quality.service import feedback as quality_feedback
 from phip.standard.validate import parse_datetime
 
 from .errors import RETRY_AFTER_SECONDS, ApiError
-from .keyauth import institution_key, key_client
+from .keyauth import institution_of, key_client
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
 from .limits import RECORDS, REGISTRY, RateLimiter
 from .memory import trim
@@ -55,9 +55,9 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     router = APIRouter(prefix="/api/v1", tags=["接口对接 push API"])
     limiter = limiter or RateLimiter()
 
-    institution = institution_key(engine, limiter)
-    Org = Annotated[str, Depends(institution)]
-    Client = Annotated[KeyClient, Depends(key_client(engine, limiter))]
+    client = key_client(engine, limiter)  # one wrong-key budget for every route of the router
+    Org = Annotated[str, Depends(institution_of(client))]
+    Client = Annotated[KeyClient, Depends(client)]
     if get_settings().upstream_url:  # a city platform: its outbox in /metrics
         outbox_metrics.install(REGISTRY, engine)
     slots = threading.BoundedSemaphore(MAX_CONCURRENT_BATCHES)
