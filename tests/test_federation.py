@@ -5,12 +5,12 @@ records and versions (same keys, versions and content hashes), nothing missing, 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import os
-import time
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import make_url
 
@@ -131,7 +131,7 @@ def test_correction_waiting_in_the_outbox_and_a_lost_receipt(city, province, org
     # one batch carrying two more versions of one record
     city.ingest(a[0], URL_DATASET, [{**batch[3], "dept_name": "儿科"}, {**batch[3], "dept_name": "眼科"}], source="api")
     with city.engine.connect() as conn:
-        versions = conn.execute(select(m.Record.version).where(m.Record.record_key == OutboxKey.of(conn, 3))).scalar_one()
+        versions = conn.execute(select(m.Record.version).where(m.Record.record_key == outbox_key(conn, 3))).scalar_one()
     assert versions == 3
     with province_serving(tmp_path, p_url) as base:
         assert forwarder(city.engine, base, key).run(once=True, max_failures=2).sent == len(state(city.engine))
@@ -143,11 +143,9 @@ def test_correction_waiting_in_the_outbox_and_a_lost_receipt(city, province, org
     assert state(p_engine) == state(city.engine)
 
 
-class OutboxKey:
-    @staticmethod
-    def of(conn, nth: int) -> str:
-        """The record key of the outbox's nth row (a record of the first batch)."""
-        return conn.execute(select(OutboxRow.record_key).order_by(OutboxRow.id).offset(nth).limit(1)).scalar_one()
+def outbox_key(conn, nth: int) -> str:  # noqa: ANN001
+    """The record key of the outbox's nth row (a record of the first batch)."""
+    return conn.execute(select(OutboxRow.record_key).order_by(OutboxRow.id).offset(nth).limit(1)).scalar_one()
 
 
 @pytest.mark.slow
