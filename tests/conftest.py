@@ -24,15 +24,17 @@ PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0
 _engines: dict[str, Engine] = {}
 
 
-def _pg_engine() -> Engine:
-    engine = make_engine(PG_URL)
+def pg_engine(url: str = PG_URL) -> Engine:
+    """An emptied PostgreSQL database at ``url`` (created when missing); skipped outside CI
+    when the server is not there."""
+    engine = make_engine(url)
     try:
-        create_database(PG_URL)
+        create_database(url)
         wipe(engine)
     except Exception as exc:  # noqa: BLE001
         if os.environ.get("CI"):
             raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
     return engine
 
 
@@ -55,7 +57,7 @@ def store_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'phip.db'}")
     else:
-        engine = _pg_engine()
+        engine = pg_engine()
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -20,6 +20,7 @@ from phip.quality.cli import app as quality_app
 from phip.quality.cli import supervision_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
+from phip.federation.cli import app as federation_app
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.accounts.cli import app as users_app
@@ -38,6 +39,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(users_app, name="accounts")
 app.add_typer(empi_cli.app, name="empi")
 app.add_typer(audit_app, name="audit")
+app.add_typer(federation_app, name="federation")
 console = Console()
 err = Console(stderr=True)
 
@@ -247,13 +249,18 @@ orgs_app.add_typer(keys_app, name="key")
 
 
 @keys_app.command("create")
-def key_create(org: str = typer.Argument(..., help="医疗机构代码或名称"), label: str | None = typer.Option(None, "--label")) -> None:
+def key_create(
+    org: str = typer.Argument(..., help="医疗机构代码或名称"), label: str | None = typer.Option(None, "--label"),
+    region: str | None = typer.Option(None, "--region", help="市级平台密钥：可上传该地区（区划代码，如220100）各医疗机构的数据"),
+) -> None:
     """生成接口密钥（只显示一次）(create a key; it is shown once)."""
     from phip import runtime
     from phip.orgs.keys import create_key
 
     org_code = _resolve_org(org).code
-    key_id, key = create_key(runtime.engine(), org_code, label)
+    if region is not None and not (len(region) == 6 and region.isdigit()):
+        fail(f"区划代码“{region}”无效，应为6位数字（如220100）", "BAD_REGION")
+    key_id, key = create_key(runtime.engine(), org_code, label, region)
     console.print(f"已为 {org_code} 生成接口密钥（编号 {key_id}），请立即妥善保存，平台不保存明文、无法再次显示：")
     print(key)
 

@@ -55,6 +55,16 @@ class Settings:
     #: ``PHIP_ONBOARDING_DAYS`` (default 7): a push or pull within this many days proves the
     #: network link, and 数据上传 falls back from 实现 to 中断 after this many days without data
     onboarding_days: str = "7"
+    #: ``PHIP_UPSTREAM_URL`` (default unset: a standalone platform): the province's base URL this
+    #: city platform forwards every accepted record to (省市一体化, see docs/federation.md); only
+    #: with it does the pipeline write the outbox
+    upstream_url: str = ""
+    #: ``PHIP_UPSTREAM_KEY``: this city platform's API key at the province (a city key, see
+    #: ``phip orgs key create --region``)
+    upstream_key: str | None = None
+    #: ``PHIP_REGION_CODE``: the city's region code (GB/T 2260, e.g. 220100), shown by
+    #: ``phip federation status``; the province checks the region by the key
+    region_code: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +88,9 @@ class Settings:
             audit_anchor_file=(Path(env["PHIP_AUDIT_ANCHOR_FILE"]) if env.get("PHIP_AUDIT_ANCHOR_FILE")
                                else data_dir / "audit.anchor"),
             onboarding_days=env.get("PHIP_ONBOARDING_DAYS", "7"),
+            upstream_url=env.get("PHIP_UPSTREAM_URL", "").strip().rstrip("/"),
+            upstream_key=env.get("PHIP_UPSTREAM_KEY") or None,
+            region_code=env.get("PHIP_REGION_CODE", "").strip(),
         )
 
     @property

@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 from phip.config import get_settings
 from phip.gc_tuning import tune_gc  # entry points (cli, api) call it from here too
 from phip.empi.resolver import EmpiResolver
+from phip.federation.outbox import OutboxWriter
 from phip.ingest.identity import PersonResolver
-from phip.ingest.pipeline import Pipeline
+from phip.ingest.pipeline import Pipeline, RecordCounter
 from phip.orgs.service import seed_institutions
 from phip.reports.measures import MeasureCounter
 from phip.standard.catalog import Standard
@@ -27,8 +28,12 @@ def prepare(engine: Engine) -> Engine:
 
 
 def build_pipeline(engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None) -> Pipeline:
-    """A pipeline with the EMPI resolver (unless another is given) and the report measures."""
-    return Pipeline(engine, standard, resolver=resolver or EmpiResolver(), counters=[MeasureCounter()])
+    """A pipeline with the EMPI resolver (unless another is given), the report measures and, on a
+    city platform (``PHIP_UPSTREAM_URL`` set), the outbox to the province."""
+    counters: list[RecordCounter] = [MeasureCounter()]
+    if get_settings().upstream_url:
+        counters.append(OutboxWriter())
+    return Pipeline(engine, standard, resolver=resolver or EmpiResolver(), counters=counters)
 
 
 @cache

@@ -11,6 +11,7 @@ import phip.audit.tables  # noqa: F401
 import phip.collect.tables  # noqa: F401
 import phip.empi.tables  # noqa: F401
 import phip.orgs.tables  # noqa: F401
+import phip.federation.tables  # noqa: F401
 import phip.quality.tables  # noqa: F401
 import phip.reports.tables  # noqa: F401
 import phip.accounts.tables  # noqa: F401

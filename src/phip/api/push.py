@@ -5,6 +5,9 @@ code and a Chinese message, and nothing is stored: wrong content type (415), bod
 or too many records (413), undecodable or malformed body (400), unknown data set (404). What
 passes goes through the one pipeline, where each record is accepted or rejected on its own
 (a record naming another institution too: ``ORG_MISMATCH``).
+
+A city platform's key (省市一体化, docs/federation.md) sends records of its region's
+institutions, each keeping its own ``org_code``; others are refused (``ORG_OUTSIDE_REGION``).
 """
 
 
@@ -21,7 +24,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from phip import audit
+from phip.config import get_settings
+from phip.federation import metrics as outbox_metrics
+from phip.federation.province import ingest_for_region
 from phip.ingest.pipeline import Pipeline
+from phip.orgs.keys import KeyClient
 from phip.ingest.receipt import stored_receipt
 from phip.quality.rejections import feedback_items
 from phip.quality.service import feedback as quality_feedback
@@ -29,9 +36,9 @@ from phip.standard.validate import parse_datetime
 
 from . import audit_actor
 from .errors import RETRY_AFTER_SECONDS, ApiError
-from .keyauth import institution_key
+from .keyauth import institution_of, key_client
 from .examples import EXAMPLE_VISIT, FEEDBACK, RECEIPT, responses
-from .limits import RECORDS, RateLimiter
+from .limits import RECORDS, REGISTRY, RateLimiter
 from .memory import trim
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -50,8 +57,11 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     router = APIRouter(prefix="/api/v1", tags=["接口对接 push API"])
     limiter = limiter or RateLimiter()
 
-    institution = institution_key(engine, limiter)
-    Org = Annotated[str, Depends(institution)]
+    client = key_client(engine, limiter)  # one wrong-key budget for every route of the router
+    Org = Annotated[str, Depends(institution_of(client))]
+    Client = Annotated[KeyClient, Depends(client)]
+    if get_settings().upstream_url:  # a city platform: its outbox in /metrics
+        outbox_metrics.install(REGISTRY, engine)
     slots = threading.BoundedSemaphore(MAX_CONCURRENT_BATCHES)
     router.batch_slots = slots  # type: ignore[attr-defined]  # the app keeps it in its state (tests fill it)
 
@@ -67,7 +77,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         "返回回执：新增、更新、未变化、拒收条数及每条拒收记录的原因。",
         responses=responses(RECEIPT, 400, 401, 404, 413, 415, 429, 503),
     )
-    async def push_records(dataset: str, request: Request, org: Org) -> dict[str, Any]:
+    async def push_records(dataset: str, request: Request, client: Client) -> dict[str, Any]:
         try:
             ds = pipeline.standard.dataset(dataset)
         except KeyError:
@@ -79,7 +89,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             raise ApiError(503, "SERVER_BUSY", "平台正在处理的批次已满，本批未保存，请稍后重试",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
-            return await _store_batch(request, org, ds, media)
+            return await _store_batch(request, client, ds, media)
         finally:
             slots.release()
             await run_in_threadpool(trim)  # the batch's freed pages go back to the system (phip.api.memory)
@@ -94,12 +104,17 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             await asyncio.sleep(SLOT_POLL)
         return True
 
-    async def _store_batch(request: Request, org: str, ds: Any, media: str) -> dict[str, Any]:
+    async def _store_batch(request: Request, client: KeyClient, ds: Any, media: str) -> dict[str, Any]:
         body = await _read_body(request)
-        records = _parse(body, media in NDJSON_TYPES)
+        extras: dict[str, Any] = {}
+        records = _parse(body, media in NDJSON_TYPES, extras)
         # Off the event loop: while this batch waits on the database, the worker reads and
         # checks the next request instead of stalling every connection it holds.
-        receipt = await run_in_threadpool(pipeline.ingest, org, ds.code, records, source="api")
+        if client.region_code:  # a city platform's key: each record for its own institution
+            receipt = await run_in_threadpool(ingest_for_region, pipeline, client.org_code, client.region_code,
+                                              ds.code, records, _city_versions(extras, len(records)))
+        else:
+            receipt = await run_in_threadpool(pipeline.ingest, client.org_code, ds.code, records, source="api")
         RECORDS.labels(ds.code, "accepted").inc(receipt.accepted)
         RECORDS.labels(ds.code, "updated").inc(receipt.updated)
         RECORDS.labels(ds.code, "unchanged").inc(receipt.unchanged)
@@ -189,7 +204,19 @@ def _gunzip(body: bytes) -> bytes:
         raise ApiError(400, "BAD_GZIP", "请求体声明为gzip压缩，但无法解压") from None
 
 
-def _parse(body: bytes, ndjson: bool) -> list[Any]:
+def _city_versions(extras: dict[str, Any], count: int) -> list[tuple[str, int]] | None:
+    """The city's (record key, version) of each record of a forwarded batch (``keys`` and
+    ``versions`` beside ``records``), by which the province skips versions it already has."""
+    keys, versions = extras.get("keys"), extras.get("versions")
+    if keys is None and versions is None:
+        return None
+    if (not isinstance(keys, list) or not isinstance(versions, list) or len(keys) != count or len(versions) != count
+            or not all(isinstance(k, str) for k in keys) or not all(type(v) is int for v in versions)):
+        raise ApiError(400, "BAD_VERSIONS", "keys 与 versions 应为与 records 等长的记录标识和版本号数组", field="versions")
+    return list(zip(keys, versions, strict=True))
+
+
+def _parse(body: bytes, ndjson: bool, extras: dict[str, Any] | None = None) -> list[Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -211,6 +238,8 @@ def _parse(body: bytes, ndjson: bool) -> list[Any]:
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, "BAD_JSON", f"请求体不是有效的JSON：{exc}") from None
         if isinstance(data, dict) and isinstance(data.get("records"), list):
+            if extras is not None:  # a city platform's batch: keys and versions (see _city_versions)
+                extras.update((k, data[k]) for k in ("keys", "versions") if k in data)
             data = data["records"]
         if not isinstance(data, list):
             raise ApiError(400, "NOT_AN_ARRAY", "请求体应为记录数组（或包含 records 数组的对象）")

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 
 from phip.standard.validate import platform_now
-from phip.store.models import ApiKey
+from phip.store.models import ApiKey, Institution
 
 KEY_PREFIX = "phip_"
 
@@ -29,13 +29,23 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
-def create_key(engine: Engine, org_code: str, label: str | None = None) -> tuple[int, str]:
-    """Return (key id, the key itself); the key is not stored and cannot be shown again."""
+@dataclass(frozen=True)
+class KeyClient:
+    """Who a valid key speaks for: an institution, or (``region_code`` set) a city platform
+    that may push records of that region's institutions (省市一体化)."""
+
+    org_code: str
+    region_code: str | None = None
+
+
+def create_key(engine: Engine, org_code: str, label: str | None = None, region_code: str | None = None) -> tuple[int, str]:
+    """Return (key id, the key itself); the key is not stored and cannot be shown again.
+    ``region_code``: a city platform's key, for the institutions of that region."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with engine.begin() as conn:
         key_id = conn.execute(
             insert(ApiKey).values(org_code=org_code, key_hash=hash_key(key), prefix=key[:12], label=label,
-                                  created_at=platform_now()).returning(ApiKey.id)
+                                  created_at=platform_now(), region_code=region_code or None).returning(ApiKey.id)
         ).scalar_one()
     return key_id, key
 
@@ -56,10 +66,25 @@ def revoke_key(engine: Engine, ref: str) -> int:
 
 
 def authenticate(engine: Engine, key: str) -> str | None:
-    """The institution a key belongs to, or None when the key is unknown or revoked.
+    """The institution a key belongs to, or None when the key is unknown or revoked."""
+    client = authenticate_client(engine, key)
+    return client.org_code if client else None
 
-    Looked up on every request (one indexed probe), so a revocation takes effect at once."""
+
+def authenticate_client(engine: Engine, key: str) -> KeyClient | None:
+    """The institution (and, for a city platform's key, the region) of a key; None when the
+    key is unknown or revoked. Looked up on every request (one indexed probe), so a
+    revocation takes effect at once."""
     with engine.connect() as conn:
-        return conn.execute(
-            select(ApiKey.org_code).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        ).scalar_one_or_none()
+        row = conn.execute(
+            select(ApiKey.org_code, ApiKey.region_code).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        ).first()
+    return KeyClient(row.org_code, row.region_code) if row else None
+
+
+def institution_regions(engine: Engine, org_codes: list[str]) -> dict[str, str]:
+    """Region code of each registered institution among ``org_codes`` (unregistered ones absent)."""
+    if not org_codes:
+        return {}
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Institution.code, Institution.region_code).where(Institution.code.in_(org_codes))).all())

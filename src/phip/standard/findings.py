@@ -47,6 +47,8 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "UNKNOWN_FIELDS_MORE": ("warning", "另有{count}个字段不在数据集【{dataset}】的标准中，已忽略（如“{name}”）"),
     "EMPI_ID_CONFLICT": ("warning", "【{label}】与平台已登记同一证件号码的居民{what}不一致，已转人工核对，本记录暂未关联到该居民"),
     "ORG_MISMATCH": ("error", "【医疗机构代码】“{value}”与上传机构“{org}”不一致，机构只能上传本机构数据"),
+    "ORG_OUTSIDE_REGION": ("error", "【医疗机构代码】“{value}”不属于本市级平台所辖地区（{region}），市级平台只能上传本地区医疗机构的数据"),
+    "ORG_UNREGISTERED": ("error", "【医疗机构代码】“{value}”未在省平台登记，请先登记该医疗机构"),
 }
 
 #: Unknown fields named one by one per record; the rest are counted in one finding. A hospital

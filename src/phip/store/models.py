@@ -280,6 +280,9 @@ class ApiKey(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: set: a city platform's key (省市一体化), which may push records of this region's
+    #: institutions (each record keeps its own org_code) and of no other
+    region_code: Mapped[str | None] = mapped_column(String(6))
 
 # The other areas declare their tables on this Base in their own `tables` modules; the store
 # imports none of them (it sits below every area): phip.schema gathers the whole schema.

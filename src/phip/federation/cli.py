@@ -1,0 +1,104 @@
+"""``phip federation …``: the city platform's forwarder to the province and its status (省市一体化)."""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from phip.config import get_settings
+from phip.errors import CommandError
+
+from .forwarder import Forwarder, outbox_status, queue_history, resend
+
+app = typer.Typer(help="省市一体化：向省平台转发 (forward to the province)", no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str, code: str) -> NoReturn:
+    raise CommandError(code, message)  # said by phip.cli.main
+
+
+@app.command("forward")
+def forward(
+    once: bool = typer.Option(False, "--once", help="发完待发记录（或连续失败 --max-failures 次）即退出"),
+    max_failures: int = typer.Option(5, "--max-failures", help="与 --once 同用：连续失败几次后退出"),
+) -> None:
+    """把待发记录按顺序发往省平台，失败时指数退避重试 (forward the outbox to the province)."""
+    from phip import runtime
+
+    settings = get_settings()
+    if not settings.upstream_url:
+        _fail("未配置省平台地址（PHIP_UPSTREAM_URL），本平台不向上级转发", "NO_UPSTREAM")
+    if not settings.upstream_key:
+        _fail("未配置本市级平台在省平台的接口密钥（PHIP_UPSTREAM_KEY）", "NO_UPSTREAM_KEY")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    forwarder = Forwarder(runtime.engine(), settings.upstream_url, settings.upstream_key)
+    try:
+        result = forwarder.run(once=once, max_failures=max_failures if once else None)
+    except KeyboardInterrupt:
+        console.print("已停止（已发送的记录均已标记，未标记的下次重发）")
+        return
+    finally:
+        forwarder.close()
+    console.print(f"已发送 {result.sent} 条，省平台拒收 {result.refused} 条，请求 {result.requests} 次，失败 {result.failures} 次")
+    if result.gave_up:
+        _fail(f"向省平台转发失败：{result.last_error}", "UPSTREAM_FAILED")
+
+
+@app.command("status")
+def status(refusals: int = typer.Option(20, "--refusals", help="列出最近几条被省平台拒收的记录")) -> None:
+    """待发积压、最早未发记录、最近错误和省平台拒收的记录 (backlog, oldest unsent, last error)."""
+    from phip import runtime
+
+    settings = get_settings()
+    s = outbox_status(runtime.engine(), refusals)
+    console.print(f"上级平台：{escape(settings.upstream_url) or '未配置（独立运行）'}  本市区划：{settings.region_code or '-'}")
+    console.print(f"待发 {s.backlog} 条；最早未发：{f'{s.oldest_unsent:%Y-%m-%d %H:%M:%S}' if s.oldest_unsent else '无'}；"
+                  f"已发 {s.sent} 条；省平台拒收 {s.refused} 条")
+    if s.last_error:
+        console.print(f"最近错误（{s.last_error_at:%Y-%m-%d %H:%M:%S}）：{escape(s.last_error)}")
+    if s.refusals:
+        table = Table(title="省平台拒收的记录")
+        for col in ("医疗机构代码", "数据集", "记录标识", "原因", "时间"):
+            table.add_column(col)
+        for r in s.refusals:
+            reasons = "；".join(f"[{f['code']}] {f['message']}" for f in r["findings"] or [])
+            table.add_row(r["org_code"], r["dataset"], escape(r["record_key"]), escape(reasons), f"{r['sent_at']:%Y-%m-%d %H:%M}")
+        console.print(table)
+
+
+@app.command("resend")
+def resend_cmd(
+    since: str | None = typer.Option(None, "--since", help="入队时间起（含），如 2026-11-01"),
+    until: str | None = typer.Option(None, "--until", help="入队时间止（不含），如 2026-12-01"),
+    dataset: str | None = typer.Option(None, "--dataset", help="只重发一个数据集"),
+    org: str | None = typer.Option(None, "--org", help="只重发一个医疗机构（代码）"),
+) -> None:
+    """把已发送（或被拒收）的记录重新排队，省平台已有的版本不会重复保存 (re-send a range)."""
+    from phip import runtime
+    from phip.standard.validate import parse_datetime
+
+    def when(value: str | None, name: str):  # noqa: ANN202
+        if value is None:
+            return None
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            _fail(f"{name} 参数“{value}”不是有效的日期时间", "BAD_DATE")
+
+    n = resend(runtime.engine(), since=when(since, "--since"), until=when(until, "--until"), dataset=dataset, org_code=org)
+    console.print(f"已重新排队 {n} 条，运行 phip federation forward 发送")
+
+
+@app.command("queue-history")
+def queue_history_cmd(dataset: str | None = typer.Option(None, "--dataset", help="只排队一个数据集")) -> None:
+    """接入省平台前已保存的记录（当前版本）排队发送，分块进行，不占大量内存 (queue the history)."""
+    from phip import runtime
+
+    n = queue_history(runtime.engine(), dataset=dataset)
+    console.print(f"已排队 {n} 条历史记录，运行 phip federation forward 发送")
