@@ -174,7 +174,7 @@ def changchun_count() -> int:
     from phip.orgs.service import SEED
 
     with SEED.open(encoding="utf-8") as f:
-        return sum(r["region_code"] == "220100" for r in csv.DictReader(f))
+        return sum(r["region_code"] == "220100" and (r.get("kind") or "hospital") == "hospital" for r in csv.DictReader(f))
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ LOGIN_CSRF = "phip_login_csrf"
 #: where each role lands after logging in, and the areas a ``next`` address may point into
 HOME = {"operator": "/ops/", "clinician": "/share/", "auditor": "/audit/", "resident": "/me/"}
 RESIDENT_LOGIN = "/me/login"
-HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}
 
