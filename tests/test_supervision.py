@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+
+from phip.store.models import Record
 
 from phip.quality.rules import load_supervision_rules
 from phip.quality.run import analyse
@@ -63,6 +65,69 @@ def test_every_planted_violation_is_found_with_code_and_article(engine, pipeline
     assert set(found) == expected, (sorted(set(found) - expected)[:5], sorted(expected - set(found))[:5])
     for f in found.values():
         assert f.detail["article"] in f.message and f.rule_id.startswith("sv_") and f.dimension == "supervision"
+
+
+def _stored_findings(engine) -> dict:  # noqa: ANN001
+    with engine.connect() as conn:
+        return {(f.dataset, f.record_key, f.code): f
+                for f in conn.execute(select(QualityFinding).where(QualityFinding.code.like("SV_%")))}
+
+
+def test_violations_are_found_as_the_records_arrive(engine, pipeline):
+    gen = InternetGenerator(HOSPITALS, ENTITY, seed=5, violation_rate=1.0)
+    planted = load(pipeline, gen, consultations=len(KINDS))  # ingest only: no run
+    rules = load_supervision_rules()
+    nightly = {c for r in rules.instances if not r.params["on_arrival"] for c in r.codes}
+    assert nightly == {"SV_VOLUME_ANOMALY"}
+    found = _stored_findings(engine)
+    # an online visit's offline diagnosis may come with another hospital's T+1 upload: not due yet
+    later = nightly | {"SV_NO_OFFLINE_DIAGNOSIS"}
+    expected = {(p.dataset, p.record_key, p.code) for p in planted if p.code not in later}
+    assert set(found) == expected, (sorted(set(found) - expected)[:5], sorted(expected - set(found))[:5])
+    assert {f.run_id for f in found.values()} == {"arrival"}
+    # the nightly run takes them over: the same findings, its own run, and the window rule's too
+    for org, _ in HOSPITALS:
+        supervise(engine, org)
+    assert set(_stored_findings(engine)) == {(p.dataset, p.record_key, p.code) for p in planted}
+
+
+def test_a_corrected_record_loses_its_finding_on_arrival(engine, pipeline):
+    gen = InternetGenerator(HOSPITALS[:1], ENTITY, seed=1, violation_rate=1.0)
+    gen._kind = KINDS.index("restricted")
+    register, day = gen.register(NOW - timedelta(days=3)), gen.day(DAY, NOW, 1)
+    for org, ds, recs in register.batches + day.batches:
+        pipeline.ingest(org, ds, recs, now=NOW)
+    bad = [(org, ds, r) for org, ds, recs in day.batches for r in recs if r.get("drug_restriction_code", "0") != "0"]
+    assert bad and {k[2] for k in _stored_findings(engine)} == {"SV_RESTRICTED_DRUG"}
+    for org, ds, r in bad:
+        receipt = pipeline.ingest(org, ds, [{**r, "drug_restriction_code": "0"}], now=NOW + timedelta(hours=1))
+        assert receipt.updated == 1
+    assert _stored_findings(engine) == {}
+
+
+def test_a_failing_check_on_arrival_keeps_the_batch(engine, pipeline, monkeypatch, caplog):
+    from phip.quality.run import ALL_CHECKS
+
+    def broken(*_args):  # noqa: ANN002 - a rule that crashes (e.g. a new rule type's bug)
+        raise RuntimeError("broken rule")
+        yield
+
+    monkeypatch.setitem(ALL_CHECKS, "restricted_code", broken)
+    gen = InternetGenerator(HOSPITALS[:1], ENTITY, seed=1, violation_rate=1.0)
+    gen._kind = KINDS.index("restricted")
+    register, day = gen.register(NOW - timedelta(days=3)), gen.day(DAY, NOW, 1)
+    stored = 0
+    for org, ds, recs in register.batches + day.batches:
+        receipt = pipeline.ingest(org, ds, recs, now=NOW)
+        assert receipt.rejected == 0
+        stored += receipt.accepted
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Record)).scalar() == stored
+    assert not {k for k in _stored_findings(engine) if k[0] == "e_prescription"}  # rolled back to the savepoint
+    assert "supervision on arrival failed" in caplog.text
+    monkeypatch.undo()
+    supervise(engine, HOSPITALS[0][0])  # the nightly run catches up
+    assert "SV_RESTRICTED_DRUG" in {k[2] for k in _stored_findings(engine)}
 
 
 def test_offline_diagnosis_at_another_hospital_in_an_earlier_batch_counts(engine, pipeline):

@@ -15,6 +15,7 @@ from phip.federation.outbox import OutboxWriter
 from phip.ingest.identity import PersonResolver
 from phip.ingest.pipeline import Pipeline, RecordCounter
 from phip.orgs.service import seed_institutions
+from phip.quality.arrival import SupervisionOnArrival
 from phip.reports.measures import MeasureCounter
 from phip.standard.catalog import Standard
 from phip.store.db import make_engine, upgrade
@@ -28,9 +29,10 @@ def prepare(engine: Engine) -> Engine:
 
 
 def build_pipeline(engine: Engine, standard: Standard | None = None, resolver: PersonResolver | None = None) -> Pipeline:
-    """A pipeline with the EMPI resolver (unless another is given), the report measures and, on a
-    city platform (``PHIP_UPSTREAM_URL`` set), the outbox to the province."""
-    counters: list[RecordCounter] = [MeasureCounter()]
+    """A pipeline with the EMPI resolver (unless another is given), the report measures, the
+    supervision rules judging internet-hospital records as they arrive and, on a city platform
+    (``PHIP_UPSTREAM_URL`` set), the outbox to the province."""
+    counters: list[RecordCounter] = [MeasureCounter(), SupervisionOnArrival()]
     if get_settings().upstream_url:
         counters.append(OutboxWriter())
     return Pipeline(engine, standard, resolver=resolver or EmpiResolver(), counters=counters)

@@ -35,9 +35,18 @@ class Scope:
     # the institution's connection (the later of its docking start date and its first upload's
     # day): timeliness is judged only for events from then on; older events are history
     connected: datetime | None = None
+    # only these records of the window (a batch as it is stored: quality.arrival); empty: all
+    keys: tuple[str, ...] = ()
+
+    def where(self) -> str:
+        """``SCOPE``, narrowed to ``keys`` when the scope has them (bound by :meth:`bind`)."""
+        if not self.keys:
+            return SCOPE
+        return f"{SCOPE} AND r.record_key IN ({', '.join(f':k{i}' for i in range(len(self.keys)))})"
 
     def bind(self, **extra: Any) -> dict[str, Any]:
-        return {"org": self.org_code, "ds": self.dataset, "t0": self.start, "t1": self.end, **extra}
+        return {"org": self.org_code, "ds": self.dataset, "t0": self.start, "t1": self.end,
+                **{f"k{i}": k for i, k in enumerate(self.keys)}, **extra}
 
 
 SCOPE = "r.org_code = :org AND r.dataset = :ds AND r.event_time >= :t0 AND r.event_time < :t1"

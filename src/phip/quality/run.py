@@ -133,19 +133,10 @@ def _replace(conn, rules: RuleSet, run: RunResult, scope: Scope, hits: list[Hit]
     conn.execute(delete(QualityScore).where(QualityScore.org_code == scope.org_code, QualityScore.dataset == scope.dataset,
                                             QualityScore.day >= day_from, QualityScore.day <= day_to,
                                             QualityScore.dimension.in_(list(rules.dimensions))))
-    now = platform_now()
-    rows = []
     failed: dict[tuple[date, str], set] = {}
     for h in hits:
-        code = rules.codes[h.code]
-        day = h.event_time.date()
-        rows.append({"run_id": run.run_id, "org_code": scope.org_code, "dataset": scope.dataset, "day": day,
-                     "record_id": h.record_id, "record_key": h.record_key, "rule_id": _rule_of(rules, scope.dataset, h.code),
-                     "code": h.code, "dimension": code.dimension, "severity": code.severity, "field": h.field,
-                     "message": _message(rules, h), "detail": {k: v for k, v in h.params.items() if k != "label"} or None,
-                     "created_at": now})
-        failed.setdefault((day, code.dimension), set()).add(h.record_id or h.record_key)
-    bulk_insert(conn, QualityFinding.__table__, rows)
+        failed.setdefault((h.event_time.date(), rules.codes[h.code].dimension), set()).add(h.record_id or h.record_key)
+    bulk_insert(conn, QualityFinding.__table__, finding_rows(rules, run.run_id, scope, hits))
     scores = []
     for day, n in sorted(checked.items()):
         for dim in rules.dimensions_of(scope.dataset):
@@ -154,6 +145,17 @@ def _replace(conn, rules: RuleSet, run: RunResult, scope: Scope, hits: list[Hit]
                            "checked": n, "failed": bad, "score": round(100.0 * (1 - bad / n), 2) if n else 100.0})
     if scores:
         conn.execute(insert(QualityScore), scores)
+
+
+def finding_rows(rules: RuleSet, run_id: str, scope: Scope, hits: list[Hit]) -> list[dict[str, object]]:
+    """``quality_findings`` rows of ``hits`` (a run's, or a batch's as it arrives)."""
+    now = platform_now()
+    return [{"run_id": run_id, "org_code": scope.org_code, "dataset": scope.dataset, "day": h.event_time.date(),
+             "record_id": h.record_id, "record_key": h.record_key, "rule_id": _rule_of(rules, scope.dataset, h.code),
+             "code": h.code, "dimension": rules.codes[h.code].dimension, "severity": rules.codes[h.code].severity,
+             "field": h.field, "message": _message(rules, h),
+             "detail": {k: v for k, v in h.params.items() if k != "label"} or None, "created_at": now}
+            for h in hits]
 
 
 def _rule_of(rules: RuleSet, dataset: str, code: str) -> str:

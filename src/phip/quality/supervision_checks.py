@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from .checks import SCOPE, Hit, Scope, Sql, _rows, as_datetime
+from .checks import Hit, Scope, Sql, _rows, as_datetime
 from .rules import RuleInstance
 from .supervision_types import CONSULTATION, PRACTITIONER
 
@@ -24,7 +24,7 @@ _CHUNK = 500
 
 def _scoped(conn: Connection, q: Sql, scope: Scope, names: list[str]) -> Iterator[dict[str, Any]]:
     cols = "".join(f", {q.text('r', n)} AS f_{n}" for n in names)
-    sql = f"SELECT r.id, r.record_key, r.event_time, r.person_id, r.received_at{cols} FROM records r WHERE {SCOPE}"
+    sql = f"SELECT r.id, r.record_key, r.event_time, r.person_id, r.received_at{cols} FROM records r WHERE {scope.where()}"
     for row in _rows(conn, sql, scope.bind()):
         m = row._mapping
         yield {"id": row[0], "key": row[1], "time": as_datetime(row[2]), "person": row[3], "received": row[4],
@@ -62,6 +62,7 @@ def offline_first(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) ->
     p = rule.params
     kind = p["visit_kind"]
     rows = list(_scoped(conn, q, scope, [*p["diagnosis"], *([kind[0]] if kind else [])]))
+    due = scope.as_of - timedelta(days=p["due_days"])
     persons = sorted({r["person"] for r in rows if r["person"]})
     offline: dict[str, list[tuple[datetime, set[str]]]] = {}
     for ds, fields in p["offline"].items():
@@ -81,6 +82,8 @@ def offline_first(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) ->
         if not diagnosis:
             continue  # no condition named: the completeness rule reports it
         wanted, earliest = str(diagnosis)[:p["chars"]].upper(), r["time"] - timedelta(days=p["days"])
+        if as_datetime(r["received"]) > due:
+            continue  # the offline visit may still be on its way (another hospital's T+1 upload)
         if not any(earliest <= t <= r["time"] and wanted in codes for t, codes in offline.get(r["person"], ())):
             yield _hit(r, "SV_NO_OFFLINE_DIAGNOSIS", p["diagnosis"][0], rule, days=p["days"], diagnosis=diagnosis)
 
@@ -191,7 +194,7 @@ def _with_consultation(conn: Connection, q: Sql, scope: Scope, extra: list[str])
     sql = (f"SELECT r.id, r.record_key, r.event_time, r.received_at{cols}, c.record_key AS c_key, "
            f"{q.text('c', 'practitioner_id')} AS c_doctor, {q.text('c', 'start_time')} AS c_start FROM records r "
            f"LEFT JOIN records c ON c.dataset = :cds AND c.org_code = r.org_code "
-           f"AND c.record_key = {q.text('r', 'consultation_no')} WHERE {SCOPE}")
+           f"AND c.record_key = {q.text('r', 'consultation_no')} WHERE {scope.where()}")
     for row in _rows(conn, sql, scope.bind(cds=CONSULTATION)):
         m = row._mapping
         yield {"id": row[0], "key": row[1], "time": as_datetime(row[2]), "received": as_datetime(row[3]),

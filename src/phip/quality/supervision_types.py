@@ -39,7 +39,10 @@ def expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str,
             fail(f"rule {rule['id']}: data set {ds.code} has no field {missing}")
 
     t = rule["type"]
-    p: dict[str, Any] = {"article": rule.get("article") or fail(f"rule {rule['id']}: no article")}
+    p: dict[str, Any] = {"article": rule.get("article") or fail(f"rule {rule['id']}: no article"),
+                         # judged on each batch as it is stored (quality.arrival) as well as nightly;
+                         # rules over a window of other records (volume per hour) only nightly
+                         "on_arrival": bool(rule.get("on_arrival", True))}
     if t == "offline_first":
         kind = rule.get("visit_kind") or {}
         p["visit_kind"] = (kind["field"], str(kind["first"])) if kind.get("field") in names else None
@@ -51,7 +54,7 @@ def expand(rule: dict[str, Any], ds: DataSet, std: Standard, settings: dict[str,
             if any(f not in {x.name for x in o.fields} for f in fields):
                 fail(f"rule {rule['id']}: {other} lacks {fields}")
         p.update(offline={k: list(v) for k, v in rule["offline"].items()}, chars=int(rule.get("match_chars", 3)),
-                 days=int(rule["within_days"]))
+                 days=int(rule["within_days"]), due_days=int(rule.get("due_days", settings["default_due_days"])))
     elif t == "restricted_code":
         need(rule["field"], rule["name_field"])
         f = names[rule["field"]]

@@ -57,6 +57,7 @@ class QualityFinding(Base):
     __table_args__ = (
         Index("ix_quality_findings_scope", "org_code", "dataset", "day"),
         Index("ix_quality_findings_org_created", "org_code", "created_at"),
+        Index("ix_quality_findings_record", "record_key"),
     )
 
 
