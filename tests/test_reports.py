@@ -232,6 +232,31 @@ def test_city_and_county_tables_are_the_seeds(engine, pipeline, orgs, tmp_path, 
             assert sum(h.volume for h in inside) == county.volume
 
 
+def test_provincial_table_is_the_seeds_and_lists_the_provincial_hospitals(engine, pipeline, orgs, tmp_path):
+    """The seed's 各省属医疗机构 table: its title and header rows, one row per hospital whose
+    隶属关系 is 中央 or 省属, nobody else, and the same numbers as the all-hospitals table."""
+    from phip.reports.onboarding import PROVINCIAL
+
+    with engine.connect() as conn:
+        provincial = set(conn.execute(select(m.Institution.code).where(
+            m.Institution.affiliation.in_(PROVINCIAL), m.Institution.kind == "hospital")).scalars())
+    other = next(o for o in orgs if o[0] not in provincial)
+    load(pipeline, [o for o in orgs if o[0] in provincial][:2] + [other])
+    report = upload_report(engine, OCT, "provincial")
+    assert len(provincial) >= 14 and {r.key for r in report.rows} == provincial
+    path = tmp_path / "provincial.xlsx"
+    export.to_xlsx(report, path)
+    ws = load_workbook(path).active
+    assert ws.cell(1, 1).value == "各省属医疗机构数据上传省平台情况(2026年10月1日-10月31日)"
+    assert header_rows(ws) == tuple(h.rstrip("\t") for h in PROVINCIAL_HEADER)
+    every = {r.key: r for r in upload_report(engine, OCT, "institution").rows}
+    for i, row in enumerate(report.rows):
+        assert [ws.cell(export.FIRST_DATA_ROW + i, c).value for c in range(1, len(report.columns) + 2)] == \
+            [row.name, *export.cells(report, every[row.key])]
+    assert report.total.volume == sum(r.volume for r in report.rows) < sum(r.volume for r in every.values())
+    assert sum(1 for r in report.rows if r.volume) == 2
+
+
 def test_health_record_columns_count_the_public_health_data_sets(engine, pipeline, primary_care_orgs):
     """基本信息 / 高血压 / 糖尿病 come from resident health records, not from hospital visits."""
     org = primary_care_orgs[0]

@@ -22,7 +22,7 @@ def _fail(message: str, code: str) -> NoReturn:
 @app.command("upload")
 def upload(
     period: str = typer.Option(..., "--period", help="统计期：2021-03、2021-03..2021-04 或 2021-03-01..2021-04-30"),
-    level: str = typer.Option("institution", "--level", help="city（各市）| county（区县）| institution（医疗机构）"),
+    level: str = typer.Option("institution", "--level", help="city（各市）| county（区县）| provincial（省属医疗机构）| institution（医疗机构）"),
     region: str | None = typer.Option(None, "--region", help="只统计一个地区（区划代码）"),
     sort: str | None = typer.Option(None, "--sort", help="排序列，如 volume、outpatient_rate"),
     extras: bool = typer.Option(False, "--extras", help="在简报表样之后加列：拒收、检验结果项目数"),

@@ -10,6 +10,10 @@ from sqlalchemy import Engine, func, select
 from phip.standard.catalog import load_standard
 from phip.store.models import EventDaily, IngestDaily, Institution
 
+from .onboarding import Status
+from .period import month_of
+from .uploads import upload_report
+
 STORED = IngestDaily.accepted + IngestDaily.updated
 
 
@@ -57,3 +61,23 @@ def datasets_of(engine: Engine, org_code: str, start: date, end: date) -> list[d
     order = {d.code: d.number for d in std.datasets}
     return sorted(({"dataset": ds, "name": std.dataset(ds).label, "records": int(n or 0), "last_day": last}
                    for ds, n, last in rows), key=lambda e: order[e["dataset"]])
+
+
+def rates_by_city(engine: Engine, today: date) -> dict[str, Any]:
+    """This month's upload rates per city (门急诊 and 出院, % of the figures reported to the
+    statistics system) for the overview's bar chart; a city without reported figures is a gap."""
+    report = upload_report(engine, month_of(today), "city")
+
+    def pct(rate: float | None) -> float | None:
+        return None if rate is None else round(rate * 100, 1)
+
+    return {"categories": [r.name for r in report.rows],
+            "series": [{"name": "门急诊上传率（%）", "values": [pct(r.outpatient_rate) for r in report.rows]},
+                       {"name": "出院上传率（%）", "values": [pct(r.discharges_rate) for r in report.rows]}]}
+
+
+def onboarding_funnel(statuses: list[Status]) -> dict[str, Any]:
+    """The onboarding stages as a funnel (对接进度): registered, linked, uploading, analysed."""
+    stages = (("对接机构", len(statuses)), ("网络已联通", sum(s.network == "connected" for s in statuses)),
+              ("数据已上传", sum(bool(s.uploading) for s in statuses)), ("数据已分析", sum(bool(s.analysed) for s in statuses)))
+    return {"items": [{"name": name, "value": n} for name, n in stages]}

@@ -23,11 +23,12 @@ from phip.orgs.codes import regions
 from phip.store.models import EventDaily, IngestDaily, Institution
 
 from .health_records import health_record_counts
+from .onboarding import PROVINCIAL
 from .period import Period
 from .tables import MeasureDaily, ReportedFigure
 
-Level = Literal["city", "county", "institution"]
-LEVELS: tuple[str, ...] = ("city", "county", "institution")
+Level = Literal["city", "county", "provincial", "institution"]
+LEVELS: tuple[str, ...] = ("city", "county", "provincial", "institution")
 LEVEL_ALIASES = {"region": "city"}  # the name of the city level before the county table existed
 OUTPATIENT = ("outpatient_visit",)
 EXAMS = ("exam_report",)  # one record per report; lab reports are counted by the lab_reports measure
@@ -205,7 +206,8 @@ def _reported(conn, period: Period) -> tuple[dict[str, tuple[int | None, int | N
 def upload_report(engine: Engine, period: Period, level: str = "institution", *, region_code: str | None = None,
                   sort: str | None = None, descending: bool = True, kinds: tuple[str, ...] = ("hospital",),
                   extras: bool = False, county_names: dict[str, str] | None = None) -> Report:
-    """``level``: city (alias region), county or institution; ``extras`` adds the platform's own
+    """``level``: city (alias region), county, provincial (the 中省直 hospitals, one row each) or
+    institution; ``extras`` adds the platform's own
     columns after the seed's; ``county_names`` names district/county codes (default: the GB/T 2260
     table of the register, orgs/data/regions.csv)."""
     level = level_of(level)
@@ -214,6 +216,8 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
                         Institution.county_code, Institution.status, Institution.network_status).where(Institution.kind.in_(kinds))
         if region_code:
             inst_q = inst_q.where(Institution.region_code == region_code)
+        if level == "provincial":
+            inst_q = inst_q.where(Institution.affiliation.in_(PROVINCIAL))
         insts = conn.execute(inst_q.order_by(Institution.region_code, Institution.name)).all()
         stored = IngestDaily.accepted + IngestDaily.updated
         in_period = (IngestDaily.day >= period.start, IngestDaily.day <= period.end)
