@@ -5,19 +5,21 @@ chronic-disease enrolment and follow-ups) since 1 January of the previous year."
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from phip.ingest.pipeline import Pipeline
 from phip.ingest.receipt import Receipt
 from phip.orgs.primary_care import is_primary_care
 from phip.orgs.service import list_institutions
+from phip.reports.tables import MeasureDaily, ReportedFigure
 from phip.standard.checks import id_check_char
 from phip.standard.validate import platform_now
-from phip.store.models import Record
+from phip.store.models import EventDaily, Record
 from phip.synth.generator import Generator, Patient
 from phip.synth.internet import InternetGenerator
 
@@ -25,6 +27,12 @@ from phip.synth.internet import InternetGenerator
 def store_is_empty(engine: Engine) -> bool:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(Record)).scalar_one() == 0
+
+
+def evening_of(day: date, now: datetime) -> datetime:
+    """When the demo's hospitals send a day's records: that evening (T+0, as the notice asks),
+    today not after now — so the dashboards' 30-day trends have a shape, not one spike."""
+    return min(datetime.combine(day, time(21, 0)), now)
 
 
 def load_demo(
@@ -41,10 +49,11 @@ def load_demo(
     steps, done = days * len(orgs), 0
     for offset in range(days - 1, -1, -1):
         day: date = now.date() - timedelta(days=offset)
+        received = evening_of(day, now)
         for org in orgs:
             for org_code, dataset, records in gen.day([org], day, visits=visits, admissions=max(1, visits // 10),
-                                                      now=now, patients=patients):
-                totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
+                                                      now=received, patients=patients):
+                totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=received))
             done += 1
             if on_step:
                 on_step(done, steps)
@@ -55,8 +64,35 @@ def load_demo(
                                                                 residents=residents, now=now):
                 totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
     load_internet_demo(pipeline, totals, days=days, seed=seed)
+    report_demo_figures(pipeline.engine, [r.code for r in connected], now, seed=seed)
     totals.rejections = []
     return totals
+
+
+def report_demo_figures(engine: Engine, orgs: list[str], now: datetime, *, seed: int) -> None:
+    """What the demo hospitals "reported to the statistics system" this month (卫生统计直报,
+    synthetic, source 演示数据): the stored visits over a share of 55–100 %, so the upload rates
+    and their chart have values; every seventh hospital has not reported (未报告)."""
+    rng = random.Random(seed)
+    start, today = now.date().replace(day=1), now.date()
+    with engine.begin() as conn:
+        have = set(conn.execute(select(ReportedFigure.org_code).where(ReportedFigure.period_start == start)).scalars())
+        visits = dict(conn.execute(select(EventDaily.org_code, func.sum(EventDaily.records)).where(
+            EventDaily.dataset == "outpatient_visit", EventDaily.day >= start, EventDaily.day <= today)
+            .group_by(EventDaily.org_code)).all())
+        discharges = dict(conn.execute(select(MeasureDaily.org_code, func.sum(MeasureDaily.records)).where(
+            MeasureDaily.measure == "discharges", MeasureDaily.day >= start, MeasureDaily.day <= today)
+            .group_by(MeasureDaily.org_code)).all())
+        rows = []
+        for i, org in enumerate(orgs):
+            share = rng.uniform(0.55, 1.0)
+            if org in have or i % 7 == 6:
+                continue
+            rows.append({"org_code": org, "period_start": start, "period_end": today, "source": "演示数据（合成）",
+                         "outpatient_visits": round(int(visits.get(org) or 0) / share),
+                         "discharges": round(int(discharges.get(org) or 0) / share), "imported_at": now})
+        if rows:
+            conn.execute(insert(ReportedFigure), rows)
 
 
 # --- sharing: accounts of every role, residents with records at several institutions ------------
@@ -142,7 +178,8 @@ def load_internet_demo(pipeline: Pipeline, totals: Receipt, *, days: int, seed: 
         return
     gen = InternetGenerator(hospitals, entity, seed=seed, violation_rate=violation_rate)
     batches = [gen.register(now - timedelta(days=days))]
-    batches += [gen.day(now.date() - timedelta(days=offset), now) for offset in range(days - 1, -1, -1)]
-    for day in batches:
+    days_ = [now.date() - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    batches += [gen.day(d, evening_of(d, now)) for d in days_]
+    for day, received in zip(batches, [now - timedelta(days=days), *(evening_of(d, now) for d in days_)], strict=True):
         for org_code, dataset, records in day.batches:
-            totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=now))
+            totals.add(pipeline.ingest(org_code, dataset, records, source="demo", now=received))

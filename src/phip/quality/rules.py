@@ -56,6 +56,7 @@ class Code:
     dimension: str
     severity: str
     message: str
+    name: str = ""  # short Chinese name shown to users beside the code (问题名称)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def load_rules(path: Path = RULES_FILE) -> RuleSet:
     for code, spec in raw["codes"].items():
         if spec["dimension"] not in dimensions:
             raise RuleError(f"code {code}: unknown dimension {spec['dimension']}")
-        codes[code] = Code(code, spec["dimension"], spec["severity"], spec["message"])
+        codes[code] = Code(code, spec["dimension"], spec["severity"], spec["message"], spec.get("name") or code)
     instances: list[RuleInstance] = []
     ids = set()
     for rule in raw["rules"]:

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Engine, desc, func, select
 
 from phip.standard.catalog import load_standard
-from phip.store.models import Record, RejectedRecord
+from phip.store.models import Institution, Record, RejectedRecord
 from phip.privacy import PERSON_FIELD_MASKS
 
-from .rules import load_rules
+from .rules import load_rules, load_supervision_rules
 from .tables import QualityFinding, QualityScore
 
 
@@ -34,6 +34,8 @@ class FindingView:
     message: str
     created_at: datetime
     example: dict[str, str]
+    org_name: str = ""  # the institution's name: users read names, codes are beside them
+    code_name: str = ""  # the finding code's Chinese name (问题名称)
 
 
 def _example(standard, dataset: str, payload: dict[str, Any] | None, role: str) -> dict[str, str]:  # noqa: ANN001
@@ -76,11 +78,23 @@ def find(
         ids = [r.record_id for r in rows if r.record_id is not None]
         if examples and ids:
             payloads = dict(conn.execute(select(Record.id, Record.payload).where(Record.id.in_(ids))).all())
-    std, rules = load_standard(), load_rules()
+        orgs = dict(conn.execute(select(Institution.code, Institution.name)
+                                 .where(Institution.code.in_({r.org_code for r in rows}))).all()) if rows else {}
+    std, codes, dimensions = load_standard(), code_names(), dimension_names()
     views = [FindingView(r.id, r.org_code, r.dataset, std.dataset(r.dataset).name, r.day, r.record_key, r.code, r.dimension,
-                         rules.dimensions.get(r.dimension, r.dimension), r.severity, r.field, r.message, r.created_at,
-                         _example(std, r.dataset, payloads.get(r.record_id), role)) for r in rows]
+                         dimensions.get(r.dimension, r.dimension), r.severity, r.field, r.message, r.created_at,
+                         _example(std, r.dataset, payloads.get(r.record_id), role), orgs.get(r.org_code, r.org_code),
+                         codes.get(r.code, r.code)) for r in rows]
     return views, total
+
+
+def code_names() -> dict[str, str]:
+    """Every finding code of the quality and supervision rule sets with its Chinese name."""
+    return {c.code: c.name for rules in (load_rules(), load_supervision_rules()) for c in rules.codes.values()}
+
+
+def dimension_names() -> dict[str, str]:
+    return {**load_rules().dimensions, **load_supervision_rules().dimensions}
 
 
 def top_findings(engine: Engine, org_code: str, limit: int = 10, role: str = "operator") -> list[dict[str, Any]]:
@@ -95,8 +109,9 @@ def top_findings(engine: Engine, org_code: str, limit: int = 10, role: str = "op
     for ds, code, dim, n, first_id in counts:
         views, _ = find(engine, org_code=org_code, dataset=ds, code=code, size=1, role=role)
         example = views[0] if views else None
+        # supervision findings (dimension 监管合规) sit beside quality ones on an internet hospital
         out.append({"dataset": ds, "dataset_name": load_standard().dataset(ds).name, "code": code,
-                    "dimension": load_rules().dimensions[dim], "count": n,
+                    "code_name": code_names().get(code, code), "dimension": dimension_names().get(dim, dim), "count": n,
                     "message": example.message if example else "", "record_key": example.record_key if example else "",
                     "example": example.example if example else {}})
     return out

@@ -131,7 +131,8 @@ def build_router(engine: Engine) -> APIRouter:
         return _page("overview.html", me=me, active="overview", summary=onboarding.summary(statuses),
                      by_region=by_region, totals=overview.totals(engine, today), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
-                     pending=[s for s in statuses if not s.uploading][:20])
+                     pending=[s for s in statuses if not s.uploading][:20],
+                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today))
 
     def _report(period: str | None, level: str, region: str | None, sort: str | None, order: str, extras: bool = True):
         p = period_of(period)
@@ -229,8 +230,8 @@ def build_router(engine: Engine) -> APIRouter:
                                                    "page": page, "shown": len(items)})
         orgs = [(s.code, s.name) for s in onboarding.onboarding_status(engine, "hospital")]
         return _page("findings.html", me=me, active="findings", items=items, total=total, page=page,
-                     pages=max(1, (total + 49) // 50), orgs=orgs, datasets=std.datasets, dimensions=rules.dimensions,
-                     codes=sorted(rules.codes), query={"org": org or "", "dataset": dataset or "",
+                     pages=max(1, (total + 49) // 50), orgs=orgs, datasets=std.datasets, dimensions=quality.dimension_names(),
+                     codes=sorted(quality.code_names().items()), query={"org": org or "", "dataset": dataset or "",
                                                        "dimension": dimension or "", "code": code or ""})
 
     @router.get(f"{PREFIX}/onboarding", response_class=HTMLResponse)
