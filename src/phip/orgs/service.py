@@ -91,3 +91,22 @@ def find_institution(engine: Engine, ref: str) -> InstitutionRow | None:
 def count_institutions(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(Institution)).scalar_one()
+
+
+def region_orgs(engine: Engine, region_code: str) -> frozenset[str]:
+    """Codes of the institutions inside a region (辖区): its city (``region_code``) or its
+    district/county (``county_code``) is the code. A regional reader's pages pass this set down
+    to every service, so a page cannot show what lies outside it."""
+    with engine.connect() as conn:
+        return frozenset(conn.execute(select(Institution.code).where(
+            or_(Institution.region_code == region_code, Institution.county_code == region_code))).scalars())
+
+
+def register_regions(engine: Engine, path: Path = SEED) -> set[str]:
+    """The city and district/county codes institutions are registered under, in the store and
+    in the demo register: the codes a regional account may be given."""
+    with engine.connect() as conn:
+        codes = {c for row in conn.execute(select(Institution.region_code, Institution.county_code)) for c in row if c}
+    with path.open(encoding="utf-8", newline="") as f:
+        codes |= {r[k] for r in csv.DictReader(f) for k in ("region_code", "county_code") if r.get(k)}
+    return {c for c in codes if not c.endswith("0000")}  # the province (its systems' code) is no region
