@@ -1,5 +1,6 @@
-"""Accounts of every role (账户与角色): operators, clinicians, residents, auditors; passwords,
-sessions, lockout and the server-side role check. One model for every page and API."""
+"""Accounts of every role (账户与角色): operators, regional readers, clinicians, residents,
+auditors; passwords, sessions, lockout and the server-side role check. One model for every
+page and API."""
 
 from .sessions import (
     ROLES,

@@ -19,6 +19,7 @@ from phip.audit import SYSTEM, Actor, append
 from phip.config import get_settings
 from phip.errors import PhipError
 from phip.standard.validate import platform_now
+from phip.orgs.service import register_regions
 from phip.store.models import Institution
 from phip.throttle import FailureLimiter
 
@@ -26,6 +27,7 @@ from .tables import User, WebSession
 
 ROLES = {
     "operator": "运维人员（省平台）",
+    "regional": "区域卫健委（只读）",
     "clinician": "医生（医疗机构）",
     "resident": "居民",
     "auditor": "审计员",
@@ -56,6 +58,7 @@ class SessionInfo:
     org_code: str | None = None
     department: str | None = None
     person_id: str | None = None
+    region_code: str | None = None  # regional: the city or county (GB/T 2260) it may read
 
 
 def session_ttl() -> timedelta:
@@ -83,9 +86,10 @@ def _check_username(username: str) -> None:
 
 def create_user(engine: Engine, username: str, password: str, role: str = "operator", display_name: str | None = None,
                 *, org_code: str | None = None, department: str | None = None, person_id: str | None = None,
-                by: Actor = SYSTEM) -> None:
+                region_code: str | None = None, by: Actor = SYSTEM) -> None:
     """A new account (an audit event by ``by``, the command line's is the system). A clinician
-    needs a registered institution (and says its department); residents are made by
+    needs a registered institution (and says its department); a regional reader a city or
+    county code of the register; residents are made by
     :func:`phip.accounts.residents.set_password` or with ``person_id``."""
     if role not in ROLES:
         raise AuthError("BAD_ROLE", f"角色“{role}”不存在，可选：{'、'.join(ROLES)}", "role")
@@ -96,6 +100,7 @@ def create_user(engine: Engine, username: str, password: str, role: str = "opera
         raise AuthError("ORG_NOT_ALLOWED", "只有医生账户属于医疗机构和科室", "org_code")
     if role == "resident" and not person_id:
         raise AuthError("PERSON_REQUIRED", "居民账户必须对应主索引中的一位居民", "person_id")
+    check_region(engine, role, region_code)
     password_hash = hash_password(password)
     with engine.begin() as conn:
         if org_code and conn.execute(select(Institution.code).where(Institution.code == org_code)).first() is None:
@@ -104,9 +109,24 @@ def create_user(engine: Engine, username: str, password: str, role: str = "opera
             raise AuthError("USER_EXISTS", f"用户“{username}”已存在", "username", 409)
         conn.execute(insert(User), [{"username": username, "display_name": display_name or username, "role": role,
                                      "password_hash": password_hash, "disabled": False, "created_at": platform_now(),
-                                     "org_code": org_code, "department": department, "person_id": person_id}])
+                                     "org_code": org_code, "department": department, "person_id": person_id,
+                                     "region_code": region_code}])
         append(conn, by, "account.create", person_id=person_id, target=username,
-               detail={"role": role, "org_code": org_code, "department": department})
+               detail={"role": role, "org_code": org_code, "department": department, "region_code": region_code})
+
+
+def check_region(engine: Engine, role: str, region_code: str | None) -> None:
+    """A regional reader needs a city or county code institutions are registered under (else
+    it would read an empty, misleading dashboard); no other role has one."""
+    if role != "regional":
+        if region_code:
+            raise AuthError("REGION_NOT_ALLOWED", "只有区域卫健委账户属于行政区划（--region）", "region_code")
+        return
+    if not region_code:
+        raise AuthError("REGION_REQUIRED", "区域卫健委账户必须指定所辖市或区县的行政区划代码（--region，如 220100）",
+                        "region_code")
+    if region_code not in register_regions(engine):
+        raise AuthError("UNKNOWN_REGION", f"行政区划代码“{region_code}”不是机构登记册中的市或区县代码", "region_code")
 
 
 class LoginGuard:
@@ -164,7 +184,7 @@ def open_session(engine: Engine, user, password: str | None = None) -> tuple[str
         if password is not None and _hasher.check_needs_rehash(user.password_hash):
             conn.execute(update(User).where(User.username == user.username).values(password_hash=_hasher.hash(password)))
     return token, SessionInfo(user.username, user.display_name, user.role, csrf, expires, user.org_code,
-                              user.department, user.person_id)
+                              user.department, user.person_id, user.region_code)
 
 
 def session(engine: Engine, token: str | None) -> SessionInfo | None:
@@ -173,13 +193,13 @@ def session(engine: Engine, token: str | None) -> SessionInfo | None:
     with engine.connect() as conn:
         row = conn.execute(
             select(WebSession.username, User.display_name, User.role, WebSession.csrf_token, WebSession.expires_at,
-                   User.disabled, User.org_code, User.department, User.person_id)
+                   User.disabled, User.org_code, User.department, User.person_id, User.region_code)
             .join(User, User.username == WebSession.username).where(WebSession.token_hash == _digest(token))
         ).first()
     if row is None or row.disabled or row.expires_at <= platform_now():
         return None
     return SessionInfo(row.username, row.display_name, row.role, row.csrf_token, row.expires_at, row.org_code,
-                       row.department, row.person_id)
+                       row.department, row.person_id, row.region_code)
 
 
 def logout(engine: Engine, token: str | None) -> None:
@@ -209,4 +229,4 @@ def user_info(engine: Engine, username: str) -> SessionInfo | None:
     if row is None or row.disabled:
         return None
     return SessionInfo(row.username, row.display_name, row.role, "", datetime.max, row.org_code, row.department,
-                       row.person_id)
+                       row.person_id, row.region_code)

@@ -1,7 +1,8 @@
 """Accounts (账户) of every role and their sessions, declared on the shared metadata.
 
-One ``users`` table for operators, clinicians, residents and auditors: a clinician names its
-institution and department; a resident names only the EMPI person it is (``person_id``): the
+One ``users`` table for operators, regional readers, clinicians, residents and auditors: a
+regional reader (区域卫健委) names its city or county code; a clinician names its institution
+and department; a resident names only the EMPI person it is (``person_id``): the
 ID number stays with the EMPI, which already holds it, so the account stores nothing more.
 """
 
@@ -21,13 +22,14 @@ class User(Base):
     __tablename__ = "users"
     username: Mapped[str] = mapped_column(String(50), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(50))
-    role: Mapped[str] = mapped_column(String(20))  # operator | clinician | resident | auditor
+    role: Mapped[str] = mapped_column(String(20))  # operator | regional | clinician | resident | auditor
     password_hash: Mapped[str] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     org_code: Mapped[str | None] = mapped_column(String(32))  # clinician: the institution (机构)
     department: Mapped[str | None] = mapped_column(String(50))  # clinician: the department (科室)
     person_id: Mapped[str | None] = mapped_column(String(32), unique=True)  # resident: the EMPI person
+    region_code: Mapped[str | None] = mapped_column(String(6))  # regional: the city or county it reads (GB/T 2260)
 
 
 class WebSession(Base):

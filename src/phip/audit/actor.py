@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("operator", "clinician", "resident", "auditor", "institution", "system")
+ROLES = ("operator", "regional", "clinician", "resident", "auditor", "institution", "system")
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class Actor:
     """An account, or ``key:<key id>`` for an institution's API key, with the role it acted in."""
 
     username: str  # account name, or "key:<key id>" for an institution's API key
-    role: str  # operator | clinician | resident | auditor | institution | system
+    role: str  # operator | regional | clinician | resident | auditor | institution | system
     org_code: str | None = None  # the actor's institution
     department: str | None = None
     address: str | None = None  # client IP

@@ -38,7 +38,7 @@ ACTIONS = {
     "share.consent_revoke": "撤销授权", "account.code_sent": "发送验证码", "account.code_wrong": "验证码输入错误",
     "account.password_set": "设置密码",
 }
-ROLE_LABELS = {"clinician": "医生", "resident": "本人", "operator": "运维人员", "auditor": "审计员",
+ROLE_LABELS = {"clinician": "医生", "resident": "本人", "operator": "运维人员", "regional": "区域卫健委", "auditor": "审计员",
                "institution": "医疗机构系统", "system": "系统"}
 DOCUMENT_TITLES = {ds: k.title for ds, k in share.load_catalog().documents.items()}
 
