@@ -4,6 +4,7 @@ top findings and the findings browser. Examples are read from the stored record 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -53,12 +54,16 @@ def find(
     engine: Engine, *, org_code: str | None = None, dataset: str | None = None, dimension: str | None = None,
     code: str | None = None, since: datetime | None = None, day_from: date | None = None, day_to: date | None = None,
     page: int = 1, size: int = 50, role: str = "operator", examples: bool = True,
+    within: Collection[str] | None = None,
 ) -> tuple[list[FindingView], int]:
-    """A page of findings, newest first, with masked examples; and the total count."""
+    """A page of findings, newest first, with masked examples; and the total count. ``within``
+    keeps a regional reader's institutions only (:func:`phip.orgs.service.region_orgs`)."""
     f = QualityFinding
     where = []
     if org_code:
         where.append(f.org_code == org_code)
+    if within is not None:
+        where.append(f.org_code.in_(within))
     if dataset:
         where.append(f.dataset == dataset)
     if dimension:

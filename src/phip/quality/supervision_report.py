@@ -2,10 +2,14 @@
 ``phip supervision report`` show — per internet hospital and in total, appointments,
 consultations, prescriptions and their reviewed share, and the supervision findings by rule
 with their trend and masked examples. Read from stored records and ``quality_findings``.
+
+``within`` (a set of institution codes, :func:`phip.orgs.service.region_orgs`) limits every
+figure to a regional reader's internet hospitals; None is the whole province.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from io import BytesIO
@@ -70,11 +74,13 @@ RULE_TITLES = {
 }
 
 
-def internet_hospitals(engine: Engine) -> list[tuple[str, str]]:
+def internet_hospitals(engine: Engine, within: Collection[str] | None = None) -> list[tuple[str, str]]:
     """Institutions that sent internet-hospital data, with their names."""
     with engine.connect() as conn:
         codes = set(conn.execute(select(Record.org_code).where(Record.dataset.in_(INTERNET_DATASETS))
                                  .group_by(Record.org_code)).scalars())
+        if within is not None:
+            codes &= set(within)
         names = dict(conn.execute(select(Institution.code, Institution.name).where(Institution.code.in_(codes))).all())
     return sorted((c, names.get(c, c)) for c in codes)
 
@@ -86,10 +92,11 @@ def rule_list() -> list[tuple[str, str, str]]:
     return list(seen.values())
 
 
-def summary(engine: Engine, start: date, end: date, org: str | None = None, rule: str | None = None) -> Summary:
+def summary(engine: Engine, start: date, end: date, org: str | None = None, rule: str | None = None, *,
+            within: Collection[str] | None = None) -> Summary:
     t0, t1 = datetime.combine(start, time()), datetime.combine(end + timedelta(days=1), time())
     q = Sql(engine.dialect.name)
-    hospitals = [HospitalFigures(c, n) for c, n in internet_hospitals(engine) if org in (None, "", c)]
+    hospitals = [HospitalFigures(c, n) for c, n in internet_hospitals(engine, within) if org in (None, "", c)]
     trend: dict[str, dict[str, int]] = {}
     with engine.connect() as conn:
         for h in hospitals:
@@ -118,7 +125,7 @@ def summary(engine: Engine, start: date, end: date, org: str | None = None, rule
 
 
 def examples(engine: Engine, start: date, end: date, *, org: str | None = None, rule: str | None = None,
-             limit: int = 20, role: str = "operator") -> list[dict[str, Any]]:
+             limit: int = 20, role: str = "operator", within: Collection[str] | None = None) -> list[dict[str, Any]]:
     """Findings to look at, newest first; every text masked for the reader's role."""
     f = QualityFinding
     query = (select(f.org_code, f.dataset, f.day, f.record_key, f.rule_id, f.code, f.message)
@@ -126,6 +133,8 @@ def examples(engine: Engine, start: date, end: date, *, org: str | None = None, 
              .order_by(f.day.desc(), f.id.desc()).limit(limit))
     if org:
         query = query.where(f.org_code == org)
+    if within is not None:
+        query = query.where(f.org_code.in_(within))
     if rule:
         query = query.where(f.rule_id == rule)
     with engine.connect() as conn:
@@ -133,23 +142,25 @@ def examples(engine: Engine, start: date, end: date, *, org: str | None = None, 
                  "rule_id": r.rule_id, "code": r.code, "message": mask_text(r.message, role)} for r in conn.execute(query)]
 
 
-def week_figures(engine: Engine, week_end: date) -> dict[str, Any]:
+def week_figures(engine: Engine, week_end: date, *, within: Collection[str] | None = None) -> dict[str, Any]:
     """Seed 000's figures (网上预约挂号、在线问诊人次) for the week ending ``week_end`` and to date."""
     start = week_end - timedelta(days=6)
     t0, t1 = datetime.combine(start, time()), datetime.combine(week_end + timedelta(days=1), time())
     out: dict[str, Any] = {"start": start.isoformat(), "end": week_end.isoformat(),
-                           "hospitals": len(internet_hospitals(engine))}
+                           "hospitals": len(internet_hospitals(engine, within))}
+    scope = [] if within is None else [Record.org_code.in_(within)]
     with engine.connect() as conn:
         for key, ds in (("appointments", "online_appointment"), ("consultations", "online_consultation")):
-            base = select(func.count()).select_from(Record).where(Record.dataset == ds, Record.event_time < t1)
+            base = select(func.count()).select_from(Record).where(Record.dataset == ds, Record.event_time < t1, *scope)
             out[key] = conn.execute(base.where(Record.event_time >= t0)).scalar_one()
             out[key + "_to_date"] = conn.execute(base).scalar_one()
     return out
 
 
-def monthly_xlsx(engine: Engine, start: date, end: date, org: str | None = None, rule: str | None = None) -> bytes:
+def monthly_xlsx(engine: Engine, start: date, end: date, org: str | None = None, rule: str | None = None, *,
+                 within: Collection[str] | None = None, role: str = "operator") -> bytes:
     """The monthly supervision report (互联网医院监管月报) as an XLSX workbook."""
-    s = summary(engine, start, end, org, rule)
+    s = summary(engine, start, end, org, rule, within=within)
     wb = Workbook()
     ws = wb.active
     ws.title = "概况"
@@ -165,7 +176,7 @@ def monthly_xlsx(engine: Engine, start: date, end: date, org: str | None = None,
         by_rule.append([rid, title, article, *[h.by_rule.get(rid, 0) for h in s.hospitals], total.by_rule.get(rid, 0)])
     detail = wb.create_sheet("违规示例")
     detail.append(["机构代码", "数据集", "业务日期", "记录主键", "规则", "代码", "说明"])
-    for e in examples(engine, start, end, org=org, rule=rule, limit=500):
+    for e in examples(engine, start, end, org=org, rule=rule, limit=500, role=role, within=within):
         detail.append([e["org_code"], e["dataset"], e["day"], e["record_key"], e["rule_id"], e["code"], e["message"]])
     buf = BytesIO()
     wb.save(buf)

@@ -15,6 +15,7 @@ The reply form (对接工作回执, attachment 3) is read by :mod:`phip.reports.
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -128,7 +129,9 @@ def _evidence(engine: Engine, now: datetime, days: int) -> tuple[dict[str, datet
 
 
 def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime | None = None,
-                      days: int | None = None) -> list[Status]:
+                      days: int | None = None, within: Collection[str] | None = None) -> list[Status]:
+    """Every registered institution and system (of ``kind``); ``within`` keeps a regional
+    reader's institutions only (:func:`phip.orgs.service.region_orgs`)."""
     now = now or platform_now()
     days = days or get_settings().onboarding_window
     i, a = Institution, AnalysedMark
@@ -138,6 +141,8 @@ def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime 
             .outerjoin(a, a.org_code == i.code).order_by(i.kind, i.region_code, i.name))
     if kind:
         stmt = stmt.where(i.kind == kind)
+    if within is not None:
+        stmt = stmt.where(i.code.in_(within))
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     links, last = _evidence(engine, now, days)

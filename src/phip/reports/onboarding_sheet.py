@@ -5,6 +5,7 @@ three groups (医疗机构, 业务系统, 外部系统). Closed institutions are
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 from io import BytesIO
 
@@ -18,21 +19,22 @@ HEADER = ("序号", "名称", "网络联通", "数据上传", "数据分析")
 SCOPES = {"all": "", "provincial": "中省直"}
 
 
-def weekly_rows(engine: Engine, scope: str = "all") -> list[Status]:
+def weekly_rows(engine: Engine, scope: str = "all", *, within: Collection[str] | None = None) -> list[Status]:
     """The rows of the weekly table: active ones; ``provincial`` keeps the 中省直 hospitals only
-    (隶属关系 中央 or 省属), with every system."""
-    rows = [s for s in onboarding_status(engine) if s.status == "active"]
+    (隶属关系 中央 or 省属), with every system; ``within`` a regional reader's institutions."""
+    rows = [s for s in onboarding_status(engine, within=within) if s.status == "active"]
     if scope == "provincial":
         rows = [s for s in rows if s.kind != "hospital" or s.affiliation in PROVINCIAL]
     return rows
 
 
-def summary_sentence(rows: list[Status], as_of: date, scope: str = "all") -> str:
-    """The report's sentence, counted from the same rows as the table."""
+def summary_sentence(rows: list[Status], as_of: date, scope: str = "all", area: str = "全省") -> str:
+    """The report's sentence, counted from the same rows as the table; ``area`` names where
+    (a regional reader's city or county instead of 全省)."""
     hospitals = [s for s in rows if s.kind == "hospital"]
     systems = [s for s in rows if s.kind == "business_system"]
     connected = sum(s.network == "connected" for s in hospitals)
-    text = (f"截至{as_of.month}月{as_of.day}日，全省{connected}家{SCOPES.get(scope, '')}医院、"
+    text = (f"截至{as_of.month}月{as_of.day}日，{area}{connected}家{SCOPES.get(scope, '')}医院、"
             f"{sum(s.network == 'connected' for s in systems)}个卫生健康业务系统实现与省全民健康信息平台网络联通。"
             f"其中，{sum(s.uploading for s in hospitals)}家医院实现部分电子病历类存量数据上传至省平台，"
             f"{sum(bool(s.analysed) for s in hospitals)}家医院完成上传存量数据分析。")
@@ -42,17 +44,19 @@ def summary_sentence(rows: list[Status], as_of: date, scope: str = "all") -> str
     return text
 
 
-def to_xlsx(engine: Engine, scope: str = "all", as_of: date | None = None) -> bytes:
-    """Row 1 the sentence, row 2 the header, then each group under its heading row."""
+def to_xlsx(engine: Engine, scope: str = "all", as_of: date | None = None, *, within: Collection[str] | None = None,
+            area: str = "全省") -> bytes:
+    """Row 1 the sentence, row 2 the header, then each group under its heading row; ``within``
+    and ``area`` make a regional reader's table."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
     as_of = as_of or platform_now().date()
-    rows = weekly_rows(engine, scope)
+    rows = weekly_rows(engine, scope, within=within)
     wb = Workbook()
     ws = wb.active
     ws.title = "对接情况"
-    ws.append([summary_sentence(rows, as_of, scope)])
+    ws.append([summary_sentence(rows, as_of, scope, area)])
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(HEADER))
     ws.cell(1, 1).alignment = Alignment(wrap_text=True, vertical="top")
     ws.row_dimensions[1].height = 60

@@ -1,7 +1,11 @@
-"""Figures of the province overview and the institution page, from counters only."""
+"""Figures of the province overview and the institution page, from counters only.
+
+``within`` (a set of institution codes, :func:`phip.orgs.service.region_orgs`) limits every
+figure to a regional reader's institutions; None is the whole province."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,22 +21,26 @@ from .uploads import upload_report
 STORED = IngestDaily.accepted + IngestDaily.updated
 
 
-def daily_uploads(engine: Engine, start: date, end: date, org_code: str | None = None) -> list[tuple[date, int]]:
+def daily_uploads(engine: Engine, start: date, end: date, org_code: str | None = None, *,
+                  within: Collection[str] | None = None) -> list[tuple[date, int]]:
     """Records stored per receipt day (new + corrected), every day of the window (zeros included)."""
     stmt = select(IngestDaily.day, func.sum(STORED)).where(IngestDaily.day >= start, IngestDaily.day <= end)
     if org_code:
         stmt = stmt.where(IngestDaily.org_code == org_code)
+    if within is not None:
+        stmt = stmt.where(IngestDaily.org_code.in_(within))
     with engine.connect() as conn:
         got = {d: int(n or 0) for d, n in conn.execute(stmt.group_by(IngestDaily.day))}
     return [(start + timedelta(days=i), got.get(start + timedelta(days=i), 0)) for i in range((end - start).days + 1)]
 
 
-def totals(engine: Engine, today: date) -> dict[str, int]:
+def totals(engine: Engine, today: date, *, within: Collection[str] | None = None) -> dict[str, int]:
     month_start = today.replace(day=1)
+    scope = [] if within is None else [IngestDaily.org_code.in_(within)]
     with engine.connect() as conn:
         def total(start: date) -> int:
             return int(conn.execute(select(func.coalesce(func.sum(STORED), 0))
-                                    .where(IngestDaily.day >= start, IngestDaily.day <= today)).scalar_one())
+                                    .where(IngestDaily.day >= start, IngestDaily.day <= today, *scope)).scalar_one())
         return {"today": total(today), "month": total(month_start)}
 
 
@@ -43,7 +51,10 @@ def dataset_records(engine: Engine, dataset: str) -> int:
                                 .where(EventDaily.dataset == dataset)).scalar_one())
 
 
-def institution(engine: Engine, org_code: str) -> dict[str, Any] | None:
+def institution(engine: Engine, org_code: str, *, within: Collection[str] | None = None) -> dict[str, Any] | None:
+    """The register's row of an institution; None when unknown or outside ``within``."""
+    if within is not None and org_code not in within:
+        return None
     with engine.connect() as conn:
         row = conn.execute(select(Institution.__table__).where(Institution.code == org_code)).first()
     return None if row is None else dict(row._mapping)

@@ -10,6 +10,7 @@ institutions that reported count in a region's rate.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -205,11 +206,13 @@ def _reported(conn, period: Period) -> tuple[dict[str, tuple[int | None, int | N
 
 def upload_report(engine: Engine, period: Period, level: str = "institution", *, region_code: str | None = None,
                   sort: str | None = None, descending: bool = True, kinds: tuple[str, ...] = ("hospital",),
-                  extras: bool = False, county_names: dict[str, str] | None = None) -> Report:
+                  extras: bool = False, county_names: dict[str, str] | None = None,
+                  within: Collection[str] | None = None) -> Report:
     """``level``: city (alias region), county, provincial (the 中省直 hospitals, one row each) or
     institution; ``extras`` adds the platform's own
     columns after the seed's; ``county_names`` names district/county codes (default: the GB/T 2260
-    table of the register, orgs/data/regions.csv)."""
+    table of the register, orgs/data/regions.csv); ``within`` keeps a regional reader's
+    institutions only (:func:`phip.orgs.service.region_orgs`)."""
     level = level_of(level)
     with engine.connect() as conn:
         inst_q = select(Institution.code, Institution.name, Institution.region_code, Institution.region_name,
@@ -218,6 +221,8 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
             inst_q = inst_q.where(Institution.region_code == region_code)
         if level == "provincial":
             inst_q = inst_q.where(Institution.affiliation.in_(PROVINCIAL))
+        if within is not None:
+            inst_q = inst_q.where(Institution.code.in_(within))
         insts = conn.execute(inst_q.order_by(Institution.region_code, Institution.name)).all()
         stored = IngestDaily.accepted + IngestDaily.updated
         in_period = (IngestDaily.day >= period.start, IngestDaily.day <= period.end)
@@ -253,7 +258,7 @@ def upload_report(engine: Engine, period: Period, level: str = "institution", *,
         row.outpatient_reported, row.discharges_reported = reported.get(code, (None, None))
         rows.append(row)
         counties[code] = county or ""
-    total = _aggregate("全省合计" if not region_code else "合计", "", rows, days_by_org, [r.key for r in rows])
+    total = _aggregate("全省合计" if not region_code and within is None else "合计", "", rows, days_by_org, [r.key for r in rows])
     if level in ("city", "county"):
         groups: dict[str, list[Row]] = {}
         for r in rows:
