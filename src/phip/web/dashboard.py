@@ -1,8 +1,9 @@
 """The operations dashboard (运维看板): server-rendered pages in Simplified Chinese behind a login.
 
 Pages: province overview, upload statistics (filters, sorting, XLSX/CSV export), institution
-detail, findings browser, onboarding status. Everything is read through the quality and
-reports services; templates autoescape, so names are always text, never markup. Charts use
+detail, findings browser, onboarding status. Operators read and change everything; a regional
+reader (区域卫健委) reads its own city or county only and changes nothing (:mod:`.scope`).
+Everything is read through the quality and reports services; templates autoescape, so names are always text, never markup. Charts use
 the vendored ECharts (static/vendor/echarts), fed by JSON embedded with ``tojson``.
 """
 
@@ -36,6 +37,7 @@ from phip import accounts as auth
 
 from . import onboarding_files, portal, supervision
 from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, page, safe_next, set_session, signed_in
+from .scope import READERS, WRITERS, Viewer, viewer_of
 
 PREFIX = "/ops"
 
@@ -53,8 +55,12 @@ def build_router(engine: Engine) -> APIRouter:
     std = load_standard()
     rules = load_rules()
 
-    def user(request: Request) -> auth.SessionInfo:
-        return signed_in(engine, request, "operator")  # clinicians, residents, auditors have pages of their own
+    def view(request: Request) -> Viewer:
+        # clinicians, residents, auditors have pages of their own
+        return viewer_of(engine, signed_in(engine, request, *READERS))
+
+    def writer(request: Request) -> auth.SessionInfo:
+        return signed_in(engine, request, *WRITERS)  # a regional reader gets the 403 page
 
     def reader(request: Request, me: auth.SessionInfo) -> audit.Actor:
         return audit.Actor(me.username, me.role, address=request.client.host if request.client else None)
@@ -117,9 +123,9 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.get(f"{PREFIX}/", response_class=HTMLResponse)
     def overview_page(request: Request) -> HTMLResponse:
-        me = user(request)
+        v = view(request)
         today = platform_now().date()
-        statuses = onboarding.onboarding_status(engine, "hospital")
+        statuses = onboarding.onboarding_status(engine, "hospital", within=v.within)
         by_region: dict[str, dict[str, int]] = {}
         for s in statuses:
             r = by_region.setdefault(s.region_name, {"total": 0, "connected": 0, "uploading": 0, "analysed": 0})
@@ -127,29 +133,32 @@ def build_router(engine: Engine) -> APIRouter:
             r["connected"] += s.network == "connected"
             r["uploading"] += s.uploading
             r["analysed"] += bool(s.analysed)
-        trend = overview.daily_uploads(engine, today - timedelta(days=29), today)
-        return _page("overview.html", me=me, active="overview", summary=onboarding.summary(statuses),
-                     by_region=by_region, totals=overview.totals(engine, today), today=today,
+        trend = overview.daily_uploads(engine, today - timedelta(days=29), today, within=v.within)
+        return _page("overview.html", me=v.me, area=v.area, active="overview", summary=onboarding.summary(statuses),
+                     by_region=by_region, totals=overview.totals(engine, today, within=v.within), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20],
                      funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today))
 
-    def _report(period: str | None, level: str, region: str | None, sort: str | None, order: str, extras: bool = True):
+    def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
+                extras: bool = True):
         p = period_of(period)
         lvl = LEVEL_ALIASES.get(level, level) if LEVEL_ALIASES.get(level, level) in LEVELS else "institution"
         key = sort if sort in SORT_KEYS else None
-        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras)
+        region = None if v.regional else region  # a regional reader's region is forced by ``within``
+        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
+                            within=v.within)
         return rep, key
 
     @router.get(f"{PREFIX}/uploads", response_class=HTMLResponse)
     def uploads_page(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
                      sort: str | None = None, order: str = "desc") -> HTMLResponse:
-        me = user(request)
-        rep, key = _report(period, level, region, sort, order)
-        region_options = overview_regions(engine)
-        query = {"period": str(rep.period), "level": rep.level, "region": region or ""}
-        return _page("uploads.html", me=me, active="uploads", report=rep, columns=rep.columns, sort=key, order=order,
-                     query=query, region_options=region_options, title=export.title(rep))
+        v = view(request)
+        rep, key = _report(v, period, level, region, sort, order)
+        region_options = [] if v.regional else overview_regions(engine)  # the reader's own area only
+        query = {"period": str(rep.period), "level": rep.level, "region": "" if v.regional else region or ""}
+        return _page("uploads.html", me=v.me, area=v.area, active="uploads", report=rep, columns=rep.columns, sort=key,
+                     order=order, query=query, region_options=region_options, title=export.title(rep))
 
     exports = {
         "xlsx": (export.to_xlsx, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
@@ -159,8 +168,7 @@ def build_router(engine: Engine) -> APIRouter:
     @router.get(PREFIX + "/uploads.{fmt}")
     def uploads_file(request: Request, fmt: Literal["xlsx", "csv"], period: str | None = None, level: str = "institution",
                      region: str | None = None, sort: str | None = None, order: str = "desc", extras: bool = False) -> Response:
-        user(request)
-        rep, _ = _report(period, level, region, sort, order, extras)
+        rep, _ = _report(view(request), period, level, region, sort, order, extras)
         render_file, media_type = exports[fmt]
         name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.{fmt}"
         return Response(render_file(rep), media_type=media_type,
@@ -168,15 +176,16 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.get(PREFIX + "/institutions/{code}", response_class=HTMLResponse)
     def institution_page(request: Request, code: str, days: int = 30) -> HTMLResponse:
-        me = user(request)
-        inst = overview.institution(engine, code)
+        v = view(request)
+        me = v.me
+        inst = overview.institution(engine, code, within=v.within)
         if inst is None:
-            return _page("error.html", 404, me=me, message=f"医疗机构“{code}”不存在")
+            return _missing(v, code)
         today = platform_now().date()
         days = max(1, min(days, 366))
         start = today - timedelta(days=days - 1)
         volumes = overview.daily_uploads(engine, start, today, code)
-        status = next((s for s in onboarding.onboarding_status(engine) if s.code == code), None)
+        status = next((s for s in onboarding.onboarding_status(engine, within=v.within) if s.code == code), None)
         top = quality.top_findings(engine, code, role=me.role)
         audit.log_reads(engine, reader(request, me), "quality.findings.read",
                         audit.persons_of_records(engine, ((code, t.get("dataset") or "", t.get("record_key")) for t in top)),
@@ -198,10 +207,11 @@ def build_router(engine: Engine) -> APIRouter:
         """An institution's rejections (拒收记录): counts per data set, and one data set's
         rejections page by page with masked examples; open ones by default, ``state=all`` too
         the ones a corrected record has cleared."""
-        me = user(request)
-        inst = overview.institution(engine, code)
+        v = view(request)
+        me = v.me
+        inst = overview.institution(engine, code, within=v.within)
         if inst is None:
-            return _page("error.html", 404, me=me, message=f"医疗机构“{code}”不存在")
+            return _missing(v, code)
         ds = None
         if dataset is not None:
             try:
@@ -221,14 +231,15 @@ def build_router(engine: Engine) -> APIRouter:
     @router.get(f"{PREFIX}/findings", response_class=HTMLResponse)
     def findings_page(request: Request, org: str | None = None, dataset: str | None = None, dimension: str | None = None,
                       code: str | None = None, page: Annotated[int, Query(ge=1, le=100000)] = 1) -> HTMLResponse:
-        me = user(request)
+        v = view(request)
+        me = v.me
         items, total = quality.find(engine, org_code=org or None, dataset=dataset or None, dimension=dimension or None,
-                                    code=code or None, page=page, size=50, role=me.role)
+                                    code=code or None, page=page, size=50, role=me.role, within=v.within)
         audit.log_reads(engine, reader(request, me), "quality.findings.read",
                         audit.persons_of_records(engine, ((i.org_code, i.dataset, i.record_key) for i in items)),
                         target="findings", detail={"org": org, "dataset": dataset, "dimension": dimension, "code": code,
                                                    "page": page, "shown": len(items)})
-        orgs = [(s.code, s.name) for s in onboarding.onboarding_status(engine, "hospital")]
+        orgs = [(s.code, s.name) for s in onboarding.onboarding_status(engine, "hospital", within=v.within)]
         return _page("findings.html", me=me, active="findings", items=items, total=total, page=page,
                      pages=max(1, (total + 49) // 50), orgs=orgs, datasets=std.datasets, dimensions=quality.dimension_names(),
                      codes=sorted(quality.code_names().items()), query={"org": org or "", "dataset": dataset or "",
@@ -236,25 +247,31 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.get(f"{PREFIX}/onboarding", response_class=HTMLResponse)
     def onboarding_page(request: Request) -> HTMLResponse:
-        me = user(request)
-        statuses = onboarding.onboarding_status(engine)
+        v = view(request)
+        statuses = onboarding.onboarding_status(engine, within=v.within)
         groups = [(label, [s for s in statuses if s.kind == kind]) for kind, label in onboarding.KIND_LABELS.items()]
-        # staff contact phones of the reply form are shown to operators (they call them); patients' never
-        return _page("onboarding.html", me=me, active="onboarding", groups=[g for g in groups if g[1]],
-                     methods=onboarding.METHODS)
+        # staff contact phones of the reply form are shown to operators (they call them), masked
+        # for a regional reader (it reads, it does not run the docking); patients' never
+        return _page("onboarding.html", me=v.me, area=v.area, active="onboarding", groups=[g for g in groups if g[1]],
+                     methods=onboarding.METHODS, can_write=not v.regional)
 
     @router.post(PREFIX + "/onboarding/{code}/network")
     def set_network(request: Request, code: str, status: Annotated[str, Form()] = "",
                     csrf_token: Annotated[str, Form()] = "") -> Response:
-        me = user(request)
+        me = writer(request)
         if not auth.csrf_ok(me.csrf_token, csrf_token):
             return _page("error.html", 403, me=me, message="表单已过期或来源不明（CSRF校验失败），请刷新页面后重试")
         if status in onboarding.NETWORK:
             onboarding.set_network(engine, code, status)
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
 
-    router.include_router(onboarding_files.build_router(engine, PREFIX, user))
-    router.include_router(supervision.build_router(engine, user, _page))  # /ops/supervision/
+    def _missing(v: Viewer, code: str) -> HTMLResponse:
+        # the same answer for an unknown code and another region's: nothing of it is shown
+        where = "或不在本辖区（" + v.area + "）" if v.regional else ""
+        return _page("error.html", 404, me=v.me, message=f"医疗机构“{code}”不存在{where}")
+
+    router.include_router(onboarding_files.build_router(engine, PREFIX, view))
+    router.include_router(supervision.build_router(engine, view, _page))  # /ops/supervision/
     return router
 
 

@@ -16,18 +16,20 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from phip import accounts
+from phip.privacy import mask_phone
 
 HERE = Path(__file__).parent
 COOKIE = "phip_session"
 LOGIN_CSRF = "phip_login_csrf"
 #: where each role lands after logging in, and the areas a ``next`` address may point into
-HOME = {"operator": "/ops/", "clinician": "/share/", "auditor": "/audit/", "resident": "/me/"}
+HOME = {"operator": "/ops/", "regional": "/ops/", "clinician": "/share/", "auditor": "/audit/", "resident": "/me/"}
 RESIDENT_LOGIN = "/me/login"
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}
 
 ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+ENV.filters["mask_phone"] = mask_phone
 ENV.filters["num"] = lambda v: "" if v is None else (f"{v:,}" if isinstance(v, int) else v)
 
 
