@@ -74,10 +74,10 @@ def datasets_of(engine: Engine, org_code: str, start: date, end: date) -> list[d
                    for ds, n, last in rows), key=lambda e: order[e["dataset"]])
 
 
-def rates_by_city(engine: Engine, today: date) -> dict[str, Any]:
+def rates_by_city(engine: Engine, today: date, within: Collection[str] | None = None) -> dict[str, Any]:
     """This month's upload rates per city (门急诊 and 出院, % of the figures reported to the
     statistics system) for the overview's bar chart; a city without reported figures is a gap."""
-    report = upload_report(engine, month_of(today), "city")
+    report = upload_report(engine, month_of(today), "city", within=within)
 
     def pct(rate: float | None) -> float | None:
         return None if rate is None else round(rate * 100, 1)

@@ -138,7 +138,7 @@ def build_router(engine: Engine) -> APIRouter:
                      by_region=by_region, totals=overview.totals(engine, today, within=v.within), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20],
-                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today))
+                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within))
 
     def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
                 extras: bool = True):

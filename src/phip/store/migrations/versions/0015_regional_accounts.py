@@ -2,14 +2,14 @@
 (GB/T 2260) whose institutions a regional reader sees on the operations dashboard.
 
 Revision ID: 0015_regional_accounts
-Revises: 0013_outbox
+Revises: 0014_findings_by_record
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_regional_accounts"
-down_revision = "0013_outbox"  # TODO(rebase): 0014_findings_by_record once main has it
+down_revision = "0014_findings_by_record"
 branch_labels = None
 depends_on = None
 
