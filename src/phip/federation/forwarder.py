@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import DateTime, Engine, and_, func, insert, literal, select, update
+from sqlalchemy import DateTime, Engine, and_, case, delete, func, insert, literal, null, select, update
 
 from phip.standard.validate import platform_now
 from phip.store.models import Record
@@ -214,7 +214,9 @@ def resend(engine: Engine, *, since: datetime | None = None, until: datetime | N
     if org_code:
         conds.append(_OUTBOX.c.org_code == org_code)
     with engine.begin() as conn:
-        return conn.execute(update(_OUTBOX).where(*conds).values(sent_at=None, findings=None, attempts=0,
+        # null(): a JSON column stores Python None as the JSON text 'null', which IS NULL misses
+        # (the row would count as refused ever after)
+        return conn.execute(update(_OUTBOX).where(*conds).values(sent_at=None, findings=null(), attempts=0,
                                                                  last_error=None)).rowcount
 
 
