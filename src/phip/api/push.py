@@ -132,7 +132,8 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
 
     @router.get("/feedback", summary="获取本机构被拒收记录及原因（数据集60 医疗机构上传数据质控）",
                 description="返回本机构尚未纠正的被拒收记录及原因（每条源记录一次，含首次、最近拒收时间和次数），"
-                "供机构修正后重传；修正后的记录被接收后即不再列出。since 按最近一次拒收时间筛选；"
+                "供机构修正后重传；修正后的记录被接收后即不再列出。市级平台上也列出省平台拒收的记录（原因以“省平台拒收：”开头，"
+                "platform 为 province），省平台接收其修正或重发后不再列出。since 按最近一次拒收时间筛选；"
                 "warnings=true 时同时返回已接收但有警告的记录。",
                 responses=responses(FEEDBACK, 400, 401, 429, 503, overrides={
                     400: ("BAD_SINCE", "since 参数“昨天”不是有效的日期时间", "since")}))

@@ -26,6 +26,7 @@ from sqlalchemy import DateTime, Engine, and_, case, delete, func, insert, liter
 from phip.standard.validate import platform_now
 from phip.store.models import Record
 
+from .refusals import keep_refusals
 from .tables import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -111,11 +112,12 @@ class Forwarder:
             raise SendFailed(f"HTTP 200 without a receipt: {response.text[:200]}") from exc
 
     def mark(self, rows: list[Any], receipt: dict[str, Any]) -> int:
-        """Mark the batch sent, keeping the province's findings on the rows it refused; returns
-        how many it refused."""
+        """Mark the batch sent, keeping the province's findings on the rows it refused (and as
+        the hospital's rejections, :mod:`.refusals`); returns how many it refused."""
         now = platform_now()
         refused = {r["index"]: r["findings"] for r in receipt.get("rejections", [])}
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the marks and the hospital's rejections together
+            keep_refusals(conn, rows, refused, str(receipt.get("batch_id") or ""), now)
             ok = [row.id for i, row in enumerate(rows) if i not in refused]
             for start in range(0, len(ok), 1000):
                 conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ok[start:start + 1000]))

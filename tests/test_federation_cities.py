@@ -1,0 +1,97 @@
+"""Province–city integration, what each side sees (issue 23): the province's refusals back at
+the hospital through the city's feedback API and dashboard; the city's lag and its alert
+state; the province's view of its city platforms (upload statistics, 上报途径, per-city
+activity); and the purge of sent outbox rows."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import date, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+from phip.accounts import create_user
+from phip.api.app import create_app
+from phip.federation.forwarder import outbox_status, resend
+from phip.federation.province import ingest_for_region
+from phip.federation.tables import OutboxRow
+from phip.orgs.keys import create_key
+from phip.reports.onboarding import onboarding_status
+from phip.reports.period import Period
+from phip.reports.uploads import upload_report
+from phip.runtime import build_pipeline, prepare
+from phip.standard.validate import platform_now
+from phip.store.db import make_engine
+from phip.store import models as m
+from tests.test_federation import (
+    REGION, URL_DATASET, city, forwarder, province, province_serving, region_orgs, state, visits,  # noqa: F401
+)
+
+PASSWORD = "correct horse battery"
+CITY_PLATFORM = "12220104412001376B"  # the province fixture's city key holder
+
+
+def operator(engine) -> TestClient:  # noqa: ANN001
+    """A logged-in operator of the platform over ``engine``."""
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    client = TestClient(create_app(engine))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)[1]
+    assert client.post("/login", data={"username": "ops", "password": PASSWORD, "csrf_token": token, "next": "/ops/"},
+                       follow_redirects=False).status_code == 303
+    return client
+
+
+def feedback(client: TestClient, key: str) -> list[dict]:
+    r = client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+
+@pytest.mark.slow
+def test_province_refusals_reach_the_hospital_feedback_and_dashboard(city, province, orgs, tmp_path):
+    """The province refuses a hospital outside the city key's region: the hospital reads each
+    refused record in the city's /api/v1/feedback with the province's code and message, the
+    operator on its rejections page. A re-push of the same records at the city does not clear
+    them (nothing new went to the province); once the province takes them (the institution
+    moved into the region there, then a re-send), they are gone from the feedback."""
+    p_engine, p_url, key = province
+    inside = region_orgs(orgs, city.engine)[1]
+    outside = region_orgs(orgs, city.engine, "220200")[0]
+    records = visits(outside, 4, seed=3)
+    city.ingest(inside[0], URL_DATASET, visits(inside, 5), source="api")
+    city.ingest(outside[0], URL_DATASET, records, source="api")
+    _, hospital_key = create_key(city.engine, outside[0])
+    _, inside_key = create_key(city.engine, inside[0])
+    with province_serving(tmp_path, p_url) as base:
+        assert forwarder(city.engine, base, key).run(once=True, max_failures=2).refused == len(records)
+    client = operator(city.engine)
+    items = feedback(client, hospital_key)
+    with city.engine.connect() as conn:
+        keys = set(conn.execute(select(m.Record.record_key).where(m.Record.org_code == outside[0])).scalars())
+    assert {i["record_key"] for i in items} == keys and len(items) == len(records)
+    for item in items:
+        assert item["rejected"] and item["dataset"] == URL_DATASET
+        (f,) = item["findings"]
+        assert f["code"] == "ORG_OUTSIDE_REGION" and f["platform"] == "province"
+        assert f["message"].startswith("省平台拒收：") and "不属于本市级平台所辖地区" in f["message"]
+    assert feedback(client, inside_key) == []
+    page = client.get(f"/ops/institutions/{outside[0]}/rejections/{URL_DATASET}")
+    assert page.status_code == 200 and "省平台拒收" in page.text and "ORG_OUTSIDE_REGION" in page.text
+    assert f"/institutions/{outside[0]}/rejections/{URL_DATASET}" in client.get(f"/ops/institutions/{outside[0]}").text
+    # the same records again at the city: unchanged, not forwarded, the refusals stand
+    assert city.ingest(outside[0], URL_DATASET, records, source="api").unchanged == len(records)
+    assert len(feedback(client, hospital_key)) == len(records)
+
+    with p_engine.begin() as conn:  # the province's fix: the institution belongs to the city's region
+        conn.execute(update(m.Institution).where(m.Institution.code == outside[0]).values(region_code=REGION))
+    assert resend(city.engine, org_code=outside[0]) == len(records)
+    with province_serving(tmp_path, p_url) as base:
+        result = forwarder(city.engine, base, key).run(once=True, max_failures=2)
+    assert result.sent == len(records) and result.refused == 0
+    assert feedback(client, hospital_key) == []
+    assert outbox_status(city.engine).refused == 0  # re-queued rows lost their findings (SQL NULL)
+    assert state(p_engine) == state(city.engine)
