@@ -95,3 +95,41 @@ def test_province_refusals_reach_the_hospital_feedback_and_dashboard(city, provi
     assert feedback(client, hospital_key) == []
     assert outbox_status(city.engine).refused == 0  # re-queued rows lost their findings (SQL NULL)
     assert state(p_engine) == state(city.engine)
+
+
+def test_lag_panel_and_metric_in_both_states(city, orgs, monkeypatch):
+    """正常 while the oldest unsent row is younger than PHIP_OUTBOX_LAG_ALERT, 告警 past it,
+    on the overview page and as phip_outbox_lag_alert; the send rate counts rows sent."""
+    from phip.federation.lag import outbox_lag
+
+    org = region_orgs(orgs, city.engine)[1]
+    city.ingest(org[0], URL_DATASET, visits(org, 6), source="api")
+    monkeypatch.setenv("PHIP_METRICS_TOKEN", "scrape-token-for-tests")
+    monkeypatch.setenv("PHIP_OUTBOX_LAG_ALERT", "900")
+    client = operator(city.engine)
+
+    def seen() -> tuple[str, str]:
+        page = client.get("/ops/")
+        assert page.status_code == 200 and "上报省平台" in page.text
+        panel = page.text[page.text.index('id="outbox-panel"'):]
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-for-tests"}).text
+        return panel[:panel.index("</table>")], metrics
+
+    panel, metrics = seen()
+    assert "正常" in panel and "告警" not in panel and "phip_outbox_lag_alert 0.0" in metrics
+    assert re.search(r'id="outbox-backlog">6<', panel)
+
+    now = platform_now()
+    with city.engine.begin() as conn:  # the oldest row has waited 20 minutes, two were sent a minute ago
+        first = conn.execute(select(func.min(OutboxRow.id))).scalar_one()
+        conn.execute(update(OutboxRow).where(OutboxRow.id == first + 2).values(created_at=now - timedelta(minutes=20)))
+        conn.execute(update(OutboxRow).where(OutboxRow.id.in_([first, first + 1]))
+                     .values(sent_at=now - timedelta(seconds=30)))
+    lag = outbox_lag(city.engine)
+    assert lag.alert and lag.backlog == 4 and lag.sent_last_hour == 2 and lag.sent_last_minute == 2
+    panel, metrics = seen()
+    assert "告警：积压超过阈值" in panel and "phip_outbox_lag_alert 1.0" in metrics
+    assert "近1小时 2 条，近1分钟 2 条" in panel
+    monkeypatch.setenv("PHIP_OUTBOX_LAG_ALERT", "3600")  # the same lag under a larger threshold
+    panel, metrics = seen()
+    assert "正常" in panel and "phip_outbox_lag_alert 0.0" in metrics

@@ -65,6 +65,10 @@ class Settings:
     #: ``PHIP_REGION_CODE``: the city's region code (GB/T 2260, e.g. 220100), shown by
     #: ``phip federation status``; the province checks the region by the key
     region_code: str = ""
+    #: ``PHIP_OUTBOX_LAG_ALERT`` (default 900 seconds): a city platform's oldest record waiting for
+    #: the province older than this is an alert (dashboard, ``phip_outbox_lag_alert``), see
+    #: :attr:`outbox_lag_alert_seconds`
+    outbox_lag_alert: str = "900"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +95,7 @@ class Settings:
             upstream_url=env.get("PHIP_UPSTREAM_URL", "").strip().rstrip("/"),
             upstream_key=env.get("PHIP_UPSTREAM_KEY") or None,
             region_code=env.get("PHIP_REGION_CODE", "").strip(),
+            outbox_lag_alert=env.get("PHIP_OUTBOX_LAG_ALERT") or "900",
         )
 
     @property
@@ -118,6 +123,11 @@ class Settings:
     def onboarding_window(self) -> int:
         """Days of :attr:`onboarding_days`, at least 1 (a bad value fails onboarding only)."""
         return max(1, int(self.onboarding_days))
+
+    @property
+    def outbox_lag_alert_seconds(self) -> float:
+        """Seconds of :attr:`outbox_lag_alert`, at least 1 (a bad value fails the lag figures only)."""
+        return max(1.0, float(self.outbox_lag_alert))
 
     def burst_for(self, per_minute: float) -> int:
         """``PHIP_RATE_BURST``, else a sixth of ``per_minute`` (the limiter's rate)."""

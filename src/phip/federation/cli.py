@@ -14,6 +14,7 @@ from phip.config import get_settings
 from phip.errors import CommandError
 
 from .forwarder import Forwarder, outbox_status, queue_history, resend
+from .lag import outbox_lag
 
 app = typer.Typer(help="省市一体化：向省平台转发 (forward to the province)", no_args_is_help=True)
 console = Console()
@@ -60,6 +61,9 @@ def status(refusals: int = typer.Option(20, "--refusals", help="列出最近几�
     console.print(f"上级平台：{escape(settings.upstream_url) or '未配置（独立运行）'}  本市区划：{settings.region_code or '-'}")
     console.print(f"待发 {s.backlog} 条；最早未发：{f'{s.oldest_unsent:%Y-%m-%d %H:%M:%S}' if s.oldest_unsent else '无'}；"
                   f"已发 {s.sent} 条；省平台拒收 {s.refused} 条")
+    lag = outbox_lag(runtime.engine())
+    console.print(f"近1小时发送 {s.sent_last_hour} 条，近1分钟 {s.sent_last_minute} 条；"
+                  f"状态：{lag.state}（阈值 {lag.threshold:.0f} 秒，PHIP_OUTBOX_LAG_ALERT）")
     if s.last_error:
         console.print(f"最近错误（{s.last_error_at:%Y-%m-%d %H:%M:%S}）：{escape(s.last_error)}")
     if s.refusals:

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -181,6 +181,8 @@ class OutboxStatus:
     last_error: str | None
     last_error_at: datetime | None
     refusals: list[dict[str, Any]]
+    sent_last_hour: int = 0  # rows the province took (or refused) in the last hour
+    sent_last_minute: int = 0
 
 
 def outbox_status(engine: Engine, refusals: int = 20) -> OutboxStatus:
@@ -194,11 +196,15 @@ def outbox_status(engine: Engine, refusals: int = 20) -> OutboxStatus:
         error = conn.execute(select(_OUTBOX.c.last_error, _OUTBOX.c.tried_at)
                              .where(_PENDING, _OUTBOX.c.last_error.is_not(None))
                              .order_by(_OUTBOX.c.tried_at.desc()).limit(1)).first()
+        now = platform_now()  # the send rate: a range of ix_outbox_pending (sent_at, id)
+        hour, minute = conn.execute(select(
+            func.count(), func.coalesce(func.sum(case((_OUTBOX.c.sent_at >= now - timedelta(minutes=1), 1), else_=0)), 0))
+            .select_from(_OUTBOX).where(_OUTBOX.c.sent_at >= now - timedelta(hours=1))).one()
         latest = conn.execute(select(_OUTBOX.c.org_code, _OUTBOX.c.dataset, _OUTBOX.c.record_key, _OUTBOX.c.findings,
                                      _OUTBOX.c.sent_at).where(refused_q).order_by(_OUTBOX.c.id.desc())
                               .limit(refusals)).all()
     return OutboxStatus(backlog, oldest, sent, refused, error[0] if error else None, error[1] if error else None,
-                        [dict(r._mapping) for r in latest])
+                        [dict(r._mapping) for r in latest], int(hour), int(minute))
 
 
 def resend(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,

@@ -11,13 +11,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from phip.config import get_settings
-from phip.standard.validate import platform_now
 
-from .forwarder import outbox_status
+from .lag import outbox_lag
 
 
 class OutboxCollector(Collector):
-    """``phip_outbox_backlog`` and ``phip_outbox_oldest_unsent_seconds`` (0 when none waits)."""
+    """``phip_outbox_backlog``, ``phip_outbox_oldest_unsent_seconds`` (0 when none waits),
+    ``phip_outbox_refused`` and ``phip_outbox_lag_alert`` (1: older than PHIP_OUTBOX_LAG_ALERT)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -25,13 +25,14 @@ class OutboxCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if not get_settings().upstream_url:
             return
-        status = outbox_status(self.engine, refusals=0)
-        age = (platform_now() - status.oldest_unsent).total_seconds() if status.oldest_unsent else 0.0
+        lag = outbox_lag(self.engine)
         yield GaugeMetricFamily("phip_outbox_backlog", "Records waiting to be forwarded to the province",
-                                value=status.backlog)
+                                value=lag.backlog)
         yield GaugeMetricFamily("phip_outbox_oldest_unsent_seconds", "Age of the oldest record not yet forwarded",
-                                value=max(0.0, age))
-        yield GaugeMetricFamily("phip_outbox_refused", "Records the province refused", value=status.refused)
+                                value=lag.oldest_age)
+        yield GaugeMetricFamily("phip_outbox_refused", "Records the province refused", value=lag.refused)
+        yield GaugeMetricFamily("phip_outbox_lag_alert", "1 when the oldest unsent record is older than "
+                                "PHIP_OUTBOX_LAG_ALERT seconds", value=1.0 if lag.alert else 0.0)
 
 
 _installed: dict[int, OutboxCollector] = {}

@@ -23,6 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from phip import audit
+from phip.config import get_settings
+from phip.federation.lag import outbox_lag
 from phip.throttle import FailureLimiter
 from phip.quality import rejections
 from phip.quality import service as quality
@@ -134,10 +136,12 @@ def build_router(engine: Engine) -> APIRouter:
             r["uploading"] += s.uploading
             r["analysed"] += bool(s.analysed)
         trend = overview.daily_uploads(engine, today - timedelta(days=29), today, within=v.within)
+        # a city platform: its lag behind the province
+        lag = outbox_lag(engine) if get_settings().upstream_url else None
         return _page("overview.html", me=v.me, area=v.area, active="overview", summary=onboarding.summary(statuses),
                      by_region=by_region, totals=overview.totals(engine, today, within=v.within), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
-                     pending=[s for s in statuses if not s.uploading][:20],
+                     pending=[s for s in statuses if not s.uploading][:20], lag=lag,
                      funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within))
 
     def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
