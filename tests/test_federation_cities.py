@@ -133,3 +133,65 @@ def test_lag_panel_and_metric_in_both_states(city, orgs, monkeypatch):
     monkeypatch.setenv("PHIP_OUTBOX_LAG_ALERT", "3600")  # the same lag under a larger threshold
     panel, metrics = seen()
     assert "正常" in panel and "phip_outbox_lag_alert 0.0" in metrics
+
+
+def test_province_sees_its_city_platforms(engine, pipeline, orgs):
+    """A city key's batches: the institution's 上报途径 is 经市平台（长春市）, one pushing
+    directly 直报省平台; the overview lists the city with its last batch and 24-hour records."""
+    from phip.federation.province import city_activity
+
+    a, b = region_orgs(orgs, engine)[1:3]
+    _, city_key = create_key(engine, CITY_PLATFORM, "长春市全民健康信息平台", REGION)
+    records = visits(a, 5)
+    receipt = ingest_for_region(pipeline, CITY_PLATFORM, REGION, URL_DATASET, records)
+    assert receipt.accepted == len(records)
+    pipeline.ingest(b[0], URL_DATASET, visits(b, 3, seed=2), source="api")
+    routes = {s.code: s.route for s in onboarding_status(engine)}
+    assert routes[a[0]] == "经市平台（长春市）" and routes[b[0]] == "直报省平台"
+    assert routes[region_orgs(orgs, engine)[3][0]] == "—"
+    (city_row,) = city_activity(engine)
+    assert (city_row.name, city_row.region_code, city_row.records_24h, city_row.stored_24h,
+            city_row.institutions_24h) == ("长春市", REGION, 5, 5, 1)
+    assert city_row.last_batch is not None
+    client = operator(engine)
+    overview = client.get("/ops/").text
+    assert 'id="city-platforms"' in overview and "长春市" in overview and 'id="outbox-panel"' not in overview
+    onboarding_page = client.get("/ops/onboarding").text
+    assert "上报途径" in onboarding_page and "经市平台（长春市）" in onboarding_page and "直报省平台" in onboarding_page
+    assert "经市平台（长春市）" in client.get(f"/ops/institutions/{a[0]}").text
+
+
+def test_a_platform_without_city_keys_shows_no_routes(engine, pipeline, orgs):
+    a = region_orgs(orgs, engine)[1]
+    pipeline.ingest(a[0], URL_DATASET, visits(a, 3), source="api")
+    client = operator(engine)
+    assert "上报途径" not in client.get("/ops/onboarding").text
+    overview = client.get("/ops/").text
+    assert 'id="city-platforms"' not in overview and 'id="outbox-panel"' not in overview
+
+
+@pytest.mark.slow
+def test_upload_statistics_equal_direct_or_through_the_city(city, province, orgs, tmp_path):
+    """The same hospitals' records, pushed to a province directly or through the city: the
+    upload statistics of the province (city, county and institution tables) are the same."""
+    p_engine, p_url, key = province
+    direct = prepare(make_engine(f"sqlite:///{tmp_path / 'direct.db'}"))
+    straight = build_pipeline(direct)
+    a, b = region_orgs(orgs, city.engine)[1:3]
+    first = visits(a, 20)
+    batches = [(a[0], first), (b[0], visits(b, 12, seed=2)),
+               (a[0], [{**first[i], "dept_name": "呼吸内科"} for i in range(0, 20, 4)])]
+    for org, records in batches:
+        city.ingest(org, URL_DATASET, records, source="api")
+        straight.ingest(org, URL_DATASET, records, source="api")
+    with province_serving(tmp_path, p_url) as base:
+        assert forwarder(city.engine, base, key).run(once=True, max_failures=2).refused == 0
+    today = platform_now().date()
+    period = Period(min(today, date(2026, 11, 1)), max(today, date(2026, 11, 30)))
+    for level in ("city", "county", "institution"):
+        through, straight_rep = upload_report(p_engine, period, level), upload_report(direct, period, level)
+        assert [asdict(r) for r in through.rows] == [asdict(r) for r in straight_rep.rows], level
+        assert asdict(through.total) == asdict(straight_rep.total)
+    changchun = next(r for r in upload_report(p_engine, period, "city").rows if r.region_code == REGION)
+    assert changchun.volume == 20 + 12 + 5 and changchun.outpatient > 0
+    direct.dispose()

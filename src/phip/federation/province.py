@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from phip.ingest.pipeline import Pipeline
 from phip.ingest.receipt import Receipt, Rejection
-from phip.orgs.keys import institution_regions
+from phip.orgs.keys import city_platforms, institution_regions
 from phip.standard.validate import finding, platform_now
-from phip.store.models import Record
+from phip.store.models import Batch, Record
 from phip.store.sql import select_in
 
 _RECORDS = Record.__table__
@@ -71,3 +73,41 @@ def stored_versions(engine: Engine, org_code: str, dataset_code: str, keys: list
     with engine.connect() as conn:
         return {key: version for key, version, org, ds in select_in(conn, _HEAD, _RECORDS.c.record_key, keys)
                 if org == org_code and ds == dataset_code}
+
+
+#: How far back the province looks for a city's last batch: an index range of
+#: ``batches.received_at``, never the whole history of a city that stopped sending.
+LAST_BATCH_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CityActivity:
+    """What one city platform sent the province (the province's dashboard)."""
+
+    org_code: str  # the city key's holder
+    region_code: str
+    name: str  # the region's name, e.g. 长春市
+    last_batch: datetime | None  # within LAST_BATCH_DAYS
+    records_24h: int  # records received through it in the last 24 hours
+    stored_24h: int  # of them new or corrected
+    institutions_24h: int
+
+
+def city_activity(engine: Engine, now: datetime | None = None) -> list[CityActivity]:
+    """Per city platform (a holder of a city key): its last batch, records of the last 24 h."""
+    cities = city_platforms(engine)
+    if not cities:
+        return []
+    now = now or platform_now()
+    b = Batch
+    with engine.connect() as conn:
+        day = {ref: (int(total or 0), int(stored or 0), n) for ref, total, stored, n in conn.execute(
+            select(b.source_ref, func.sum(b.total), func.sum(b.accepted + b.updated), func.count(func.distinct(b.org_code)))
+            .where(b.received_at >= now - timedelta(hours=24), b.source == CITY_SOURCE,
+                   b.source_ref.in_(list(cities))).group_by(b.source_ref))}
+        last = dict(conn.execute(
+            select(b.source_ref, func.max(b.received_at))
+            .where(b.received_at >= now - timedelta(days=LAST_BATCH_DAYS), b.source == CITY_SOURCE,
+                   b.source_ref.in_(list(cities))).group_by(b.source_ref)).all())
+    return sorted((CityActivity(org, region, name, last.get(org), *day.get(org, (0, 0, 0)))
+                   for org, (region, name) in cities.items()), key=lambda c: c.region_code)

@@ -12,6 +12,8 @@ from sqlalchemy import Engine, insert, select, update
 from phip.standard.validate import platform_now
 from phip.store.models import ApiKey, Institution
 
+from .codes import regions
+
 KEY_PREFIX = "phip_"
 
 
@@ -88,3 +90,17 @@ def institution_regions(engine: Engine, org_codes: list[str]) -> dict[str, str]:
         return {}
     with engine.connect() as conn:
         return dict(conn.execute(select(Institution.code, Institution.region_code).where(Institution.code.in_(org_codes))).all())
+
+
+def city_platforms(engine: Engine) -> dict[str, tuple[str, str]]:
+    """The holders of city keys (省市一体化: the city platforms forwarding to this province):
+    institution code -> (region code, region name, e.g. 长春市); revoked keys count too, so a
+    city's past batches keep its name."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(ApiKey.org_code, ApiKey.region_code).where(ApiKey.region_code.is_not(None))
+                            .order_by(ApiKey.revoked_at.is_not(None), ApiKey.id)).all()
+    names = regions()
+    out: dict[str, tuple[str, str]] = {}
+    for org, region in rows:
+        out.setdefault(org, (region, names[region].name if region in names else region))
+    return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from phip.config import get_settings
+from phip.orgs.keys import city_platforms
 from phip.orgs.register import RegisterError, update_network
 from phip.orgs.service import seed_institutions
 from phip.standard.catalog import load_standard
@@ -39,6 +40,7 @@ METHODS = {"push": "接口对接", "pull": "数据采集"}
 #: Batch sources that prove the link: a push (api), a pull (collect), a city platform's forward;
 #: the demo's generated batches stand in for pushes. A file an operator imports proves nothing.
 LINK_SOURCES = ("api", "collect", "forward", "demo")
+FORWARD = "forward"  # phip.federation.province.CITY_SOURCE (a sibling: not imported)
 PROVINCIAL = ("10", "20")  # 隶属关系 中央, 省属: the 中省直 hospitals of the weekly report
 
 
@@ -89,6 +91,16 @@ class Status:
     no_dataset: bool = False  # a system none of whose data sets the platform has
     affiliation: str | None = None
     placeholder: set[str] = field(default_factory=set)
+    #: the city platform (its region name) the last push came through; "" when the last came
+    #: straight to this platform; None without a push or pull in the window
+    via: str | None = None
+
+    @property
+    def route(self) -> str:
+        """上报途径 on a province: 直报省平台, or 经市平台（长春市） when the data come through a city."""
+        if self.via is None:
+            return "—"
+        return f"经市平台（{self.via}）" if self.via else "直报省平台"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -112,15 +124,21 @@ class Status:
         return "人工设置（近期无推送或采集）"
 
 
-def _evidence(engine: Engine, now: datetime, days: int) -> tuple[dict[str, datetime], dict[str, dict[str, date]]]:
-    """The last push/pull per institution within the window; the last day with data per
-    institution and data set (the counters, never the records)."""
+def _evidence(engine: Engine, now: datetime, days: int) -> tuple[dict[str, tuple[datetime, str | None]],
+                                                                dict[str, dict[str, date]]]:
+    """The last push/pull per institution within the window, with the city platform it came
+    through (``source_ref`` of a forward, else None); the last day with data per institution
+    and data set (the counters, never the records)."""
     stored = IngestDaily.accepted + IngestDaily.updated + IngestDaily.unchanged
+    links: dict[str, tuple[datetime, str | None]] = {}
     with engine.connect() as conn:
-        links = dict(conn.execute(select(Batch.org_code, func.max(Batch.received_at))
-                                  .where(Batch.received_at >= now - timedelta(days=days), Batch.source.in_(LINK_SOURCES),
-                                         Batch.accepted + Batch.updated + Batch.unchanged + Batch.rejected > 0)
-                                  .group_by(Batch.org_code)).all())
+        for org, source, ref, at in conn.execute(
+                select(Batch.org_code, Batch.source, Batch.source_ref, func.max(Batch.received_at))
+                .where(Batch.received_at >= now - timedelta(days=days), Batch.source.in_(LINK_SOURCES),
+                       Batch.accepted + Batch.updated + Batch.unchanged + Batch.rejected > 0)
+                .group_by(Batch.org_code, Batch.source, Batch.source_ref)):
+            if org not in links or at > links[org][0]:
+                links[org] = (at, ref if source == FORWARD else None)
         last: dict[str, dict[str, date]] = {}
         for org, dataset, day in conn.execute(select(IngestDaily.org_code, IngestDaily.dataset, func.max(IngestDaily.day))
                                               .where(stored > 0).group_by(IngestDaily.org_code, IngestDaily.dataset)):
@@ -146,6 +164,7 @@ def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime 
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     links, last = _evidence(engine, now, days)
+    cities = city_platforms(engine)
     systems = system_datasets()
     cutoff = now.date() - timedelta(days=days - 1)
     out = []
@@ -155,7 +174,7 @@ def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime 
         if r.kind != "hospital" and carried is not None:
             by_dataset = {d: day for d, day in by_dataset.items() if d in carried.datasets}
         last_day = max(by_dataset.values(), default=None)
-        link_at = links.get(r.code)
+        link_at, via = links.get(r.code, (None, None))
         uploading = last_day is not None and last_day >= cutoff
         out.append(Status(
             r.code, r.name, r.kind, r.region_name, "connected" if link_at else r.network_status, uploading,
@@ -164,7 +183,8 @@ def onboarding_status(engine: Engine, kind: str | None = None, *, now: datetime 
             r.level, network_set=r.network_status, link_at=link_at, last_data=last_day,
             interrupted=last_day is not None and not uploading,
             no_dataset=r.kind != "hospital" and (carried is None or not carried.datasets),
-            affiliation=r.affiliation, placeholder={p for p in (r.placeholder or "").split(";") if p}))
+            affiliation=r.affiliation, placeholder={p for p in (r.placeholder or "").split(";") if p},
+            via=None if link_at is None else (cities[via][1] if via in cities else via or "")))
     return out
 
 

@@ -25,6 +25,8 @@ from sqlalchemy import Engine
 from phip import audit
 from phip.config import get_settings
 from phip.federation.lag import outbox_lag
+from phip.federation.province import city_activity
+from phip.orgs.keys import city_platforms
 from phip.throttle import FailureLimiter
 from phip.quality import rejections
 from phip.quality import service as quality
@@ -136,13 +138,14 @@ def build_router(engine: Engine) -> APIRouter:
             r["uploading"] += s.uploading
             r["analysed"] += bool(s.analysed)
         trend = overview.daily_uploads(engine, today - timedelta(days=29), today, within=v.within)
-        # a city platform: its lag behind the province
+        # a city platform: its lag behind the province; a province: what each city platform sends
         lag = outbox_lag(engine) if get_settings().upstream_url else None
         return _page("overview.html", me=v.me, area=v.area, active="overview", summary=onboarding.summary(statuses),
                      by_region=by_region, totals=overview.totals(engine, today, within=v.within), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20], lag=lag,
-                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within))
+                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within),
+                     cities=[] if v.regional else city_activity(engine))
 
     def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
                 extras: bool = True):
@@ -195,6 +198,7 @@ def build_router(engine: Engine) -> APIRouter:
                         audit.persons_of_records(engine, ((code, t.get("dataset") or "", t.get("record_key")) for t in top)),
                         target=f"institution:{code}", detail={"shown": len(top)})
         return _page("institution.html", me=me, active="uploads", inst=inst, status=status, days=days,
+                     routes=bool(city_platforms(engine)),
                      datasets=overview.datasets_of(engine, code, start, today),
                      scores=quality.dataset_scores(engine, code, start, today), dimensions=rules.dimensions,
                      top=top,
@@ -257,7 +261,7 @@ def build_router(engine: Engine) -> APIRouter:
         # staff contact phones of the reply form are shown to operators (they call them), masked
         # for a regional reader (it reads, it does not run the docking); patients' never
         return _page("onboarding.html", me=v.me, area=v.area, active="onboarding", groups=[g for g in groups if g[1]],
-                     methods=onboarding.METHODS, can_write=not v.regional)
+                     methods=onboarding.METHODS, can_write=not v.regional, routes=bool(city_platforms(engine)))
 
     @router.post(PREFIX + "/onboarding/{code}/network")
     def set_network(request: Request, code: str, status: Annotated[str, Form()] = "",
