@@ -380,4 +380,8 @@ def test_cli_city_key_forward_and_status(tmp_path, monkeypatch):
     down = run(["federation", "forward", "--once", "--max-failures", "1"], city_dir, check=False)
     assert down.returncode == 2 and "UPSTREAM_FAILED" in down.stdout + down.stderr
     status = run(["federation", "status"], city_dir).stdout
-    assert "待发 12 条" in status and "最近错误" in status and REGION in status
+    assert "待发 12 条" in status and "最近错误" in status and REGION in status and "状态：正常" in status
+    purged = run(["federation", "purge", "--older-than", "30d"], city_dir).stdout
+    assert "已删除 0 条" in purged and "待发 12 条" in run(["federation", "status"], city_dir).stdout
+    bad = run(["federation", "purge", "--older-than", "soon"], city_dir, check=False)
+    assert bad.returncode == 2 and "BAD_AGE" in bad.stdout + bad.stderr

@@ -195,3 +195,27 @@ def test_upload_statistics_equal_direct_or_through_the_city(city, province, orgs
     changchun = next(r for r in upload_report(p_engine, period, "city").rows if r.region_code == REGION)
     assert changchun.volume == 20 + 12 + 5 and changchun.outpatient > 0
     direct.dispose()
+
+
+def test_purge_deletes_only_rows_the_province_took(city, orgs):
+    """Sent rows older than the age go, a chunk at a time; unsent rows (however old), refused
+    rows and recently sent rows stay; a re-send of the purged range re-queues only what stayed."""
+    from phip.federation.forwarder import purge
+
+    org = region_orgs(orgs, city.engine)[1]
+    city.ingest(org[0], URL_DATASET, visits(org, 12), source="api")
+    now = platform_now()
+    old = now - timedelta(days=40)
+    with city.engine.begin() as conn:
+        ids = conn.execute(select(OutboxRow.id).order_by(OutboxRow.id)).scalars().all()
+        conn.execute(update(OutboxRow).where(OutboxRow.id.in_(ids[:7])).values(sent_at=old, created_at=old))
+        conn.execute(update(OutboxRow).where(OutboxRow.id == ids[7])
+                     .values(sent_at=old, created_at=old, findings=[{"code": "ORG_UNREGISTERED", "message": "x"}]))
+        conn.execute(update(OutboxRow).where(OutboxRow.id == ids[8]).values(sent_at=now - timedelta(days=2)))
+        conn.execute(update(OutboxRow).where(OutboxRow.id.in_(ids[9:])).values(created_at=old))  # unsent, old
+    assert purge(city.engine, timedelta(days=30), chunk=3) == 7
+    with city.engine.connect() as conn:
+        left = conn.execute(select(OutboxRow.id).order_by(OutboxRow.id)).scalars().all()
+    assert left == ids[7:]
+    assert outbox_status(city.engine).backlog == 3 and purge(city.engine, timedelta(days=30)) == 0
+    assert resend(city.engine, until=now - timedelta(days=30)) == 1  # the refused one; the purged are gone

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from datetime import timedelta
 from typing import NoReturn
 
 import typer
@@ -13,7 +15,7 @@ from rich.table import Table
 from phip.config import get_settings
 from phip.errors import CommandError
 
-from .forwarder import Forwarder, outbox_status, queue_history, resend
+from .forwarder import Forwarder, outbox_status, purge, queue_history, resend
 from .lag import outbox_lag
 
 app = typer.Typer(help="省市一体化：向省平台转发 (forward to the province)", no_args_is_help=True)
@@ -106,3 +108,28 @@ def queue_history_cmd(dataset: str | None = typer.Option(None, "--dataset", help
 
     n = queue_history(runtime.engine(), dataset=dataset)
     console.print(f"已排队 {n} 条历史记录，运行 phip federation forward 发送")
+
+
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, or a number of days; ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dhm]?)\s*", text.lower())
+    if not match:
+        raise ValueError(text)
+    return timedelta(**{_UNITS[match[2] or "d"]: int(match[1])})
+
+
+@app.command("purge")
+def purge_cmd(older_than: str = typer.Option(..., "--older-than", help="删除发送成功超过该时长的记录，如 30d、12h")) -> None:
+    """删除省平台已接收且超过时长的待发箱记录，每 5000 条一个事务；未发送和被拒收的记录保留 (purge sent rows)."""
+    from phip import runtime
+
+    try:
+        age = parse_age(older_than)
+    except ValueError:
+        _fail(f"--older-than 参数“{older_than}”无效，应为天数或如 30d、12h、90m 的时长", "BAD_AGE")
+    n = purge(runtime.engine(), age)
+    console.print(f"已删除 {n} 条省平台已接收且发送已超过 {older_than.strip()} 的记录；"
+                  "未发送和被拒收的记录均保留。已删除的记录不能再用 resend 重发，需要时用 queue-history 重新排队当前版本")

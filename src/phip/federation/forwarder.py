@@ -249,3 +249,24 @@ def queue_history(engine: Engine, *, dataset: str | None = None, chunk: int = 50
                 source.order_by(records.c.id)))
             queued += len(ids)
             after = ids[-1]
+
+
+#: Rows deleted per transaction by :func:`purge`: short transactions beside a running forwarder.
+PURGE_CHUNK = 5000
+
+
+def purge(engine: Engine, older_than: timedelta, *, chunk: int = PURGE_CHUNK, now: datetime | None = None) -> int:
+    """Delete the rows the province took (sent, no findings) longer than ``older_than`` ago, a
+    chunk per transaction; returns how many. Unsent rows are never deleted, nor refused ones:
+    ``resend`` needs them once the institution is registered at the province. A purged range
+    cannot be re-sent row by row any more: ``queue_history`` queues the current versions."""
+    cutoff = (now or platform_now()) - older_than
+    done = (_OUTBOX.c.sent_at.is_not(None), _OUTBOX.c.sent_at < cutoff, _OUTBOX.c.findings.is_(None))
+    purged = 0
+    while True:
+        with engine.begin() as conn:
+            ids = conn.execute(select(_OUTBOX.c.id).where(*done).order_by(_OUTBOX.c.id).limit(chunk)).scalars().all()
+            if not ids:
+                return purged
+            # the condition again: a row re-queued (resend) since the select stays
+            purged += conn.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_(ids), *done)).rowcount
