@@ -253,3 +253,38 @@ def test_api_docs_render_in_chromium(tmp_path):
         browser.close()
     assert not errors, errors
     assert not outside, outside
+
+
+@pytest.mark.slow
+def test_every_page_at_desktop_and_phone_width(tmp_path):
+    """Every /ops/ page renders at desktop and phone width with no console error; the overview's
+    three charts (trend, onboarding funnel, rates by city) are drawn; screenshots of each."""
+    from playwright.sync_api import sync_playwright
+
+    org_code, _ = prepare_store(tmp_path)
+    pages = ["/ops/", "/ops/uploads", "/ops/uploads?level=provincial", f"/ops/institutions/{org_code}",
+             "/ops/findings", "/ops/onboarding", "/ops/supervision/"]
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    with serving(tmp_path) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        for name, viewport in (("desktop", {"width": 1400, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            page = browser.new_context(locale="zh-CN", viewport=viewport).new_page()
+            errors: list[str] = []
+            page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{base}/login")
+            page.fill("#username", "ops")
+            page.fill("#password", PASSWORD)
+            page.click("#login-submit")
+            page.wait_for_url(re.compile(r".*/ops/.*"))
+            for i, path in enumerate(pages):
+                response = page.goto(f"{base}{path}")
+                assert response is not None and response.status == 200, (name, path)
+                if path == "/ops/":
+                    for chart in ("#trend-chart", "#funnel-chart", "#rates-chart"):
+                        page.wait_for_selector(f"{chart} canvas")
+                shot = shots / f"{name}-{i}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 5000
+            assert errors == [], (name, errors)
+        browser.close()
