@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, insert, select, update
 
+from phip.ingest.writer import payload_hash
 from phip.store.models import RejectedRecord
 from phip.store.sql import select_in
 
@@ -40,10 +40,6 @@ def reject_key(record_key: str) -> str:
     return PREFIX + "#" + hashlib.blake2b(record_key.encode(), digest_size=16).hexdigest()
 
 
-def _hash(payload: Any) -> str:
-    return hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
-
-
 def _said(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The province's code kept, its message prefixed, the finding marked as the province's."""
     return [{"severity": f.get("severity", "error"), "code": f.get("code"), "field": f.get("field"),
@@ -61,7 +57,7 @@ def keep_refusals(conn: Connection, rows: Sequence[Any], refused: dict[int, list
                  in select_in(conn, _COLUMNS, _REJECTED.c.reject_key, list(wanted))}
         for key, i in wanted.items():
             row = rows[i]
-            digest = _hash(row.payload)
+            digest = payload_hash(row.payload)  # the pipeline's hash of a rejected payload
             values = {"record_key": row.record_key, "content_hash": digest, "findings": _said(refused[i]),
                       "payload": row.payload, "batch_id": batch_id[:32], "idx": i, "last_seen": now,
                       "resolved_at": None, "resolved_batch": None}

@@ -38,7 +38,7 @@ class RecordCounter(Protocol):
         ...
 
 
-def _payload_hash(payload: Any) -> str:
+def payload_hash(payload: Any) -> str:
     """Content hash of a rejected record's payload as stored (:func:`_jsonable`): equal rows of
     a re-read, equal hash."""
     return hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
@@ -191,7 +191,7 @@ def _keep_rejections(
     latest: dict[str, tuple[Rejection, str, Any, int]] = {}  # key: (rejection, hash, payload, times in batch)
     for r in rejections:
         payload = _jsonable(records[r.index])
-        digest = _payload_hash(payload)
+        digest = payload_hash(payload)
         key = r.record_key if r.keyed and r.record_key else "#" + digest
         if last_good.get(key, -1) > r.index:
             continue  # corrected further on in this very batch

@@ -45,12 +45,14 @@ class SupervisionOnArrival:
 
     def __init__(self, rules: RuleSet | None = None):
         self.rules = rules or load_supervision_rules()
-
-    def _rules(self, dataset_code: str) -> list[RuleInstance]:
-        return [r for r in self.rules.for_dataset(dataset_code) if r.params["on_arrival"]]
+        # asked for every batch of every data set: decided once here
+        self.by_dataset: dict[str, list[RuleInstance]] = {}
+        for r in self.rules.instances:
+            if r.params["on_arrival"]:
+                self.by_dataset.setdefault(r.dataset, []).append(r)
 
     def counts(self, dataset_code: str) -> bool:
-        return bool(self._rules(dataset_code))
+        return dataset_code in self.by_dataset
 
     def count(self, conn: Connection, org_code: str, dataset: DataSet, new: list[dict[str, Any]],
               changed: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> None:
@@ -59,7 +61,7 @@ class SupervisionOnArrival:
             return
         try:
             with conn.begin_nested():
-                judge(conn, self.rules, self._rules(dataset.code), org_code, dataset.code, keys)
+                judge(conn, self.rules, self.by_dataset[dataset.code], org_code, dataset.code, keys)
         except Exception:  # noqa: BLE001 - the batch is stored either way; the nightly run judges it again
             log.exception("supervision on arrival failed for %s/%s (%d records); left to the nightly run",
                           org_code, dataset.code, len(keys))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cache
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -93,11 +94,13 @@ def find(
     return views, total
 
 
+@cache  # the rule files are read once per process (load_rules is cached too)
 def code_names() -> dict[str, str]:
     """Every finding code of the quality and supervision rule sets with its Chinese name."""
     return {c.code: c.name for rules in (load_rules(), load_supervision_rules()) for c in rules.codes.values()}
 
 
+@cache
 def dimension_names() -> dict[str, str]:
     return {**load_rules().dimensions, **load_supervision_rules().dimensions}
 
