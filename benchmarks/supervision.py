@@ -1,11 +1,14 @@
 """Internet-hospital ingest with the supervision rules on versus off, in one run.
 
-The supervision rules are evaluated by the quality engine over stored records (nightly and by
-``phip supervision run``), not inside the ingest transaction. So "on" is the whole road of a
-day of internet-hospital data: ingest, then the supervision analysis of that day; "off" is the
-ingest alone. The same generated records go into two empty stores, alternating off/on per
-round (so drift of a shared machine hits both), and the script prints records/s of each and
+The rules judge each batch inside its write transaction (quality.arrival), so "on" is the
+pipeline as ``phip serve`` builds it and "off" the same pipeline without that step. The same
+generated day of two internet hospitals goes into an empty store per round, off and on
+alternating (drift of a shared machine hits both); the script prints records/s of each and
 the ratio on / off (aim: >= 0.8).
+
+The nightly pass (window rules, companions that came later) is not on the ingest path; it is
+timed after each "on" round and printed beside it, with the ratio of the whole road (ingest,
+then that pass) to ingest alone, for information.
 
 Usage: python benchmarks/supervision.py [--consultations 400] [--rounds 3] [--violation-rate 0.05]
        [--db sqlite|postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_supervision]
@@ -46,7 +49,8 @@ def empty(engine) -> None:  # noqa: ANN001
             conn.execute(table.delete())
 
 
-def one(url: str, data, day, now, supervise: bool) -> tuple[int, float]:  # noqa: ANN001
+def one(url: str, data, day, now, supervise: bool) -> tuple[int, float, float]:  # noqa: ANN001
+    """Records stored, seconds of ingest, seconds of the nightly pass (0 when off)."""
     engine = prepare(make_engine(url))
     empty(engine)
     prepare(engine)
@@ -58,12 +62,15 @@ def one(url: str, data, day, now, supervise: bool) -> tuple[int, float]:  # noqa
     for org, ds, recs in data:
         pipeline.ingest(org, ds, recs, now=now)
         n += len(recs)
+    ingest = time.perf_counter() - t0
+    nightly = 0.0
     if supervise:
+        t0 = time.perf_counter()
         for org, _ in HOSPITALS:
             analyse(engine, org, day, day, as_of=now, rules=load_supervision_rules(), mark=False)
-    elapsed = time.perf_counter() - t0
+        nightly = time.perf_counter() - t0
     engine.dispose()
-    return n, elapsed
+    return n, ingest, nightly
 
 
 def main() -> None:
@@ -78,14 +85,16 @@ def main() -> None:
         url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     data, day, now = batches(args.consultations, args.violation_rate)
     one(url, data, day, now, False)  # warm-up: imports, caches, schema
-    ratios = []
+    ratios, whole = [], []
     for r in range(args.rounds):
-        n, off = one(url, data, day, now, False)
-        _, on = one(url, data, day, now, True)
+        n, off, _ = one(url, data, day, now, False)
+        _, on, nightly = one(url, data, day, now, True)
         ratios.append(off / on)
-        print(f"round {r + 1}: {n} records; off {n / off:,.0f} rec/s, on {n / on:,.0f} rec/s, ratio {off / on:.2f}")
-    print(f"median ratio on/off: {statistics.median(ratios):.2f} (aim >= 0.8)")
-
+        whole.append(off / (on + nightly))
+        print(f"round {r + 1}: {n} records; off {n / off:,.0f} rec/s, on {n / on:,.0f} rec/s, ratio {off / on:.2f}; "
+              f"nightly pass {nightly:.2f} s, ingest + nightly vs off {off / (on + nightly):.2f}")
+    print(f"median ratio on/off: {statistics.median(ratios):.2f} (aim >= 0.8); "
+          f"with the nightly pass: {statistics.median(whole):.2f}")
 
 if __name__ == "__main__":
     main()

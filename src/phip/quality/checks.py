@@ -37,6 +37,9 @@ class Scope:
     connected: datetime | None = None
     # only these records of the window (a batch as it is stored: quality.arrival); empty: all
     keys: tuple[str, ...] = ()
+    # those records as the batch holds them ("id", "key", "time", "person", "received",
+    # "payload"): the checks that can, judge them without reading the batch back
+    rows: tuple[dict[str, Any], ...] | None = None
 
     def where(self) -> str:
         """``SCOPE``, narrowed to ``keys`` when the scope has them (bound by :meth:`bind`)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from .checks import Hit, Scope, Sql, _rows, as_datetime
 from .rules import RuleInstance
@@ -23,6 +23,12 @@ _CHUNK = 500
 
 
 def _scoped(conn: Connection, q: Sql, scope: Scope, names: list[str]) -> Iterator[dict[str, Any]]:
+    if scope.rows is not None:  # a batch as it is stored: judged from memory
+        for r in scope.rows:
+            payload = r["payload"]
+            yield {"id": r["id"], "key": r["key"], "time": r["time"], "person": r["person"], "received": r["received"],
+                   **{n: payload.get(n) for n in names}}  # dates stay objects: `_dt` takes both
+        return
     cols = "".join(f", {q.text('r', n)} AS f_{n}" for n in names)
     sql = f"SELECT r.id, r.record_key, r.event_time, r.person_id, r.received_at{cols} FROM records r WHERE {scope.where()}"
     for row in _rows(conn, sql, scope.bind()):
@@ -49,10 +55,12 @@ def _chunks(values: list[Any]) -> Iterator[list[Any]]:
         yield values[i:i + _CHUNK]
 
 
-def _in(values: list[Any], binds: dict[str, Any], prefix: str) -> str:
-    for i, v in enumerate(values):
-        binds[f"{prefix}{i}"] = v
-    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
+def _select_in(conn: Connection, sql: str, values: list[Any], **binds: Any) -> Iterator[Any]:
+    """Rows of ``sql`` (``IN :values``) for ``values``, a chunk at a time: one expanding
+    parameter, so a chunk of 500 is not 500 bind names to parse and compile."""
+    stmt = text(sql).bindparams(bindparam("values", expanding=True))
+    for part in _chunks(values):
+        yield from conn.execute(stmt, {"values": part, **binds})
 
 
 # --- first visit not online (线上首诊) ---------------------------------------------------------
@@ -67,13 +75,10 @@ def offline_first(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) ->
     offline: dict[str, list[tuple[datetime, set[str]]]] = {}
     for ds, fields in p["offline"].items():
         cols = "".join(f", {q.text('o', f)}" for f in fields)
-        for part in _chunks(persons):
-            binds: dict[str, Any] = {"ods": ds}
-            sql = (f"SELECT o.person_id, o.event_time{cols} FROM records o WHERE o.dataset = :ods "
-                   f"AND o.person_id IN ({_in(part, binds, 'p')})")
-            for row in conn.execute(text(sql), binds):
-                codes = {str(c)[:p["chars"]].upper() for c in row[2:] if c}
-                offline.setdefault(row[0], []).append((as_datetime(row[1]), codes))
+        sql = f"SELECT o.person_id, o.event_time{cols} FROM records o WHERE o.dataset = :ods AND o.person_id IN :values"
+        for row in _select_in(conn, sql, persons, ods=ds):
+            codes = {str(c)[:p["chars"]].upper() for c in row[2:] if c}
+            offline.setdefault(row[0], []).append((as_datetime(row[1]), codes))
     for r in rows:
         if kind and r[kind[0]] == kind[1]:
             yield _hit(r, "SV_FIRST_VISIT_ONLINE", kind[0], rule)
@@ -147,34 +152,37 @@ def practitioner(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> 
     fields = ["practitioner_id", "registered_time", "deregistered_time", "licence_valid_to", "first_licence_date",
               "practice_org_codes", "practitioner_name"]
     cols = ", ".join(q.text("o", f) for f in fields)
-    for part in _chunks(ids):
-        binds: dict[str, Any] = {"pds": PRACTITIONER}
-        sql = (f"SELECT o.org_code, {cols} FROM records o WHERE o.dataset = :pds "
-               f"AND {q.text('o', 'practitioner_id')} IN ({_in(part, binds, 'p')})")
-        for row in conn.execute(text(sql), binds):
-            register.setdefault(str(row[1]), []).append({"org": row[0], **dict(zip(fields, row[1:]))})
+    sql = f"SELECT o.org_code, {cols} FROM records o WHERE o.dataset = :pds AND {q.text('o', 'practitioner_id')} IN :values"
+    for row in _select_in(conn, sql, ids, pds=PRACTITIONER):
+        e = dict(zip(fields, row[1:]))
+        register.setdefault(str(row[1]), []).append({  # dates parsed once, not per consultation
+            "org": row[0], "from": _dt(e["registered_time"]) or datetime.max,
+            "until": _dt(e["deregistered_time"]) or datetime.max, "valid_to": _dt(e["licence_valid_to"]),
+            "first": _dt(e["first_licence_date"]), "orgs": _codes(e["practice_org_codes"])})
     for r in rows:
         pid = r[p["field"]]
         if not pid:
             continue
         when, entries = r["time"], register.get(str(pid), [])
         day = when.date()
-        valid = [e for e in entries if (_dt(e["registered_time"]) or datetime.max) <= when
-                 and not ((_dt(e["deregistered_time"]) or datetime.max) <= when)]
+        valid = [e for e in entries if e["from"] <= when < e["until"]]
         show = {"practitioner": pid, "when": f"{when:%Y-%m-%d}"}
         if not valid:
             yield _hit(r, "SV_PRACTITIONER_UNREGISTERED", p["field"], rule, **show)
             continue
         e = next((e for e in valid if e["org"] == scope.org_code), valid[0])
-        valid_to = _dt(e["licence_valid_to"])
+        valid_to = e["valid_to"]
         if valid_to and valid_to.date() < day:
             yield _hit(r, "SV_LICENCE_EXPIRED", p["field"], rule, valid_to=f"{valid_to:%Y-%m-%d}", **show)
-        first = _dt(e["first_licence_date"])
+        first = e["first"]
         if first and _add_years(first.date(), p["years"]) > day:
             yield _hit(r, "SV_PRACTICE_YEARS", p["field"], rule, first=f"{first:%Y-%m-%d}", years=p["years"], **show)
-        orgs = {c.strip() for c in str(e["practice_org_codes"] or "").replace("；", ";").split(";") if c.strip()}
-        if scope.org_code not in orgs:
+        if scope.org_code not in e["orgs"]:
             yield _hit(r, "SV_OUTSIDE_REGISTERED_ORG", p["field"], rule, **show)
+
+
+def _codes(value: Any) -> set[str]:
+    return {c.strip() for c in str(value or "").replace("；", ";").split(";") if c.strip()}
 
 
 def _add_years(d: date, years: int) -> date:
@@ -190,6 +198,9 @@ def _add_years(d: date, years: int) -> date:
 def _with_consultation(conn: Connection, q: Sql, scope: Scope, extra: list[str]) -> Iterator[dict[str, Any]]:
     """Prescription item rows with their consultation's doctor and start (None when not stored)."""
     fields = ["consultation_no", "practitioner_id", "prescription_time", *extra]
+    if scope.rows is not None:
+        yield from _with_consultation_in_memory(conn, q, scope, fields)
+        return
     cols = "".join(f", {q.text('r', n)} AS f_{n}" for n in fields)
     sql = (f"SELECT r.id, r.record_key, r.event_time, r.received_at{cols}, c.record_key AS c_key, "
            f"{q.text('c', 'practitioner_id')} AS c_doctor, {q.text('c', 'start_time')} AS c_start FROM records r "
@@ -199,6 +210,18 @@ def _with_consultation(conn: Connection, q: Sql, scope: Scope, extra: list[str])
         m = row._mapping
         yield {"id": row[0], "key": row[1], "time": as_datetime(row[2]), "received": as_datetime(row[3]),
                **{n: m[f"f_{n}"] for n in fields}, "c_key": m["c_key"], "c_doctor": m["c_doctor"], "c_start": m["c_start"]}
+
+
+def _with_consultation_in_memory(conn: Connection, q: Sql, scope: Scope, fields: list[str]) -> Iterator[dict[str, Any]]:
+    rows = [{**r, "received": as_datetime(r["received"])} for r in _scoped(conn, q, scope, fields)]
+    nos = sorted({str(r["consultation_no"]) for r in rows if r["consultation_no"]})
+    sql = (f"SELECT c.record_key, {q.text('c', 'practitioner_id')}, {q.text('c', 'start_time')} FROM records c "
+           f"WHERE c.record_key IN :values AND c.dataset = :cds AND c.org_code = :org")  # natural key index
+    found = {row[0]: (row[1], row[2]) for row in _select_in(conn, sql, nos, cds=CONSULTATION, org=scope.org_code)}
+    for r in rows:
+        no = str(r["consultation_no"]) if r["consultation_no"] else None
+        doctor, start = found.get(no, (None, None)) if no else (None, None)
+        yield {**r, "c_key": no if no in found else None, "c_doctor": doctor, "c_start": start}
 
 
 def signature(conn: Connection, q: Sql, scope: Scope, rule: RuleInstance) -> Iterator[Hit]:

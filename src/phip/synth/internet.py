@@ -118,9 +118,12 @@ class InternetGenerator:
             batch: dict[str, list[dict[str, Any]]] = {k: [] for k in (
                 "online_appointment", "online_consultation", "e_prescription", "online_chronic_followup", "online_complaint")}
             offline: list[dict[str, Any]] = []
+            # every half hour from 08:00, closer together when that would run past 22:00: the
+            # day's consultations stay on its day
+            step = min(30.0, 14 * 60 / max(consultations, 1))
             for i in range(consultations):
                 kind = self._next_kind()
-                start = datetime.combine(day, time(8, 0)) + timedelta(minutes=30 * i + self.rng.randrange(0, 25))
+                start = datetime.combine(day, time(8, 0)) + timedelta(minutes=step * i + self.rng.randrange(0, max(1, int(step * 5 / 6))))
                 start = min(start, now - timedelta(hours=1))
                 self._consultation(out, batch, offline, (org, name), kind, start, self.doctors[org][i % 7])
             if self.rate > 0:
