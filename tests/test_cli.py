@@ -285,6 +285,6 @@ def test_demo_run_has_every_role_and_says_no_identifier_in_full(tmp_path):
             "SELECT username, role, org_code, department, address, action, person_id, target, detail FROM audit_events")
             for v in row)
         flagged = db.execute("SELECT count(*) FROM audit_events WHERE flagged").fetchone()[0]
-    assert roles >= {"operator", "clinician", "resident", "auditor"} and flagged >= 2
+    assert roles >= {"operator", "clinician", "resident", "auditor", "regional"} and flagged >= 2
     for secret in secrets:
         assert secret not in proc.stdout + proc.stderr and secret not in shown

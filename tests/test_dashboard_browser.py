@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from phip.runtime import build_pipeline
 from phip.quality.run import analyse
+from phip.orgs.codes import tiles as region_tiles
 from phip.reports.reported import import_reported
 from phip.runtime import prepare
 from phip.privacy import mask_name
@@ -283,6 +284,10 @@ def test_every_page_at_desktop_and_phone_width(tmp_path):
                 if path == "/ops/":
                     for chart in ("#trend-chart", "#funnel-chart", "#rates-chart"):
                         page.wait_for_selector(f"{chart} canvas")
+                    tiles = page.locator("#rate-tiles .tile")  # the tile map: every region, none off screen
+                    assert tiles.count() == len(region_tiles())
+                    assert all(b and b["x"] >= 0 and b["x"] + b["width"] <= viewport["width"]
+                               for b in (tiles.nth(k).bounding_box() for k in range(tiles.count())))
                 shot = shots / f"{name}-{i}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 5000

@@ -1,7 +1,8 @@
 """The sharing pages in headless Chromium against a real `phip serve` process: the clinician is
 refused, the resident sets a password with the notified code, logs in and grants consent, the
 clinician opens the timeline and a lab report (可互认 marked), the resident sees that access in
-the log. Screenshots of each step; no console error; no full ID number on any page."""
+the log. The resident uses a phone (390 px), the clinician a desktop and then a phone: no page
+is wider than its screen. Screenshots of each step; no console error; no full ID number on any page."""
 
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ def test_sharing_in_chromium(tmp_path):
     def snap(page, name: str) -> None:  # noqa: ANN001
         pages_seen.append(page.content())
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 1, (name, f"{wide}px wider than the screen")  # wide tables scroll in their box
 
     with serving(tmp_path) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         doctor = watch(browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 900}).new_page())
-        me = watch(browser.new_context(locale="zh-CN", viewport={"width": 1200, "height": 900}).new_page())
+        me = watch(browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True).new_page())
 
         # the clinician finds the patient and is refused the content
         doctor.goto(f"{base}/share/")
@@ -114,7 +117,19 @@ def test_sharing_in_chromium(tmp_path):
         assert "张*" in log and READER[1] in log and "急诊科" in log and "查看病历文档（检验报告）" in log
         assert re.search(r"授权同意 #\d+", log)
         snap(me, "6-resident-access-log")
+
+        # the clinician on a phone: search, timeline and the report fit the screen
+        phone = watch(browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True,
+                                          storage_state=doctor.context.storage_state()).new_page())
+        phone.goto(f"{base}/share/")
+        snap(phone, "7-clinician-phone-find")
+        phone.goto(f"{base}/share/patients/{pid}")
+        phone.wait_for_selector("#timeline")
+        snap(phone, "8-clinician-phone-timeline")
+        phone.click('#timeline tr[data-dataset="lab_report"] a.doc-link')
+        phone.wait_for_selector("#doc-items")
+        snap(phone, "9-clinician-phone-lab-report")
         browser.close()
     assert errors == []
     assert all(patient.id_no not in html for html in pages_seen)
-    assert len(list(shots.iterdir())) == 6
+    assert len(list(shots.iterdir())) == 9

@@ -325,3 +325,24 @@ def test_recount_rebuilds_a_measure_from_the_records(engine, pipeline, two_orgs)
     assert counted > 0 and upload_report(engine, OCT, "institution").total.lab_exam == before
     assert recount(engine, "lab_reports") == counted
     assert upload_report(engine, OCT, "institution").total.lab_exam == before
+
+
+def test_tile_map_places_every_city_once_and_bands_its_rate(engine, pipeline, two_orgs, tmp_path):
+    from phip.orgs.codes import regions, tiles
+    from phip.reports.overview import rates_by_city
+
+    cities = {c for c, r in regions().items() if r.region and r.level != "province"}  # the city table's rows
+    assert set(tiles()) == cities and len(set(tiles().values())) == len(cities)  # one tile each, none stacked
+    load(pipeline, two_orgs)
+    (a, _), (b, _) = two_orgs
+    set_network(engine, b, "connected")  # a region's rate counts its connected institutions
+    uploaded = {r.key: r.outpatient for r in upload_report(engine, OCT, "institution").rows}
+    import_reported(engine, write_csv(tmp_path / "r.csv", [["机构代码", "统计期", "门急诊人次", "出院人次"],
+                                                           [a, "2026-10", str(uploaded[a]), ""],
+                                                           [b, "2026-10", str(uploaded[b] * 4), ""]]))
+    by_code = {t["code"]: t for t in rates_by_city(engine, date(2026, 10, 20))["tiles"]}
+    assert set(by_code) == cities
+    assert (by_code["220100"]["band"], by_code["220100"]["outpatient"]) == ("high", "100.00%")
+    assert (by_code["220581"]["band"], by_code["220581"]["outpatient"]) == ("low", "25.00%")  # 省直管 梅河口
+    assert by_code["220800"]["band"] == "none" and by_code["220800"]["outpatient"] == "未报告"
+    assert (by_code["220100"]["col"], by_code["220100"]["row"]) == (tiles()["220100"][0] + 1, tiles()["220100"][1] + 1)

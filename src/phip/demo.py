@@ -150,6 +150,7 @@ def load_sharing_demo(pipeline: Pipeline) -> dict[str, Any]:
     if user_info(engine, "ops") is None:
         create_user(engine, "ops", DEMO_PASSWORD, "operator", "值班员")
     create_user(engine, "auditor", DEMO_PASSWORD, "auditor", "审计员")
+    create_user(engine, "cc_wjw", DEMO_PASSWORD, "regional", "长春市卫健委", region_code="220100")
     create_user(engine, "doctor1", DEMO_PASSWORD, "clinician", "张医生", org_code=orgs[3][0], department="内科")
     create_user(engine, "doctor2", DEMO_PASSWORD, "clinician", "刘医生", org_code=orgs[4][0], department="急诊科")
     people = []

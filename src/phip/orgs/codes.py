@@ -43,6 +43,13 @@ def regions() -> dict[str, Region]:
 
 
 @cache
+def tiles() -> dict[str, tuple[int, int]]:
+    """Region code → (column, row) of its tile on the province's tile map (分区示意图): each
+    city keeps its neighbours' sides, without a map outline (none can be vendored offline)."""
+    return {r["code"]: (int(r["col"]), int(r["row"])) for r in _rows("region_tiles.csv")}
+
+
+@cache
 def grades() -> dict[str, str]:
     """Code → label (31 → 三级甲等)."""
     return {r["code"]: r["label"] for r in _rows("grades.csv")}

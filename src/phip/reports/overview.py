@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from phip.orgs.codes import tiles
 from phip.standard.catalog import load_standard
 from phip.store.models import EventDaily, IngestDaily, Institution
 
@@ -82,9 +83,25 @@ def rates_by_city(engine: Engine, today: date, within: Collection[str] | None = 
     def pct(rate: float | None) -> float | None:
         return None if rate is None else round(rate * 100, 1)
 
+    places = tiles()
     return {"categories": [r.name for r in report.rows],
             "series": [{"name": "门急诊上传率（%）", "values": [pct(r.outpatient_rate) for r in report.rows]},
-                       {"name": "出院上传率（%）", "values": [pct(r.discharges_rate) for r in report.rows]}]}
+                       {"name": "出院上传率（%）", "values": [pct(r.discharges_rate) for r in report.rows]}],
+            "tiles": [{"code": r.key, "name": r.name, "col": places[r.key][0] + 1, "row": places[r.key][1] + 1,
+                       "outpatient": r.rate_text("outpatient"), "discharges": r.rate_text("discharges"),
+                       "band": rate_band(r.outpatient_rate)}
+                      for r in report.rows if r.key in places]}
+
+
+#: Colour bands of the tile map (upload rate of 门急诊), lowest first: (lower bound, class, legend)
+RATE_BANDS = ((0.0, "low", "低于60%"), (0.6, "mid", "60%–90%"), (0.9, "high", "90%及以上"))
+
+
+def rate_band(rate: float | None) -> str:
+    """A rate's band (``RATE_BANDS``); "none" when no figure was reported to compare with."""
+    if rate is None:
+        return "none"
+    return next(name for bound, name, _ in reversed(RATE_BANDS) if rate >= bound)
 
 
 def onboarding_funnel(statuses: list[Status]) -> dict[str, Any]:

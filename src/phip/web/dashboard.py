@@ -145,6 +145,7 @@ def build_router(engine: Engine) -> APIRouter:
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20], lag=lag,
                      funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within),
+                     rate_bands=overview.RATE_BANDS,
                      cities=[] if v.regional else city_activity(engine))
 
     def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,

@@ -30,8 +30,9 @@
     funnel: function (data) {
       return {
         tooltip: { trigger: "item", formatter: "{b}：{c}" },
-        series: [{ type: "funnel", sort: "none", left: "10%", width: "80%", gap: 2,
-                   label: { show: true, position: "inside", formatter: "{b} {c}" }, data: data.items }]
+        // labels beside the funnel: a stage of 3 out of 84 is too thin to hold its own text
+        series: [{ type: "funnel", sort: "none", left: "5%", width: "55%", gap: 2,
+                   label: { show: true, position: "right", formatter: "{b} {c}" }, data: data.items }]
       };
     }
   };
@@ -42,5 +43,18 @@
     var chart = echarts.init(el);
     chart.setOption(build(JSON.parse(source.textContent), el));
     window.addEventListener("resize", function () { chart.resize(); });
+  });
+})();
+
+// Phone width: the rows of a table.stack read as cards (dashboard.css); each cell is labelled
+// with its column's heading here, so the templates keep one plain table.
+(function () {
+  document.querySelectorAll("table.stack").forEach(function (table) {
+    var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (heads[i] && !td.hasAttribute("colspan")) { td.setAttribute("data-label", heads[i]); }
+      });
+    });
   });
 })();
