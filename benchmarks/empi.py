@@ -335,7 +335,7 @@ def pipeline_ratio(url: str, visits: int) -> None:
 
     engine = make_engine(url)
     fresh(engine)
-    orgs = [(o.code, o.name) for o in list_institutions(engine)][:10]
+    orgs = [(o.code, o.name) for o in list_institutions(engine) if o.kind == "hospital"][:10]
     batches = generate(visits, orgs)
     rates = {}
     for label, resolver in (("identifier-only resolver", IdentifierResolver()), ("EMPI resolver", EmpiResolver())):

@@ -226,7 +226,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         probe = make_engine(f"sqlite:///{tmp}/probe.db")
         fresh(probe)
-        orgs = [(r.code, r.name) for r in list_institutions(probe)][:10]
+        # hospitals: the register also holds business systems, whose non-USCC codes would make
+        # every record carry a warning row (another workload than the one measured before)
+        orgs = [(r.code, r.name) for r in list_institutions(probe) if r.kind == "hospital"][:10]
         t0 = time.perf_counter()
         batches = generate(args.records, orgs)
         rows = stored_rows(batches)

@@ -69,7 +69,7 @@ def main() -> None:
     create_database(args.pg)
     engine = make_engine(args.pg)
     fresh(engine)
-    orgs = [(r.code, r.name) for r in list_institutions(engine)][: args.uploaders]
+    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.kind == "hospital"][: args.uploaders]
     t0 = time.perf_counter()
     baseline_batches = make_batches(orgs, args.batches, seed=1)
     api_batches = make_batches(orgs, args.batches, seed=2)

@@ -158,7 +158,7 @@ def run(pg: str, clients: int = 50, batches: int = 1, batch_size: int = 1000, wa
     wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
-    orgs = [(r.code, r.name) for r in list_institutions(engine)]
+    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.kind == "hospital"]
     if len(orgs) < clients:
         raise SystemExit(f"{clients} clients need {clients} institutions; the seed has {len(orgs)}")
     orgs = orgs[:clients]

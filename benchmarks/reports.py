@@ -47,7 +47,7 @@ def load(engine: Engine, n: int) -> None:
     wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
-    orgs = [r.code for r in list_institutions(engine)]
+    orgs = [r.code for r in list_institutions(engine) if r.kind == "hospital"]
     datasets = [ds for ds, w in WEIGHTS.items() for _ in range(w)]
     with engine.begin() as conn:
         for ix in ("uq_records_natural_key", "ix_records_dataset_event", "ix_records_person"):

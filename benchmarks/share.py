@@ -56,7 +56,7 @@ def load(engine: Engine, n: int, patients: int) -> None:
     wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
-    orgs = [r.code for r in list_institutions(engine)]
+    orgs = [r.code for r in list_institutions(engine) if r.kind == "hospital"]
     stride = n // (patients * PER_PATIENT)
     if stride < 1:
         raise SystemExit(f"--records must be at least {patients * PER_PATIENT}")

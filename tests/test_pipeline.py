@@ -112,6 +112,20 @@ def test_institution_writes_only_its_own_records(pipeline, engine, orgs):
         pipeline.ingest(org, "no_such_dataset", records, now=NOW)
 
 
+def test_a_sender_without_a_uscc_is_not_warned_on_each_record(pipeline, engine, orgs):
+    """A business system's code (BS0002) is vetted by the register; its records carry no
+    USCC warning for it, and a record naming it sent by someone else is still refused."""
+    _, records = visits(orgs, n=3)
+    own = [{**r, "org_code": "BS0002", "org_name": "出生医学证明管理系统"} for r in records]
+    receipt = pipeline.ingest("BS0002", "outpatient_visit", own, now=NOW)
+    assert (receipt.accepted, receipt.warnings) == (3, 0)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.BatchFinding)
+                            .where(m.BatchFinding.org_code == "BS0002")).scalar() == 0
+    mismatch = pipeline.ingest(orgs[0][0], "outpatient_visit", own[:1], now=NOW)
+    assert mismatch.rejections[0].findings[0].code == "ORG_MISMATCH"  # someone else's code: refused, not excused
+
+
 def test_person_resolution_links_by_id_number_across_institutions(pipeline, engine, orgs):
     org, records = visits(orgs, n=3)
     pipeline.ingest(org, "outpatient_visit", records, now=NOW)

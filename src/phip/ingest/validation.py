@@ -22,6 +22,8 @@ from .keys import KEY_SEPARATOR, document, record_key
 from .readers import Unreadable
 from .receipt import Rejection
 
+_USCC_PROBLEMS = ("USCC_FORMAT", "USCC_CHECKSUM")
+
 
 @dataclass(slots=True)
 class Good:
@@ -89,11 +91,16 @@ def _validate_batch(
             rejections.append(_rejected(validator, dataset, index, raw, outcome.findings))
             continue
         record = outcome.record
+        warnings = outcome.findings
+        if warnings and record.get("org_code") == org_code:
+            # the sender's own code was checked when it was registered (a business system has no
+            # USCC at all): not a warning on each of its records
+            warnings = [f for f in warnings if not (f.field == "org_code" and f.code in _USCC_PROBLEMS)]
         event = record.get(event_field)
         if event is not None and not isinstance(event, datetime):
             event = datetime(event.year, event.month, event.day)
         text, digest = document(record)
-        good.append(Good(index, record, record_key(dataset, record), digest, event, outcome.findings,
+        good.append(Good(index, record, record_key(dataset, record), digest, event, warnings,
                          text if documents else None))
     return good, rejections
 
