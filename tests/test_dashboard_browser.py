@@ -264,7 +264,7 @@ def test_every_page_at_desktop_and_phone_width(tmp_path):
 
     org_code, _ = prepare_store(tmp_path)
     pages = ["/ops/", "/ops/uploads", "/ops/uploads?level=provincial", f"/ops/institutions/{org_code}",
-             "/ops/findings", "/ops/onboarding", "/ops/supervision/"]
+             "/ops/findings", "/ops/onboarding", "/ops/supervision/", "/ops/register", f"/ops/register/{org_code}"]
     shots = tmp_path / "screens"
     shots.mkdir()
     with serving(tmp_path) as base, sync_playwright() as p:

@@ -160,14 +160,13 @@ def history_cmd(org: str | None = typer.Argument(None, help="机构代码或名�
     """机构变更记录：谁、何时、原值、新值 (change history)."""
     from phip import runtime
 
-    from .register import FIELD_LABELS, history
+    from .register import ACTIONS, FIELD_LABELS, history
 
     table = Table(title="机构变更记录")
     for col in ("时间", "操作人", "机构代码", "操作", "字段", "原值", "新值"):
         table.add_column(col)
-    actions = {"add": "登记", "update": "修改", "close": "关停", "reopen": "重新启用", "import": "导入", "reply": "回执"}
     for c in history(runtime.engine(), _code(org) if org else None, limit):
-        table.add_row(f"{c.changed_at:%Y-%m-%d %H:%M}", c.changed_by, c.org_code, actions.get(c.action, c.action),
+        table.add_row(f"{c.changed_at:%Y-%m-%d %H:%M}", c.changed_by, c.org_code, ACTIONS.get(c.action, c.action),
                       FIELD_LABELS.get(c.field, c.field), c.old_value or "", c.new_value or "")
     console.print(table)
 

@@ -9,7 +9,7 @@ demo placeholder (``institutions.placeholder`` loses it).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,10 @@ from .tables import InstitutionChange
 KINDS = {"hospital": "医疗机构", "internet_hospital": "互联网医院", "business_system": "业务系统", "external_system": "外部系统"}
 METHOD_WORDS = {"push": "push", "接口对接": "push", "接口": "push", "pull": "pull", "数据采集": "pull", "采集": "pull"}
 OWNERSHIPS = ("公立", "民营")
+METHOD_LABELS = {"push": "接口对接", "pull": "数据采集"}
+STATUS_LABELS = {"active": "在用", "closed": "关停"}
+#: What each ``institution_changes.action`` is called on the page and in the CLI.
+ACTIONS = {"add": "登记", "update": "修改", "close": "关停", "reopen": "重新启用", "import": "导入", "reply": "回执"}
 #: What a register row holds (what `add`, `update` and the import set); the rest of the
 #: institutions row is onboarding state kept elsewhere.
 FIELDS = ("code", "name", "kind", "region_code", "county_code", "level", "category", "affiliation", "ownership",
@@ -58,6 +62,16 @@ class Change:
 def placeholders(row: Mapping[str, Any]) -> set[str]:
     """The fields of a register row whose values are demo placeholders."""
     return {p for p in (row.get("placeholder") or "").split(";") if p}
+
+
+def shown(field: str, value: Any) -> str:
+    """A stored value as people write it (A100 → 综合医院, push → 接口对接): the export's cells,
+    the page's columns and history lines use one wording, so an export reads like the page."""
+    if value is None:
+        return ""
+    table = {"kind": KINDS, "category": codes.categories(), "affiliation": codes.affiliations(),
+             "docking_method": METHOD_LABELS, "status": STATUS_LABELS}.get(field, {})
+    return table.get(str(value), str(value))
 
 
 def check(values: dict[str, Any], *, where: str = "") -> dict[str, Any]:
@@ -230,6 +244,21 @@ def update_network(engine: Engine, code: str, status: str, by: str) -> Change:
     """The operators' network setting (网络联通), used where no data proves the link."""
     with engine.begin() as conn:
         return update_in(conn, code, {"network_status": status}, by, platform_now())
+
+
+def registered(engine: Engine, only: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Register rows (every ``institutions`` column) by kind, region and name, the export's
+    order; ``only``: just these codes (a regional reader's institutions)."""
+    stmt = select(Institution.__table__).order_by(Institution.kind, Institution.region_code, Institution.name)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    return rows if only is None else [r for r in rows if r["code"] in only]
+
+
+def institution(engine: Engine, code: str) -> dict[str, Any] | None:
+    """One register row by its code, or None."""
+    with engine.connect() as conn:
+        return _current(conn, code)
 
 
 def history(engine: Engine, code: str | None = None, limit: int = 200) -> list[InstitutionChange]:

@@ -3,6 +3,7 @@ none) and export in the same columns, so an exported register can be edited and 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -13,8 +14,7 @@ from phip.standard.sheet import SheetError, read_sheet
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
-from . import codes
-from .register import KINDS, RegisterError, add_in, check, update_in
+from .register import RegisterError, add_in, check, registered, shown, update_in
 
 #: Column → the header people write (first) and the other words accepted for it.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -82,24 +82,17 @@ def import_register(engine: Engine, path: Path, by: str) -> ImportResult:
     return ImportResult(added, updated, unchanged)
 
 
-def export_register(engine: Engine) -> bytes:
-    """The register as XLSX in the import's columns (Chinese headers, labels for codes)."""
+def export_register(engine: Engine, only: Collection[str] | None = None) -> bytes:
+    """The register as XLSX in the import's columns (Chinese headers, labels for codes);
+    ``only``: just these codes (what a page shows, or a regional reader's institutions)."""
     from openpyxl import Workbook
 
     wb = Workbook()
     ws = wb.active
     ws.title = "机构登记表"
     ws.append([names[0] for names in COLUMNS.values()])
-    cols = [getattr(Institution, c) for c in COLUMNS]
-    with engine.connect() as conn:
-        rows = conn.execute(select(*cols).order_by(Institution.kind, Institution.region_code, Institution.name)).all()
-    for r in rows:
-        v = dict(zip(COLUMNS, r, strict=True))
-        ws.append([v["code"], v["name"], KINDS.get(v["kind"], v["kind"]), v["region_code"], v["county_code"], v["level"],
-                   codes.categories().get(v["category"] or "", v["category"]),
-                   codes.affiliations().get(v["affiliation"] or "", v["affiliation"]), v["ownership"],
-                   {"push": "接口对接", "pull": "数据采集"}.get(v["docking_method"] or "", ""),
-                   "在用" if v["status"] == "active" else "关停", v["placeholder"]])
+    for row in registered(engine, only):
+        ws.append([shown(c, row[c]) or None for c in COLUMNS])
     buf = BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -1,8 +1,9 @@
 """The operations dashboard (运维看板): server-rendered pages in Simplified Chinese behind a login.
 
 Pages: province overview, upload statistics (filters, sorting, XLSX/CSV export), institution
-detail, findings browser, onboarding status. Operators read and change everything; a regional
-reader (区域卫健委) reads its own city or county only and changes nothing (:mod:`.scope`).
+detail, findings browser, onboarding status, the institution register (:mod:`.register_pages`).
+Operators read and change everything; a regional reader (区域卫健委) reads its own city or
+county only and changes nothing (:mod:`.scope`).
 Everything is read through the quality and reports services; templates autoescape, so names are always text, never markup. Charts use
 the vendored ECharts (static/vendor/echarts), fed by JSON embedded with ``tojson``.
 """
@@ -39,7 +40,7 @@ from phip.standard.validate import platform_now
 
 from phip import accounts as auth
 
-from . import onboarding_files, portal, supervision
+from . import onboarding_files, portal, register_pages, supervision
 from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, page, safe_next, set_session, signed_in
 from .scope import READERS, WRITERS, Viewer, viewer_of
 
@@ -281,6 +282,7 @@ def build_router(engine: Engine) -> APIRouter:
 
     router.include_router(onboarding_files.build_router(engine, PREFIX, view))
     router.include_router(supervision.build_router(engine, view, _page))  # /ops/supervision/
+    router.include_router(register_pages.build_router(engine, view, writer, _page, _missing))  # /ops/register
     return router
 
 

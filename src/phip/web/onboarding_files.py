@@ -12,16 +12,8 @@ from sqlalchemy import Engine
 from phip.reports import onboarding_sheet, reply_form
 from phip.standard.validate import platform_now
 
+from .pages import XLSX, attachment
 from .scope import Viewer
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _attachment(name: str) -> dict[str, str]:
-    from urllib.parse import quote
-
-    return {"Content-Disposition": f"attachment; filename=\"{name.encode('ascii', 'ignore').decode() or 'file.xlsx'}\"; "
-                                   f"filename*=UTF-8''{quote(name)}"}
 
 
 def build_router(engine: Engine, prefix: str, view: Callable[[Request], Viewer]) -> APIRouter:
@@ -35,11 +27,11 @@ def build_router(engine: Engine, prefix: str, view: Callable[[Request], Viewer])
         scope = scope if scope in onboarding_sheet.SCOPES else "all"
         today = platform_now().date()
         return Response(onboarding_sheet.to_xlsx(engine, scope, today, within=v.within, area=v.area), media_type=XLSX,
-                        headers=_attachment(f"对接情况-{today:%Y%m%d}.xlsx"))
+                        headers=attachment(f"对接情况-{today:%Y%m%d}.xlsx"))
 
     @router.get(prefix + "/onboarding/reply-form.xlsx")
     def reply_template(request: Request) -> Response:
         view(request)
-        return Response(reply_form.blank_form(), media_type=XLSX, headers=_attachment("对接工作回执.xlsx"))
+        return Response(reply_form.blank_form(), media_type=XLSX, headers=attachment("对接工作回执.xlsx"))
 
     return router

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,6 +25,7 @@ LOGIN_CSRF = "phip_login_csrf"
 #: where each role lands after logging in, and the areas a ``next`` address may point into
 HOME = {"operator": "/ops/", "regional": "/ops/", "clinician": "/share/", "auditor": "/audit/", "resident": "/me/"}
 RESIDENT_LOGIN = "/me/login"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}
@@ -53,6 +55,13 @@ class Forbidden(Exception):
 
 def page(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     return HTMLResponse(ENV.get_template(name).render(**ctx), status_code=status_code, headers=HEADERS)
+
+
+def attachment(name: str) -> dict[str, str]:
+    """A download's header for a Chinese file name: an ASCII fallback for old clients and the
+    name itself encoded as RFC 5987 asks (``filename*=UTF-8''…``)."""
+    return {"Content-Disposition": f"attachment; filename=\"{name.encode('ascii', 'ignore').decode() or 'file.xlsx'}\"; "
+                                   f"filename*=UTF-8''{quote(name)}"}
 
 
 def safe_next(url: str | None, role: str | None = None) -> str:
