@@ -258,28 +258,28 @@ def test_api_docs_render_in_chromium(tmp_path):
 
 @pytest.mark.slow
 def test_every_page_at_desktop_and_phone_width(tmp_path):
-    """Every /ops/ page renders at desktop and phone width with no console error; the overview's
-    three charts (trend, onboarding funnel, rates by city) are drawn; screenshots of each."""
+    """Every page a person opens (public, /ops/, /audit/) renders at desktop and phone width with
+    no console error and no page wider than its screen; the overview's charts and tile map are
+    drawn; a screenshot of each. (/share/ and /me/: tests/test_portal_browser.py.)"""
     from playwright.sync_api import sync_playwright
 
     org_code, _ = prepare_store(tmp_path)
-    pages = ["/ops/", "/ops/uploads", "/ops/uploads?level=provincial", f"/ops/institutions/{org_code}",
-             "/ops/findings", "/ops/onboarding", "/ops/supervision/", "/ops/register", f"/ops/register/{org_code}"]
+    engine = make_engine(f"sqlite:///{tmp_path / 'phip.db'}")
+    create_user(engine, "aud", PASSWORD, "auditor", "审计员")
+    engine.dispose()
+    public = ["/", "/login", "/me/login"]
+    ops = ["/ops/", "/ops/uploads", "/ops/uploads?level=provincial", f"/ops/institutions/{org_code}",
+           "/ops/findings", "/ops/onboarding", "/ops/supervision/", "/ops/register", f"/ops/register/{org_code}"]
+    audit = ["/audit/", "/audit/search"]
     shots = tmp_path / "screens"
     shots.mkdir()
     overflow: list[tuple[str, str, int]] = []
     with serving(tmp_path) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for name, viewport in (("desktop", {"width": 1400, "height": 900}), ("phone", {"width": 390, "height": 844})):
-            page = browser.new_context(locale="zh-CN", viewport=viewport).new_page()
             errors: list[str] = []
-            page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{base}/login")
-            page.fill("#username", "ops")
-            page.fill("#password", PASSWORD)
-            page.click("#login-submit")
-            page.wait_for_url(re.compile(r".*/ops/.*"))
-            for i, path in enumerate(pages):
+
+            def visit(page, path: str, name: str = name, viewport: dict = viewport) -> None:  # noqa: ANN001
                 response = page.goto(f"{base}{path}")
                 assert response is not None and response.status == 200, (name, path)
                 if path == "/ops/":
@@ -289,12 +289,30 @@ def test_every_page_at_desktop_and_phone_width(tmp_path):
                     assert tiles.count() == len(region_tiles())
                     assert all(b and b["x"] >= 0 and b["x"] + b["width"] <= viewport["width"]
                                for b in (tiles.nth(k).bounding_box() for k in range(tiles.count())))
-                shot = shots / f"{name}-{i}.png"
+                shot = shots / f"{name}{path.replace('/', '_').replace('?', '_')}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 5000
                 wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 if wide > 1:  # wide tables scroll inside their own box, the page does not
                     overflow.append((name, path, wide))
+
+            def logged_in(user: str):  # noqa: ANN202
+                page = browser.new_context(locale="zh-CN", viewport=viewport).new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+                if user:
+                    page.goto(f"{base}/login")
+                    page.fill("#username", user)
+                    page.fill("#password", PASSWORD)
+                    page.click("#login-submit")
+                    page.wait_for_url(re.compile(r".*/(ops|audit)/.*"))
+                return page
+
+            for paths, user in ((public, ""), (ops, "ops"), (audit, "aud")):
+                page = logged_in(user)
+                for path in paths:
+                    visit(page, path)
             assert errors == [], (name, errors)
         browser.close()
     assert overflow == []
+    assert len(list(shots.iterdir())) == 2 * len(public + ops + audit)
