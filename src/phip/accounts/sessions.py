@@ -10,6 +10,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -34,7 +35,13 @@ ROLES = {
 }
 _hasher = PasswordHasher()
 # verify a password even for an unknown user, so response time does not tell who exists
-_DUMMY = _hasher.hash("phip-dummy-password")
+
+
+@cache
+def _dummy() -> str:
+    """A hash to verify against when the user is unknown (same time either way); made on first
+    login, not at import (an argon2 hash costs 0.14 s that every CLI command paid)."""
+    return _hasher.hash("phip-dummy-password")
 
 
 class AuthError(PhipError, ValueError):
@@ -161,7 +168,7 @@ def login(engine: Engine, username: str, password: str, *, guard: LoginGuard | N
     with engine.connect() as conn:
         user = _user_row(conn, username)
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY, password)
+        _hasher.verify(user.password_hash if user else _dummy(), password)
     except (VerificationError, InvalidHashError):
         user = None
     if user is None or user.disabled:

@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-import opencc
-from pypinyin import Style, lazy_pinyin
-
 from phip.standard.checks import normalize_text
 
 SURNAMES_CSV = Path(__file__).parent / "data" / "surnames.csv"
 _DROP = re.compile(r"[\s·•・．.\-_,，'`]+")
-_converter = opencc.OpenCC("t2s.json")
+
+
+@cache
+def _converter():  # noqa: ANN202 - opencc and pypinyin load their tables (0.4 s): only when a name is read
+    import opencc
+
+    return opencc.OpenCC("t2s.json")
 
 
 @cache
@@ -56,7 +59,7 @@ def fold(text: str) -> str:
     Latin letters lower-case (张 三 / 張三 / ＺＨＡＮＧ → 张三 / 张三 / zhang)."""
     value = normalize_text(unicodedata.normalize("NFKC", text))
     if not value.isascii():
-        value = _converter.convert(value)
+        value = _converter().convert(value)
     return _DROP.sub("", value).lower()
 
 
@@ -74,6 +77,8 @@ def split_name(key: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=65536)
 def _char_syllable(char: str, tones: bool) -> str:
+    from pypinyin import Style, lazy_pinyin  # once per character: the cache above holds the answer
+
     return lazy_pinyin(char, style=Style.TONE if tones else Style.NORMAL, errors="default")[0]
 
 
