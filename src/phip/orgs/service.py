@@ -21,9 +21,12 @@ from sqlalchemy import Engine, func, insert, or_, select
 from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
+from . import register
+
 SEED = Path(__file__).parent / "data" / "institutions.csv"
 
-METHOD_LABELS = {"push": "接口对接", "pull": "数据采集", None: "未确定", "": "未确定"}
+#: the register's words for the docking methods, and the blank a seed row may have
+METHOD_LABELS = {**register.METHOD_LABELS, None: "未确定", "": "未确定"}
 
 
 def seed_institutions(engine: Engine, path: Path = SEED) -> int:

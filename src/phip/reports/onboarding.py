@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func, select
 
 from phip.config import get_settings
 from phip.orgs.keys import city_platforms
-from phip.orgs.register import RegisterError, update_network
+from phip.orgs.register import METHOD_LABELS, RegisterError, update_network
 from phip.orgs.service import seed_institutions
 from phip.standard.catalog import load_standard
 from phip.standard.validate import platform_now
@@ -36,7 +36,7 @@ from .tables import AnalysedMark
 SYSTEM_DATASETS = Path(__file__).parent / "data" / "system_datasets.csv"
 KIND_LABELS = {"hospital": "医疗机构", "business_system": "业务系统", "external_system": "外部系统"}
 NETWORK = {"connected": "已联通", "pending": "待联通"}
-METHODS = {"push": "接口对接", "pull": "数据采集"}
+METHODS = METHOD_LABELS  # the register's words
 #: Batch sources that prove the link: a push (api), a pull (collect), a city platform's forward;
 #: the demo's generated batches stand in for pushes. A file an operator imports proves nothing.
 LINK_SOURCES = ("api", "collect", "forward", "demo")
