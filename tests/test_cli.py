@@ -155,7 +155,7 @@ def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path, f
     """Each format streams its own way (lines, GBK CSV rows, a JSON array's items): a kill
     mid-import keeps whole batches only, and the re-run stores exactly the rest."""
     source = tmp_path / "src"
-    records = _records(source, n_days=6, visits=1500)
+    records = _records(source, n_days=3, visits=1000)  # 3,000: the kill lands after 600, with 12 batches to go
     path = tmp_path / f"big.{fmt}"
     if fmt == "ndjson":
         path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
@@ -180,7 +180,7 @@ def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path, f
                 stored = conn.execute("SELECT count(*) FROM records").fetchone()[0]
         except sqlite3.OperationalError:
             stored = 0
-        if stored >= 1000:
+        if stored >= 600:
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
