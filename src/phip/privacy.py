@@ -64,6 +64,18 @@ def mask_name(value: object, role: str = "operator") -> str:
     return text[0] + "*" * (len(text) - 2) + text[-1]
 
 
+def mask_address(value: object, role: str = "operator") -> str:
+    """吉林省长春市朝阳区红旗街88号 → 吉林省长春市朝阳区****: the administrative divisions (up to the
+    last 省/市/区/县 of the first 12 characters, else the first 3) and nothing of the street."""
+    text = "" if value is None else str(value).strip()
+    if role in UNMASKED_ROLES or not text:
+        return text
+    head = ""
+    for m in re.finditer(r"省|自治区|市|州|盟|区|县|旗", text[:12]):
+        head = text[:m.end()]
+    return (head or text[:3]) + "****"
+
+
 def may_unmask(role: str | None) -> bool:
     """True for a role that reads identifiers and names whole (none of today's roles)."""
     return role in UNMASKED_ROLES

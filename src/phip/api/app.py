@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 from phip import runtime
-from phip.api import access_log, csrf, errors, memory, push, share
+from phip.api import access_log, csrf, errors, fhir, memory, push, share
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
 from phip.api import empi as empi_api
@@ -58,6 +58,8 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))
     app.include_router(share.build_router(engine, limiter))  # issue 21: /api/v1/share
+    app.include_router(fhir.build_router(engine, limiter))  # issue 25: /fhir/R4
+    errors.register_error_shape(fhir.PREFIX.rsplit("/", 1)[0], fhir.outcome_response)
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

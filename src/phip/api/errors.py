@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from phip.accounts import AuthError
 from phip.empi.errors import EmpiError
 from phip.errors import PhipError
+from phip.fhir import FhirError
 from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.share import ShareError
 from phip.input_messages import pydantic_error_zh
@@ -48,6 +49,7 @@ HTTP_STATUS: dict[type[PhipError], int | None] = {
     ApiError: None,
     EmpiError: None,
     ShareError: None,  # phip.share: 403 no authorization, 404 absent or out of scope, 429 codes
+    FhirError: None,  # phip.fhir: 400 search parameters, 403 no authorization, 404 absent
     AuthError: None,  # phip.accounts: 401 login, 403 role, 429 lockout, 400/409 input
     UnknownInstitution: 404,
     UnknownDataset: 404,
@@ -69,10 +71,26 @@ def register_html_pages(prefix: str, render: HtmlErrorPage) -> None:
     _HTML_PAGES[prefix] = render
 
 
+#: APIs with an error shape of their own (path prefix → renderer of status, code, message,
+#: field): the FHIR API answers an OperationOutcome, also for a refused key or an unknown path.
+ErrorShape = Callable[[int, str, str, str | None], Response]
+_SHAPES: dict[str, ErrorShape] = {}
+
+
+def register_error_shape(prefix: str, render: ErrorShape) -> None:
+    _SHAPES[prefix] = render
+
+
 def answer(request: Request, status: int, code: str, message: str, field: str | None = None,
            headers: dict[str, str] | None = None) -> Response:
     """The error as JSON (the API's shape), or as a page where a person reads it."""
     path = request.url.path
+    for prefix, shape in _SHAPES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            response = shape(status, code, message, field)
+            if headers:
+                response.headers.update(headers)
+            return response
     for prefix, render in _HTML_PAGES.items():
         if path == prefix or path.startswith(prefix + "/"):
             response = render(request, status, message)

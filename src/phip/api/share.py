@@ -60,7 +60,9 @@ class BreakGlassBody(BaseModel):
     reason_text: str = Field(..., max_length=500, description="具体情况说明")
 
 
-def _clinician(engine: Engine, limiter: RateLimiter) -> Callable[..., SessionInfo]:
+def clinician_dependency(engine: Engine, limiter: RateLimiter) -> Callable[..., SessionInfo]:
+    """The clinician behind a hospital system's request: its institution key plus ``X-Clinician-Id``
+    naming an enabled clinician of that institution (the sharing and FHIR APIs both use it)."""
     institution = institution_key(engine, limiter)
 
     def clinician(org: Annotated[str, Depends(institution)],
@@ -77,7 +79,7 @@ def _clinician(engine: Engine, limiter: RateLimiter) -> Callable[..., SessionInf
 
 def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1/share", tags=["共享调阅 sharing"])
-    Clinician = Annotated[SessionInfo, Depends(_clinician(engine, limiter or RateLimiter()))]
+    Clinician = Annotated[SessionInfo, Depends(clinician_dependency(engine, limiter or RateLimiter()))]
     PersonId = Annotated[str, Path(max_length=32, description="主索引居民ID（查找患者返回的 person_id）")]
 
     def address(request: Request) -> str | None:

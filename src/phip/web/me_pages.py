@@ -36,7 +36,7 @@ ACTIONS = {
     "share.refused": "调阅被拒绝（无授权）", "share.break_glass": "紧急调阅", "share.code_redeem": "使用授权码",
     "share.code_wrong": "授权码输入错误", "share.code_issue": "生成授权码", "share.consent_grant": "授权同意",
     "share.consent_revoke": "撤销授权", "account.code_sent": "发送验证码", "account.code_wrong": "验证码输入错误",
-    "account.password_set": "设置密码",
+    "account.password_set": "设置密码", "fhir.read": "通过FHIR接口查看病历", "fhir.search": "通过FHIR接口检索病历",
 }
 ROLE_LABELS = {"clinician": "医生", "resident": "本人", "operator": "运维人员", "regional": "区域卫健委", "auditor": "审计员",
                "institution": "医疗机构系统", "system": "系统"}
