@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -108,6 +109,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def alternate(pids: list[str], one: Callable[[str], float], other: Callable[[str], float]) -> tuple[list[float], list[float]]:
+    """Both sides' times per patient, alternating which goes first (neither always pays a cold read)."""
+    a, b = [], []
+    for n, pid in enumerate(pids):
+        if n % 2:
+            a.append(one(pid))
+            b.append(other(pid))
+        else:
+            b.append(other(pid))
+            a.append(one(pid))
+    return a, b
+
+
 def measure(engine: Engine, patients: int) -> None:
     who = user_info(engine, "bench_doctor")
     pids = [f"bench{p:027d}" for p in range(patients)]
@@ -132,14 +146,7 @@ def measure(engine: Engine, patients: int) -> None:
         read_floor(pid)
     for pid in pids[:10]:
         read_timeline(pid)
-    timeline, floor = [], []
-    for n, pid in enumerate(pids):  # alternate which side goes first
-        if n % 2:
-            timeline.append(read_timeline(pid))
-            floor.append(read_floor(pid))
-        else:
-            floor.append(read_floor(pid))
-            timeline.append(read_timeline(pid))
+    timeline, floor = alternate(pids, read_timeline, read_floor)
     p50, p95, f50, f95 = pct(timeline, .5), pct(timeline, .95), pct(floor, .5), pct(floor, .95)
     print(f"patients {patients}, records each {PER_PATIENT} over {ORGS} institutions, "
           f"documents on a timeline (median) {statistics.median(documents):.0f}")
@@ -148,17 +155,22 @@ def measure(engine: Engine, patients: int) -> None:
     print(f"ratio      p50 {p50 / f50:7.2f}      p95 {p95 / f95:7.2f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=10_000_000)
-    ap.add_argument("--patients", type=int, default=200)
-    ap.add_argument("--pg", default=DEFAULT_PG)
+def run(description: str, measure: Callable[[Engine, int], None], records: int, patients: int, pg: str) -> None:
+    """Parse the command line, load the store unless ``--reuse``, then measure (benchmarks/fhir_search.py too)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--records", type=int, default=records)
+    ap.add_argument("--patients", type=int, default=patients)
+    ap.add_argument("--pg", default=pg)
     ap.add_argument("--reuse", action="store_true", help="measure the store already loaded")
     args = ap.parse_args()
     if not args.reuse:
         create_database(args.pg)
         load(make_engine(args.pg), args.records, args.patients)
     measure(make_engine(args.pg), args.patients)
+
+
+def main() -> None:
+    run(__doc__.split("\n")[0], measure, 10_000_000, 200, DEFAULT_PG)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .mapping import load_mapping
-from .validation import validated
+from .validation import checked
 
 FHIR_VERSION = "4.0.1"
 RELEASED = "2026-11-22"
@@ -35,7 +35,7 @@ def capability_statement(base: str) -> dict[str, Any]:
             params.append({"name": "code", "type": "token", "documentation": f"匹配 {rmap.code_element} 的编码（system|code 或 code）"})
         resources.append({"type": rtype, "interaction": [{"code": "read"}, {"code": "search-type"}],
                           "searchParam": params, "documentation": "来源数据集：" + "、".join(rmap.datasets)})
-    return validated({
+    return checked({
         "resourceType": "CapabilityStatement", "status": "active", "date": RELEASED, "kind": "instance",
         "software": {"name": "PHIP 全民健康信息平台"},
         "implementation": {"description": "PHIP FHIR R4 只读接口", "url": base},

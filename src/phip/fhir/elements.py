@@ -86,19 +86,24 @@ def _typed(value: Any, kind: str) -> Any:
     return str(value)
 
 
-def _decimal(value: Any) -> Decimal | None:
+def _decimal(value: Any) -> int | float | None:
+    """A JSON number (an int when whole): answers are plain JSON, not Decimal objects."""
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except ArithmeticError:
         return None
+    if not number.is_finite():
+        return None
+    return int(number) if number == number.to_integral_value() else float(number)
 
 
 def _codeable(spec: dict[str, Any], payload: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
     field = spec["coding"]
     code = payload.get(field)
     text = payload.get(spec["text"]) if spec.get("text") else None
-    if not present(code):
-        return {"text": str(text)} if present(text) else None
+    if not present(code):  # no code sent: the name alone still says what it is
+        named = text if present(text) else (payload.get(spec["display"]) if spec.get("display") else None)
+        return {"text": str(named)} if present(named) else None
     display = payload.get(spec["display"]) if spec.get("display") else ctx.label(field, code)
     system = ctx.mapping.system(spec["system"], ctx.org) if spec.get("system") else ctx.domain_system(field)
     coding = {k: v for k, v in (("system", system), ("code", str(code)), ("display", display)) if present(v)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, Select, select, tuple_
 
 from phip.ingest.keys import record_key
 from phip.share.policy import Access
@@ -61,6 +61,20 @@ def _light_fields(rmap: ResourceMap) -> list[str]:
     return sorted(wanted)
 
 
+def light_query(rmap: ResourceMap, person_ids: list[str], datasets: list[str], since: datetime | None = None,
+                until: datetime | None = None) -> Select[Any]:
+    """The one query of a search: the patient's records of the data sets, by the person index
+    (``ix_records_person``), with the few payload fields that decide matching."""
+    r = Record
+    q = select(r.id, r.org_code, r.dataset, *[r.payload[n].as_string() for n in _light_fields(rmap)]).where(
+        r.person_id.in_(person_ids), r.dataset.in_(datasets))
+    if since is not None:
+        q = q.where(r.event_time >= since)
+    if until is not None:
+        q = q.where(r.event_time < until)
+    return q.order_by(r.id)
+
+
 def find(conn: Connection, rmap: ResourceMap, acc: Access, *, sources: Iterable[Source],
          since: datetime | None = None, until: datetime | None = None,
          codes: list[tuple[str | None, str]] | None = None) -> list[Match]:
@@ -71,16 +85,10 @@ def find(conn: Connection, rmap: ResourceMap, acc: Access, *, sources: Iterable[
     if not by_dataset:
         return []
     names = _light_fields(rmap)
-    r = Record
-    q = select(r.id, r.org_code, r.dataset, *[r.payload[n].as_string() for n in names]).where(
-        r.person_id.in_(acc.ids), r.dataset.in_(list(by_dataset)))
-    if since is not None:
-        q = q.where(r.event_time >= since)
-    if until is not None:
-        q = q.where(r.event_time < until)
+    q = light_query(rmap, acc.ids, list(by_dataset), since, until)
     groups: dict[tuple[str, str, Any], Match | None] = {}  # None: the group's head did not match
     found: list[Match] = []
-    for row in conn.execute(q.order_by(r.id)):
+    for row in conn.execute(q):
         rid, org, ds = row[0], row[1], row[2]
         grant = acc.grant_for(org, ds)
         if grant is None:

@@ -21,7 +21,7 @@ from .mapping import ResourceMap, load_mapping
 from .outcome import FhirError
 from .params import SearchParams, parse, query_string
 from .patient import patient_resource
-from .validation import validated
+from .validation import checked
 
 NO_AUTHORIZATION = ("NO_AUTHORIZATION", "未获得患者授权，不能查看病历内容：请患者授权同意、提供授权码，或在紧急情况下使用紧急调阅")
 
@@ -75,7 +75,7 @@ def read(engine: Engine, who: SessionInfo, rtype: str, rid: str, address: str | 
             body, refusal = _read_record(conn, who, rmap, rid, address)
     if refusal is not None:
         raise refusal
-    return validated(body)
+    return checked(body)
 
 
 def _read_record(conn: Connection, who: SessionInfo, rmap: ResourceMap, rid: str,
@@ -158,7 +158,7 @@ def search(engine: Engine, who: SessionInfo, rtype: str, items: list[tuple[str, 
         raise refusal
     after = cursor("a", page[-1].key) if page and end < len(matches) else None
     before = cursor("b", page[0].key) if page and start > 0 else None
-    return _bundle(base, rtype, [validated(b) for b in bodies], len(matches), params, after, before)
+    return _bundle(base, rtype, bodies, len(matches), params, after, before)
 
 
 def _bundle(base: str, rtype: str, resources: list[dict[str, Any]], total: int, params: SearchParams,
@@ -175,4 +175,4 @@ def _bundle(base: str, rtype: str, resources: list[dict[str, Any]], total: int, 
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
               "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                         for r in resources]}
-    return validated(bundle)
+    return checked(bundle)  # every resource in it with it

@@ -24,6 +24,14 @@ def model(resource_type: str) -> type[FHIRResourceModel]:
     return getattr(module, resource_type)
 
 
+def checked(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource itself once the model accepts it (raises pydantic's ValidationError for
+    anything R4 would refuse). A Bundle's check covers every resource in it, so a searchset is
+    checked once; serialising through the model would double the cost and change nothing."""
+    model(resource["resourceType"]).model_validate(resource)
+    return resource
+
+
 def validated(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource as the model validated and serialised it; raises pydantic's
     ValidationError for anything R4 would refuse (a bad code, a missing required element)."""
