@@ -21,6 +21,7 @@ from phip.quality.cli import supervision_app
 from phip.reports.cli import app as reports_app
 from phip.empi import cli as empi_cli
 from phip.federation.cli import app as federation_app
+from phip.documents.cli import app as documents_app
 from phip.errors import CommandError, PhipError
 from phip.standard.catalog import CATEGORY_LABELS, TYPE_LABELS, load_standard
 from phip.accounts.cli import app as users_app
@@ -40,6 +41,7 @@ app.add_typer(users_app, name="accounts")
 app.add_typer(empi_cli.app, name="empi")
 app.add_typer(audit_app, name="audit")
 app.add_typer(federation_app, name="federation")
+app.add_typer(documents_app, name="documents")
 console = Console()
 err = Console(stderr=True)
 
@@ -65,6 +67,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.accounts import AuthError
     from phip.share import ShareError
     from phip.synth.simulate import PushFailed
+    from phip.documents import DocumentRefused
 
     return {
         CommandError: 2,  # fail() in every command
@@ -75,6 +78,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         AuditError: 1,  # phip audit verify: a broken or missing link (as phip empi verify)
         RegisterError: 2,  # phip orgs add|update|close|reopen
         PushFailed: 2,  # phip simulate push
+        DocumentRefused: 2,  # phip documents validate|import
     }
 
 

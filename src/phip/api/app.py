@@ -19,6 +19,7 @@ from phip import runtime
 from phip.api import access_log, csrf, errors, fhir, memory, push, share
 from phip.api.errors import ApiError
 from phip.api.examples import SCHEMA, STANDARD_INDEX, responses
+from phip.api import documents as documents_api
 from phip.api import empi as empi_api
 from phip.api.limits import LATENCY, REGISTRY, REQUESTS, RateLimiter
 from phip.config import get_settings
@@ -60,6 +61,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     app.include_router(share.build_router(engine, limiter))  # issue 21: /api/v1/share
     app.include_router(fhir.build_router(engine, limiter))  # issue 25: /fhir/R4
     errors.register_error_shape(fhir.PREFIX.rsplit("/", 1)[0], fhir.outcome_response)
+    app.include_router(documents_api.build_router(engine, pipeline, limiter))  # issue 25: CDA in and out
 
     @app.middleware("http")
     async def _measure(request: Request, call_next):  # type: ignore[no-untyped-def]

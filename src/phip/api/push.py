@@ -105,7 +105,7 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
         return True
 
     async def _store_batch(request: Request, client: KeyClient, ds: Any, media: str) -> dict[str, Any]:
-        body = await _read_body(request)
+        body = await read_body(request)
         extras: dict[str, Any] = {}
         records = _parse(body, media in NDJSON_TYPES, extras)
         # Off the event loop: while this batch waits on the database, the worker reads and
@@ -163,35 +163,42 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     return router
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, at most ``limit`` bytes before and after gzip (413 beyond): the
+    push API's records and the documents API's CDA read their bodies the same way."""
+    too_large = ApiError(413, "BODY_TOO_LARGE", f"请求体超过{_mb(limit)}上限，请分批上传")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "BODY_TOO_LARGE", f"请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "BODY_TOO_LARGE", f"请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+        if size > limit:
+            raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").lower() == "gzip":
-        body = _gunzip(body)
+        body = gunzip(body, limit)
     return body
 
 
-def _gunzip(body: bytes) -> bytes:
+def _mb(limit: int) -> str:
+    return f"{limit // 1024 // 1024} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+
+
+def gunzip(body: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     """Every member of a gzip body (RFC 1952 allows several, as ``cat a.gz b.gz`` makes, and
-    zlib stops after the first), within the size limit; anything after the last member that
-    is not another member is refused, never ignored: it would be records silently lost."""
-    too_large = ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{MAX_BODY_BYTES // 1024 // 1024} MB上限，请分批上传")
+    zlib stops after the first), within ``limit`` bytes inflated; anything after the last
+    member that is not another member is refused, never ignored: it would be records silently lost."""
+    too_large = ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{_mb(limit)}上限，请分批上传")
     out: list[bytes] = []
     size, rest = 0, body
     try:
         while True:
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            part = inflater.decompress(rest, MAX_BODY_BYTES + 1 - size)
+            part = inflater.decompress(rest, limit + 1 - size)
             size += len(part)
-            if size > MAX_BODY_BYTES or inflater.unconsumed_tail:
+            if size > limit or inflater.unconsumed_tail:
                 raise too_large
             if not inflater.eof:
                 raise ApiError(400, "BAD_GZIP", "gzip压缩数据不完整（被截断），请重新压缩后上传")

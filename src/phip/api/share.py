@@ -62,7 +62,7 @@ class BreakGlassBody(BaseModel):
 
 def clinician_dependency(engine: Engine, limiter: RateLimiter) -> Callable[..., SessionInfo]:
     """The clinician behind a hospital system's request: its institution key plus ``X-Clinician-Id``
-    naming an enabled clinician of that institution (the sharing and FHIR APIs both use it)."""
+    naming an enabled clinician of that institution (the sharing, FHIR and documents APIs use it)."""
     institution = institution_key(engine, limiter)
 
     def clinician(org: Annotated[str, Depends(institution)],

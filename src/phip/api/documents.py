@@ -1,0 +1,83 @@
+"""Shared documents API (``/api/v1/documents``, 共享文档): a hospital sends a WS/T 500 / WS/T 483
+CDA document with its institution key, as it sends JSON batches; a clinician's system reads a
+patient's document as CDA through the sharing authorization (institution key + X-Clinician-Id,
+the patient's consent or break-the-glass), every read audited.
+
+A document that fails its template is refused as a whole (422 ``DOCUMENT_INVALID`` family:
+the first problem's code, and every problem with its path) and nothing is stored; one that
+passes goes through the one pipeline and is answered with the same receipt as JSON."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
+
+from phip import documents
+from phip.accounts import SessionInfo
+from phip.documents.safexml import MAX_BYTES
+from phip.ingest.pipeline import Pipeline
+from phip.orgs.keys import KeyClient
+
+from .errors import ApiError, error_body
+from .examples import responses
+from .keyauth import key_client
+from .limits import RateLimiter
+from .push import read_body
+from .share import clinician_dependency
+
+XML_TYPES = {"application/xml", "text/xml", "application/hl7-v3+xml", "application/hl7-cda+xml"}
+_RECEIPT = {"document": {"type": "C0002", "name": "门(急)诊病历", "id": "C0002.12220104412001376B.MZ00000001", "records": 1},
+            "receipt": {"batch_id": "3f2a9c1e", "dataset": "outpatient_visit", "accepted": 1, "rejected": 0}}
+
+
+def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None = None) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/documents", tags=["共享文档 CDA"])
+    limiter = limiter or RateLimiter()
+    Client = Annotated[KeyClient, Depends(key_client(engine, limiter))]
+    Clinician = Annotated[SessionInfo, Depends(clinician_dependency(engine, limiter))]
+
+    @router.post("", summary="上传共享文档（CDA，WS/T 500 / WS/T 483）",
+                 openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}},
+                 description=f"请求体为一份CDA R2共享文档（UTF-8，可gzip压缩，不超过{MAX_BYTES // 1024 // 1024} MB），"
+                 "按 templateId 对应的模板校验后映射为数据集记录，经统一入库流程保存；返回与JSON上传相同的回执。"
+                 "文档未通过校验时整份拒收（422），列出每处问题的代码、说明和路径。",
+                 responses=responses(_RECEIPT, 400, 401, 413, 415, 429))
+    async def receive(request: Request, client: Client) -> Any:
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media not in XML_TYPES:
+            raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"不支持的内容类型“{media or '未提供'}”，请使用 application/xml")
+        body = await read_body(request, MAX_BYTES)
+        try:
+            mapped, receipt = await run_in_threadpool(documents.receive, pipeline, client.org_code, body)
+        except documents.DocumentRefused as exc:
+            answer = error_body(exc.code, exc.message, exc.field)
+            answer["problems"] = [p.as_dict() for p in exc.problems]
+            return JSONResponse(answer, status_code=422)
+        return {"document": {"type": mapped.template.code, "name": mapped.template.name, "id": mapped.document_id,
+                             "records": len(mapped.records)}, "receipt": receipt.as_dict()}
+
+    @router.get("/{doc_type}", summary="调阅患者的共享文档（CDA，需患者授权）", response_class=Response,
+                description="按文档类型（如 C0002、C0004）、主索引居民ID和文档编号（就诊流水号、处方编号、报告单号等，"
+                "即模板的关键字段）返回CDA XML。需机构接口密钥与 X-Clinician-Id，并经患者授权（同 /api/v1/share），每次调阅记入审计。",
+                responses={200: {"content": {"application/xml": {}}}, 403: {"description": "未获得患者授权"},
+                           404: {"description": "文档不存在或不在授权范围内"}, 409: {"description": "多家机构有此编号"}})
+    def export(request: Request, who: Clinician,
+               doc_type: Annotated[str, Path(max_length=40, description="文档类型代码（C0002）或数据集代码")],
+               person_id: Annotated[str, Query(max_length=32, description="主索引居民ID")],
+               key: Annotated[str, Query(max_length=64, description="文档编号：模板的关键字段的值")],
+               org_code: Annotated[str | None, Query(max_length=32, description="文档所属机构（编号重复时必填）")] = None) -> Response:
+        xml = documents.export(engine, who, doc_type, person_id, key, org_code,
+                               address=request.client.host if request.client else None)
+        return Response(xml, media_type="application/xml")
+
+    @router.get("", summary="平台支持的共享文档类型", responses=responses({"types": []}, 401))
+    def types(client: Client) -> dict[str, Any]:
+        out = []
+        for t in documents.load_templates().by_code.values():
+            out.append({"type": t.code, "name": t.name, "standard": t.standard, "template_id": t.template_id,
+                        "dataset": t.dataset.code, "key": t.key_field, "verified": t.verified})
+        return {"types": out}
+
+    return router
