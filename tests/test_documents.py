@@ -147,3 +147,22 @@ def test_a_document_for_another_institution_is_rejected_per_record(engine, cda_w
     assert r.status_code == 200 and r.json()["receipt"]["counts"]["rejected"] == len(rows)
     codes = {f["code"] for rej in r.json()["receipt"]["rejections"] for f in rej["findings"]}
     assert "ORG_MISMATCH" in codes
+
+
+def test_cli_export_goes_through_the_same_authorization(engine, cda_world, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from phip import runtime
+    from phip.documents.cli import app
+
+    template, org, key, rows, person, reader_org = cda_world
+    monkeypatch.setattr(runtime, "engine", lambda: engine)
+    out = tmp_path / "lab.xml"
+    args = ["export", "--person", person, "--type", "C0007", "--key", key, "--as", "doc_cda", "--out", str(out)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and getattr(refused.exception, "code", None) == "NO_AUTHORIZATION" and not out.exists()
+    break_glass(engine, user_info(engine, "doc_cda"), person, "critical", "急诊抢救")
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert CliRunner().invoke(app, ["validate", str(out)]).exit_code == 0
+    assert len(read(out.read_bytes()).records) == len(rows)

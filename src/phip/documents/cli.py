@@ -33,6 +33,14 @@ def types() -> None:
     console.print(table)
 
 
+@app.command("mapping")
+def mapping() -> None:
+    """输出各文档类型的字段映射（Markdown，docs/interop.md 所用）."""
+    from .describe import mapping_markdown
+
+    print(mapping_markdown())
+
+
 @app.command("export")
 def export(
     person: str = typer.Option(..., "--person", help="主索引居民ID (EMPI person id)"),
