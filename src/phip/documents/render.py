@@ -9,6 +9,7 @@ same records always render to the same bytes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from lxml import etree
@@ -79,12 +80,19 @@ def _header(el: etree._Element, entry: Entry, value: Any) -> None:
         _code(el, entry, value)
 
 
+@cache
+def _labels(domain_id: str) -> tuple[str, dict[str, str]]:
+    """A value domain's name and code labels, built once (``code_map`` builds its dict per call)."""
+    domain = load_standard().domains[domain_id]
+    return domain.name, domain.code_map
+
+
 def _code(el: etree._Element, entry: Entry, value: Any) -> None:
-    domain = load_standard().domains[entry.field.domain or ""]
+    name, labels = _labels(entry.field.domain or "")
     el.set("code", str(value))
     el.set("codeSystem", entry.domain_oid or "")
-    el.set("codeSystemName", domain.name)
-    label = domain.code_map.get(str(value))
+    el.set("codeSystemName", name)
+    label = labels.get(str(value))
     if label:
         el.set("displayName", label)
 
@@ -93,7 +101,7 @@ def _display(entry: Entry, value: Any) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
     if entry.field.domain:
-        label = load_standard().domains[entry.field.domain].code_map.get(str(value))
+        label = _labels(entry.field.domain)[1].get(str(value))
         return f"{value} {label}" if label else str(value)
     return str(value).replace("T", " ") if entry.field.type == "datetime" else str(value)
 
