@@ -32,6 +32,12 @@ _RECEIPT = {"document": {"type": "C0002", "name": "门(急)诊病历", "id": "C0
             "receipt": {"batch_id": "3f2a9c1e", "dataset": "outpatient_visit", "accepted": 1, "rejected": 0}}
 
 
+#: the shape of a request body (a real one is rendered by ``phip documents export``)
+CDA_EXAMPLE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">'
+               '<realmCode code="CN"/><typeId root="2.16.840.1.113883.1.3" extension="POCD_MT000040"/>'
+               '<templateId root="2.16.156.10011.2.1.1.22"/>…</ClinicalDocument>')
+
+
 def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1/documents", tags=["共享文档 CDA"])
     limiter = limiter or RateLimiter()
@@ -39,7 +45,8 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     Clinician = Annotated[SessionInfo, Depends(clinician_dependency(engine, limiter))]
 
     @router.post("", summary="上传共享文档（CDA，WS/T 500 / WS/T 483）",
-                 openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}},
+                 openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {
+                     "schema": {"type": "string"}, "example": CDA_EXAMPLE}}}},
                  description=f"请求体为一份CDA R2共享文档（UTF-8，可gzip压缩，不超过{MAX_BYTES // 1024 // 1024} MB），"
                  "按 templateId 对应的模板校验后映射为数据集记录，经统一入库流程保存；返回与JSON上传相同的回执。"
                  "文档未通过校验时整份拒收（422），列出每处问题的代码、说明和路径。",
@@ -61,8 +68,10 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     @router.get("/{doc_type}", summary="调阅患者的共享文档（CDA，需患者授权）", response_class=Response,
                 description="按文档类型（如 C0002、C0004）、主索引居民ID和文档编号（就诊流水号、处方编号、报告单号等，"
                 "即模板的关键字段）返回CDA XML。需机构接口密钥与 X-Clinician-Id，并经患者授权（同 /api/v1/share），每次调阅记入审计。",
-                responses={200: {"content": {"application/xml": {}}}, 403: {"description": "未获得患者授权"},
-                           404: {"description": "文档不存在或不在授权范围内"}, 409: {"description": "多家机构有此编号"}})
+                responses=responses(CDA_EXAMPLE, 401, 403, 404, 409, media="application/xml", overrides={
+                    403: ("NO_AUTHORIZATION", "未获得患者授权，不能查看病历内容：请患者授权同意、提供授权码，或在紧急情况下使用紧急调阅", None),
+                    404: ("UNKNOWN_DOCUMENT_TYPE", "共享文档类型“C9999”不存在", "type"),
+                    409: ("AMBIGUOUS_DOCUMENT", "多家机构有此编号的文档，请用 org_code 指明机构", "org_code")}))
     def export(request: Request, who: Clinician,
                doc_type: Annotated[str, Path(max_length=40, description="文档类型代码（C0002）或数据集代码")],
                person_id: Annotated[str, Query(max_length=32, description="主索引居民ID")],

@@ -163,9 +163,11 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
     return router
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request's body, at most ``limit`` bytes before and after gzip (413 beyond): the
-    push API's records and the documents API's CDA read their bodies the same way."""
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The request's body, at most ``limit`` bytes (default ``MAX_BODY_BYTES``, read at call
+    time) before and after gzip (413 beyond): the push API's records and the documents API's
+    CDA read their bodies the same way."""
+    limit = MAX_BODY_BYTES if limit is None else limit
     too_large = ApiError(413, "BODY_TOO_LARGE", f"请求体超过{_mb(limit)}上限，请分批上传")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -186,10 +188,11 @@ def _mb(limit: int) -> str:
     return f"{limit // 1024 // 1024} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
-def gunzip(body: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
+def gunzip(body: bytes, limit: int | None = None) -> bytes:
     """Every member of a gzip body (RFC 1952 allows several, as ``cat a.gz b.gz`` makes, and
     zlib stops after the first), within ``limit`` bytes inflated; anything after the last
     member that is not another member is refused, never ignored: it would be records silently lost."""
+    limit = MAX_BODY_BYTES if limit is None else limit
     too_large = ApiError(413, "BODY_TOO_LARGE", f"解压后的请求体超过{_mb(limit)}上限，请分批上传")
     out: list[bytes] = []
     size, rest = 0, body
