@@ -33,7 +33,8 @@ def test_health_standard_and_home(client):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "UNKNOWN_DATASET"
     home = client.get("/")  # no figures of the platform without a login (issue 19)
     assert home.status_code == 200 and "运维看板登录" in home.text and "梅河口市中心医院" not in home.text
-    assert all(f'href="{p}' in home.text for p in ("/me/login", "/login?next=/share/", "/login?next=/audit/"))
+    assert all(f'href="{p}' in home.text for p in ("/me/login", "/login?next=/share/", "/login?next=/audit/",
+                                                   "/fhir/R4/metadata"))
     from phip import runtime
     from phip.accounts import create_user
     from tests.test_dashboard import PASSWORD, login
