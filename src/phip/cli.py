@@ -408,7 +408,8 @@ def demo(
                            on_step=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"演示数据载入完成：新增 {totals.accepted} 条，更新 {totals.updated} 条，拒收 {totals.rejected} 条")
     if load_sharing_demo(runtime.pipeline()):
-        console.print(f"演示账户（密码均为 {DEMO_PASSWORD}）：ops 运维人员、auditor 审计员、doctor1 / doctor2 医生、"
+        console.print(f"演示账户（密码均为 {DEMO_PASSWORD}）：ops 运维人员、auditor 审计员、"
+                      "cc_wjw 长春市卫健委（只读）、doctor1 / doctor2 医生、"
                       "居民 王秀英 / 李建国 用身份证号登录（见 README“如何以各角色登录”）")
 
 
