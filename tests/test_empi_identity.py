@@ -511,3 +511,42 @@ def test_relink_respects_a_reviewers_rejection_and_a_pending_id_conflict(engine,
              "candidate_id": "p3", "evidence": [], "created_at": now}])
     summary = relink(engine)
     assert summary.persons_merged == 0 and summary.blocked_by_id == 2
+
+
+def test_merge_notifications_reach_the_hospitals_of_the_patient_only(pipeline, engine, orgs):
+    """个人信息合并通知: a merge of two persons is announced to each institution holding one of
+    them, with its own patient IDs now under the survivor; an institution with no part in them
+    sees nothing but its cursor moves past; an undo is announced too."""
+    from fastapi.testclient import TestClient
+
+    from phip.api.app import create_app
+    from phip.empi import edits
+    from phip.orgs.keys import create_key
+
+    (a, _), (b, _), (c, _) = orgs[:3]
+    ingest(pipeline, a, registration(a, patient_id="A-1", name="王芳", sex="2", born=date(1980, 3, 3)))
+    ingest(pipeline, b, registration(b, patient_id="B-9", name="李红", sex="2", born=date(1992, 7, 7)))
+    ingest(pipeline, c, registration(c, patient_id="C-4", name="赵强", born=date(1970, 1, 1)))
+    pa, pb = (reads.xref(engine, org=o, patient_id=p)["person_id"] for o, p in ((a, "A-1"), (b, "B-9")))
+    assert pa != pb
+    client = TestClient(create_app(engine))
+    keys = {o: {"Authorization": f"Bearer {create_key(engine, o)[1]}"} for o in (a, b, c)}
+
+    def poll(org: str, after: int = 0) -> dict:
+        answer = client.get("/api/v1/empi/notifications", params={"after": after}, headers=keys[org])
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    start = {o: poll(o)["next_after"] for o in (a, b, c)}
+    merged = edits.merge(engine, pa, pb, "ops", "同一人")
+    for org, own in ((a, "A-1"), (b, "B-9")):
+        (notice,) = poll(org, start[org])["notifications"]
+        assert (notice["id"], notice["action"], notice["person_id"], notice["other_id"]) == (merged, "merge", pa, pb)
+        assert notice["now"] == [{"person_id": pa, "patient_ids": [own]}]
+    quiet = poll(c, start[c])
+    assert quiet["notifications"] == [] and quiet["next_after"] == merged  # moved past, shown nothing
+    undone = edits.undo(engine, merged, "ops", "误合并")
+    (notice,) = poll(a, merged)["notifications"]
+    assert notice["id"] == undone and notice["action_label"] in reads.NOTICE_LABELS.values()
+    assert client.get("/api/v1/empi/notifications").json()["error"]["code"] == "AUTH_REQUIRED"
+    assert client.get("/api/v1/empi/notifications", params={"after": -1}, headers=keys[a]).status_code == 400

@@ -55,6 +55,11 @@ EXAMPLES = {
         {"org": "122201024120041126", "org_name": "长春市中医院", "patient_id": "0098812"}],
         "identifiers": [{"kind": "id_no", "label": "居民身份证号码", "scope": None, "value": "220102********0614"}]},
     "event": {"event_id": 9},
+    "notifications": {"notifications": [{
+        "id": 9, "action": "merge", "action_label": "合并", "at": "2026-11-22 10:00:00",
+        "person_id": _PERSON["person_id"], "other_id": "0c4d6e8f1a2b3c4d5e6f7a8b9c0d1e2f",
+        "now": [{"person_id": _PERSON["person_id"], "patient_ids": ["P000123", "P000877"]}]}],
+        "next_after": 9, "more": False},
     "session": {"username": "ops", "role": "operator", "csrf_token": "q3JX0c1m7y4b9Zt2vQ8kLwHnE5sUaRfP6dGiO0eTxYc",
                 "expires_at": "2026-11-22 18:00:00"},
 }
@@ -264,6 +269,18 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
                            kind=body.kind, value=body.value, scope=body.scope, viewer=org)
         audit.log_event(engine, audit_actor.institution(request, org), "empi.xref.read", person_id=found["person_id"],
                         detail={"kind": body.kind or "patient_id"})
+        return found
+
+    @router.get("/notifications", responses=responses(EXAMPLES["notifications"], 400, 401, 429))
+    def notifications(org: Org, request: Request,
+                      after: int = Query(0, ge=0, description="上次返回的 next_after（首次为0）"),
+                      limit: int = Query(100, ge=1, le=500, description="每次最多返回的通知数")) -> dict:
+        """个人信息合并通知（WS/T 448 个人注册服务；IHE ITI-10 的轮询形式）：主索引合并、拆分及其撤销中
+        涉及本机构患者的事件，按发生顺序；每条给出事件后各居民主索引号下本机构的院内患者ID，
+        供医院更新本地对照。用 next_after 继续轮询；其他机构患者的事件不返回。"""
+        found = reads.notifications(engine, org, after, limit)
+        audit.log_event(engine, audit_actor.institution(request, org), "empi.notifications.read",
+                        detail={"after": after, "returned": len(found["notifications"])})
         return found
 
     return router

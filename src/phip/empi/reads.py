@@ -173,6 +173,47 @@ def find(engine: Engine, *, id_no: str | None = None, name: str | None = None, b
     return hits[:limit]
 
 
+#: what each EMPI event means to a hospital keeping its patient → platform person mapping
+NOTICE_LABELS = {"merge": "合并", "link": "审核后合并", "relink": "重新匹配后合并", "unsplit": "撤销拆分",
+                 "split": "拆分", "unmerge": "撤销合并"}
+NOTICE_SCAN = 1000  # events looked at per call, matching or not: a poll costs at most this
+
+
+def notifications(engine: Engine, org: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+    """个人信息合并通知 (WS/T 448 §6.1, the PIX update notification of IHE ITI-10 as a feed): the
+    EMPI events after event ``after`` that changed a person ``org`` has records or patient IDs
+    of, oldest first, with ``org``'s own patient IDs of the persons now holding them. A hospital
+    polls with the ``next_after`` of the previous answer; events of other hospitals' patients
+    are skipped and never shown, but the cursor moves past them."""
+    e, pi, rec = EmpiEvent.__table__, PersonIdentifier.__table__, Record.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(e.c.id, e.c.action, e.c.at, e.c.person_id, e.c.other_id)
+                            .where(e.c.id > after, e.c.action.in_(list(NOTICE_LABELS)))
+                            .order_by(e.c.id).limit(NOTICE_SCAN)).all()
+        named = {p for r in rows for p in (r.person_id, r.other_id) if p}
+        now_held = {p: current_id(conn, p) for p in named}
+        held = set(now_held.values())
+        patient_ids: dict[str, list[str]] = {}
+        for person, value in conn.execute(select(pi.c.person_id, pi.c.value).where(
+                pi.c.kind == "patient_id", pi.c.scope == org, pi.c.person_id.in_(held))):
+            patient_ids.setdefault(person, []).append(value)
+        with_records = set(conn.execute(select(rec.c.person_id).distinct().where(
+            rec.c.org_code == org, rec.c.person_id.in_(held))).scalars())
+    out, scanned = [], after
+    for r in rows:
+        persons = [now_held[p] for p in (r.person_id, r.other_id) if p]
+        if len(out) == limit:
+            break
+        scanned = r.id
+        if not any(p in with_records or p in patient_ids for p in persons):
+            continue
+        out.append({"id": r.id, "action": r.action, "action_label": NOTICE_LABELS[r.action],
+                    "at": r.at.isoformat(sep=" "), "person_id": r.person_id, "other_id": r.other_id,
+                    "now": [{"person_id": p, "patient_ids": sorted(patient_ids.get(p, []))}
+                            for p in dict.fromkeys(persons)]})
+    return {"notifications": out, "next_after": scanned, "more": len(rows) == NOTICE_SCAN or len(out) == limit}
+
+
 def events(engine: Engine, person_id: str) -> list[dict[str, Any]]:
     e = EmpiEvent.__table__
     with engine.connect() as conn:
