@@ -116,6 +116,34 @@ def test_export_needs_authorization_and_is_audited(engine, cda_world):
     assert "share.cda" in actions and actions.count("share.refused") >= 2
 
 
+def test_document_query_lists_what_the_grant_covers_and_each_retrieves(engine, cda_world):
+    """文档查询 (XDS ITI-18 as REST): refused without authorization; with it, the patient's lab
+    documents, each retrievable at the address given; filters by type and date; audited."""
+    template, org, key, rows, person, reader_org = cda_world
+    client = TestClient(create_app(engine))
+    _, reader_key = create_key(engine, reader_org)
+    me = {"Authorization": f"Bearer {reader_key}", "X-Clinician-Id": "doc_cda"}
+    url = "/api/v1/documents/search"
+    assert client.get(url, params={"person_id": person}, headers=me).json()["error"]["code"] == "NO_AUTHORIZATION"
+    break_glass(engine, user_info(engine, "doc_cda"), person, "critical", "急诊抢救")
+    listed = client.get(url, params={"person_id": person, "type": "C0007"}, headers=me).json()
+    assert listed["total"] == len(listed["documents"]) >= 1
+    assert (org, key) in {(d["org_code"], d["key"]) for d in listed["documents"]}
+    dates = [d["date"] for d in listed["documents"]]
+    assert dates == sorted(dates, reverse=True)
+    for d in listed["documents"]:
+        got = client.get(d["retrieve"], headers=me)
+        assert got.status_code == 200 and read(got.content).records[0]["report_no"] == d["key"]
+    day = listed["documents"][-1]["date"][:10]
+    assert client.get(url, params={"person_id": person, "type": "C0007", "to": "2000-01-01"},
+                      headers=me).json()["total"] == 0
+    assert client.get(url, params={"person_id": person, "from": day, "to": day}, headers=me).json()["total"] >= 1
+    assert client.get(url, params={"person_id": person, "type": "X9999"}, headers=me).status_code == 404
+    with engine.connect() as conn:
+        flagged = conn.execute(select(AuditEvent.flagged).where(AuditEvent.action == "share.cda_query")).scalars().all()
+    assert flagged == [True, True, True]  # each query on a break-the-glass grant, even an empty one
+
+
 def test_post_document_is_a_pipeline_batch(engine, cda_world):
     template, org, key, rows, person, _ = cda_world
     body = render(template, rows)

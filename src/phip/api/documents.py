@@ -7,6 +7,7 @@ A document that fails its template is refused as a whole (422 ``DOCUMENT_INVALID
 the first problem's code, and every problem with its path) and nothing is stored; one that
 passes goes through the one pipeline and is answered with the same receipt as JSON."""
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -28,6 +29,11 @@ from .push import read_body
 from .share import clinician_dependency
 
 XML_TYPES = {"application/xml", "text/xml", "application/hl7-v3+xml", "application/hl7-cda+xml"}
+_QUERY = {"person_id": "7b1e4c2a9d3f4e5a8b6c0d1e2f3a4b5c", "total": 1, "documents": [{
+    "type": "C0004", "name": "西药处方", "key": "CF2026112200017", "org_code": "12220104412001376B",
+    "org_name": "长春中医药大学附院", "date": "2026-11-22 09:41:00",
+    "retrieve": "/api/v1/documents/C0004?person_id=7b1e4c2a9d3f4e5a8b6c0d1e2f3a4b5c&key=CF2026112200017"
+                "&org_code=12220104412001376B"}]}
 _RECEIPT = {"document": {"type": "C0002", "name": "门(急)诊病历", "id": "C0002.12220104412001376B.MZ00000001", "records": 1},
             "receipt": {"batch_id": "3f2a9c1e", "dataset": "outpatient_visit", "accepted": 1, "rejected": 0}}
 
@@ -64,6 +70,21 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             return JSONResponse(answer, status_code=422)
         return {"document": {"type": mapped.template.code, "name": mapped.template.name, "id": mapped.document_id,
                              "records": len(mapped.records)}, "receipt": receipt.as_dict()}
+
+    @router.get("/search", summary="查询患者的共享文档目录（需患者授权）",
+                description="文档查询（对应 IHE XDS ITI-18）：列出授权范围内该患者可调阅的共享文档，按日期倒序，"
+                "每条给出文档类型、编号、机构、日期和调阅地址；可按文档类型和日期筛选。需机构接口密钥与 X-Clinician-Id。",
+                responses=responses(_QUERY, 401, 403, 404, overrides={
+                    403: ("NO_AUTHORIZATION", "未获得患者授权，不能查看病历内容：请患者授权同意、提供授权码，或在紧急情况下使用紧急调阅", None),
+                    404: ("UNKNOWN_DOCUMENT_TYPE", "共享文档类型“C9999”不存在", "type")}))
+    def search(request: Request, who: Clinician,
+               person_id: Annotated[str, Query(max_length=32, description="主索引居民ID")],
+               doc_type: Annotated[str | None, Query(alias="type", max_length=40, description="文档类型代码（如 C0004）")] = None,
+               day_from: Annotated[date | None, Query(alias="from", description="起始日期（含）")] = None,
+               day_to: Annotated[date | None, Query(alias="to", description="截止日期（含）")] = None) -> dict[str, Any]:
+        found = documents.documents_of(engine, who, person_id, doc_type, day_from, day_to,
+                                       address=request.client.host if request.client else None)
+        return {"person_id": person_id, "total": len(found), "documents": found}
 
     @router.get("/{doc_type}", summary="调阅患者的共享文档（CDA，需患者授权）", response_class=Response,
                 description="按文档类型（如 C0002、C0004）、主索引居民ID和文档编号（就诊流水号、处方编号、报告单号等，"

@@ -5,8 +5,9 @@ by the templates kept as data (docs/interop.md)."""
 from .exchange import Received, export, receive, receive_many, template_of
 from .inbound import Mapped, read
 from .problems import CODES, DocumentRefused, Problem
+from .query import documents_of
 from .render import render
 from .templates import Template, Templates, load_templates
 
-__all__ = ["CODES", "DocumentRefused", "Mapped", "Problem", "Received", "Template", "Templates", "export",
+__all__ = ["CODES", "DocumentRefused", "documents_of", "Mapped", "Problem", "Received", "Template", "Templates", "export",
            "load_templates", "read", "receive", "receive_many", "render", "template_of"]

@@ -37,6 +37,7 @@ ACTIONS = {
     "share.code_wrong": "授权码输入错误", "share.code_issue": "生成授权码", "share.consent_grant": "授权同意",
     "share.consent_revoke": "撤销授权", "account.code_sent": "发送验证码", "account.code_wrong": "验证码输入错误",
     "account.password_set": "设置密码", "fhir.read": "通过FHIR接口查看病历", "fhir.search": "通过FHIR接口检索病历",
+    "share.cda": "调阅共享文档（CDA）", "share.cda_query": "查询共享文档目录",
 }
 ROLE_LABELS = {"clinician": "医生", "resident": "本人", "operator": "运维人员", "regional": "区域卫健委", "auditor": "审计员",
                "institution": "医疗机构系统", "system": "系统"}
