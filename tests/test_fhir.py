@@ -118,7 +118,7 @@ def test_refused_without_authorization_and_audited(world: World, engine) -> None
     meta = w.client.get("/fhir/R4/metadata")  # no personal data: no key needed
     assert meta.status_code == 200 and meta.headers["content-type"].startswith("application/fhir+json")
     _valid(meta.json())
-    assert {r["type"] for r in meta.json()["rest"][0]["resource"]} == set(TYPES)
+    assert {r["type"] for r in meta.json()["rest"][0]["resource"]} == {*TYPES, "DocumentReference"}
 
 
 def test_every_type_read_searched_and_valid(world: World, engine) -> None:
@@ -266,3 +266,30 @@ def test_resident_session_cannot_be_a_clinician_header(world: World, engine) -> 
     assert r.status_code == 403
     _refusal(r.json(), "CLINICIAN_FORBIDDEN")
     assert isinstance(user_info(engine, "doc_c"), SessionInfo)
+
+
+def test_document_references_point_at_the_cda_and_page_once(world: World) -> None:
+    """DocumentReference: the patient's shared documents (the document query's answer), valid,
+    each read back by id, its attachment retrieving the CDA; paged with _count=2, each once;
+    refused without authorization like the other resources."""
+    w = world
+    _refusal(_get(w, f"DocumentReference?patient=Patient/{w.p}", 403), "NO_AUTHORIZATION")
+    _break_glass(w, w.p)
+    bundle = _get(w, f"DocumentReference?patient=Patient/{w.p}&_count=100")
+    _valid(bundle)
+    docs = [e["resource"] for e in bundle["entry"]]
+    listed = w.client.get("/api/v1/documents/search", params={"person_id": w.p}, headers=w.headers).json()
+    assert bundle["total"] == len(docs) == listed["total"] > 2
+    assert {d["type"]["coding"][0]["code"] for d in docs} == {d["type"] for d in listed["documents"]}
+    for d in docs:
+        assert _get(w, f"DocumentReference/{d['id']}") == d and d["subject"]["reference"] == f"Patient/{w.p}"
+        cda = w.client.get(d["content"][0]["attachment"]["url"], headers=w.headers)
+        assert cda.status_code == 200 and cda.content.startswith(b"<?xml") and b"ClinicalDocument" in cda.content
+    seen, url = [], f"DocumentReference?patient=Patient/{w.p}&_count=2"
+    while url:
+        page = _get(w, url)
+        seen += [e["resource"]["id"] for e in page["entry"]]
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+    assert sorted(seen) == sorted(d["id"] for d in docs) and len(seen) == len(set(seen))
+    _get(w, "DocumentReference/999999999-c0004", 404)
+    _refusal(_get(w, f"DocumentReference?patient=Patient/{w.p}&code=C0004", 400), "UNSUPPORTED_SEARCH_PARAM")

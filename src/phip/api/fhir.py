@@ -58,6 +58,7 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
                 responses={401: _OUTCOME, 403: _OUTCOME, 404: _OUTCOME})
     def read(request: Request, who: Clinician, resource_type: TypeName,
              resource_id: Annotated[str, Path(max_length=64, pattern="^[A-Za-z0-9.-]+$")]) -> Any:
-        return FhirResponse(fhir.read(engine, who, resource_type, resource_id, address=_address(request)))
+        return FhirResponse(fhir.read(engine, who, resource_type, resource_id, address=_address(request),
+                                      base=_base(request)))
 
     return router

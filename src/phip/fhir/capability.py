@@ -35,6 +35,9 @@ def capability_statement(base: str) -> dict[str, Any]:
             params.append({"name": "code", "type": "token", "documentation": f"匹配 {rmap.code_element} 的编码（system|code 或 code）"})
         resources.append({"type": rtype, "interaction": [{"code": "read"}, {"code": "search-type"}],
                           "searchParam": params, "documentation": "来源数据集：" + "、".join(rmap.datasets)})
+    resources.append({"type": "DocumentReference", "interaction": [{"code": "read"}, {"code": "search-type"}],
+                      "searchParam": list(_COMMON),
+                      "documentation": "共享文档（WS/T 500 / WS/T 483 CDA）：附件地址返回CDA；与 /api/v1/documents/search 同一授权"})
     return checked({
         "resourceType": "CapabilityStatement", "status": "active", "date": RELEASED, "kind": "instance",
         "software": {"name": "PHIP 全民健康信息平台"},

@@ -15,7 +15,7 @@ from phip.accounts.trail import audit
 from phip.share.policy import Access, access, golden_id
 from phip.store.models import Record
 
-from . import records
+from . import docrefs, records
 from .ids import cursor, parse_resource_id
 from .mapping import ResourceMap, load_mapping
 from .outcome import FhirError
@@ -27,11 +27,16 @@ NO_AUTHORIZATION = ("NO_AUTHORIZATION", "未获得患者授权，不能查看病
 
 
 def resource_types() -> list[str]:
-    return ["Patient", *load_mapping().resources]
+    return ["Patient", *load_mapping().resources, docrefs.RESOURCE]
+
+
+def _root(base: str) -> str:
+    """The server's address from the FHIR base (``…/fhir/R4``): the CDA documents are there."""
+    return base.rsplit("/fhir/", 1)[0]
 
 
 def _rmap(rtype: str) -> ResourceMap | None:
-    if rtype != "Patient" and rtype not in load_mapping().resources:
+    if rtype not in ("Patient", docrefs.RESOURCE) and rtype not in load_mapping().resources:
         raise FhirError("UNKNOWN_RESOURCE_TYPE", f"不支持的资源类型：{rtype}（支持 {'、'.join(resource_types())}）", 404)
     return load_mapping().resources.get(rtype)
 
@@ -54,10 +59,13 @@ def _patient_grant(acc: Access) -> int | None:
     return ordered[0].id if ordered else None
 
 
-def read(engine: Engine, who: SessionInfo, rtype: str, rid: str, address: str | None = None) -> dict[str, Any]:
+def read(engine: Engine, who: SessionInfo, rtype: str, rid: str, address: str | None = None,
+         base: str = "") -> dict[str, Any]:
     """One resource by id; 404 when absent or outside the reader's scope, 403 when the reader
     holds no authorization on its patient."""
     rmap = _rmap(rtype)
+    if rtype == docrefs.RESOURCE:
+        return checked(docrefs.read(engine, who, rid, address, _root(base)))
     refusal: FhirError | None = None
     with engine.begin() as conn:
         if rmap is None:
@@ -130,7 +138,7 @@ def search(engine: Engine, who: SessionInfo, rtype: str, items: list[tuple[str, 
     """A searchset Bundle of one patient's resources of ``rtype``, newest record first."""
     rmap = _rmap(rtype)
     params = parse(items)
-    if rmap is None:
+    if rtype == "Patient":
         if params.patient:
             raise FhirError("UNSUPPORTED_SEARCH_PARAM", "Patient 检索请使用 _id", 400, "patient")
         wanted = [v for n, v in items if n == "_id"]
@@ -139,6 +147,8 @@ def search(engine: Engine, who: SessionInfo, rtype: str, items: list[tuple[str, 
         return _bundle(base, rtype, [read(engine, who, "Patient", wanted[0], address)], 1, params, None, None)
     if not params.patient:
         raise FhirError("PATIENT_REQUIRED", "检索须指定患者：patient=Patient/<患者主索引ID>", 400, "patient")
+    if rmap is None:  # the one resource not mapped from records
+        return _documents(engine, who, params, base, address)
     refusal = None
     with engine.begin() as conn:
         acc = access(conn, who, params.patient)
@@ -159,6 +169,20 @@ def search(engine: Engine, who: SessionInfo, rtype: str, items: list[tuple[str, 
     after = cursor("a", page[-1].key) if page and end < len(matches) else None
     before = cursor("b", page[0].key) if page and start > 0 else None
     return _bundle(base, rtype, bodies, len(matches), params, after, before)
+
+
+def _documents(engine: Engine, who: SessionInfo, params: SearchParams, base: str, address: str | None) -> dict[str, Any]:
+    """DocumentReference search: the document query's answer, paged by the same keyset."""
+    for name, given in (("category", params.categories), ("code", params.codes)):
+        if given is not None:
+            raise FhirError("UNSUPPORTED_SEARCH_PARAM", f"DocumentReference 检索不支持参数 {name}（支持 patient、date、_count）",
+                            400, name)
+    _, keyed, make = docrefs.search(engine, who, params.patient, params.since, params.until, address, _root(base))
+    start, end = _page(keyed, params)  # type: ignore[arg-type] - Keyed has the .key the pager reads
+    page = keyed[start:end]
+    after = cursor("a", page[-1].key) if page and end < len(keyed) else None
+    before = cursor("b", page[0].key) if page and start > 0 else None
+    return _bundle(base, docrefs.RESOURCE, make(page), len(keyed), params, after, before)
 
 
 def _bundle(base: str, rtype: str, resources: list[dict[str, Any]], total: int, params: SearchParams,
