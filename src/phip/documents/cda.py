@@ -78,15 +78,29 @@ def ts(value: Any, kind: str) -> str:
 _TS = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?$")
 
 
-def from_ts(text: str, kind: str) -> str:
-    """HL7 TS back to the standard's spelling; ValueError unless it is a real date (and time)."""
+def from_date(text: str) -> str:
+    """HL7 TS (a date) as YYYY-MM-DD; ValueError unless a real date."""
+    if len(text) == 8 and text.isascii() and text.isdigit() and text[0] != "0":  # the usual spelling, no regex
+        date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    y, mo, d, _, _, _ = _ts_parts(text)
+    return date(int(y), int(mo), int(d)).isoformat()
+
+
+def from_datetime(text: str) -> str:
+    """HL7 TS as YYYY-MM-DD HH:MM:SS (a date alone at midnight); ValueError unless real."""
+    if len(text) == 14 and text.isascii() and text.isdigit() and text[0] != "0":  # sliced, not strftime'd
+        datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:]))
+        return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:]}"
+    y, mo, d, h, mi, s = _ts_parts(text)
+    return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ts_parts(text: str) -> tuple[str, ...]:
     m = _TS.match(text or "")
     if not m:
         raise ValueError(text)
-    y, mo, d, h, mi, s = m.groups()
-    if kind == "date":
-        return date(int(y), int(mo), int(d)).isoformat()
-    return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0)).strftime("%Y-%m-%d %H:%M:%S")
+    return m.groups()
 
 
 def number(value: Any) -> str:
@@ -94,9 +108,8 @@ def number(value: Any) -> str:
     return str(value)
 
 
-def from_number(text: str, kind: str) -> int | float:
-    if kind == "int":
-        return int(text)
+def from_real(text: str) -> float:
+    """HL7 REAL as a float; ValueError for NaN and infinities."""
     value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(text)

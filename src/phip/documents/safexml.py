@@ -36,8 +36,11 @@ _LOCAL = threading.local()  # a parser per thread: the API reads documents in it
 _DEEPER = etree.XPath("boolean(/*" + "/*" * MAX_DEPTH + ")")
 _PI = etree.XPath("//processing-instruction()")
 # on the raw bytes, at C speed: a run of MAX_TEXT bytes with no quote (an attribute value) or
-# no tag (a text); element starts bounded by the count of "<" that open no end tag
-_LONG_RUN = re.compile(rb'"[^"]{%d}|>[^<]{%d}' % (MAX_TEXT, MAX_TEXT))
+# no tag (a text); element starts bounded by the count of "<" that open no end tag. Two
+# patterns, each with a literal first byte that re finds by a fast scan (one alternation: 3.6x slower)
+_LONG_ATTRIBUTE = re.compile(rb'"[^"]{%d}' % MAX_TEXT)
+_LONG_TEXT = re.compile(rb'>[^<]{%d}' % MAX_TEXT)
+_XML_DECL = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*\?>")
 
 
 def check_bytes(body: bytes) -> None:
@@ -56,7 +59,7 @@ def check_bytes(body: bytes) -> None:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise refuse("BAD_ENCODING", f"文档不是有效的UTF-8编码（第{exc.start + 1}字节）") from None
-    if _FORBIDDEN.search(body):
+    if b"!" in body and _FORBIDDEN.search(body):  # no "!", no "<!": the scan for one byte is C's memchr
         raise refuse("DOCTYPE_FORBIDDEN", "文档不得包含DOCTYPE或实体声明（ENTITY）")
 
 
@@ -74,14 +77,28 @@ def parse(body: bytes) -> etree._Element:
         raise refuse("MALFORMED_XML", f"不是格式正确的XML：{line}{exc.msg}") from None
     if root is None:
         raise refuse("MALFORMED_XML", "不是格式正确的XML：没有根元素")
-    pis = _PI(root) + [n for n in root.itersiblings(preceding=True) if isinstance(n, etree._ProcessingInstruction)] + \
-        [n for n in root.itersiblings() if isinstance(n, etree._ProcessingInstruction)]
-    if pis:
-        raise refuse("PI_FORBIDDEN", f"文档不得包含处理指令（<?{pis[0].target} …?>）")
+    _check_tree(body, root)
+    return root
+
+
+def _check_tree(body: bytes, root: etree._Element) -> None:
+    """The limits of a parsed document. Each byte-level bound is skipped only when the body is
+    too short to break it (fewer bytes than the limit), so the answer is the full check's."""
+    if _may_hold_pi(body):
+        pis = _PI(root) + [n for n in root.itersiblings(preceding=True) if isinstance(n, etree._ProcessingInstruction)] + \
+            [n for n in root.itersiblings() if isinstance(n, etree._ProcessingInstruction)]
+        if pis:
+            raise refuse("PI_FORBIDDEN", f"文档不得包含处理指令（<?{pis[0].target} …?>）")
     if _DEEPER(root):
         raise refuse("TOO_DEEP", f"元素嵌套超过{MAX_DEPTH}层")
-    if body.count(b"<") - body.count(b"</") > MAX_ELEMENTS:
+    if len(body) > MAX_ELEMENTS and body.count(b"<") - body.count(b"</") > MAX_ELEMENTS:
         raise refuse("TOO_MANY_ELEMENTS", f"元素超过{MAX_ELEMENTS}个")
-    if _LONG_RUN.search(body):
+    if len(body) > MAX_TEXT and (_LONG_ATTRIBUTE.search(body) or _LONG_TEXT.search(body)):
         raise refuse("ATTRIBUTE_TOO_LONG", f"属性值或文本超过{MAX_TEXT}字节")
-    return root
+
+
+def _may_hold_pi(body: bytes) -> bool:
+    """Whether a "?" follows the XML declaration: every processing instruction needs one, and
+    a CDA rarely has any (Chinese text uses the full-width ？), so the tree is searched rarely."""
+    decl = _XML_DECL.match(body)
+    return body.find(b"?", decl.end() if decl else 0) >= 0
