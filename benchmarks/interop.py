@@ -11,27 +11,36 @@ a few institutions, on a SQLite file (or PostgreSQL with --pg), prints in one ru
   set into batches of 1,000 (``receive_many``, as the file import does), records/s;
 * CDA ingest one by one: each document its own pipeline batch (the POST /api/v1/documents
   path), on the first --single documents;
-* the ratios CDA ingest / JSON ingest (aim: at least 0.5).
+* the ratios CDA ingest / JSON ingest (aim: at least 0.5);
+* the floor under reading: the hardened parse alone, and the bytes of XML against JSON per record.
 
-Usage: python benchmarks/interop.py [--visits 400] [--orgs 4] [--single 300] [--pg postgresql+psycopg://…]
+JSON and CDA ingest run in the same round into empty stores, which goes first alternating by
+round; each figure is the median of --rounds rounds (default 3).
+
+Usage: python benchmarks/interop.py [--visits 400] [--orgs 4] [--single 300] [--rounds 3] [--pg postgresql+psycopg://…]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from statistics import median
 
 from sqlalchemy import Engine, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from phip.documents import load_templates, read, receive, receive_many, render  # noqa: E402
+from phip.documents.safexml import parse  # noqa: E402
 from phip.ingest import workers  # noqa: E402
+from phip.ingest.pipeline import Pipeline  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.runtime import build_pipeline, tune_gc  # noqa: E402
 from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
@@ -56,11 +65,47 @@ def store(url: str | None, name: str) -> Engine:
     return engine
 
 
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def ingest_json(pipeline: Pipeline, batches: list) -> None:
+    for org, code, recs in batches:
+        for i in range(0, len(recs), BATCH):
+            pipeline.ingest(org, code, recs[i:i + BATCH], now=NOW)
+
+
+def ingest_cda(pipeline: Pipeline, bodies: dict[str, list[bytes]], records: int) -> None:
+    stored = 0
+    for org, b in bodies.items():
+        got = receive_many(pipeline, org, b, now=NOW, batch=BATCH)
+        assert not got.refused, got.refused[:1]
+        stored += sum(r.accepted for r in got.receipts)
+    assert stored == records, (stored, records)
+
+
+def documents_of(engine: Engine, chosen: list) -> dict[str, list[tuple[str, list[dict]]]]:
+    """Stored records grouped as documents: org -> (template code, rows of one document)."""
+    docs: dict[str, list[tuple[str, list[dict]]]] = defaultdict(list)
+    with engine.connect() as conn:
+        for t in chosen:
+            grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
+            for org, payload in conn.execute(select(Record.org_code, Record.payload).where(Record.dataset == t.dataset.code)):
+                grouped[(org, str(payload[t.key_field]))].append(payload)
+            for (org, _), rows in grouped.items():
+                rows.sort(key=lambda p: p.get("item_no") or 0)
+                docs[org].append((t.code, rows))
+    return docs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--visits", type=int, default=400, help="outpatient visits per institution")
     ap.add_argument("--orgs", type=int, default=4)
     ap.add_argument("--single", type=int, default=300, help="documents ingested one by one")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, JSON and CDA alternating which goes first; medians")
     ap.add_argument("--pg", help="PostgreSQL URL prefix (databases <url>_interop_json, _cda, _single)")
     args = ap.parse_args()
     tune_gc()
@@ -73,61 +118,43 @@ def main() -> None:
     batches = list(Generator(seed=25).day(orgs, DAY, visits=args.visits, admissions=0, now=NOW,
                                           datasets=[t.dataset.code for t in chosen]))
     records = sum(len(r) for _, _, r in batches)
-
-    pipeline = build_pipeline(json_store)
-    start = time.perf_counter()
-    for org, code, recs in batches:
-        for i in range(0, len(recs), BATCH):
-            pipeline.ingest(org, code, recs[i:i + BATCH], now=NOW)
-    json_s = time.perf_counter() - start
-
-    docs: dict[str, list[tuple[str, list[dict]]]] = defaultdict(list)  # org -> (template code, rows)
-    with json_store.connect() as conn:
-        for t in chosen:
-            grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
-            for org, payload in conn.execute(select(Record.org_code, Record.payload).where(Record.dataset == t.dataset.code)):
-                grouped[(org, str(payload[t.key_field]))].append(payload)
-            for (org, _), rows in grouped.items():
-                rows.sort(key=lambda p: p.get("item_no") or 0)
-                docs[org].append((t.code, rows))
-    start = time.perf_counter()
+    json_bytes = sum(len(json.dumps(rec, ensure_ascii=False, default=str).encode()) for _, _, r in batches for rec in r)
+    ingest_json(build_pipeline(json_store), batches)  # the stored records the documents are rendered from
+    docs = documents_of(json_store, chosen)
     bodies = {org: [render(templates.by_code[c], rows) for c, rows in items] for org, items in docs.items()}
-    render_s = time.perf_counter() - start
     documents = sum(len(b) for b in bodies.values())
     size = sum(len(x) for b in bodies.values() for x in b)
-
-    start = time.perf_counter()
-    for b in bodies.values():
-        for body in b:
-            read(body)
-    read_s = time.perf_counter() - start
-
-    cda_pipeline = build_pipeline(store(args.pg, "interop_cda"))
-    start = time.perf_counter()
-    stored = 0
-    for org, b in bodies.items():
-        got = receive_many(cda_pipeline, org, b, now=NOW, batch=BATCH)
-        assert not got.refused, got.refused[:1]
-        stored += sum(r.accepted for r in got.receipts)
-    cda_s = time.perf_counter() - start
-    assert stored == records, (stored, records)
-
-    single_pipeline = build_pipeline(store(args.pg, "interop_single"))
     flat = [(org, body, rows) for org, b in bodies.items() for body, (_, rows) in zip(b, docs[org], strict=True)][: args.single]
-    start = time.perf_counter()
-    for org, body, _ in flat:
-        receive(single_pipeline, org, body, now=NOW)
-    single_s = time.perf_counter() - start
     single_records = sum(len(rows) for _, _, rows in flat)
 
+    runs: dict[str, list[float]] = defaultdict(list)
+    for n in range(args.rounds):
+        for name in (("json", "cda") if n % 2 == 0 else ("cda", "json")):
+            pipeline = build_pipeline(store(args.pg, f"interop_{name}"))  # empty, outside the timing
+            job = (lambda: ingest_json(pipeline, batches)) if name == "json" else (lambda: ingest_cda(pipeline, bodies, records))
+            runs[name].append(timed(job))
+        runs["render"].append(timed(lambda: [render(templates.by_code[c], rows) for items in docs.values() for c, rows in items]))
+        runs["parse"].append(timed(lambda: [parse(x) for b in bodies.values() for x in b]))
+        runs["read"].append(timed(lambda: [read(x) for b in bodies.values() for x in b]))
+        single = build_pipeline(store(args.pg, "interop_single"))
+        runs["single"].append(timed(lambda: [receive(single, org, body, now=NOW) for org, body, _ in flat]))
+    json_s, cda_s, render_s, parse_s, read_s, single_s = (median(runs[k]) for k in ("json", "cda", "render", "parse", "read", "single"))
+
     backend = "PostgreSQL" if args.pg else "SQLite"
-    print(f"{backend}: {records} records in {documents} documents ({', '.join(TYPES)}), {size / documents / 1024:.1f} KB per document")
-    print(f"JSON ingest (batches of {BATCH})      {records / json_s:9.0f} records/s")
+    print(f"{backend}: {records} records in {documents} documents ({', '.join(TYPES)}), {size / documents / 1024:.1f} KB per document, "
+          f"{size / records / 1024:.1f} KB of XML per record against {json_bytes / records / 1024:.2f} KB of JSON "
+          f"({size / json_bytes:.1f}x); median of {args.rounds} rounds")
+    print(f"JSON ingest (batches of {BATCH})      {records / json_s:9.0f} records/s  {json_s / records * 1e6:6.0f} us/record")
     print(f"CDA render                        {documents / render_s:9.0f} documents/s {records / render_s:9.0f} records/s")
-    print(f"CDA read (parse+check+map)        {documents / read_s:9.0f} documents/s {records / read_s:9.0f} records/s")
-    print(f"CDA ingest (read + pipeline)      {documents / cda_s:9.0f} documents/s {records / cda_s:9.0f} records/s")
+    print(f"CDA parse only (hardened libxml2) {documents / parse_s:9.0f} documents/s {records / parse_s:9.0f} records/s"
+          f"  {parse_s / records * 1e6:6.0f} us/record")
+    print(f"CDA read (parse+check+map)        {documents / read_s:9.0f} documents/s {records / read_s:9.0f} records/s"
+          f"  {read_s / records * 1e6:6.0f} us/record")
+    print(f"CDA ingest (read + pipeline)      {documents / cda_s:9.0f} documents/s {records / cda_s:9.0f} records/s"
+          f"  {cda_s / records * 1e6:6.0f} us/record")
     print(f"CDA ingest one by one ({len(flat)} docs)  {len(flat) / single_s:9.0f} documents/s {single_records / single_s:9.0f} records/s")
-    print(f"ratio CDA ingest / JSON ingest    {json_s / cda_s:9.2f}")
+    print(f"ratio CDA ingest / JSON ingest    {json_s / cda_s:9.2f}   (rounds: "
+          f"{', '.join(f'{j / c:.2f}' for j, c in zip(runs['json'], runs['cda'], strict=True))})")
     print(f"ratio CDA render / JSON ingest    {json_s / render_s:9.2f}")
     print(f"ratio one by one / JSON ingest    {(single_records / single_s) / (records / json_s):9.2f}")
 
