@@ -194,3 +194,31 @@ def test_cli_export_goes_through_the_same_authorization(engine, cda_world, tmp_p
     assert done.exit_code == 0, done.output
     assert CliRunner().invoke(app, ["validate", str(out)]).exit_code == 0
     assert len(read(out.read_bytes()).records) == len(rows)
+
+
+def test_batch_of_documents_stores_the_good_and_names_the_refused(engine, cda_world):
+    """POST /api/v1/documents/batch: several CDA files in one request; a refused document is
+    named with its problems and the rest stored, as one receipt per data set; limits refuse."""
+    template, org, key, rows, person, _ = cda_world
+    docs = [render(template, r) for r in stored_documents(engine, template).values()][:4]
+    assert len(docs) >= 2
+    empty_store(engine)
+    client = TestClient(create_app(engine))
+    auth = {"Authorization": f"Bearer {create_key(engine, org)[1]}"}
+    bad = docs[1].replace(b"ClinicalDocument", b"ClinicalDokument")
+    files = [("documents", (f"d{i}.xml", body, "application/xml")) for i, body in enumerate([docs[0], bad, *docs[2:]])]
+    r = client.post("/api/v1/documents/batch", files=files, headers=auth)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["documents"], answer["accepted"]) == (len(docs), len(docs) - 1)
+    (refused,) = answer["refused"]
+    assert refused["index"] == 1 and refused["filename"] == "d1.xml" and refused["problems"]
+    stored = sum(rc["counts"]["accepted"] for rc in answer["receipts"])
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Record)).scalar_one() == stored > 0
+    from phip.api import documents as documents_api
+
+    too_many = [("documents", (f"d{i}.xml", docs[0], "application/xml")) for i in range(documents_api.MAX_BATCH + 1)]
+    over = client.post("/api/v1/documents/batch", files=too_many, headers=auth)
+    assert over.status_code == 413 and over.json()["error"]["code"] == "TOO_MANY_DOCUMENTS"
+    assert client.post("/api/v1/documents/batch", files=files[:1]).status_code == 401

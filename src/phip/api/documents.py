@@ -10,7 +10,7 @@ passes goes through the one pipeline and is answered with the same receipt as JS
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
@@ -36,6 +36,15 @@ _QUERY = {"person_id": "7b1e4c2a9d3f4e5a8b6c0d1e2f3a4b5c", "total": 1, "document
                 "&org_code=12220104412001376B"}]}
 _RECEIPT = {"document": {"type": "C0002", "name": "门(急)诊病历", "id": "C0002.12220104412001376B.MZ00000001", "records": 1},
             "receipt": {"batch_id": "3f2a9c1e", "dataset": "outpatient_visit", "accepted": 1, "rejected": 0}}
+
+MAX_BATCH = 500  # documents per batch request
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+_BATCH = {"documents": 2, "accepted": 1, "refused": [{
+    "index": 1, "filename": "C0004-CF2026112200018.xml", "code": "SECTION_MISSING",
+    "message": "缺少必备章节：用药章节", "field": None,
+    "problems": [{"code": "SECTION_MISSING", "message": "缺少必备章节：用药章节",
+                  "path": "/ClinicalDocument/component/structuredBody"}]}],
+    "receipts": [_RECEIPT["receipt"]]}
 
 
 #: the shape of a request body (a real one is rendered by ``phip documents export``)
@@ -70,6 +79,33 @@ def build_router(engine: Engine, pipeline: Pipeline, limiter: RateLimiter | None
             return JSONResponse(answer, status_code=422)
         return {"document": {"type": mapped.template.code, "name": mapped.template.name, "id": mapped.document_id,
                              "records": len(mapped.records)}, "receipt": receipt.as_dict()}
+
+    @router.post("/batch", summary="批量上传共享文档（multipart/form-data，每个文件一份CDA）",
+                 openapi_extra={"requestBody": {"content": {"multipart/form-data": {
+                     "example": {"documents": ["C0004-CF2026112200017.xml", "C0004-CF2026112200018.xml"]}}}}},
+                 description=f"表单字段 documents 重复出现，每个文件一份CDA（每份不超过{MAX_BYTES // 1024 // 1024} MB，"
+                 f"每次最多{MAX_BATCH}份）。逐份按模板校验：未通过的文档整份拒收并列出问题，其余文档的记录按数据集"
+                 "合批经统一入库流程保存（与逐份上传的结果相同，速度快得多）；返回每个数据集批次的回执。",
+                 responses=responses(_BATCH, 400, 401, 413, 429, overrides={
+                     413: ("TOO_MANY_DOCUMENTS", f"每次最多{MAX_BATCH}份文档，本次600份，请分批上传", "documents")}))
+    async def receive_batch(request: Request, client: Client,
+                            files: Annotated[list[UploadFile], File(alias="documents", description="CDA 文档文件")]) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+            raise ApiError(413, "BODY_TOO_LARGE", f"请求体超过{MAX_BATCH_BYTES // 1024 // 1024} MB上限，请分批上传")
+        if len(files) > MAX_BATCH:
+            raise ApiError(413, "TOO_MANY_DOCUMENTS", f"每次最多{MAX_BATCH}份文档，本次{len(files)}份，请分批上传", "documents")
+        bodies = []
+        for f in files:
+            body = await f.read(MAX_BYTES + 1)
+            if len(body) > MAX_BYTES:
+                raise ApiError(413, "DOCUMENT_TOO_LARGE", f"文档“{f.filename}”超过{MAX_BYTES // 1024 // 1024} MB上限", "documents")
+            bodies.append(body)
+        got = await run_in_threadpool(documents.receive_many, pipeline, client.org_code, bodies, "CDA batch")
+        refused = [{"index": i, "filename": files[i].filename, **error_body(exc.code, exc.message, exc.field)["error"],
+                    "problems": [p.as_dict() for p in exc.problems]} for i, exc in got.refused]
+        return {"documents": got.documents, "accepted": got.documents - len(got.refused), "refused": refused,
+                "receipts": [r.as_dict() for r in got.receipts]}
 
     @router.get("/search", summary="查询患者的共享文档目录（需患者授权）",
                 description="文档查询（对应 IHE XDS ITI-18）：列出授权范围内该患者可调阅的共享文档，按日期倒序，"
