@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import DateTime, Engine, and_, case, delete, func, insert, literal, null, select, update
 
@@ -69,7 +68,10 @@ class Forwarder:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.sleep = sleep
+        import httpx  # only a running forwarder sends: `phip federation status` need not load it
+
         self.http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
+        self._http_error = httpx.HTTPError
 
     def close(self) -> None:
         self.http.close()
@@ -102,7 +104,7 @@ class Forwarder:
                              "versions": [row.version for row in rows]})
         try:
             response = self.http.post(url, content=body, headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as exc:
+        except self._http_error as exc:
             raise SendFailed(f"{type(exc).__name__}: {exc}"[:400]) from exc
         if response.status_code != 200:
             raise SendFailed(f"HTTP {response.status_code}: {response.text[:300]}")
