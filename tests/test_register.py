@@ -168,7 +168,10 @@ def test_export_reimports_unchanged(engine, tmp_path):
     assert result.added == 0 and result.updated == 0
 
 
+# the command line over the register service, which test_register_pages and the tests above
+# run on both back ends: the embedded default only
 @pytest.mark.slow
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
 def test_cli_add_update_close_reopen_history(engine, tmp_path):
     url = engine.url.render_as_string(hide_password=False)
     run(["orgs", "add", NEW, "--name", "德惠市测试医院", "--region", "220100", "--county", "220183", "--level", "二级甲等",

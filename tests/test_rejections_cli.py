@@ -71,6 +71,9 @@ def test_quality_rejections_counts_once_and_masks(pipeline, engine, orgs, tmp_pa
     assert bad.returncode == 2 and "UNKNOWN_DATASET" in bad.stderr
 
 
+# eight `phip orgs list` processes: the listing itself is the dashboard's, tested on both back
+# ends (tests/test_onboarding.py); the command line on the embedded default only
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
 def test_orgs_list_whole_codes_filters_and_json(engine, tmp_path, primary_care_orgs):
     url = _url(engine)
     everything = json.loads(run(["orgs", "list", "--json"], tmp_path, database_url=url).stdout)
