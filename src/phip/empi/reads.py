@@ -55,6 +55,27 @@ def current_id(conn: Connection, person_id: str) -> str:
     return pid
 
 
+def current_ids(conn: Connection, person_ids: set[str]) -> dict[str, str]:
+    """:func:`current_id` of many persons, one query per merge hop instead of one per person;
+    an unknown id maps to itself (an event may name a person no reader can see)."""
+    parent: dict[str, str | None] = {}
+    frontier = set(person_ids)
+    while frontier:
+        rows = conn.execute(select(Person.id, Person.status, Person.merged_into).where(Person.id.in_(frontier))).all()
+        parent.update({p: None for p in frontier})
+        parent.update({r.id: r.merged_into if r.status == "merged" and r.merged_into else None for r in rows})
+        frontier = {m for m in parent.values() if m and m not in parent}
+
+    def follow(pid: str) -> str:
+        seen = set()
+        while parent.get(pid) and pid not in seen:
+            seen.add(pid)
+            pid = parent[pid]  # type: ignore[assignment]
+        return pid
+
+    return {p: follow(p) for p in person_ids}
+
+
 def golden_record(engine: Engine, person_id: str, unmasked: bool = False) -> dict[str, Any]:
     """The person's golden record: per field the value, and its source (institution, data set, time)."""
     with engine.connect() as conn:
@@ -191,7 +212,7 @@ def notifications(engine: Engine, org: str, after: int = 0, limit: int = 100) ->
                             .where(e.c.id > after, e.c.action.in_(list(NOTICE_LABELS)))
                             .order_by(e.c.id).limit(NOTICE_SCAN)).all()
         named = {p for r in rows for p in (r.person_id, r.other_id) if p}
-        now_held = {p: current_id(conn, p) for p in named}
+        now_held = current_ids(conn, named)
         held = set(now_held.values())
         patient_ids: dict[str, list[str]] = {}
         for person, value in conn.execute(select(pi.c.person_id, pi.c.value).where(
@@ -201,10 +222,10 @@ def notifications(engine: Engine, org: str, after: int = 0, limit: int = 100) ->
             rec.c.org_code == org, rec.c.person_id.in_(held))).scalars())
     out, scanned = [], after
     for r in rows:
-        persons = [now_held[p] for p in (r.person_id, r.other_id) if p]
         if len(out) == limit:
             break
         scanned = r.id
+        persons = [now_held[p] for p in (r.person_id, r.other_id) if p]
         if not any(p in with_records or p in patient_ids for p in persons):
             continue
         out.append({"id": r.id, "action": r.action, "action_label": NOTICE_LABELS[r.action],

@@ -14,7 +14,7 @@ from phip.documents.query import Listed, listed
 from phip.share.policy import ShareError, golden_id
 from phip.store.models import Record
 
-from .elements import _datetime
+from .elements import fhir_datetime
 from .ids import SortKey, parse_resource_id, resource_id, sort_key
 from .mapping import load_mapping
 from .outcome import FhirError
@@ -42,7 +42,7 @@ def resource(d: Listed, person_id: str, root: str) -> dict[str, Any]:
         "content": [{"attachment": {"contentType": CDA_MEDIA, "url": root + d.retrieve(person_id),
                                     "title": d.template.name}}],
     }
-    when = _datetime(d.at, instant=True) if d.at else None
+    when = fhir_datetime(d.at, instant=True) if d.at else None
     return body | ({"date": when} if when else {})
 
 

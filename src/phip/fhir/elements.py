@@ -53,7 +53,7 @@ def _first(payload: dict[str, Any], names: str | list[str]) -> Any:
     return None
 
 
-def _datetime(value: Any, instant: bool = False) -> str | None:
+def fhir_datetime(value: Any, instant: bool = False) -> str | None:
     """A stored local time as FHIR dateTime/instant, with the platform's offset (FHIR requires
     a zone once a time is given)."""
     if isinstance(value, str):
@@ -72,7 +72,7 @@ def _typed(value: Any, kind: str) -> Any:
     if value is None:
         return None
     if kind in ("dateTime", "instant"):
-        return _datetime(value, kind == "instant")
+        return fhir_datetime(value, kind == "instant")
     if kind == "date":
         return str(value)[:10]
     if kind == "decimal":
