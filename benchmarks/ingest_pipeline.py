@@ -77,6 +77,28 @@ def generate(n: int, orgs: list[tuple[str, str]]) -> list[tuple[str, list[dict]]
     return batches
 
 
+def top_up_hospitals(engine: Engine, hospitals: int) -> list[tuple[str, str]]:
+    """The register's hospitals topped up to ``hospitals`` with synthetic ones (valid USCC
+    codes, the seed's regions in turn), registered by a direct insert; returns (code, name)."""
+    from phip.standard.checks import uscc_check_char
+    from phip.standard.validate import platform_now
+    from phip.store.models import Institution
+
+    seeded = [r for r in list_institutions(engine) if r.kind == "hospital"]
+    now = platform_now()
+    extra = []
+    for n in range(hospitals - len(seeded)):
+        model = seeded[n % len(seeded)]
+        body = f"12{model.region_code}{900000000 + n:09d}"
+        extra.append({"code": body + uscc_check_char(body), "name": f"{model.region_name}规模测试第{n + 1}医院",
+                      "kind": "hospital", "region_code": model.region_code, "region_name": model.region_name,
+                      "network_status": "connected", "status": "active", "created_at": now})
+    if extra:
+        with engine.begin() as conn:
+            conn.execute(insert(Institution), extra)
+    return [(r.code, r.name) for r in list_institutions(engine) if r.kind == "hospital"]
+
+
 def fresh(engine: Engine) -> None:
     wipe(engine)
     upgrade(engine)

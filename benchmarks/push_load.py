@@ -35,11 +35,14 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from ingest_pipeline import top_up_hospitals  # noqa: E402
+
 from phip.orgs.keys import create_key  # noqa: E402
-from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
+from phip.orgs.service import seed_institutions  # noqa: E402
 from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
 from phip.store.models import Record  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
@@ -150,18 +153,16 @@ def settled(pids: list[int], deadline: float) -> None:
 
 
 def run(pg: str, clients: int = 50, batches: int = 1, batch_size: int = 1000, waves: int = 2, workers: int = 2,
-        env: dict[str, str] | None = None, echo: bool = True) -> Result:
-    """Run the load and answer its figures (the slow test asserts on them)."""
+        env: dict[str, str] | None = None, echo: bool = True, duration: float = 0) -> Result:
+    """Run the load and answer its figures (the slow test asserts on them). With ``duration``
+    (seconds), waves follow one another until that time has passed (at least ``waves``)."""
     say = print if echo else (lambda *a, **k: None)
     create_database(pg)
     engine = make_engine(pg)
     wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
-    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.kind == "hospital"]
-    if len(orgs) < clients:
-        raise SystemExit(f"{clients} clients need {clients} institutions; the seed has {len(orgs)}")
-    orgs = orgs[:clients]
+    orgs = top_up_hospitals(engine, clients)[:clients]  # the seed's hospitals, then synthetic ones
     keys = {code: create_key(engine, code)[1] for code, _ in orgs}
     template = base_records(batch_size)
     result = Result(clients, batches, batch_size, waves)
@@ -230,7 +231,10 @@ def run(pg: str, clients: int = 50, batches: int = 1, batch_size: int = 1000, wa
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.perf_counter()
-        for wave in range(1, waves + 1):
+        wave = 0
+        while wave < waves or time.perf_counter() - t0 < duration:
+            wave += 1
+            result.waves = wave
             threads = [threading.Thread(target=upload, args=(code, name, wave)) for code, name in orgs]
             w0 = time.perf_counter()
             for t in threads:
@@ -290,9 +294,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--waves", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=0, help="seconds: waves go on until then (a load test)")
     parser.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_load"))
     args = parser.parse_args()
-    r = run(args.pg, args.clients, args.batches, args.batch_size, args.waves, args.workers)
+    r = run(args.pg, args.clients, args.batches, args.batch_size, args.waves, args.workers, duration=args.duration)
     ok = not r.failed and not r.server_errors and r.stored == r.distinct == r.sent
     growth = flat_growth(r)
     flat = growth is None or growth < 0.10

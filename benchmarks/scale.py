@@ -15,17 +15,21 @@ Measured, alternating the stores (empty, big, big, empty, empty, big, … ``--ro
 (a) ingest: 100,000 outpatient visits (``--ingest``) of the generator, 1,000 per batch, through
     ``Pipeline.ingest`` as the push API calls it, batch by batch, each its own transaction;
     one visit in three carries the identity (ID number, health card, patient id, name, birth
-    date, sex) of a person the big store already holds, at that person's institution (on the
-    empty store that person is new). Records/s and CPU µs per record of this process and of the
+    date, sex) of a person the big store already holds, at that person's institution; those
+    persons (with identifiers and blocking keys, not their records) are copied into the empty
+    store too, so both resolve the same visits to known persons. Records/s and CPU µs per record of this process and of the
     database server (/proc). After each round what it added is deleted (records above the
     round's first id, persons and their identifiers and index keys above the round's first
     time-ordered person id, its batches and findings, its review items) and the counter rows
     from the rounds' first event day on are put back as they were (saved once before the first
-    round), then VACUUM of those tables (not timed): every round starts from the same state.
+    round), then VACUUM ANALYZE of those tables (not timed): every round starts from the same state.
 (b) the upload-statistics report (``upload_report``) of one month at institution and city level,
     median of 3 calls per round, and a check that both stores give the same rows;
 (c) one patient's sharing timeline (``share.timeline``, a clinician holding a consent) of a
     patient with a few hundred records spread over the institutions, median of 5 reads per round;
+(e) the first page (20) of the timeline patient's FHIR Observations (``phip.fhir.search``, as
+    ``GET /fhir/R4/Observation?patient=…`` runs it: access, matching rows, mapping, validation,
+    audit), median of 5 reads per round;
 (d) bytes per stored record: ``records`` with its indexes and TOAST, and all tables, divided by
     the record count, and the database on disk per 10,000,000 records;
 
@@ -95,7 +99,7 @@ _spec = importlib.util.spec_from_file_location("ingest_bench", HERE / "ingest_pi
 ingest_bench = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(ingest_bench)  # type: ignore[union-attr]
 
-from phip import share  # noqa: E402
+from phip import fhir, share  # noqa: E402
 from phip.accounts import create_user, user_info  # noqa: E402
 from phip.empi import golden  # noqa: E402
 from phip.ingest import workers  # noqa: E402
@@ -107,15 +111,16 @@ from phip.reports.uploads import upload_report  # noqa: E402
 from phip.runtime import build_pipeline, tune_gc  # noqa: E402
 from phip.share.tables import ShareAuthorization  # noqa: E402
 from phip.standard.catalog import DataSet, load_standard  # noqa: E402
-from phip.standard.checks import id_check_char, uscc_check_char  # noqa: E402
+from phip.standard.checks import id_check_char  # noqa: E402
 from phip.standard.validate import platform_now, validator_for  # noqa: E402
+from phip.store import partitions  # noqa: E402
 from phip.store.dayranges import pack  # noqa: E402
-from phip.store.models import Institution  # noqa: E402
 from phip.store.db import create_database, make_engine, upgrade, wipe  # noqa: E402
 from phip.synth.generator import Generator  # noqa: E402
 
 DEFAULT_BIG = "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_scale"
 DEFAULT_EMPTY = "postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_scale_empty"
+FHIR_BASE = "http://bench/fhir/R4"
 NOW = ingest_bench.NOW  # receipt time of the ingested visits (2026-11-22 12:00)
 FIRST_DAY = date(2025, 10, 1)  # the big store's 12 months: 2025-10-01 … 2026-09-30
 DAYS = 365
@@ -129,7 +134,13 @@ BENCH_USER = "scale_doctor"
 PERSON_ROLES = ("patient_id", "id_type", "id_no", "name", "sex", "birth_date", "health_card_no", "insurance_no",
                 "phone", "address", "household_address")
 COUNTERS = ("event_daily", "ingest_daily", "measure_daily")
-ROUND_TABLES = ("records", "persons", "person_identifiers", "empi_blocks", "batches", "batch_findings", "empi_reviews",
+#: the big store's months and the ingested visits' (partitions created before the COPY)
+STORE_MONTHS = [partitions.add_months(FIRST_DAY, i) for i in range(15)]
+#: the key directory of the records a COPY loaded (the pipeline writes it beside each record)
+KEY_DIRECTORY = ("INSERT INTO record_keys (record_key, dataset, org_code, record_id, version, content_hash, event_time) "
+                 "SELECT r.record_key, r.dataset, r.org_code, r.id, r.version, r.content_hash, r.event_time FROM records r "
+                 "WHERE NOT EXISTS (SELECT 1 FROM record_keys k WHERE k.record_id = r.id)")
+ROUND_TABLES = ("records", "record_keys", "persons", "person_identifiers", "empi_blocks", "batches", "batch_findings", "empi_reviews",
                 *COUNTERS, "institutions")
 
 
@@ -142,19 +153,7 @@ def new_province(engine: Engine, hospitals: int) -> list[tuple[str, str]]:
     wipe(engine)
     upgrade(engine)
     seed_institutions(engine)
-    seeded = [r for r in list_institutions(engine) if r.kind == "hospital"]
-    now = platform_now()
-    extra = []
-    for n in range(hospitals - len(seeded)):
-        model = seeded[n % len(seeded)]
-        body = f"12{model.region_code}{900000000 + n:09d}"
-        extra.append({"code": body + uscc_check_char(body), "name": f"{model.region_name}规模测试第{n + 1}医院",
-                      "kind": "hospital", "region_code": model.region_code, "region_name": model.region_name,
-                      "network_status": "connected", "status": "active", "created_at": now})
-    if extra:
-        with engine.begin() as conn:
-            conn.execute(insert(Institution), extra)
-    orgs = [(r.code, r.name) for r in list_institutions(engine) if r.kind == "hospital"]
+    orgs = ingest_bench.top_up_hospitals(engine, hospitals)
     create_user(engine, BENCH_USER, "scale-password-1", "clinician", org_code=orgs[0][0], department="内科")
     return orgs
 
@@ -372,10 +371,12 @@ def load_big(engine: Engine, orgs: list[tuple[str, str]], n_records: int) -> Non
     days = template_days(orgs)
     print(f"  templates: {sum(len(r) for d in days for _, r in d):,} records of {TEMPLATES} generated days", flush=True)
     loaded = Loaded({}, set(), Counter(), Counter(), Counter(), [])
-    grown = ("records", "persons", "person_identifiers", "empi_blocks", "batches", *COUNTERS)
+    grown = ("records", "record_keys", "persons", "person_identifiers", "empi_blocks", "batches", *COUNTERS)
     with engine.begin() as conn:
+        partitions.ensure_months(conn, STORE_MONTHS)
         rebuild = drop_indexes(conn, grown)
         stored = copy_records(conn, record_lines(n_records, days, orgs, loaded), progress)
+        conn.execute(text(KEY_DIRECTORY))
     print(f"  records copied: {stored:,} ({time.perf_counter() - started:.0f} s)", flush=True)
     with engine.begin() as conn:
         persons = [person_row(n, org, at) for n, (org, at) in sorted(loaded.persons.items())]
@@ -439,7 +440,8 @@ def drop_indexes(conn: Connection, tables: Iterable[str]) -> list[str]:
             conn.execute(text(f'DROP INDEX "{name}"'))
     keys = [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, kind in constraints if kind != "f"]
     foreign = [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, kind in constraints if kind == "f"]
-    return keys + [d for n, d in indexes if n not in owned] + foreign
+    # a partitioned table's own index is listed `ON ONLY` it: built again on every partition
+    return keys + [d.replace(" ON ONLY ", " ON ") for n, d in indexes if n not in owned] + foreign
 
 
 def grant_consents(engine: Engine, pids: list[str]) -> None:
@@ -473,6 +475,8 @@ def prepare_empty(big: Engine, empty: Engine, hospitals: int, patient: str) -> N
     """A new province, plus the reported month's counters and the timeline patient, copied
     from the big store so that both compute the same report and timeline."""
     new_province(empty, hospitals)
+    with empty.begin() as conn:
+        partitions.ensure_months(conn, STORE_MONTHS)
     copies = [
         ("persons", "id = :p"), ("person_identifiers", "person_id = :p"), ("empi_blocks", "person_id = :p"),
         ("records", "person_id = :p"),
@@ -486,6 +490,7 @@ def prepare_empty(big: Engine, empty: Engine, hospitals: int, patient: str) -> N
             rows = [tuple(orjson.dumps(v).decode() if isinstance(v, dict | list) else v
                           for k, v in zip(result.keys(), row, strict=True) if k in columns) for row in result]
             copy_rows(dst, table, columns, rows)
+        dst.execute(text(KEY_DIRECTORY))
     grant_consents(empty, [patient])
     vacuum(empty, analyze=True)
 
@@ -493,9 +498,10 @@ def prepare_empty(big: Engine, empty: Engine, hospitals: int, patient: str) -> N
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def ingest_batches(big: Engine, orgs: list[tuple[str, str]], n: int) -> list[tuple[str, list[dict]]]:
+def ingest_batches(big: Engine, orgs: list[tuple[str, str]], n: int) -> tuple[list[tuple[str, list[dict]]], set[int]]:
     """The visits every round ingests: the generator's (``ingest_pipeline.generate``), one in
-    three carrying the identity of a person the big store holds at that institution."""
+    three carrying the identity of a person the big store holds at that institution; and
+    those persons' numbers (:func:`share_known` gives them to the empty store too)."""
     batches = ingest_bench.generate(n, orgs)
     with big.connect() as conn:
         known: dict[str, list[int]] = {}
@@ -504,15 +510,33 @@ def ingest_batches(big: Engine, orgs: list[tuple[str, str]], n: int) -> list[tup
                 f"AND person_id >= '{person_id(FREQUENT)}' ORDER BY person_id LIMIT 200000")):
             known.setdefault(org, []).append(int(value[2:]))
     ds = load_standard().dataset("outpatient_visit")
+    used: set[int] = set()
     for org, records in batches:
         people = known.get(org)
         for i, rec in enumerate(records):
             if people and i % KNOWN_EVERY == 0:
+                used.add(people[(i // KNOWN_EVERY) % len(people)])
                 values = person_values(people[(i // KNOWN_EVERY) % len(people)])
                 for role, field in ds.person.items():
                     value = values[role]
                     rec[field] = value.isoformat() if isinstance(value, date) else value
-    return batches
+    return batches, used
+
+
+def share_known(big: Engine, empty: Engine, numbers: set[int]) -> None:
+    """The persons the ingested visits name, with their identifiers and blocking keys, into
+    the empty store as well: both stores then find the same third of the visits' persons, and
+    the ratio compares stores, not how many persons each must create (without it the big
+    store ran ahead, 1.35 at 3M, for that reason)."""
+    ids = sorted(person_id(n) for n in numbers)
+    with big.connect() as src, empty.begin() as dst:
+        for table, key in (("empi_blocks", "person_id"), ("person_identifiers", "person_id"), ("persons", "id")):
+            dst.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"), {"ids": ids})
+        for table, key in (("persons", "id"), ("person_identifiers", "person_id"), ("empi_blocks", "person_id")):
+            result = src.execute(text(f"SELECT * FROM {table} WHERE {key} = ANY(:ids)"), {"ids": ids})
+            rows = [tuple(orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in row) for row in result]
+            copy_rows(dst, table, list(result.keys()), rows)
+    vacuum(empty, ("persons", "person_identifiers", "empi_blocks"), analyze=True)
 
 
 @dataclass
@@ -543,6 +567,7 @@ def undo_round(engine: Engine, marks: Marks, counters: dict[str, list[tuple]]) -
         p = {"rid": marks.record_id, "pid": marks.person_id, "at": marks.at, "d": INGEST_FROM}
         for statement in (
             "DELETE FROM records WHERE id > :rid",
+            "DELETE FROM record_keys WHERE record_id > :rid",
             "DELETE FROM empi_blocks WHERE person_id >= :pid",
             "DELETE FROM person_identifiers WHERE person_id >= :pid",
             "DELETE FROM empi_reviews WHERE created_at = :at",
@@ -556,7 +581,9 @@ def undo_round(engine: Engine, marks: Marks, counters: dict[str, list[tuple]]) -
         for table, rows in counters.items():
             if rows:
                 copy_rows(conn, table, list(conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys()), rows)
-    vacuum(engine, ROUND_TABLES)
+    # with statistics: this server runs without autovacuum, and a store analysed while it was
+    # empty plans its lookups as if it still were (the pipeline plans by keys regardless)
+    vacuum(engine, ROUND_TABLES, analyze=True)
 
 
 def ingest_round(engine: Engine, batches: list[tuple[str, list[dict]]],
@@ -625,18 +652,23 @@ def explain(engine: Engine, title: str, statements: list[tuple[str, Any]]) -> No
 def sizes(engine: Engine) -> dict[str, float]:
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM records")).scalar_one()
-        records = conn.execute(text("SELECT pg_total_relation_size('records')")).scalar_one()
-        heap = conn.execute(text("SELECT pg_table_size('records')")).scalar_one()
+        # records is partitioned by month: its sizes are the sums over its partitions
+        tree = "SELECT relid FROM pg_partition_tree('records') WHERE isleaf"
+        records = conn.execute(text(f"SELECT sum(pg_total_relation_size(relid))::bigint FROM ({tree}) t")).scalar_one()
+        heap = conn.execute(text(f"SELECT sum(pg_table_size(relid))::bigint FROM ({tree}) t")).scalar_one()
+        directory = conn.execute(text("SELECT pg_total_relation_size('record_keys')")).scalar_one()
         tables = conn.execute(text("SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c JOIN pg_namespace s "
                                    "ON s.oid = c.relnamespace WHERE s.nspname = 'public' AND c.relkind = 'r'")).scalar_one()
         database = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
-        indexes = conn.execute(text("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-                                    "WHERE relname = 'records' ORDER BY 1")).all()
+        indexes = conn.execute(text(
+            "SELECT regexp_replace(indexrelname, '^records_(p[0-9]{6}|default)_', ''), sum(pg_relation_size(indexrelid)) "
+            f"FROM pg_stat_user_indexes WHERE relid IN ({tree}) GROUP BY 1 ORDER BY 1")).all()
     print(f"\n(d) bytes per stored record ({n:,} records)")
     print(f"  records (heap + TOAST):            {heap / n:7.0f} B/record")
     for name, size in indexes:
         print(f"    index {name:<28} {size / n:7.0f} B/record")
     print(f"  records with its indexes:          {records / n:7.0f} B/record   {records / n * 1e7 / 2**30:6.1f} GiB per 10M")
+    print(f"  key directory record_keys:         {directory / n:7.0f} B/record")
     print(f"  all tables with their indexes:     {tables / n:7.0f} B/record   {tables / n * 1e7 / 2**30:6.1f} GiB per 10M")
     print(f"  database on disk:                  {database / n:7.0f} B/record   {database / n * 1e7 / 2**30:6.1f} GiB per 10M")
     return {"records": records / n, "tables": tables / n}
@@ -649,8 +681,10 @@ def measure(big: Engine, empty: Engine, orgs: list[tuple[str, str]], rounds: int
         stored = conn.execute(text("SELECT count(*) FROM records")).scalar_one()
     patient, own = timeline_patient(big)
     print(f"big store: {stored:,} records; timeline patient {patient} with {own} records")
-    batches = ingest_batches(big, orgs, n_ingest)
-    print(f"ingest set: {sum(len(b) for _, b in batches):,} outpatient visits in {len(batches)} batches")
+    batches, known = ingest_batches(big, orgs, n_ingest)
+    share_known(big, empty, known)
+    print(f"ingest set: {sum(len(b) for _, b in batches):,} outpatient visits in {len(batches)} batches, "
+          f"{len(known):,} of their persons known to both stores")
     stores = {"empty": empty, "big": big}
     saved = {name: save_counters(engine) for name, engine in stores.items()}
     who = user_info(big, BENCH_USER)
@@ -669,19 +703,23 @@ def measure(big: Engine, empty: Engine, orgs: list[tuple[str, str]], rounds: int
         city, _ = median_ms(lambda: upload_report(engine, REPORT_MONTH, "city"), 3)
         share.timeline(engine, who, patient)
         tl, shown = median_ms(lambda: share.timeline(engine, who, patient), 5)
-        figures[name] = (report_figures(report), len(shown["documents"]))
+        observations = [("patient", patient), ("_count", "20")]
+        fhir.search(engine, who, "Observation", observations, FHIR_BASE)
+        fh, bundle = median_ms(lambda: fhir.search(engine, who, "Observation", observations, FHIR_BASE), 5)
+        figures[name] = (report_figures(report), len(shown["documents"]), bundle.get("total"))
         for key, value in (("ingest", rate), ("cpu_own", own_cpu), ("cpu_server", server_cpu), ("report_institution", inst),
-                           ("report_city", city), ("timeline", tl)):
+                           ("report_city", city), ("timeline", tl), ("fhir", fh)):
             results[name].setdefault(key, []).append(value)
         print(f"round {i + 1} {name:<5}: ingest {rate:7,.0f} rec/s (CPU µs/record: this process {own_cpu:.0f}, "
               f"server {server_cpu:.0f}); report institution {inst:6.1f} ms, city {city:6.1f} ms; "
-              f"timeline {tl:6.1f} ms ({len(shown['documents'])} documents)", flush=True)
+              f"timeline {tl:6.1f} ms ({len(shown['documents'])} documents); FHIR Observations {fh:6.1f} ms", flush=True)
     same = figures["big"] == figures["empty"]
     print(f"\nmedians over {rounds} rounds each (big / empty; for times empty / big: 1.0 is flat, lower is slower)")
     for key, label, unit, better in (
         ("ingest", "(a) ingest", "rec/s", "higher"), ("cpu_own", "    CPU this process", "µs/rec", "lower"),
         ("cpu_server", "    CPU server", "µs/rec", "lower"), ("report_institution", "(b) report, institution", "ms", "lower"),
         ("report_city", "    report, city", "ms", "lower"), ("timeline", "(c) timeline", "ms", "lower"),
+        ("fhir", "(e) FHIR Observation page", "ms", "lower"),
     ):
         b, e = statistics.median(results["big"][key]), statistics.median(results["empty"][key])
         ratio = b / e if better == "higher" else e / b

@@ -307,6 +307,47 @@ def db_upgrade() -> None:
     console.print("数据库已是最新版本")
 
 
+@db_app.command("partitions")
+def db_partitions(
+    from_month: str = typer.Option(None, "--from", help="从该月起建分区（YYYY-MM），如补传历史数据之前"),
+    to_month: str = typer.Option(None, "--to", help="建到该月（YYYY-MM），默认与 --from 相同"),
+) -> None:
+    """按月分区（PostgreSQL）：列出各表的月分区及行数、大小；给出 --from 时先建缺少的月份 (monthly partitions)."""
+    from phip import runtime
+    from phip.store import partitions
+
+    engine = runtime.engine()
+    if engine.dialect.name != "postgresql":
+        console.print("SQLite 存储不分区（单表布局），无需此操作")
+        return
+    if from_month:
+        start, end = _month(from_month, "--from"), _month(to_month or from_month, "--to")
+        if end < start:
+            fail("--to 不能早于 --from", "BAD_MONTH_RANGE")
+        months, m = [], start
+        while m <= end:
+            months.append(m)
+            m = partitions.add_months(m, 1)
+        with engine.begin() as conn:
+            created = partitions.ensure_months(conn, months)
+        console.print(f"新建分区 {len(created)} 个" + (f"：{', '.join(created)}" if created else "（均已存在）"))
+    with engine.connect() as conn:
+        rows = partitions.listing(conn)
+    table = Table("表", "分区", "约行数", "大小 MB")
+    for r in rows:
+        table.add_row(str(r["table"]), str(r["partition"]), f"{r['rows']:,}", f"{int(r['bytes']) / 2**20:,.1f}")
+    console.print(table)
+
+
+def _month(value: str, option: str):  # noqa: ANN202 - a date
+    from datetime import datetime as dt
+
+    try:
+        return dt.strptime(value, "%Y-%m").date()
+    except ValueError:
+        fail(f"{option} 应为年月，如 2024-01（收到“{value}”）", "BAD_MONTH")
+
+
 # --- ingest -------------------------------------------------------------------------------------
 
 

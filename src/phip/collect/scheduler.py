@@ -27,6 +27,7 @@ from phip.ingest.pipeline import Pipeline
 from phip.quality.run import RunResult
 from phip.quality.schedule import quality_time, run_due
 from phip.standard.validate import platform_now
+from phip.store import partitions
 
 from . import state
 from .mapping import Mapping, all_mappings
@@ -42,6 +43,7 @@ class PassReport:
     not_due: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # mapping file → error
     quality: list[RunResult] = field(default_factory=list)  # nightly analyses run in this pass
+    partitions: list[str] = field(default_factory=list)  # month partitions created in this pass
 
 
 def next_after_failure(mapping: Mapping, failures: int) -> timedelta:
@@ -89,6 +91,10 @@ class Worker:
                 report.not_due.append(mapping.name)
             else:
                 report.ran[mapping.name] = results
+        try:  # months ahead of the data (PostgreSQL): never created inside an ingest batch
+            report.partitions = partitions.ensure_ahead(self.engine, platform_now().date())
+        except Exception:  # noqa: BLE001 - rows of a missing month wait in the default partition
+            log.exception("creating the next months' partitions failed")
         try:
             report.quality = run_due(self.engine, self.quality_at)
         except Exception:  # noqa: BLE001 - a failed analysis must not stop collection; it is due again next pass

@@ -24,7 +24,7 @@ from phip.gc_tuning import gc_paused
 from phip.standard.catalog import DataSet, Standard, load_standard
 from phip.standard.validate import platform_now
 from phip.store import models as m
-from phip.store.sql import lock_key
+from phip.store.sql import lock_batch
 
 from . import workers
 from .errors import IngestError, UnknownDataset, UnknownInstitution
@@ -200,7 +200,7 @@ class Pipeline:
         dataset, receipt, good = prepared.dataset, prepared.receipt, prepared.good
         org_code, now = receipt.org_code, receipt.received_at
         with gc_paused(), self.engine.begin() as conn:
-            lock_key(conn, f"{org_code}/{dataset.code}")
+            lock_batch(conn, f"{org_code}/{dataset.code}")
             if good:
                 resolution = self.resolver.resolve(conn, org_code, dataset, [g.record for g in good], now)
                 for g, person_id in zip(good, resolution.person_ids, strict=True):

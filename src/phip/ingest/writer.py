@@ -1,5 +1,5 @@
 """Step three of a batch, inside its one transaction: compare with the stored heads by natural
-key and content hash; insert new records, version corrected ones (the old head goes to
+key and content hash (the key directory ``record_keys``, see ``phip.store.partitions``); insert new records, version corrected ones (the old head goes to
 ``record_versions``), skip unchanged ones; bump the daily counters; store the receipt, its
 findings and the current rejections.
 """
@@ -18,7 +18,7 @@ from phip.standard.catalog import DataSet
 from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
 from phip.store import models as m
 from phip.store.dayranges import pack
-from phip.store.sql import bulk_insert, increment, select_in
+from phip.store.sql import allocate_ids, bulk_insert, increment, select_in
 
 from .readers import Unreadable
 from .receipt import Receipt, Rejection
@@ -66,10 +66,10 @@ def upsert(
     steps on what changed and move the event-day counts; the receipt's counts follow."""
     records = m.Record.__table__
     heads: dict[str, tuple[int, str, int, datetime | None]] = {}
-    # Only the key goes to the database, so every planner uses the natural-key index (which
-    # `record_key` leads) with or without fresh statistics; the few rows of other
+    # Only the key goes to the database, so every planner uses the directory's primary key
+    # (which `record_key` leads) with or without fresh statistics; the few rows of other
     # institutions or data sets sharing a key are dropped here.
-    for key, id_, hash_, version, event, row_org, row_dataset in select_in(conn, _HEAD_COLUMNS, records.c.record_key,
+    for key, id_, hash_, version, event, row_org, row_dataset in select_in(conn, _HEAD_COLUMNS, _KEYS.c.record_key,
                                                                           [g.key for g in items]):
         if row_org == org_code and row_dataset == dataset.code:
             heads[key] = (id_, hash_, version, event)
@@ -95,7 +95,7 @@ def upsert(
         else:
             id_, _, version, old_event = head
             updates.append({
-                "rid": id_, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
+                "rid": id_, "key": g.key, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
                 "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
             })
             old_day = old_event.date() if old_event else None
@@ -108,12 +108,19 @@ def upsert(
                 if new_day is not None:
                     day_delta[new_day] = day_delta.get(new_day, 0) + 1
     if inserts:
+        for row, id_ in zip(inserts, allocate_ids(conn, records, len(inserts))):
+            row["id"] = id_
         bulk_insert(conn, records, inserts, typed=True)
+        bulk_insert(conn, _KEYS, [{"record_key": r["record_key"], "dataset": r["dataset"], "org_code": r["org_code"],
+                                   "record_id": r["id"], "version": 1, "content_hash": r["content_hash"],
+                                   "event_time": r["event_time"]} for r in inserts], typed=True)
         receipt.accepted += len(inserts)
     old_payloads: dict[int, dict[str, Any]] = {}
     if updates:
         old_payloads = _supersede(conn, [u["rid"] for u in updates], now)
         conn.execute(_UPDATE_HEAD, updates)
+        conn.execute(_UPDATE_KEY, [{"k": u["key"], "ds": dataset.code, "org": org_code, "version": u["version"],
+                                    "content_hash": u["content_hash"], "event_time": u["event_time"]} for u in updates])
         receipt.updated += len(updates)
     for counter in counters:  # e.g. the report measures beyond event_daily
         if counter.counts(dataset.code):
@@ -246,7 +253,11 @@ def _keep_rejections(
 
 
 _RECORDS = m.Record.__table__
-_HEAD_COLUMNS = tuple(_RECORDS.c[c] for c in ("record_key", "id", "content_hash", "version", "event_time", "org_code", "dataset"))
+_KEYS = m.RecordKey.__table__
+_HEAD_COLUMNS = tuple(_KEYS.c[c] for c in ("record_key", "record_id", "content_hash", "version", "event_time", "org_code", "dataset"))
+_UPDATE_KEY = update(_KEYS).where(
+    _KEYS.c.record_key == bindparam("k"), _KEYS.c.dataset == bindparam("ds"), _KEYS.c.org_code == bindparam("org")
+).values({c: bindparam(c) for c in ("version", "content_hash", "event_time")})
 _UPDATE_HEAD = update(_RECORDS).where(_RECORDS.c.id == bindparam("rid")).values(
     {c: bindparam(c) for c in ("version", "content_hash", "person_id", "event_time", "received_at", "batch_id", "payload")}
 )

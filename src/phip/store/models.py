@@ -140,12 +140,34 @@ class Record(Base):
     payload: Mapped[dict] = mapped_column(Document)
 
     __table_args__ = (
-        # record_key leads: batch lookups are `record_key IN (…)`, and a leading column is
-        # an index condition on every planner, with or without fresh statistics.
+        # record_key leads: lookups are `record_key IN (…)`, and a leading column is an index
+        # condition on every planner, with or without fresh statistics. On PostgreSQL a plain
+        # index of each month (the directory ``record_keys`` holds the uniqueness).
         UniqueConstraint("record_key", "dataset", "org_code", name="uq_records_natural_key"),
         Index("ix_records_dataset_event", "dataset", "event_time"),
         Index("ix_records_person", "person_id"),
     )
+
+
+class RecordKey(Base):
+    """The key directory (键目录): one row per stored record, by natural key, with what the
+    pipeline compares a resend against (its id, version, content hash and event time).
+
+    The natural key's uniqueness lives here, not in ``records``: on PostgreSQL ``records`` is
+    partitioned by event month and a unique index there would have to hold the month (see
+    ``phip.store.partitions``). Written in the batch's transaction with the record; on
+    SQLite it doubles ``records``' own unique key, at a measured cost (docs/performance.md),
+    so that both back ends run the same pipeline.
+    """
+
+    __tablename__ = "record_keys"
+    record_key: Mapped[str] = mapped_column(key_text(200), primary_key=True)
+    dataset: Mapped[str] = mapped_column(key_text(40), primary_key=True)
+    org_code: Mapped[str] = mapped_column(key_text(32), primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigId)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    event_time: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class RecordVersion(Base):

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, ColumnElement, Connection, Row, Select, Table, Text, any_, bindparam, cast, func, select, text
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
 
 
 def _dialect_insert(dialect: str, table: Table) -> Any:
@@ -128,6 +129,45 @@ def lock_key(conn: Connection, key: str) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(_LOCK_KEY, {"k": key})
+
+
+def lock_batch(conn: Connection, key: str) -> None:
+    """:func:`lock_key` for a pipeline batch, which on PostgreSQL also plans by keys.
+
+    Every statement of a batch looks rows up by a key (natural keys, identifiers, blocking
+    keys, counter days), so a sequential scan is never the right plan there; yet a planner
+    working from stale statistics picks one: a store analysed while nearly empty, then grown
+    (autovacuum off or behind) read ``person_identifiers`` whole for every batch, 183 records/s
+    instead of 7,500 (benchmarks/scale.py, docs/performance.md). ``enable_seqscan`` off for
+    the transaction only, set in the same round trip as the lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_BATCH, {"k": key})
+
+
+_LOCK_BATCH = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0)), set_config('enable_seqscan', 'off', true)")
+
+
+def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
+    """``n`` new ids of ``table``'s ``id`` column, before its rows are written: a COPY returns
+    no ids, and the key directory (``record_keys``) is written beside the records.
+
+    PostgreSQL: ``n`` values of the column's sequence in one statement (unique however many
+    writers run; gaps as with any sequence). SQLite: the next ``n`` after the largest, which
+    is safe because every transaction here begins IMMEDIATE (``store.db``), holding the one
+    write lock until it ends.
+    """
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_nextvals(table.name), {"n": n}).scalars())
+    top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(top + 1, top + n + 1))
+
+
+@lru_cache(maxsize=32)
+def _nextvals(table: str) -> TextClause:
+    return text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)")
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, typed: bool = False) -> None:

@@ -1,0 +1,124 @@
+"""Migration 0016: a store at the previous layout (records, versions, counters, findings) gets
+the key directory and, on PostgreSQL, monthly partitions; nothing is lost, the reports are
+the same, the pipeline still versions and inserts; the worker creates months ahead, and a
+month created late takes its rows out of the default partition."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, func, select, text
+
+from phip.quality.run import analyse
+from phip.reports.period import parse_period
+from phip.reports.uploads import upload_report
+from phip.runtime import build_pipeline
+from phip.store import models as m
+from phip.store import partitions
+from phip.store.db import alembic_config, upgrade
+from phip.synth.generator import Generator
+
+from .conftest import scratch_store, seed_before_0012
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+OLD = datetime(2024, 3, 5, 9, 0, 0)  # a month the migration creates because the data hold it
+LATE = datetime(2023, 1, 9, 9, 0, 0)  # a month no one created: waits in the default partition
+
+
+def _visits(orgs, n: int, seed: int, day: date) -> list[dict]:
+    return next(recs for _, _, recs in Generator(seed=seed).day(orgs[:1], day, visits=n, admissions=1, now=NOW,
+                                                               datasets=["outpatient_visit"]))
+
+
+def _state(engine: Engine) -> dict[str, list]:
+    """Every row the migration must keep, in a comparable order."""
+    with engine.connect() as conn:
+        return {
+            "records": conn.execute(select(m.Record.id, m.Record.record_key, m.Record.version, m.Record.content_hash,
+                                           m.Record.event_time, m.Record.payload).order_by(m.Record.id)).all(),
+            "versions": conn.execute(select(m.RecordVersion.record_id, m.RecordVersion.version,
+                                            m.RecordVersion.content_hash).order_by(m.RecordVersion.record_id)).all(),
+            "event_daily": conn.execute(select(m.EventDaily.__table__).order_by(*m.EventDaily.__table__.primary_key)).all(),
+            "ingest_daily": conn.execute(select(m.IngestDaily.__table__).order_by(*m.IngestDaily.__table__.primary_key)).all(),
+            "findings": conn.execute(text("SELECT id, code, day FROM quality_findings ORDER BY id")).all(),
+            "batch_findings": conn.execute(text("SELECT id, record_key FROM batch_findings ORDER BY id")).all(),
+        }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_partition_migration_keeps_a_store_and_its_reports(tmp_path, orgs, backend):
+    engine = scratch_store(backend, tmp_path, "partitions")
+    command.upgrade(alembic_config(engine), "0015_regional_accounts")
+    seed_before_0012(engine, tmp_path)
+    org = orgs[0][0]
+    with engine.begin() as conn:  # today's pipeline writes the directory: lend it for the old store's writes
+        m.RecordKey.__table__.create(conn)
+    pipeline = build_pipeline(engine)
+    visits = _visits(orgs, 30, 5, NOW.date() - timedelta(days=3))
+    old = [{**v, "visit_no": v["visit_no"] + "-OLD", "visit_time": OLD.strftime("%Y-%m-%d %H:%M:%S")} for v in visits[:4]]
+    assert pipeline.ingest(org, "outpatient_visit", visits + old, now=NOW).accepted == 34
+    corrected = [{**visits[0], "dept_name": "更正后的科室"}]
+    assert pipeline.ingest(org, "outpatient_visit", corrected, now=NOW + timedelta(hours=1)).updated == 1
+    bad = [{**visits[1], "visit_no": visits[1]["visit_no"] + "X", "visit_time": "not a time"}]
+    assert pipeline.ingest(org, "outpatient_visit", bad, now=NOW).rejected == 1
+    analyse(engine, org, NOW.date() - timedelta(days=10), NOW.date(), as_of=NOW + timedelta(hours=2))
+    with engine.begin() as conn:
+        m.RecordKey.__table__.drop(conn)
+    period = parse_period("2026-11")
+    before, report = _state(engine), upload_report(engine, period).rows
+    assert before["versions"] and before["batch_findings"] and before["event_daily"]
+
+    upgrade(engine)
+
+    assert _state(engine) == before
+    assert upload_report(engine, period).rows == report
+    with engine.connect() as conn:
+        directory = conn.execute(select(m.RecordKey.record_key, m.RecordKey.record_id, m.RecordKey.version)
+                                 .order_by(m.RecordKey.record_id)).all()
+        assert directory == [(r.record_key, r.id, r.version) for r in before["records"]]
+        if backend == "postgresql":
+            for table in partitions.PARTITIONED:
+                assert partitions.is_partitioned(conn, table), table
+            assert date(2026, 11, 1) in partitions.months_of(conn, "records")
+            assert conn.execute(text("SELECT count(*) FROM records_p202403")).scalar() == 4  # months the data held
+            nov = partitions.partition_name("records", date(2026, 11, 1))
+            assert conn.execute(text(f"SELECT count(*) FROM {nov}")).scalar() == 30
+
+    # the pipeline after the migration: the same batch changes nothing, a correction versions
+    # the head found through the directory, a new record is inserted once
+    again = build_pipeline(engine).ingest(org, "outpatient_visit", visits + old, now=NOW + timedelta(days=1))
+    assert (again.accepted, again.updated) == (0, 1)  # visits[0] goes back to its first content
+    fresh = [{**v, "visit_no": v["visit_no"] + "-NEW"} for v in _visits(orgs, 3, 77, NOW.date())]
+    twice = build_pipeline(engine).ingest(org, "outpatient_visit", fresh + [{**fresh[0], "dept_name": "再更正"}],
+                                          now=NOW + timedelta(days=1))
+    assert (twice.accepted, twice.updated) == (3, 1)
+    late = [{**visits[2], "visit_no": visits[2]["visit_no"] + "-LATE", "visit_time": LATE.strftime("%Y-%m-%d %H:%M:%S")}]
+    assert build_pipeline(engine).ingest(org, "outpatient_visit", late, now=NOW).accepted == 1
+    with engine.connect() as conn:
+        n_records = conn.execute(select(func.count()).select_from(m.Record)).scalar()
+        n_keys = conn.execute(select(func.count()).select_from(m.RecordKey)).scalar()
+        assert n_records == n_keys == 38
+        assert conn.execute(select(m.Record.version).where(m.Record.record_key == visits[0]["visit_no"])).scalar() == 3
+
+    if backend == "postgresql":  # a month created late takes its rows out of the default partition
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM records_default")).scalar() == 1
+            assert partitions.ensure_months(conn, [date(2023, 1, 1)]) == [
+                partitions.partition_name(t, date(2023, 1, 1)) for t in partitions.PARTITIONED]
+            assert conn.execute(text("SELECT count(*) FROM records_default")).scalar() == 0
+            assert conn.execute(text("SELECT record_key FROM records_p202301")).scalars().all() == [late[0]["visit_no"]]
+        assert partitions.ensure_ahead(engine, date(2027, 6, 15)) == [
+            partitions.partition_name(t, date(2027, month, 1)) for t in partitions.PARTITIONED for month in (6, 7, 8, 9)]
+        assert partitions.ensure_ahead(engine, date(2027, 6, 15)) == []
+
+    after = _state(engine)
+    command.downgrade(alembic_config(engine), "0015_regional_accounts")
+    assert _state(engine) == after
+    with engine.connect() as conn:
+        if backend == "postgresql":
+            assert not partitions.is_partitioned(conn, "records")
+            kinds = dict(conn.execute(text("SELECT conname, contype FROM pg_constraint "
+                                           "WHERE conrelid = 'records'::regclass")).all())
+            assert kinds == {"pk_records": "p", "uq_records_natural_key": "u"}
