@@ -122,3 +122,26 @@ def test_partition_migration_keeps_a_store_and_its_reports(tmp_path, orgs, backe
             kinds = dict(conn.execute(text("SELECT conname, contype FROM pg_constraint "
                                            "WHERE conrelid = 'records'::regclass")).all())
             assert kinds == {"pk_records": "p", "uq_records_natural_key": "u"}
+
+
+def test_partitions_command_creates_months_and_refuses_bad_ones(tmp_path):
+    """``phip db partitions`` on PostgreSQL: --from/--to create the months (listed after), a bad
+    month or range is refused with its code and creates nothing; on SQLite it says why not."""
+    from .conftest import PG_URL
+    from .test_cli import run
+
+    engine = scratch_store("postgresql", tmp_path, "partitions_cli")
+    upgrade(engine)
+    url = PG_URL + "_partitions_cli"
+    made = run(["db", "partitions", "--from", "2021-11", "--to", "2022-01"], tmp_path, database_url=url)
+    assert "新建分区 21 个" in made.stdout and "records_p202112" in made.stdout
+    with engine.connect() as conn:
+        assert {date(2021, 11, 1), date(2021, 12, 1), date(2022, 1, 1)} <= set(partitions.months_of(conn, "records"))
+    for args, code in ((["--from", "2021-13"], "BAD_MONTH"), (["--from", "2022-02", "--to", "2021-01"], "BAD_MONTH_RANGE")):
+        refused = run(["db", "partitions", *args], tmp_path, database_url=url, check=False)
+        assert refused.returncode != 0 and code in refused.stderr + refused.stdout
+    with engine.connect() as conn:
+        assert date(2021, 1, 1) not in partitions.months_of(conn, "records")
+    engine.dispose()
+    lite = run(["db", "partitions"], tmp_path, database_url=f"sqlite:///{tmp_path / 'lite.db'}")
+    assert "不分区" in lite.stdout
