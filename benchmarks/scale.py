@@ -751,6 +751,8 @@ def main() -> None:
     for url in (args.big, args.empty):
         create_database(url)
     big, empty = make_engine(args.big), make_engine(args.empty)
+    for engine in (big, empty):  # a store built by an earlier version of the schema: brought up to date
+        upgrade(engine)
     if not args.reuse:
         print(f"building the big store: {args.records:,} records …", flush=True)
         orgs = new_province(big, args.hospitals)

@@ -3,6 +3,8 @@ passwords, CSRF, session expiry, escaping of names, and quality findings in the 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from urllib.parse import unquote
 from datetime import timedelta
@@ -171,3 +173,28 @@ def test_wrong_api_keys_are_throttled_per_address(client):
     answers = [client.get("/api/v1/feedback", headers={"Authorization": f"Bearer guess{i}"}) for i in range(11)]
     assert [a.status_code for a in answers] == [401] * 10 + [429]
     assert int(answers[-1].headers["Retry-After"]) > 0 and answers[-1].json()["error"]["code"] == "RATE_LIMITED"
+
+
+def test_statistics_read_from_the_replica_sign_in_from_the_primary(engine, orgs, tmp_path):
+    """With a read store configured (a streaming replica in a deployment; here a second store
+    holding other data), the upload statistics and their export come from it, while signing in
+    and the session stay on the primary, which holds no record at all."""
+    from phip.runtime import build_pipeline, prepare
+    from phip.store.db import make_engine
+
+    replica = prepare(make_engine(f"sqlite:///{tmp_path / 'replica.db'}"))
+    now = platform_now().replace(microsecond=0)
+    visits = next(r for _, _, r in Generator(seed=3).day(orgs[:1], now.date(), visits=7, admissions=1, now=now,
+                                                         datasets=["outpatient_visit"]))
+    assert build_pipeline(replica).ingest(orgs[0][0], "outpatient_visit", visits, now=now).accepted == 7
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+
+    def visits_of(app) -> str:  # noqa: ANN001 - the 门急诊 figure of the institution in the month's CSV
+        client = TestClient(app)
+        assert login(client).status_code == 303
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/ops/uploads.csv?period={now:%Y-%m}").content.decode("utf-8-sig"))))
+        return next(r for r in rows if orgs[0][1] in r.values())["门急诊信息-上传人次"]
+
+    assert visits_of(create_app(engine, reads=replica)) == "7"
+    assert visits_of(create_app(engine)) == "0"
+    replica.dispose()

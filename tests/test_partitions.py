@@ -145,3 +145,67 @@ def test_partitions_command_creates_months_and_refuses_bad_ones(tmp_path):
     engine.dispose()
     lite = run(["db", "partitions"], tmp_path, database_url=f"sqlite:///{tmp_path / 'lite.db'}")
     assert "不分区" in lite.stdout
+
+
+def test_archive_a_month_to_parquet_and_restore_it(tmp_path, orgs):
+    """An old month leaves the store for Parquet files (checked, then detached in one
+    transaction): the reports read the same, the files read back with DuckDB, an equal resend
+    is unchanged and a changed one refused; a tampered file is not restored, the real one
+    brings every row back and corrections are taken again."""
+    import duckdb
+
+    from phip.store.archive import ArchiveError, archive_month, restore_month
+
+    engine = scratch_store("postgresql", tmp_path, "archive")
+    upgrade(engine)
+    seed_before_0012(engine, tmp_path)
+    org = orgs[0][0]
+    august = datetime(2025, 8, 12, 9, 0, 0)
+    with engine.begin() as conn:
+        partitions.ensure_months(conn, [date(2025, 8, 1), date(2025, 9, 1)])
+    pipeline = build_pipeline(engine)
+    visits = [{**v, "visit_time": (august + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S")}
+              for i, v in enumerate(_visits(orgs, 20, 9, august.date()))]
+    assert pipeline.ingest(org, "outpatient_visit", visits, now=NOW).accepted == 20
+    assert pipeline.ingest(org, "outpatient_visit", [{**visits[0], "dept_name": "更正"}], now=NOW).updated == 1
+    september = [{**v, "visit_no": v["visit_no"] + "-9", "visit_time": "2025-09-03 10:00:00"} for v in visits[:5]]
+    assert pipeline.ingest(org, "outpatient_visit", september, now=NOW).accepted == 5
+    period = parse_period("2025-08")
+    report, before = upload_report(engine, period).rows, _state(engine)
+
+    with pytest.raises(ArchiveError) as open_month:
+        archive_month(engine, date(2026, 11, 1), tmp_path / "arch", today=date(2026, 12, 6))
+    assert open_month.value.code == "ARCHIVE_OPEN_MONTH"
+    parts = archive_month(engine, date(2025, 8, 1), tmp_path / "arch", today=date(2026, 12, 6))
+    assert {p.table: p.rows for p in parts} == {"records": 20, "record_versions": 1, "quality_findings": 0,
+                                                 "batch_findings": 0}  # the findings' months are their own
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.Record)).scalar() == 5  # September's stay
+        assert date(2025, 8, 1) not in partitions.months_of(conn, "records")
+        assert conn.execute(select(func.count()).where(m.RecordKey.archived)).scalar() == 20
+    assert upload_report(engine, period).rows == report  # the counters stay
+    records_file = next(p.path for p in parts if p.table == "records")
+    keys = {r[0] for r in duckdb.sql(f"SELECT record_key FROM read_parquet('{records_file}')").fetchall()}
+    assert keys == {v["visit_no"] for v in visits}
+
+    same = pipeline.ingest(org, "outpatient_visit", visits[1:3], now=NOW)
+    assert (same.unchanged, same.rejected) == (2, 0)
+    changed = pipeline.ingest(org, "outpatient_visit", [{**visits[2], "dept_name": "再改"}], now=NOW)
+    assert (changed.updated, changed.rejected) == (0, 1)
+    assert changed.rejections[0].findings[0].code == "RECORD_ARCHIVED" and "2025-08" in changed.rejections[0].findings[0].message
+
+    good = records_file.read_bytes()
+    records_file.write_bytes(good[:-100] + b"x" * 100)
+    with pytest.raises(ArchiveError) as tampered:
+        restore_month(engine, date(2025, 8, 1))
+    assert tampered.value.code == "ARCHIVE_FILE_CHANGED"
+    records_file.write_bytes(good)
+    assert {p.table: p.rows for p in restore_month(engine, date(2025, 8, 1))}["record_versions"] == 1
+    restored = _state(engine)
+    assert restored["records"] == before["records"] and restored["versions"] == before["versions"]
+    again = pipeline.ingest(org, "outpatient_visit", [{**visits[2], "dept_name": "再改"}], now=NOW)
+    assert (again.updated, again.rejected) == (1, 0)
+    with pytest.raises(ArchiveError) as nothing:
+        restore_month(engine, date(2025, 8, 1))
+    assert nothing.value.code == "NOT_ARCHIVED"
+    engine.dispose()

@@ -68,6 +68,7 @@ def exit_codes() -> dict[type[PhipError], int]:
     from phip.share import ShareError
     from phip.synth.simulate import PushFailed
     from phip.documents import DocumentRefused
+    from phip.store.archive import ArchiveError
 
     return {
         CommandError: 2,  # fail() in every command
@@ -79,6 +80,7 @@ def exit_codes() -> dict[type[PhipError], int]:
         RegisterError: 2,  # phip orgs add|update|close|reopen
         PushFailed: 2,  # phip simulate push
         DocumentRefused: 2,  # phip documents validate|import
+        ArchiveError: 2,  # phip db archive|restore
     }
 
 
@@ -337,6 +339,32 @@ def db_partitions(
     for r in rows:
         table.add_row(str(r["table"]), str(r["partition"]), f"{r['rows']:,}", f"{int(r['bytes']) / 2**20:,.1f}")
     console.print(table)
+
+
+@db_app.command("archive")
+def db_archive(
+    month: str = typer.Option(..., "--month", help="归档的月份（YYYY-MM），须早于上月"),
+    to: Path = typer.Option(..., "--to", help="Parquet 文件写入的目录"),
+) -> None:
+    """按月归档（PostgreSQL）：该月的记录、历史版本和问题写成 Parquet 文件并从库中移出；统计报表不受影响 (archive a month)."""
+    from phip import runtime
+    from phip.standard.validate import platform_now
+    from phip.store.archive import archive_month
+
+    parts = archive_month(runtime.engine(), _month(month, "--month"), to, platform_now().date())
+    for p in parts:
+        console.print(f"{p.table}：{p.rows:,} 行 → {p.path}（SHA-256 {p.sha256[:16]}…）", highlight=False)
+    console.print(f"{month} 已归档；恢复：phip db restore --month {month}")
+
+
+@db_app.command("restore")
+def db_restore(month: str = typer.Option(..., "--month", help="恢复的月份（YYYY-MM）")) -> None:
+    """恢复已归档的月份：校验归档文件后把数据放回库中 (restore an archived month)."""
+    from phip import runtime
+    from phip.store.archive import restore_month
+
+    parts = restore_month(runtime.engine(), _month(month, "--month"))
+    console.print(f"{month} 已恢复：" + "，".join(f"{p.table} {p.rows:,} 行" for p in parts), highlight=False)
 
 
 def _month(value: str, option: str):  # noqa: ANN202 - a date

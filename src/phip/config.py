@@ -24,6 +24,9 @@ class Settings:
     data_dir: Path
     #: ``PHIP_DATABASE_URL`` (default SQLite ``<data dir>/phip.db``)
     database_url: str
+    #: ``PHIP_READ_DATABASE_URL`` (default: none, everything reads the store above): a streaming
+    #: replica of it that the upload statistics and the dashboard's overview read from
+    read_database_url: str | None
     #: ``PHIP_COLLECT_DIR`` (default ``<PHIP_DATA_DIR>/collect``, relative as given): mapping files
     collect_dir: Path
     #: ``PHIP_SECRETS_FILE`` (default ``<PHIP_DATA_DIR>/secrets.env``): ``${NAME}`` values of source URLs
@@ -78,6 +81,7 @@ class Settings:
         return cls(
             data_dir=data_dir,
             database_url=env.get("PHIP_DATABASE_URL") or f"sqlite:///{data_dir / 'phip.db'}",
+            read_database_url=env.get("PHIP_READ_DATABASE_URL") or None,
             collect_dir=Path(env["PHIP_COLLECT_DIR"]) if env.get("PHIP_COLLECT_DIR") else given_dir / "collect",
             secrets_file=Path(env["PHIP_SECRETS_FILE"]) if env.get("PHIP_SECRETS_FILE") else given_dir / "secrets.env",
             quality_at=env.get("PHIP_QUALITY_AT", ""),

@@ -44,6 +44,16 @@ def engine() -> Engine:
 
 
 @cache
+def read_engine() -> Engine:
+    """Where the reports and the dashboard's overview read: the replica named by
+    ``PHIP_READ_DATABASE_URL`` (never migrated from here: a replica follows its primary), else
+    the store itself. A replica lags its primary by its replication delay, which the upload
+    statistics (counted per day) can bear; sessions, audit and every write stay on the primary."""
+    url = get_settings().read_database_url
+    return make_engine(url) if url else engine()
+
+
+@cache
 def pipeline() -> Pipeline:
     tune_gc()
     return build_pipeline(engine())

@@ -36,16 +36,17 @@ _METRICS_REFUSED = ("METRICS_AUTH_REQUIRED", "读取监控指标需要登录运�
                     "中提供 PHIP_METRICS_TOKEN 设置的令牌")
 
 
-def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None) -> FastAPI:
-    """Build the service; ``engine`` defaults to the configured store (tests pass their own)."""
+def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None, reads: Engine | None = None) -> FastAPI:
+    """Build the service; ``engine`` defaults to the configured store (tests pass their own),
+    ``reads`` to its replica (``PHIP_READ_DATABASE_URL``) or the store itself."""
     runtime.tune_gc()
     memory.limit_arenas()
     app = FastAPI(title="PHIP 全民健康信息平台", version="0.1.0", docs_url=None, redoc_url=None)
     std = load_standard()
     if engine is None:
-        engine, pipeline = runtime.engine(), runtime.pipeline()
+        engine, pipeline, reads = runtime.engine(), runtime.pipeline(), runtime.read_engine()
     else:
-        pipeline = runtime.build_pipeline(engine, std)
+        pipeline, reads = runtime.build_pipeline(engine, std), reads or engine
     errors.install(app)
     access_log.install()
     app.add_middleware(errors.RejectNul)
@@ -54,7 +55,7 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None)
     push_router = push.build_router(engine, pipeline, limiter)
     app.state.batch_slots = push_router.batch_slots  # type: ignore[attr-defined]
     app.include_router(push_router)
-    for prefix, page in dashboard.install(app, engine).items():  # issue 5: operations dashboard (/login, /ops/…)
+    for prefix, page in dashboard.install(app, engine, reads).items():  # issue 5: operations dashboard (/login, /ops/…)
         errors.register_html_pages(prefix, page)
     app.include_router(empi_api.build_xref_router(engine, limiter))  # hospital key, before the operator routes
     app.include_router(empi_api.build_router(engine))

@@ -62,6 +62,7 @@ class Prepared:
     warned: list[Good]
     stored_rejections: list[Rejection]
     source_ref: str | None
+    index_base: int = 0  # the receipt's indices are the caller's (see prepare)
 
 
 class Pipeline:
@@ -193,7 +194,7 @@ class Pipeline:
         receipt.rejected = len(stored_rejections)
         receipt.warnings = len(warned)
         receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings, r.keyed) for r in stored_rejections]
-        return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref)
+        return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref, index_base)
 
     def commit(self, prepared: Prepared) -> Receipt:
         """Step two, one transaction: resolve persons, upsert, count, store the receipt."""
@@ -210,8 +211,17 @@ class Pipeline:
                         prepared.warned.append(good[index])
                         receipt.warnings += 1
                     good[index].warnings.extend(found)
-                for round_ in rounds(good):
-                    upsert(conn, org_code, dataset, round_, receipt, now, self.counters)
+                refused = [r for round_ in rounds(good) for r in upsert(conn, org_code, dataset, round_, receipt,
+                                                                          now, self.counters)]
+                if refused:  # changes to archived records: rejections, not accepted records
+                    gone = {r.index for r in refused}
+                    good = [g for g in good if g.index not in gone]
+                    prepared.warned[:] = [g for g in prepared.warned if g.index not in gone]
+                    prepared.stored_rejections.extend(refused)
+                    receipt.rejected += len(refused)
+                    receipt.warnings = len(prepared.warned)
+                    receipt.rejections += [Rejection(r.index + prepared.index_base, r.record_key, r.findings, r.keyed)
+                                           for r in refused]
             bookkeep(
                 conn, dataset, prepared.records, good, prepared.warned, receipt, prepared.stored_rejections, now,
                 prepared.source_ref,

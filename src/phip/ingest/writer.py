@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Integer, bindparam, insert, select, update
 
 from phip.standard.catalog import DataSet
 from phip.standard.checks import MAX_NESTING, nested_too_deep, replace_nul
+from phip.standard.findings import finding
 from phip.store import models as m
 from phip.store.dayranges import pack
 from phip.store.sql import allocate_ids, bulk_insert, increment, select_in
@@ -61,18 +62,23 @@ def _jsonable(raw: Any) -> Any:
 def upsert(
     conn: Connection, org_code: str, dataset: DataSet, items: list[Good], receipt: Receipt, now: datetime,
     counters: Sequence[RecordCounter] = (),
-) -> None:
+) -> list[Rejection]:
     """Insert, version or skip each record (no key twice: see :func:`rounds`), run the counting
-    steps on what changed and move the event-day counts; the receipt's counts follow."""
+    steps on what changed and move the event-day counts; the receipt's counts follow.
+
+    Returns the records refused here: changes to a record whose month is archived (its row
+    left the store for a Parquet file, ``phip.store.archive``); the caller takes them out of
+    the accepted ones."""
     records = m.Record.__table__
-    heads: dict[str, tuple[int, str, int, datetime | None]] = {}
+    heads: dict[str, tuple[int, str, int, datetime | None, bool]] = {}
+    refused: list[Rejection] = []
     # Only the key goes to the database, so every planner uses the directory's primary key
     # (which `record_key` leads) with or without fresh statistics; the few rows of other
     # institutions or data sets sharing a key are dropped here.
-    for key, id_, hash_, version, event, row_org, row_dataset in select_in(conn, _HEAD_COLUMNS, _KEYS.c.record_key,
-                                                                          [g.key for g in items]):
+    for key, id_, hash_, version, event, row_org, row_dataset, archived in select_in(
+            conn, _HEAD_COLUMNS, _KEYS.c.record_key, [g.key for g in items]):
         if row_org == org_code and row_dataset == dataset.code:
-            heads[key] = (id_, hash_, version, event)
+            heads[key] = (id_, hash_, version, event, archived)
     inserts: list[dict[str, Any]] = []
     inserted: list[dict[str, Any]] = []  # the records of `inserts`
     updates: list[dict[str, Any]] = []
@@ -92,8 +98,11 @@ def upsert(
                 receipt.event_days.add(day)
         elif head[1] == g.hash:
             receipt.unchanged += 1
+        elif head[4]:
+            month = f"{head[3]:%Y-%m}" if head[3] else "—"
+            refused.append(Rejection(g.index, g.key, [finding("RECORD_ARCHIVED", None, month=month)], keyed=True))
         else:
-            id_, _, version, old_event = head
+            id_, _, version, old_event, _ = head
             updates.append({
                 "rid": id_, "key": g.key, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
                 "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
@@ -130,6 +139,7 @@ def upsert(
         conn, m.EventDaily.__table__, ("org_code", "dataset", "day"),
         [{"org_code": org_code, "dataset": dataset.code, "day": d, "records": n} for d, n in sorted(day_delta.items()) if n],
     )
+    return refused
 
 
 def _supersede(conn: Connection, record_ids: list[int], now: datetime) -> dict[int, dict[str, Any]]:
@@ -254,7 +264,8 @@ def _keep_rejections(
 
 _RECORDS = m.Record.__table__
 _KEYS = m.RecordKey.__table__
-_HEAD_COLUMNS = tuple(_KEYS.c[c] for c in ("record_key", "record_id", "content_hash", "version", "event_time", "org_code", "dataset"))
+_HEAD_COLUMNS = tuple(_KEYS.c[c] for c in (
+    "record_key", "record_id", "content_hash", "version", "event_time", "org_code", "dataset", "archived"))
 _UPDATE_KEY = update(_KEYS).where(
     _KEYS.c.record_key == bindparam("k"), _KEYS.c.dataset == bindparam("ds"), _KEYS.c.org_code == bindparam("org")
 ).values({c: bindparam(c) for c in ("version", "content_hash", "event_time")})

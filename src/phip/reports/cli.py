@@ -41,7 +41,7 @@ def upload(
     if sort and sort not in SORT_KEYS:
         _fail(f"排序列“{sort}”无效，可选 {'、'.join(sorted(SORT_KEYS))}", "BAD_SORT")
     p = parse_period(period)  # a PeriodError is said by phip.cli.main
-    report = upload_report(runtime.engine(), p, level, region_code=region, sort=sort, extras=extras)
+    report = upload_report(runtime.read_engine(), p, level, region_code=region, sort=sort, extras=extras)
     if out is not None:
         if out.suffix.lower() == ".xlsx":
             export.to_xlsx(report, out)

@@ -14,6 +14,7 @@ Severity = Literal["error", "warning"]
 #: Hospitals program against these codes, so they never change meaning once published.
 MESSAGES: dict[str, tuple[Severity, str]] = {
     "UNREADABLE": ("error", "{reason}"),
+    "RECORD_ARCHIVED": ("error", "该记录（业务月份{month}）所在月份已归档，不再接收修改；如确需更正，请联系省平台先恢复该月数据"),
     "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
     "REQUIRED": ("warning", "【{label}】为必填项，不能为空"),
     "BAD_VALUE_TYPE": ("warning", "【{label}】应为单个值，不能是数组或对象"),

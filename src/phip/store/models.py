@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -168,6 +169,22 @@ class RecordKey(Base):
     version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(32))
     event_time: Mapped[datetime | None] = mapped_column(DateTime)
+    #: the record's month was archived (``phip.store.archive``): its row is in a Parquet file,
+    #: no longer in ``records``; a changed resend is refused (RECORD_ARCHIVED), an equal one is unchanged
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ArchivedMonth(Base):
+    """A month of one partitioned table exported to Parquet and detached (归档), with what a
+    restore checks the file against."""
+
+    __tablename__ = "archived_months"
+    table_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    path: Mapped[str] = mapped_column(String(500))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class RecordVersion(Base):

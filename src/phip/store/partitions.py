@@ -28,11 +28,11 @@ from sqlalchemy import Connection, Engine, text
 from .sql import lock_key
 
 #: table -> the column whose month places a row. ``records`` by the event (what reports,
-#: timelines and quality runs select on); versions by when they were superseded; counters
-#: and findings by their day.
+#: timelines and quality runs select on), and their versions by the same (a month's records
+#: leave for the archive with their history); counters and findings by their day.
 PARTITIONED: dict[str, str] = {
     "records": "event_time",
-    "record_versions": "superseded_at",
+    "record_versions": "event_time",
     "event_daily": "day",
     "ingest_daily": "day",
     "measure_daily": "day",

@@ -55,7 +55,10 @@ def _safe_next(url: str | None) -> str:
     return url if url and safe_next(url) == url else ""
 
 
-def build_router(engine: Engine) -> APIRouter:
+def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
+    """``reads``: where the statistics are read (a replica, ``runtime.read_engine``); sign-in,
+    sessions, audit and every change use ``engine``."""
+    reads = reads or engine
     router = APIRouter(include_in_schema=False)
     std = load_standard()
     rules = load_rules()
@@ -130,7 +133,7 @@ def build_router(engine: Engine) -> APIRouter:
     def overview_page(request: Request) -> HTMLResponse:
         v = view(request)
         today = platform_now().date()
-        statuses = onboarding.onboarding_status(engine, "hospital", within=v.within)
+        statuses = onboarding.onboarding_status(reads, "hospital", within=v.within)
         by_region: dict[str, dict[str, int]] = {}
         for s in statuses:
             r = by_region.setdefault(s.region_name, {"total": 0, "connected": 0, "uploading": 0, "analysed": 0})
@@ -138,14 +141,14 @@ def build_router(engine: Engine) -> APIRouter:
             r["connected"] += s.network == "connected"
             r["uploading"] += s.uploading
             r["analysed"] += bool(s.analysed)
-        trend = overview.daily_uploads(engine, today - timedelta(days=29), today, within=v.within)
+        trend = overview.daily_uploads(reads, today - timedelta(days=29), today, within=v.within)
         # a city platform: its lag behind the province; a province: what each city platform sends
         lag = outbox_lag(engine) if get_settings().upstream_url else None
         return _page("overview.html", me=v.me, area=v.area, active="overview", summary=onboarding.summary(statuses),
-                     by_region=by_region, totals=overview.totals(engine, today, within=v.within), today=today,
+                     by_region=by_region, totals=overview.totals(reads, today, within=v.within), today=today,
                      trend={"days": [d.isoformat() for d, _ in trend], "values": [n for _, n in trend]},
                      pending=[s for s in statuses if not s.uploading][:20], lag=lag,
-                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(engine, today, v.within),
+                     funnel=overview.onboarding_funnel(statuses), rates=overview.rates_by_city(reads, today, v.within),
                      rate_bands=overview.RATE_BANDS,
                      cities=[] if v.regional else city_activity(engine))
 
@@ -155,7 +158,7 @@ def build_router(engine: Engine) -> APIRouter:
         lvl = LEVEL_ALIASES.get(level, level) if LEVEL_ALIASES.get(level, level) in LEVELS else "institution"
         key = sort if sort in SORT_KEYS else None
         region = None if v.regional else region  # a regional reader's region is forced by ``within``
-        rep = upload_report(engine, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
+        rep = upload_report(reads, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
                             within=v.within)
         return rep, key
 
@@ -193,7 +196,7 @@ def build_router(engine: Engine) -> APIRouter:
         today = platform_now().date()
         days = max(1, min(days, 366))
         start = today - timedelta(days=days - 1)
-        volumes = overview.daily_uploads(engine, start, today, code)
+        volumes = overview.daily_uploads(reads, start, today, code)
         status = next((s for s in onboarding.onboarding_status(engine, within=v.within) if s.code == code), None)
         top = quality.top_findings(engine, code, role=me.role)
         audit.log_reads(engine, reader(request, me), "quality.findings.read",
@@ -201,7 +204,7 @@ def build_router(engine: Engine) -> APIRouter:
                         target=f"institution:{code}", detail={"shown": len(top)})
         return _page("institution.html", me=me, active="uploads", inst=inst, status=status, days=days,
                      routes=bool(city_platforms(engine)),
-                     datasets=overview.datasets_of(engine, code, start, today),
+                     datasets=overview.datasets_of(reads, code, start, today),
                      scores=quality.dataset_scores(engine, code, start, today), dimensions=rules.dimensions,
                      top=top,
                      rejections=rejections.groups(engine, org_code=code, include_resolved=True),
@@ -292,11 +295,11 @@ def overview_regions(engine: Engine) -> list[tuple[str, str]]:
     return sorted({(r.region_code, r.region_name) for r in list_institutions(engine)})
 
 
-def install(app: FastAPI, engine: Engine) -> dict[str, Callable[[Request, int, str], Response]]:
+def install(app: FastAPI, engine: Engine, reads: Engine | None = None) -> dict[str, Callable[[Request, int, str], Response]]:
     """Add the dashboard to the service: routes, static files, and the login redirect. Returns
     the error page of each path prefix a person reads, for the API's error handler to register
     (the web layer does not import the API)."""
-    app.include_router(build_router(engine))
+    app.include_router(build_router(engine, reads))
     areas = portal.install(app, engine)  # issue 21: /share/, /me/, /audit/
     app.mount("/static/web", StaticFiles(directory=HERE / "static"), name="web-static")
 

@@ -71,7 +71,8 @@ def downgrade() -> None:
             if pk:
                 op.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{pk}"')
             op.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "pk_{table}" PRIMARY KEY ({_BEFORE[table]})')
-        op.execute('DROP INDEX IF EXISTS "ix_records_id"')
+            plain = _BEFORE[table].replace(", ", "_")  # a key that could not stay one (partitions.partition_table)
+            op.execute(f'DROP INDEX IF EXISTS "ix_{table}_{plain}"')
         op.execute('DROP INDEX IF EXISTS "ix_records_record_key_dataset_org_code"')
         op.execute('ALTER TABLE records ADD CONSTRAINT uq_records_natural_key UNIQUE (record_key, dataset, org_code)')
     op.drop_table("record_keys")
