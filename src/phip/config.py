@@ -72,6 +72,14 @@ class Settings:
     #: the province older than this is an alert (dashboard, ``phip_outbox_lag_alert``), see
     #: :attr:`outbox_lag_alert_seconds`
     outbox_lag_alert: str = "900"
+    #: ``PHIP_EMPI_BACKEND`` (``duckdb``, the default, or ``spark``): the Splink backend of the batch
+    #: relink's prediction, see ``phip.empi.backends``
+    empi_backend: str = "duckdb"
+    #: ``PHIP_SPARK_MASTER`` (default ``local[*]``: Spark inside this process's JVM child, every core);
+    #: a cluster's master URL runs the same relink there
+    spark_master: str = "local[*]"
+    #: ``PHIP_SPARK_DRIVER_MEMORY`` (default ``4g``): heap of the Spark driver JVM (in local mode, all of Spark)
+    spark_driver_memory: str = "4g"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -100,6 +108,9 @@ class Settings:
             upstream_key=env.get("PHIP_UPSTREAM_KEY") or None,
             region_code=env.get("PHIP_REGION_CODE", "").strip(),
             outbox_lag_alert=env.get("PHIP_OUTBOX_LAG_ALERT") or "900",
+            empi_backend=env.get("PHIP_EMPI_BACKEND", "").strip().lower() or "duckdb",
+            spark_master=env.get("PHIP_SPARK_MASTER", "").strip() or "local[*]",
+            spark_driver_memory=env.get("PHIP_SPARK_DRIVER_MEMORY", "").strip() or "4g",
         )
 
     @property

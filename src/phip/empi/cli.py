@@ -27,7 +27,7 @@ def _engine():  # noqa: ANN202
 
 @app.command()
 def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，不写回")) -> None:
-    """用存储的模型对全部居民批量重新关联 (batch relink with Splink on DuckDB)."""
+    """用存储的模型对全部居民批量重新关联 (batch relink with Splink on DuckDB, or Spark: PHIP_EMPI_BACKEND)."""
     from .relink import STAGES
     from .relink import relink as run
 
@@ -39,7 +39,7 @@ def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，�
             progress.update(tasks[stage], completed=done, total=total)
 
         summary = run(_engine(), progress=tick, dry_run=dry_run)
-    table = Table(title=f"批量重新关联 {summary.run_id}" + ("（试运行，未写回）" if dry_run else ""))
+    table = Table(title=f"批量重新关联 {summary.run_id}（{summary.backend}）" + ("（试运行，未写回）" if dry_run else ""))
     table.add_column("项目")
     table.add_column("数量", justify="right")
     for label, value in (

@@ -1,9 +1,11 @@
-"""Batch relink (批量重新关联): all active persons through Splink on DuckDB, changes written back.
+"""Batch relink (批量重新关联): all active persons through Splink, changes written back.
 
-1. read every active person's matching row from the store into DuckDB (Arrow, no CSV);
+1. read every active person's matching row from the store as Arrow (no CSV);
 2. predict scored pairs with the stored model (no training at relink time) down to the review
-   threshold;
-3. cluster: union pairs at or above the link threshold, strongest first, never joining two
+   threshold, on the Splink backend ``PHIP_EMPI_BACKEND`` names (DuckDB in process, or Spark:
+   :mod:`.backends`; the only step that differs between them);
+3. cluster, in this process on the pair list (DuckDB sorts it, Python unions): pairs at or
+   above the link threshold, strongest first (ties in a fixed order), never joining two
    different valid ID numbers (one person has one ID number; a chain through a record without
    one must not weld two residents together);
 4. write back in one transaction under the EMPI lock, set-based: every cluster merges into one
@@ -29,20 +31,25 @@ from phip.store.models import Person, PersonIdentifier, Record
 from phip.store.sql import bulk_insert, insert_ignoring_conflicts
 
 from . import golden, identity_guard, review_queue, trail
+from .backends import open_backend
 from .features import GOLDEN_FIELDS
 from .resolver import load_active_model
 from .review_queue import pair_key
 from .store import chunks, load_persons, lock_exclusive
 from .tables import EmpiBlock, EmpiEvent, EmpiReview
-from .training import predict, read_persons
+from .training import read_persons
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+#: the order pairs are unioned in: the guard keeps the first of two joins that clash, so equal
+#: weights need a fixed order, and a weight is rounded first (backends sum it in their own order)
+STRONGEST_FIRST = "round(match_weight, 6) DESC, person_id_l, person_id_r"
 STAGES = ("read", "predict", "cluster", "write")
 
 
 @dataclass
 class RelinkSummary:
     run_id: str
+    backend: str = ""  # the Splink backend that predicted the pairs (PHIP_EMPI_BACKEND)
     persons: int = 0
     candidate_pairs: int = 0
     linked_pairs: int = 0
@@ -105,7 +112,9 @@ def _cannot_link(conn: Connection, persons: set[str]) -> list[tuple[str, str, st
             if status == "rejected" or (status == "pending" and kind == "id_conflict")]
 
 
-def relink(engine: Engine, actor: str = "relink", progress: Progress | None = None, dry_run: bool = False) -> RelinkSummary:
+def relink(engine: Engine, actor: str = "relink", progress: Progress | None = None, dry_run: bool = False,
+           backend: str | None = None) -> RelinkSummary:
+    """Relink every active person; ``backend`` (``duckdb``/``spark``) overrides ``PHIP_EMPI_BACKEND``."""
     summary = RelinkSummary(run_id=uuid.uuid4().hex[:12])
     tick = progress or (lambda stage, done, total: None)
     with engine.connect() as conn:
@@ -119,7 +128,9 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
     tick("read", 1, 1)
 
     clock = time.perf_counter()
-    pairs = predict(table, model.settings, model.review_threshold, con) if table.num_rows > 1 else None
+    with open_backend(backend) as splink:  # a Spark session starts here and stops on leaving
+        summary.backend = splink.name
+        pairs = splink.predict(table, model.settings, model.review_threshold) if table.num_rows > 1 else None
     summary.seconds["predict"] = round(time.perf_counter() - clock, 2)
     tick("predict", 1, 1)
 
@@ -131,7 +142,7 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
         con.register("persons_in", table)
         strong = con.execute(
             "SELECT s.person_id_l, s.person_id_r, s.match_probability FROM scored s "
-            f"WHERE s.match_probability >= {model.link_threshold} ORDER BY s.match_weight DESC").fetchall()
+            f"WHERE s.match_probability >= {model.link_threshold} ORDER BY {STRONGEST_FIRST}").fetchall()
         ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
         with engine.connect() as conn:  # only persons a strong pair may join: their records are read
             involved = {p for left, right, _ in strong for p in (left, right)}
