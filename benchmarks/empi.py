@@ -16,10 +16,15 @@
     pairwise P/R/F1 against the truth (a record that did not reach the EMPI counts as its own
     person), twins and same-day namesakes merged, records rejected by validation and why, vs plain
     Splink with standard settings (Splink's comparison library, EM) on the same records.
+(f) with --backend spark|duckdb (only this section runs): the relink's backend-specific step,
+    Splink predict with the shipped model, then its clustering (link threshold, ID-number guard),
+    over --persons synthetic persons (default 1,000,000; phip.empi.synth in chunks of 250,000,
+    kept as Parquet in --data-dir): Spark local mode beside DuckDB, each in a process of its own,
+    time, pairwise F1 of the clusters, peak RSS of the Python process and of Spark's JVM.
 
 Usage: python benchmarks/empi.py [--persons N] [--synthetic 100000] [--visits 20000] [--seed 1807]
                                  [--pg postgresql+psycopg://postgres@127.0.0.1:5432/phip_bench_empi]
-                                 [--skip a,b,c,d,e | --only e]
+                                 [--skip a,b,c,d,e | --only e] [--backend spark --data-dir /tmp]
 --persons is (c)'s persons (default 1,000,000) and (e)'s records (default 100,000); --seed is (e)'s
 (default the held-out seed, phip.empi.synth_hard.HELD_OUT_SEED; develop on TUNING_SEED).
 """
@@ -34,6 +39,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -74,9 +80,10 @@ def cluster_pairs(groups: list[list[str]], truth: dict[str, object]) -> tuple[in
 
 
 def clusters_from(pairs: pa.Table, threshold: float, valid_ids: dict[str, str]) -> list[list[str]]:
+    # the relink's order (relink.STRONGEST_FIRST): weight rounded, ties by the pair's ids
     rows = sorted(((w, l, r) for l, r, w, p in zip(pairs["person_id_l"].to_pylist(), pairs["person_id_r"].to_pylist(),
                                                    pairs["match_weight"].to_pylist(), pairs["match_probability"].to_pylist())
-                   if p >= threshold), reverse=True)
+                   if p >= threshold), key=lambda t: (-round(t[0], 6), t[1], t[2]))
     uf = _Clusters({pid: {("id_no", "", id_no)} for pid, id_no in valid_ids.items()})  # identity_guard claims
     for _, l, r in rows:
         uf.union(l, r)
@@ -547,9 +554,99 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
           f"ratio {f1s['PHIP after relink'] / best:.3f}")
 
 
+# --- (f) the relink's Splink backends: DuckDB and Spark local mode side by side ----------------------
+
+
+def _register_chunk(args: tuple[int, int, int]) -> pa.Table:
+    """One independent synthetic register of ``n`` rows (seed ``seed``); person and entity ids
+    carry the chunk's number, so chunks concatenate into one population."""
+    chunk, n, seed = args
+    rows = Register(seed).rows(n)
+    table = demographic_frame((f"{chunk}-{r.rec_id}", r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address) for r in rows)
+    return table.append_column("entity", pa.array([chunk * 100_000_000 + r.entity for r in rows], pa.int64()))
+
+
+def backend_population(n: int, folder: Path) -> Path:
+    """``n`` synthetic persons as Parquet (made once, in chunks of 250,000 on every core; reused)."""
+    import multiprocessing
+
+    import pyarrow.parquet as pq
+
+    path = folder / f"phip_bench_backends_{n}.parquet"
+    if path.exists():
+        return path
+    start = time.perf_counter()
+    size = 250_000
+    chunks = [(i, min(size, n - i * size), 4000 + i) for i in range((n + size - 1) // size)]
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool, \
+            pq.ParquetWriter(path.with_suffix(".part"), _register_chunk((0, 10, 1)).schema) as out:
+        for table in pool.imap(_register_chunk, chunks):
+            out.write_table(table)
+    path.with_suffix(".part").rename(path)
+    print(f"  generated {n:,} persons in {time.perf_counter() - start:.0f} s (not timed below): {path}")
+    return path
+
+
+def _peak_mib(pid: int | str = "self") -> float:
+    """Peak resident memory (VmHWM) of a live process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def backend_child(arg: str) -> None:
+    """One backend in a process of its own: the relink's predict (shipped model, review threshold)
+    and its clustering (link threshold, ID-number guard), with F1 against the synthetic truth."""
+    import pyarrow.parquet as pq
+
+    from phip.empi.backends import backend_named
+    from phip.empi.model import DEFAULT_MODEL, REVIEW_THRESHOLD
+
+    name, path = arg.split("|", 1)
+    table = pq.read_table(path)
+    entity = dict(zip(table["person_id"].to_pylist(), table["entity"].to_pylist()))
+    total = sum(k * (k - 1) // 2 for k in Counter(entity.values()).values())
+    persons = table.drop_columns(["entity"])
+    model = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    start = time.perf_counter()
+    backend = backend_named(name)
+    started = time.perf_counter() - start
+    pairs = backend.predict(persons, model, REVIEW_THRESHOLD)
+    predicted = time.perf_counter() - start
+    jvm = _peak_mib(backend.jvm_pid()) if name == "spark" else 0.0
+    backend.close()
+    clock = time.perf_counter()
+    valid = {pid: v for pid, v, ok in zip(persons["person_id"].to_pylist(), persons["id_no"].to_pylist(),
+                                          persons["id_valid"].to_pylist()) if ok}
+    tp, fp = cluster_pairs(clusters_from(pairs, LINK_THRESHOLD, valid), entity)
+    p, r = tp / (tp + fp) if tp + fp else 0.0, tp / total if total else 0.0
+    print(json.dumps({"backend": name, "persons": persons.num_rows, "start": started, "predict": predicted - started,
+                      "cluster": time.perf_counter() - clock, "pairs": pairs.num_rows, "tp": tp, "fp": fp,
+                      "fn": total - tp, "f1": 2 * p * r / (p + r) if p + r else 0.0,
+                      "python_peak_mib": _peak_mib(), "jvm_peak_mib": jvm}))
+
+
+def compare_backends(n: int, which: list[str], folder: Path) -> None:
+    path = backend_population(n, folder)
+    results = [child("backend", f"{name}|{path}") for name in which]
+    print(f"  {'backend':<8} {'start':>6} {'predict':>8} {'cluster':>8} {'pairs':>11} {'P':>7} {'R':>7} {'F1':>7} "
+          f"{'Python peak':>12} {'JVM peak':>9}")
+    for x in results:
+        p, r = x["tp"] / ((x["tp"] + x["fp"]) or 1), x["tp"] / ((x["tp"] + x["fn"]) or 1)
+        print(f"  {x['backend']:<8} {x['start']:>5.1f}s {x['predict']:>7.1f}s {x['cluster']:>7.1f}s {x['pairs']:>11,} "
+              f"{p:>7.4f} {r:>7.4f} {x['f1']:>7.4f} {x['python_peak_mib']:>8,.0f} MiB {x['jvm_peak_mib']:>5,.0f} MiB")
+    if len(results) == 2:
+        a, b = results
+        print(f"  same F1: {'yes' if round(a['f1'], 4) == round(b['f1'], 4) else 'NO'} ({a['f1']:.6f} vs {b['f1']:.6f}; "
+              f"tp {a['tp']:,}/{b['tp']:,}, fp {a['fp']:,}/{b['fp']:,}); predict {b['backend']}/{a['backend']} "
+              f"{(b['start'] + b['predict']) / (a['start'] + a['predict']):.1f}×")
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1].startswith("--child-"):
-        {"--child-relink": relink_child, "--child-splink": splink_child}[sys.argv[1]](sys.argv[2])
+        {"--child-relink": relink_child, "--child-splink": splink_child,
+         "--child-backend": backend_child}[sys.argv[1]](sys.argv[2])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=None, help="(c) persons (1,000,000) / (e) records (100,000)")
@@ -559,10 +656,17 @@ def main() -> None:
     ap.add_argument("--pg", default=os.environ.get("PHIP_BENCH_PG_URL", PG))
     ap.add_argument("--skip", default="")
     ap.add_argument("--only", default="", help="run only these sections, e.g. e or a,b")
+    ap.add_argument("--backend", choices=("duckdb", "spark"), default=None,
+                    help="(f) only: the relink's predict + cluster on this Splink backend (spark: beside duckdb)")
+    ap.add_argument("--data-dir", default=tempfile.gettempdir(), help="(f) where the generated persons are kept")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     if args.only:
-        skip |= set("abcde") - set(args.only.split(","))
+        skip |= set("abcdef") - set(args.only.split(","))
+    if args.backend:
+        skip |= set("abcde")
+    else:
+        skip.add("f")
     print(f"EMPI benchmark — {os.cpu_count()} cores, shared machine (other workers may be running)")
     if "a" not in skip:
         print("(a) FEBRL4, 5,000 × 5,000 records, 5,000 true links")
@@ -582,6 +686,13 @@ def main() -> None:
 
         print("(e) harder set through the pipeline, then relink, vs plain Splink")
         hard(args.pg, args.persons or 100_000, HELD_OUT_SEED if args.seed is None else args.seed)
+    if "f" not in skip:
+        persons = args.persons or 1_000_000
+        which = ["duckdb", "spark"] if args.backend == "spark" else ["duckdb"]  # DuckDB is the baseline
+        print(f"(f) the relink's Splink backend{'s' if len(which) > 1 else ''}, {persons:,} persons "
+              f"(PHIP_SPARK_MASTER {os.environ.get('PHIP_SPARK_MASTER', 'local[*]')}, "
+              f"driver memory {os.environ.get('PHIP_SPARK_DRIVER_MEMORY', '4g')})")
+        compare_backends(persons, which, Path(args.data_dir))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ VARIABLES = ("PHIP_DATA_DIR", "PHIP_DATABASE_URL", "PHIP_COLLECT_DIR", "PHIP_SEC
              "PHIP_VALIDATION_PROCESS", "PHIP_SESSION_MINUTES", "PHIP_RATE_LIMIT", "PHIP_RATE_BURST",
              "PHIP_AUDIT_KEY_FILE", "PHIP_AUDIT_ANCHOR_FILE", "PHIP_STANDARD_BASE_URL", "PHIP_METRICS_TOKEN",
              "PHIP_WORKER_START_SECONDS", "PHIP_ONBOARDING_DAYS", "PHIP_UPSTREAM_URL", "PHIP_UPSTREAM_KEY",
-             "PHIP_REGION_CODE", "PHIP_OUTBOX_LAG_ALERT")
+             "PHIP_REGION_CODE", "PHIP_OUTBOX_LAG_ALERT", "PHIP_EMPI_BACKEND", "PHIP_SPARK_MASTER",
+             "PHIP_SPARK_DRIVER_MEMORY")
 SRC = Path(__file__).resolve().parents[1] / "src" / "phip"
 
 
@@ -43,6 +44,7 @@ def test_defaults(clean_env, tmp_path):
     assert (limiter.per_minute, limiter.burst) == (600.0, 100)
     assert RateLimiter(per_minute=30).burst == 5 and RateLimiter(per_minute=3).burst == 1
     assert s.outbox_lag_alert_seconds == 900.0
+    assert (s.empi_backend, s.spark_master, s.spark_driver_memory) == ("duckdb", "local[*]", "4g")
     assert not hasattr(s, "batch_size")  # PHIP_BATCH_SIZE was never read
 
 
@@ -58,6 +60,8 @@ def test_each_variable_is_read_fresh(clean_env, tmp_path):
     clean_env.setenv("PHIP_RATE_LIMIT", "60")
     clean_env.setenv("PHIP_OUTBOX_LAG_ALERT", "60")
     assert get_settings().outbox_lag_alert_seconds == 60.0
+    clean_env.setenv("PHIP_EMPI_BACKEND", " Spark ")
+    assert get_settings().empi_backend == "spark"
     assert get_settings().database_url == "postgresql+psycopg://u@h/db"
     assert sources_dir() == tmp_path / "maps" and _secrets_file() == tmp_path / "s.env"
     assert quality_time() is None
