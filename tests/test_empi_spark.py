@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import empty_store
+from tests.test_empi import _insert_people
 from phip.empi.backends import DuckDBBackend, SparkBackend, backend_named, spark_model
 from phip.empi.errors import EmpiError
-from phip.empi.golden import person_row
 from phip.empi.model import DEFAULT_MODEL
 from phip.empi.relink import relink
-from phip.empi.store import insert_persons
 from phip.empi.synth import Register
 
 pytest.importorskip("pyspark")
-
-NOW = datetime(2026, 11, 22, 12, 0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +57,6 @@ def _population(n: int, seed: int) -> dict[str, dict]:
                                  "phone": r.phone, "address": r.address} for r in Register(seed).rows(n)}
 
 
-def _load(engine: Engine, people: dict[str, dict]) -> None:
-    rows, blocks = [], {}
-    for pid, values in people.items():
-        cols, keys = person_row(values)
-        rows.append({"id": pid, "created_at": NOW, "status": "active", "merged_into": None, **cols, "sources": {}})
-        blocks[pid] = keys
-    with engine.begin() as conn:
-        insert_persons(conn, rows, blocks)
-
-
 def _merged(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         return dict(conn.execute(text("SELECT id, merged_into FROM persons WHERE status = 'merged'")).all())
@@ -98,11 +84,11 @@ def test_spark_relink_scores_and_merges_as_duckdb_does(engine, spark, monkeypatc
             return out
         monkeypatch.setattr(cls, "predict", spy)
     people = _population(3000, seed=5)
-    _load(engine, people)
+    _insert_people(engine, people)
     on_duckdb = relink(engine)  # the default backend
     merged_duckdb = _merged(engine)
     empty_store(engine)
-    _load(engine, people)
+    _insert_people(engine, people)
     monkeypatch.setenv("PHIP_EMPI_BACKEND", "spark")
     on_spark = relink(engine)
     assert (on_duckdb.backend, on_spark.backend) == ("duckdb", "spark")
