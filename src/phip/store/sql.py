@@ -160,14 +160,27 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
     if n == 0:
         return []
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(_nextvals(table.name), {"n": n}).scalars())
+        return list(conn.execute(_nextvals(_sequence(conn, table.name)), {"n": n}).scalars())
     top = conn.execute(select(func.max(table.c.id))).scalar() or 0
     return list(range(top + 1, top + n + 1))
 
 
+def _sequence(conn: Connection, table: str) -> str:
+    """The id sequence's name, looked up once per store: named as a constant, 1,000 ids cost
+    0.4 ms; with ``pg_get_serial_sequence`` in the statement PostgreSQL ran it once per id
+    (5,000 catalog buffers, 4–7 ms; EXPLAIN printed by benchmarks/scale.py)."""
+    key = (conn.engine.url.render_as_string(), table)
+    if key not in _SEQUENCES:
+        _SEQUENCES[key] = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one()
+    return _SEQUENCES[key]
+
+
+_SEQUENCES: dict[tuple[str, str], str] = {}
+
+
 @lru_cache(maxsize=32)
-def _nextvals(table: str) -> TextClause:
-    return text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)")
+def _nextvals(sequence: str) -> TextClause:
+    return text(f"SELECT nextval('{sequence}') FROM generate_series(1, :n)")
 
 
 def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, typed: bool = False) -> None:
