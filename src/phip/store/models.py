@@ -157,8 +157,8 @@ class RecordKey(Base):
     The natural key's uniqueness lives here, not in ``records``: on PostgreSQL ``records`` is
     partitioned by event month and a unique index there would have to hold the month (see
     ``phip.store.partitions``). Written in the batch's transaction with the record; on
-    SQLite it doubles ``records``' own unique key, at a measured cost (docs/performance.md),
-    so that both back ends run the same pipeline.
+    SQLite it doubles ``records``' own unique key (what that costs: docs/performance.md), so
+    that both back ends run the same pipeline.
     """
 
     __tablename__ = "record_keys"
