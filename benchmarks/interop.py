@@ -3,18 +3,23 @@
 For one generated day of outpatient activity (visits, western prescriptions, lab reports) at
 a few institutions, on a SQLite file (or PostgreSQL with --pg), prints in one run:
 
-* JSON ingest: records/s through Pipeline.ingest in batches of 1,000 into an empty store;
+* JSON ingest: records/s through Pipeline.ingest in batches of 1,000 into an empty store, in
+  this one process (the push API's path); and streamed (``Pipeline.ingest_stream``, the file
+  import's path): the validation process validates while this process writes;
 * CDA render: the same stored records read back as documents (C0002 visit, C0004
   prescription, C0007 lab report) and rendered to CDA XML, documents/s and records/s;
 * CDA read: parse (hardened) + check against the template + map, records/s, no database;
 * CDA ingest: read + the same pipeline into another empty store, records gathered per data
-  set into batches of 1,000 (``receive_many``, as the file import does), records/s;
+  set into batches of 1,000, records/s: in this one process (``read`` and ``Pipeline.ingest``),
+  and with the validation process reading ahead (``receive_many``, as the file import and the
+  batch API do) while this process validates and writes;
 * CDA ingest one by one: each document its own pipeline batch (the POST /api/v1/documents
   path), on the first --single documents;
-* the ratios CDA ingest / JSON ingest (aim: at least 0.5);
+* the ratios CDA ingest / JSON ingest, like for like (aim: at least 0.5): one process against
+  one, and two (this one and the validation process) against two;
 * the floor under reading: the hardened parse alone, and the bytes of XML against JSON per record.
 
-JSON and CDA ingest run in the same round into empty stores, which goes first alternating by
+The four ingests run in the same round into empty stores, their order turned round every
 round; each figure is the median of --rounds rounds (default 3).
 
 Usage: python benchmarks/interop.py [--visits 400] [--orgs 4] [--single 300] [--rounds 3] [--pg postgresql+psycopg://…]
@@ -38,8 +43,10 @@ from sqlalchemy import Engine, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from phip.documents import load_templates, read, receive, receive_many, render  # noqa: E402
+from phip.documents.readahead import read_many  # noqa: E402
 from phip.documents.safexml import parse  # noqa: E402
 from phip.ingest import workers  # noqa: E402
+from phip.ingest.validation import validate_remote  # noqa: E402
 from phip.ingest.pipeline import Pipeline  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.runtime import build_pipeline, tune_gc  # noqa: E402
@@ -77,6 +84,27 @@ def ingest_json(pipeline: Pipeline, batches: list) -> None:
             pipeline.ingest(org, code, recs[i:i + BATCH], now=NOW)
 
 
+def stream_json(pipeline: Pipeline, batches: list) -> None:
+    for org, code, recs in batches:
+        for _ in pipeline.ingest_stream(org, code, (recs[i:i + BATCH] for i in range(0, len(recs), BATCH)), source="file",
+                                        now=NOW):
+            pass
+
+
+def ingest_cda_here(pipeline: Pipeline, bodies: dict[str, list[bytes]], records: int) -> None:
+    """receive_many without the validation process: each document read here, then batches."""
+    stored = 0
+    for org, b in bodies.items():
+        pending: dict[str, list[dict]] = defaultdict(list)
+        for body in b:
+            mapped = read(body)
+            pending[mapped.template.dataset.code] += mapped.records
+        for code, recs in pending.items():
+            for i in range(0, len(recs), BATCH):
+                stored += pipeline.ingest(org, code, recs[i:i + BATCH], source="api", now=NOW).accepted
+    assert stored == records, (stored, records)
+
+
 def ingest_cda(pipeline: Pipeline, bodies: dict[str, list[bytes]], records: int) -> None:
     stored = 0
     for org, b in bodies.items():
@@ -109,7 +137,7 @@ def main() -> None:
     ap.add_argument("--pg", help="PostgreSQL URL prefix (databases <url>_interop_json, _cda, _single)")
     args = ap.parse_args()
     tune_gc()
-    workers.pool()  # the validation process starts once, before timing
+    workers.warm()  # the validation process starts once, before timing
 
     templates = load_templates()
     chosen = [templates.by_code[c] for c in TYPES]
@@ -126,35 +154,46 @@ def main() -> None:
     size = sum(len(x) for b in bodies.values() for x in b)
     flat = [(org, body, rows) for org, b in bodies.items() for body, (_, rows) in zip(b, docs[org], strict=True)][: args.single]
     single_records = sum(len(rows) for _, _, rows in flat)
+    if workers.pool() is not None:  # the process imports the templates and builds its validators before timing
+        list(read_many(x for b in bodies.values() for x in b[:100]))
+        for org, code, recs in batches:
+            workers.result(workers.submit(validate_remote, code, org, org, recs[:100], NOW))
 
+    jobs = {"json": lambda p: ingest_json(p, batches), "json2": lambda p: stream_json(p, batches),
+            "cda": lambda p: ingest_cda_here(p, bodies, records), "cda2": lambda p: ingest_cda(p, bodies, records)}
     runs: dict[str, list[float]] = defaultdict(list)
     for n in range(args.rounds):
-        for name in (("json", "cda") if n % 2 == 0 else ("cda", "json")):
+        for name in list(jobs)[:: 1 if n % 2 == 0 else -1]:
             pipeline = build_pipeline(store(args.pg, f"interop_{name}"))  # empty, outside the timing
-            job = (lambda: ingest_json(pipeline, batches)) if name == "json" else (lambda: ingest_cda(pipeline, bodies, records))
-            runs[name].append(timed(job))
+            runs[name].append(timed(lambda: jobs[name](pipeline)))  # noqa: B023 - called at once
         runs["render"].append(timed(lambda: [render(templates.by_code[c], rows) for items in docs.values() for c, rows in items]))
         runs["parse"].append(timed(lambda: [parse(x) for b in bodies.values() for x in b]))
         runs["read"].append(timed(lambda: [read(x) for b in bodies.values() for x in b]))
         single = build_pipeline(store(args.pg, "interop_single"))
         runs["single"].append(timed(lambda: [receive(single, org, body, now=NOW) for org, body, _ in flat]))
-    json_s, cda_s, render_s, parse_s, read_s, single_s = (median(runs[k]) for k in ("json", "cda", "render", "parse", "read", "single"))
+    json_s, json2_s, cda_s, cda2_s, render_s, parse_s, read_s, single_s = (
+        median(runs[k]) for k in ("json", "json2", "cda", "cda2", "render", "parse", "read", "single"))
+    two = "validation process on" if workers.pool() is not None else "validation process OFF: in this process"
 
     backend = "PostgreSQL" if args.pg else "SQLite"
     print(f"{backend}: {records} records in {documents} documents ({', '.join(TYPES)}), {size / documents / 1024:.1f} KB per document, "
           f"{size / records / 1024:.1f} KB of XML per record against {json_bytes / records / 1024:.2f} KB of JSON "
           f"({size / json_bytes:.1f}x); median of {args.rounds} rounds")
-    print(f"JSON ingest (batches of {BATCH})      {records / json_s:9.0f} records/s  {json_s / records * 1e6:6.0f} us/record")
+    print(f"JSON ingest (batches of {BATCH}), 1 process  {records / json_s:9.0f} records/s  {json_s / records * 1e6:6.0f} us/record")
+    print(f"JSON ingest streamed, 2 processes  {records / json2_s:9.0f} records/s  {json2_s / records * 1e6:6.0f} us/record  ({two})")
     print(f"CDA render                        {documents / render_s:9.0f} documents/s {records / render_s:9.0f} records/s")
     print(f"CDA parse only (hardened libxml2) {documents / parse_s:9.0f} documents/s {records / parse_s:9.0f} records/s"
           f"  {parse_s / records * 1e6:6.0f} us/record")
     print(f"CDA read (parse+check+map)        {documents / read_s:9.0f} documents/s {records / read_s:9.0f} records/s"
           f"  {read_s / records * 1e6:6.0f} us/record")
-    print(f"CDA ingest (read + pipeline)      {documents / cda_s:9.0f} documents/s {records / cda_s:9.0f} records/s"
+    print(f"CDA ingest (read + pipeline), 1 process {documents / cda_s:9.0f} documents/s {records / cda_s:9.0f} records/s"
           f"  {cda_s / records * 1e6:6.0f} us/record")
+    print(f"CDA ingest read ahead, 2 processes {documents / cda2_s:9.0f} documents/s {records / cda2_s:9.0f} records/s"
+          f"  {cda2_s / records * 1e6:6.0f} us/record  ({two})")
     print(f"CDA ingest one by one ({len(flat)} docs)  {len(flat) / single_s:9.0f} documents/s {single_records / single_s:9.0f} records/s")
-    print(f"ratio CDA ingest / JSON ingest    {json_s / cda_s:9.2f}   (rounds: "
-          f"{', '.join(f'{j / c:.2f}' for j, c in zip(runs['json'], runs['cda'], strict=True))})")
+    for label, j, c in (("1 process / 1 process  ", "json", "cda"), ("2 processes / 2 processes", "json2", "cda2")):
+        print(f"ratio CDA ingest / JSON ingest, {label} {median(runs[j]) / median(runs[c]):5.2f}   (rounds: "
+              f"{', '.join(f'{a / b:.2f}' for a, b in zip(runs[j], runs[c], strict=True))})")
     print(f"ratio CDA render / JSON ingest    {json_s / render_s:9.2f}")
     print(f"ratio one by one / JSON ingest    {(single_records / single_s) / (records / json_s):9.2f}")
 

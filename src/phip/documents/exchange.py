@@ -24,6 +24,7 @@ from phip.store.models import Record
 
 from .inbound import Mapped, read
 from .problems import DocumentRefused
+from .readahead import read_many
 from .render import render
 from .templates import Template, load_templates
 
@@ -100,20 +101,18 @@ class Received:
 
 def receive_many(pipeline: Pipeline, org_code: str, bodies: Iterable[bytes], source_ref: str = "CDA",
                  now: datetime | None = None, batch: int = 1000) -> Received:
-    """Documents read one by one and their records ingested in batches per data set: a refused
-    document is reported and skipped, the others stored."""
+    """Documents read (on both cores: :mod:`.readahead`) and their records ingested in batches
+    per data set: a refused document is reported and skipped, the others stored."""
     out = Received()
     pending: dict[str, list[dict[str, Any]]] = {}
 
     def flush(code: str) -> None:
         out.receipts.append(pipeline.ingest(org_code, code, pending.pop(code), source=SOURCE, source_ref=source_ref, now=now))
 
-    for index, body in enumerate(bodies):
+    for index, mapped in enumerate(read_many(bodies)):
         out.documents += 1
-        try:
-            mapped = read(body)
-        except DocumentRefused as exc:
-            out.refused.append((index, exc))
+        if isinstance(mapped, DocumentRefused):
+            out.refused.append((index, mapped))
             continue
         records = pending.setdefault(mapped.template.dataset.code, [])
         records += mapped.records
