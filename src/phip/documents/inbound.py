@@ -213,42 +213,70 @@ class _Reader:
             if spec.repeat:
                 items = self.repeated(el, sp)
             else:
-                values.update(self.observations(_children(el, _ENTRY, _OBSERVATION), sp, el))
+                values.update(self.observations(el, _ENTRY, sp))
         return values, items
 
     def repeated(self, el: etree._Element, sp: _SectionPlan) -> list[dict[str, Any]]:
         organizers = list(_children(el, _ENTRY, _ORGANIZER))
         if not organizers and sp.spec.required:
             self.problem("ENTRY_MISSING", f"章节“{sp.spec.title}”至少应有一个条目", el, "/entry")
-        return [self.observations(_children(o, _COMPONENT, _OBSERVATION), sp, o) for o in organizers]
+        return [self.observations(o, _COMPONENT, sp) for o in organizers]
 
-    def observations(self, observations: Iterable[etree._Element], sp: _SectionPlan, parent: etree._Element) -> dict[str, Any]:
-        """The section's (or organizer's) entries by their code, in one pass over its observations."""
+    def observations(self, parent: etree._Element, wrapper: str, sp: _SectionPlan) -> dict[str, Any]:
+        """The entries of a section (``wrapper`` entry) or organizer (component) by their code,
+        in one pass over its observations. The usual values are read inline (a call per value
+        costs more than reading it): a code, a date, a number, a text."""
         by_code = sp.by_code
         values: dict[str, Any] = {}
         seen: set[str] = set()
-        for obs in observations:
-            code = value = None
-            for child in obs:  # the first code and the first value, in one walk of the children
-                tag = child.tag
-                if tag == _CODE:
-                    code = code if code is not None else child
-                elif tag == _VALUE:
-                    value = value if value is not None else child
-            systems = by_code.get(code.get("code", "")) if code is not None else None
-            f = systems.get(code.get("codeSystem", "")) if systems is not None else None  # type: ignore[union-attr]
-            if f is None:
-                continue  # an observation the template does not map: kept in the document, not in records
-            if f.name in seen:
-                self.problem("ENTRY_REPEATED", f"条目“{f.label}”（{f.entry.code}）出现多次", obs)
-                continue
-            seen.add(f.name)
-            if value is None:
-                self.problem("ENTRY_MISSING", f"条目“{f.label}”没有 value", obs, "/value")
-                continue
-            read = self.value(value, f)
-            if read is not None:
-                values[f.name] = read
+        for wrap in parent.iterchildren(wrapper):
+            for obs in wrap.iterchildren(_OBSERVATION):
+                code = value = None
+                for child in obs:  # the first code and the first value, in one walk of the children
+                    tag = child.tag
+                    if tag == _CODE:
+                        if code is None:
+                            code = child
+                    elif tag == _VALUE and value is None:
+                        value = child
+                if code is None:
+                    continue
+                systems = by_code.get(code.get("code", ""))
+                f = systems.get(code.get("codeSystem", "")) if systems is not None else None
+                if f is None:
+                    continue  # an observation the template does not map: kept in the document, not in records
+                name = f.name
+                if name in seen:
+                    self.problem("ENTRY_REPEATED", f"条目“{f.label}”（{f.entry.code}）出现多次", obs)
+                    continue
+                seen.add(name)
+                if value is None:
+                    self.problem("ENTRY_MISSING", f"条目“{f.label}”没有 value", obs, "/value")
+                    continue
+                declared = value.get(XSI_TYPE)
+                source = f.source
+                if declared == f.xsi:
+                    if source == _ATTR_VALUE:
+                        raw = value.get("value")
+                    elif source == _TEXT:
+                        raw = value.text
+                    else:
+                        raw = value.get("code")
+                        if value.get("codeSystem") != f.entry.domain_oid or f.in_domain is None or not f.in_domain(raw or ""):
+                            raw = None  # wrong system or out of the domain: the careful way names the problem
+                    if raw and (stripped := raw.strip()):
+                        convert = f.convert
+                        if convert is None:
+                            values[name] = raw if f.kind == "text" else stripped
+                            continue
+                        try:
+                            values[name] = convert(stripped)
+                            continue
+                        except ValueError:
+                            pass
+                read = self.value(value, f)  # anything unusual: checked the careful way, problems named
+                if read is not None:
+                    values[name] = read
         for f in sp.required:
             if f.name not in seen:
                 self.problem("ENTRY_MISSING", f"章节“{sp.spec.title}”缺少必填条目“{f.label}”（{f.entry.code}）",
