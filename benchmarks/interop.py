@@ -4,8 +4,9 @@ For one generated day of outpatient activity (visits, western prescriptions, lab
 a few institutions, on a SQLite file (or PostgreSQL with --pg), prints in one run:
 
 * JSON ingest: records/s through Pipeline.ingest in batches of 1,000 into an empty store, in
-  this one process (the push API's path); and streamed (``Pipeline.ingest_stream``, the file
-  import's path): the validation process validates while this process writes;
+  this one process (the push API's path); and with the validation process validating each
+  batch while this process writes the one before (``Pipeline.ingest_stream``'s overlap, the file
+  import's path);
 * CDA render: the same stored records read back as documents (C0002 visit, C0004
   prescription, C0007 lab report) and rendered to CDA XML, documents/s and records/s;
 * CDA read: parse (hardened) + check against the template + map, records/s, no database;
@@ -32,7 +33,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -46,7 +47,8 @@ from phip.documents import load_templates, read, receive, receive_many, render  
 from phip.documents.readahead import read_many  # noqa: E402
 from phip.documents.safexml import parse  # noqa: E402
 from phip.ingest import workers  # noqa: E402
-from phip.ingest.validation import validate_remote  # noqa: E402
+from phip.ingest.pipeline import STREAM_LOOKAHEAD  # noqa: E402
+from phip.ingest.validation import from_remote, validate_remote  # noqa: E402
 from phip.ingest.pipeline import Pipeline  # noqa: E402
 from phip.orgs.service import list_institutions, seed_institutions  # noqa: E402
 from phip.runtime import build_pipeline, tune_gc  # noqa: E402
@@ -85,10 +87,25 @@ def ingest_json(pipeline: Pipeline, batches: list) -> None:
 
 
 def stream_json(pipeline: Pipeline, batches: list) -> None:
+    """JSON with its validation process: ``ingest_stream``'s overlap (each batch validated there
+    while this process writes the one before, two ahead) across institutions and data sets,
+    since a day of one institution's data set here is a single batch (a stream of one batch
+    would overlap nothing)."""
+    waiting: deque = deque()
+
+    def write() -> None:
+        org, code, recs, future = waiting.popleft()
+        validated = from_remote(workers.result(future))
+        pipeline.commit(pipeline.prepare(org, code, recs, source="file", now=NOW, validated=validated))
+
     for org, code, recs in batches:
-        for _ in pipeline.ingest_stream(org, code, (recs[i:i + BATCH] for i in range(0, len(recs), BATCH)), source="file",
-                                        now=NOW):
-            pass
+        for i in range(0, len(recs), BATCH):
+            part = recs[i:i + BATCH]
+            waiting.append((org, code, part, workers.submit(validate_remote, code, org, pipeline.institution_name(org), part, NOW)))
+            if len(waiting) > STREAM_LOOKAHEAD:
+                write()
+    while waiting:
+        write()
 
 
 def ingest_cda_here(pipeline: Pipeline, bodies: dict[str, list[bytes]], records: int) -> None:
