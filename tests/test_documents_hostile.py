@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from phip.api.app import create_app
 from phip.documents import DocumentRefused, load_templates, read, render
 from phip.documents.cda import V3
-from phip.documents.safexml import MAX_BYTES
+from phip.documents.safexml import _LONG_ATTRIBUTE, _LONG_TEXT, MAX_BYTES, MAX_TEXT
 from phip.orgs.keys import create_key
 from phip.store.models import Batch, Record
 from phip.synth.generator import Generator
@@ -108,6 +108,23 @@ def test_undeclared_entity_is_malformed(good):
 def test_huge_attribute_and_huge_text(good):
     refused(good.replace('<realmCode code="CN"/>', f'<realmCode code="CN" junk="{"A" * 30000}"/>'), "ATTRIBUTE_TOO_LONG")
     refused(good.replace("<title>门(急)诊病历</title>", f"<title>{'长' * 30000}</title>"), "ATTRIBUTE_TOO_LONG")
+
+
+@pytest.mark.parametrize("shift", [0, 1, MAX_TEXT // 2 - 1, MAX_TEXT // 2 + 1, MAX_TEXT - 3])
+def test_a_run_of_the_limit_is_found_wherever_it_starts(good, shift):
+    """The byte scan before the long-run regexes skips them only when they cannot match: the
+    answer is the regexes' own, wherever the run starts and just under or at the limit."""
+    pad = f' pad="{"p" * shift}"' if shift else ""
+    for run in ("A" * MAX_TEXT, "A" * (MAX_TEXT - 40)):
+        attribute = good.replace('<realmCode code="CN"/>', f'<realmCode code="CN"{pad} junk="{run}"/>')
+        text = good.replace('<realmCode code="CN"/>', f'<realmCode code="CN"{pad}/>').replace(
+            "<title>门(急)诊病历</title>", f"<title>{run}</title>")
+        for body in (attribute.encode(), text.encode()):
+            if _LONG_ATTRIBUTE.search(body) or _LONG_TEXT.search(body):
+                refused(body, "ATTRIBUTE_TOO_LONG")
+            else:
+                assert len(run) < MAX_TEXT
+                read(body)
 
 
 def test_deep_nesting(good):
