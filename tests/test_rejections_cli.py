@@ -35,6 +35,9 @@ def _spoilt(orgs):
     return records
 
 
+# four `phip quality rejections` processes: the groups are the dashboard's, read on both back
+# ends in tests/test_rejections.py; the command line on the embedded default only
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
 def test_quality_rejections_counts_once_and_masks(pipeline, engine, orgs, tmp_path):
     records = _spoilt(orgs)
     for _ in range(2):
