@@ -127,13 +127,7 @@ def partition_table(conn: Connection, table: str, column: str, months: Iterable[
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u')"), {"t": table}).all()
     backing = {name for name, _, _ in constraints}
-    indexes = conn.execute(text(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = :t"),
-        {"t": table}).all()
-    sequences = conn.execute(text(
-        "SELECT a.attname, pg_get_serial_sequence(:t, a.attname) FROM pg_attribute a "
-        "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped "
-        "AND pg_get_serial_sequence(:t, a.attname) IS NOT NULL"), {"t": table}).all()
+    indexes, sequences = _indexes_and_sequences(conn, table)
     conn.execute(text(f'ALTER TABLE "{table}" RENAME TO "{old}"'))
     conn.execute(text(f'CREATE TABLE "{table}" (LIKE "{old}" INCLUDING DEFAULTS INCLUDING STORAGE) '
                       f'PARTITION BY RANGE ("{column}")'))
@@ -162,13 +156,8 @@ def partition_table(conn: Connection, table: str, column: str, months: Iterable[
             conn.execute(text(definition.replace(f" ON public.{old} ", f" ON public.{table} ")))
 
 
-def _cols(definition: str) -> list[str]:
-    return [c.strip().strip('"') for c in definition[definition.index("(") + 1 : definition.rindex(")")].split(",")]
-
-
-def unpartition_table(conn: Connection, table: str) -> None:
-    """The reverse of :func:`partition_table` (the migration's downgrade)."""
-    old = f"{table}_partitioned"
+def _indexes_and_sequences(conn: Connection, table: str) -> tuple[list, list]:
+    """A table's indexes (name, definition) and its columns' owned sequences (column, sequence)."""
     indexes = conn.execute(text(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = :t"),
         {"t": table}).all()
@@ -176,6 +165,17 @@ def unpartition_table(conn: Connection, table: str) -> None:
         "SELECT a.attname, pg_get_serial_sequence(:t, a.attname) FROM pg_attribute a "
         "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped "
         "AND pg_get_serial_sequence(:t, a.attname) IS NOT NULL"), {"t": table}).all()
+    return indexes, sequences
+
+
+def _cols(definition: str) -> list[str]:
+    return [c.strip().strip('"') for c in definition[definition.index("(") + 1 : definition.rindex(")")].split(",")]
+
+
+def unpartition_table(conn: Connection, table: str) -> None:
+    """The reverse of :func:`partition_table` (the migration's downgrade)."""
+    old = f"{table}_partitioned"
+    indexes, sequences = _indexes_and_sequences(conn, table)
     conn.execute(text(f'ALTER TABLE "{table}" RENAME TO "{old}"'))
     conn.execute(text(f'CREATE TABLE "{table}" (LIKE "{old}" INCLUDING DEFAULTS INCLUDING STORAGE)'))
     conn.execute(text(f'INSERT INTO "{table}" SELECT * FROM "{old}"'))
