@@ -558,22 +558,66 @@ def hard(url: str, n: int, seed: int, batch: int = 1000) -> None:
 
 
 def backend_population(n: int, folder: Path) -> Path:
-    """``n`` synthetic persons of one register (seed 29) as Parquet, made once and reused. One
-    register, not chunks of several: independent registers share valid ID numbers (about 3 % of
-    persons across four chunks of 250,000), which would read as false merges."""
+    """``n`` synthetic persons (seed 29, ~10 % duplicates with twins and namesakes) as Parquet,
+    made once and reused.
+
+    Up to 1,000,000 persons: one register in one call. Above, the rows of a register are all
+    Python objects at once (about 2.5 GB per million: 10M did not fit 24 GB), so two processes
+    each draw half the population in chunks of 500,000 from a register of their own and write
+    them as they go; duplicates are drawn within their chunk. Independent registers would share
+    valid ID numbers (about 3 % across four registers of 250,000: false merges), because each
+    numbers the persons of a division and birth date from 1; the second process's register
+    numbers from 51, so the two never give the same number unless one of them holds more than
+    50 persons born the same day in the same county (none at these sizes)."""
     import pyarrow.parquet as pq
 
     path = folder / f"phip_bench_backends_{n}.parquet"
     if path.exists():
         return path
     start = time.perf_counter()
-    rows = Register(29).rows(n)
-    table = demographic_frame((str(r.rec_id), r.name, r.sex, r.birth_date, r.id_no, r.phone, r.address) for r in rows)
-    table = table.append_column("entity", pa.array([r.entity for r in rows], pa.int64()))
-    pq.write_table(table, path.with_suffix(".part"))
+    if n <= 1_000_000:
+        _write_population(path.with_suffix(".part"), n, 0)
+    else:
+        halves = [(path.with_suffix(f".half{i}"), n // 2 + (n % 2 if i == 0 else 0), i) for i in range(2)]
+        procs = [subprocess.Popen([sys.executable, __file__, "--child-population", f"{p}|{k}|{i}"]) for p, k, i in halves]
+        if any(proc.wait() for proc in procs):
+            raise SystemExit("generating the population failed")
+        with pq.ParquetWriter(path.with_suffix(".part"), pq.read_schema(halves[0][0])) as writer:
+            for half, _, _ in halves:
+                for batch in pq.ParquetFile(half).iter_batches(batch_size=500_000):
+                    writer.write_batch(batch)
+                half.unlink()
     path.with_suffix(".part").rename(path)
     print(f"  generated {n:,} persons in {time.perf_counter() - start:.0f} s (not timed below): {path}")
     return path
+
+
+def population_child(arg: str) -> None:
+    """One half of a large population (see :func:`backend_population`)."""
+    path, n, half = arg.split("|")
+    _write_population(Path(path), int(n), int(half))
+
+
+def _write_population(path: Path, n: int, half: int) -> None:
+    import pyarrow.parquet as pq
+
+    register = Register(29 + half)
+    if half:
+        register._seq = defaultdict(lambda: 50)  # numbers from 51: see backend_population
+    chunk, written, writer = 500_000, 0, None
+    offset = half * 10**9  # person and entity ids of the two halves never meet
+    try:
+        while written < n:
+            rows = register.rows(min(chunk, n - written))
+            table = demographic_frame((str(offset + written + r.rec_id), r.name, r.sex, r.birth_date, r.id_no, r.phone,
+                                       r.address) for r in rows)
+            table = table.append_column("entity", pa.array([offset + written + r.entity for r in rows], pa.int64()))
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            written += len(rows)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _peak_mib(pid: int | str = "self") -> float:
@@ -635,7 +679,7 @@ def compare_backends(n: int, which: list[str], folder: Path) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1].startswith("--child-"):
         {"--child-relink": relink_child, "--child-splink": splink_child,
-         "--child-backend": backend_child}[sys.argv[1]](sys.argv[2])
+         "--child-backend": backend_child, "--child-population": population_child}[sys.argv[1]](sys.argv[2])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=None, help="(c) persons (1,000,000) / (e) records (100,000)")
