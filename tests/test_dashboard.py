@@ -175,6 +175,8 @@ def test_wrong_api_keys_are_throttled_per_address(client):
     assert int(answers[-1].headers["Retry-After"]) > 0 and answers[-1].json()["error"]["code"] == "RATE_LIMITED"
 
 
+# what is tested is which store each read goes to; the primary's back end does not change it
+@pytest.mark.parametrize("store_engine", ["sqlite"], indirect=True)
 def test_statistics_read_from_the_replica_sign_in_from_the_primary(engine, orgs, tmp_path):
     """With a read store configured (a streaming replica in a deployment; here a second store
     holding other data), the upload statistics and their export come from it, while signing in
