@@ -30,9 +30,20 @@ pytest.importorskip("pyspark")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from phip.empi.backends import spark_session
 
+    from pyspark import SparkContext
+
     session = spark_session("local[2]", "1g", tmp_path_factory.mktemp("spark"))
     yield session
-    session.stop()  # no JVM outlives the module
+    session.stop()
+    # stop() ends Spark but not the JVM pyspark launched, which idled on through the rest of the
+    # suite (700 MB, a tenth of a core): shut the gateway and its process down too
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        gateway.shutdown()
+        if getattr(gateway, "proc", None) is not None:
+            gateway.proc.terminate()
+            gateway.proc.wait(timeout=30)
+        SparkContext._gateway = SparkContext._jvm = None
 
 
 def test_the_stored_model_is_translated_to_spark_sql():
