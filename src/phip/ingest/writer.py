@@ -1,7 +1,8 @@
 """Step three of a batch, inside its one transaction: compare with the stored heads by natural
-key and content hash (the key directory ``record_keys``, see ``phip.store.partitions``); insert new records, version corrected ones (the old head goes to
-``record_versions``), skip unchanged ones; bump the daily counters; store the receipt, its
-findings and the current rejections.
+key and content hash (the key directory ``record_keys``, see ``phip.store.partitions``);
+insert new records, version corrected ones (the old head goes to ``record_versions``), skip
+unchanged ones; bump the daily counters; store the receipt, its findings and the current
+rejections.
 """
 
 from __future__ import annotations
