@@ -56,3 +56,24 @@ def test_a_failing_process_leaves_the_reading_here(bodies, monkeypatch):
     expected = [_outcome(_here(b)) for b in bodies]
     monkeypatch.setattr("phip.documents.readahead.workers.submit", lambda task, *args: workers.pool().submit(len, 5))
     assert [_outcome(m) for m in read_many(bodies)] == expected
+
+
+def test_at_the_end_the_last_chunk_not_started_is_taken_back(bodies):
+    """When the input is read, this process reads the chunks the process has not started,
+    from the back, instead of waiting for all of them: each once, in its place."""
+    from collections import deque
+    from concurrent.futures import Future
+
+    from phip.documents.readahead import _take_back
+
+    running, queued, last = Future(), Future(), Future()
+    assert running.set_running_or_notify_cancel()
+    chunks = [bodies[:2], bodies[2:4], bodies[4:6]]
+    waiting = deque(zip(chunks, (running, queued, last), (None, None, None), strict=True))
+    assert _take_back(waiting)
+    assert last.cancelled() and not queued.cancelled()
+    assert [_outcome(m) for m in waiting[2][2]] == [_outcome(_here(b)) for b in chunks[2]]
+    assert waiting[2][1] is None and waiting[1][1] is queued
+    assert _take_back(waiting) and queued.cancelled()
+    assert not _take_back(waiting), "a running chunk is the process's to finish"
+    assert waiting[0][1] is running

@@ -53,19 +53,35 @@ def read_many(bodies: Iterable[bytes]) -> Iterator[Mapped | DocumentRefused]:
         if not waiting:
             return
         chunk, future, done = waiting[0]
-        if done is None and not exhausted and not future.done():  # type: ignore[union-attr]
-            chunk = next(chunks, None)  # rather than wait, read the next chunk here
-            if chunk is None:
-                exhausted = True
-            else:
-                waiting.append((chunk, None, _read_here(chunk)))
-            continue
+        if done is None and not future.done():  # type: ignore[union-attr]
+            if not exhausted:
+                chunk = next(chunks, None)  # rather than wait, read the next chunk here
+                if chunk is None:
+                    exhausted = True
+                else:
+                    waiting.append((chunk, None, _read_here(chunk)))
+                continue
+            if _take_back(waiting):  # the input is read: the process's queue is shared out
+                sent -= 1
+                continue
         waiting.popleft()
         if done is None:
             sent -= 1
             got = workers.result(future)
             done = _outcomes(got) if got is not None else _read_here(chunk)
         yield from done
+
+
+def _take_back(waiting: deque[tuple[list[bytes], Future | None, list[Mapped | DocumentRefused] | None]]) -> bool:
+    """Read here the last chunk the process has not started, if any: at the end of the input
+    the two processes then meet in the middle of what is left instead of this one waiting for
+    the whole queue (a file of documents per institution ends often)."""
+    for i in range(len(waiting) - 1, 0, -1):
+        chunk, future, done = waiting[i]
+        if done is None and future is not None and future.cancel():
+            waiting[i] = (chunk, None, _read_here(chunk))
+            return True
+    return False
 
 
 def _read_here(chunk: list[bytes]) -> list[Mapped | DocumentRefused]:
