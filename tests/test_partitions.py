@@ -209,3 +209,101 @@ def test_archive_a_month_to_parquet_and_restore_it(tmp_path, orgs):
         restore_month(engine, date(2025, 8, 1))
     assert nothing.value.code == "NOT_ARCHIVED"
     engine.dispose()
+
+
+def _killed_while_blocked(args: list[str], url: str, data_dir, lock: str, engine: Engine) -> None:
+    """Run ``phip <args>`` while another session holds ``lock``; SIGKILL it once its
+    transaction waits on that lock (its files written, its changes made but not committed),
+    then release the lock and wait until its server session has rolled back and gone."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .test_cli import PHIP
+
+    env = {**os.environ, "PHIP_DATA_DIR": str(data_dir), "PHIP_DATABASE_URL": url}
+    with engine.connect() as holder:
+        holder.execute(text(lock))
+        proc = subprocess.Popen([*PHIP, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        blocked_pid = None
+        deadline = time.monotonic() + 120
+        while blocked_pid is None and time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as probe:
+                blocked_pid = probe.execute(text("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                                 "AND datname = current_database()")).scalar()
+            time.sleep(0.05)
+        assert blocked_pid is not None, f"the command never waited on the lock: {proc.communicate()}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        holder.rollback()
+    for _ in range(600):
+        with engine.connect() as probe:  # a transaction each: pg_stat_activity is read once per transaction
+            if probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": blocked_pid}).scalar() == 0:
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the killed command's session did not end")
+
+
+def test_archive_and_restore_refusals_and_a_kill_in_their_transaction(tmp_path, orgs):
+    """Every refusal of archive and restore leaves the store as it was, with its code; a
+    ``phip db archive`` or ``restore`` killed inside its one transaction (files written, rows
+    moved, not committed) changes nothing, and run again it completes with every row."""
+    from phip.store.archive import ArchiveError, archive_month, restore_month
+
+    from .conftest import PG_URL
+
+    with pytest.raises(ArchiveError) as lite:
+        archive_month(scratch_store("sqlite", tmp_path, "lite"), date(2025, 8, 1), tmp_path / "a", today=date(2026, 12, 6))
+    assert lite.value.code == "NOT_PARTITIONED"
+    engine = scratch_store("postgresql", tmp_path, "archive_kill")
+    upgrade(engine)
+    seed_before_0012(engine, tmp_path)
+    with engine.begin() as conn:
+        partitions.ensure_months(conn, [date(2025, 8, 1)])
+    august = datetime(2025, 8, 12, 9, 0, 0)
+    visits = [{**v, "visit_time": (august + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S")}
+              for i, v in enumerate(_visits(orgs, 12, 11, august.date()))]
+    assert build_pipeline(engine).ingest(orgs[0][0], "outpatient_visit", visits, now=NOW).accepted == 12
+    before = _state(engine)
+    with pytest.raises(ArchiveError) as absent:
+        archive_month(engine, date(2025, 3, 1), tmp_path / "a", today=date(2026, 12, 6))
+    assert absent.value.code == "NO_SUCH_PARTITION"
+
+    def archived() -> tuple:
+        with engine.connect() as conn:
+            return (date(2025, 8, 1) in partitions.months_of(conn, "records"),
+                    conn.execute(select(func.count()).where(m.RecordKey.archived)).scalar(),
+                    conn.execute(text("SELECT count(*) FROM archived_months")).scalar())
+
+    url, to = PG_URL + "_archive_kill", tmp_path / "arch"
+    _killed_while_blocked(["db", "archive", "--month", "2025-08", "--to", str(to)], url, tmp_path,
+                          "LOCK TABLE archived_months IN ACCESS EXCLUSIVE MODE", engine)
+    assert archived() == (True, 0, 0) and _state(engine) == before
+    assert (to / "records_p202508.parquet").is_file()  # written before the transaction; written again below
+    assert {p.table: p.rows for p in archive_month(engine, date(2025, 8, 1), to, today=NOW.date(), now=NOW)}["records"] == 12
+    assert archived() == (False, 12, 4)
+    with engine.connect() as conn:  # stamped by the platform's clock, not the machine's
+        assert set(conn.execute(text("SELECT archived_at FROM archived_months")).scalars()) == {NOW}
+
+    records_file = to / "records_p202508.parquet"
+    records_file.rename(tmp_path / "moved.parquet")
+    with pytest.raises(ArchiveError) as missing:
+        restore_month(engine, date(2025, 8, 1))
+    assert missing.value.code == "ARCHIVE_FILE_MISSING" and archived() == (False, 12, 4)
+    (tmp_path / "moved.parquet").rename(records_file)
+    with engine.begin() as conn:  # a register that no longer agrees with its file
+        conn.execute(text("UPDATE archived_months SET rows = rows + 1 WHERE table_name = 'records'"))
+    with pytest.raises(ArchiveError) as differ:
+        restore_month(engine, date(2025, 8, 1))
+    assert differ.value.code == "ARCHIVE_ROWS_DIFFER" and archived() == (False, 12, 4)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE archived_months SET rows = rows - 1 WHERE table_name = 'records'"))
+
+    _killed_while_blocked(["db", "restore", "--month", "2025-08"], url, tmp_path,
+                          "LOCK TABLE record_keys IN EXCLUSIVE MODE", engine)
+    assert archived() == (False, 12, 4)
+    restore_month(engine, date(2025, 8, 1))
+    assert archived() == (True, 0, 0) and _state(engine) == before
+    engine.dispose()

@@ -351,7 +351,8 @@ def db_archive(
     from phip.standard.validate import platform_now
     from phip.store.archive import archive_month
 
-    parts = archive_month(runtime.engine(), _month(month, "--month"), to, platform_now().date())
+    now = platform_now()
+    parts = archive_month(runtime.engine(), _month(month, "--month"), to, now.date(), now)
     for p in parts:
         console.print(f"{p.table}：{p.rows:,} 行 → {p.path}（SHA-256 {p.sha256[:16]}…）", highlight=False)
     console.print(f"{month} 已归档；恢复：phip db restore --month {month}")

@@ -52,8 +52,9 @@ class Part:
     sha256: str
 
 
-def archive_month(engine: Engine, month: date, directory: Path, today: date) -> list[Part]:
-    """Export, check, then detach ``month`` of every table in :data:`ARCHIVED`."""
+def archive_month(engine: Engine, month: date, directory: Path, today: date, now: datetime | None = None) -> list[Part]:
+    """Export, check, then detach ``month`` of every table in :data:`ARCHIVED`; ``now`` (the
+    platform's clock, which this layer cannot import) stamps the register."""
     month = partitions.month_start(month)
     _check_store(engine)
     if month >= partitions.add_months(partitions.month_start(today), -1):
@@ -70,7 +71,7 @@ def archive_month(engine: Engine, month: date, directory: Path, today: date) -> 
     name = partitions.partition_name("records", month)
     with engine.begin() as conn:
         conn.execute(text(f'UPDATE record_keys SET archived = true WHERE record_id IN (SELECT id FROM "{name}")'))
-        now = datetime.now()
+        now = now or datetime.now()
         for p in parts:
             conn.execute(text("INSERT INTO archived_months (table_name, month, path, rows, sha256, archived_at) "
                               "VALUES (:t, :m, :p, :r, :s, :at)"),
