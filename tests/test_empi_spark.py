@@ -63,6 +63,15 @@ def test_an_unknown_backend_is_refused(monkeypatch):
     assert bad.value.code == "BAD_EMPI_BACKEND"
 
 
+def test_spark_without_pyspark_installed_says_how_to_install_it(monkeypatch):
+    """An installation without the ``spark`` extra: the operator is told what to install, the
+    backend does not half-start."""
+    monkeypatch.setitem(__import__("sys").modules, "pyspark.sql", None)  # import fails as if absent
+    with pytest.raises(EmpiError) as missing:
+        backend_named("spark")
+    assert missing.value.code == "SPARK_NOT_INSTALLED" and "phip[spark]" in missing.value.message
+
+
 def _population(n: int, seed: int) -> dict[str, dict]:
     return {f"s{r.rec_id:05d}": {"name": r.name, "sex": r.sex, "birth_date": r.birth_date, "id_no": r.id_no,
                                  "phone": r.phone, "address": r.address} for r in Register(seed).rows(n)}
