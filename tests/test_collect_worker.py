@@ -16,6 +16,7 @@ from sqlalchemy import update
 from phip.collect import state
 from phip.synth import his_synth
 from phip.collect.probe import initials, inspect_source, propose
+from phip.collect import scheduler
 from phip.collect.scheduler import Worker
 from phip.collect.source import open_source
 from phip.collect.tables import CollectSource
@@ -54,9 +55,13 @@ def test_worker_runs_due_sources_and_backs_off_on_failure(engine, tmp_path, monk
     monkeypatch.setenv("PHIP_COLLECT_DIR", str(tmp_path))
     mapping = demo_mapping(url, tmp_path)  # written into the sources directory, schedule 15m
     worker = Worker(engine, build_pipeline(engine))
+    made = []
+    ensure_ahead = scheduler.partitions.ensure_ahead
+    monkeypatch.setattr(scheduler.partitions, "ensure_ahead", lambda *a: made.append(a) or ensure_ahead(*a))
     first = worker.run_pass()
     assert set(first.ran) == {"his_demo"} and {r.status for r in first.ran["his_demo"]} == {"ok"}
     assert worker.run_pass().not_due == ["his_demo"]
+    assert len(made) == 1, "the months ahead are made sure of once a day, not every pass"
     row = state.source_state(engine, "his_demo")
     assert timedelta(minutes=14) < row.next_run_at - platform_now() <= timedelta(minutes=15) and row.failures == 0
 

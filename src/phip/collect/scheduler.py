@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 
 from sqlalchemy import Engine
 
@@ -59,6 +59,7 @@ class Worker:
         self.collector = Collector(engine, pipeline, holder)
         # when the nightly quality analysis starts (PHIP_QUALITY_AT by default; None: never)
         self.quality_at: time | None = quality_time() if isinstance(quality_at, str) else quality_at
+        self.months_made_on: date | None = None  # the day the months ahead were last made sure of
 
     @property
     def holder(self) -> str:
@@ -91,10 +92,13 @@ class Worker:
                 report.not_due.append(mapping.name)
             else:
                 report.ran[mapping.name] = results
-        try:  # months ahead of the data (PostgreSQL): never created inside an ingest batch
-            report.partitions = partitions.ensure_ahead(self.engine, platform_now().date())
-        except Exception:  # noqa: BLE001 - rows of a missing month wait in the default partition
-            log.exception("creating the next months' partitions failed")
+        today = platform_now().date()
+        if self.months_made_on != today:  # once a day: three months ahead leave weeks to spare
+            try:  # months ahead of the data (PostgreSQL): never created inside an ingest batch
+                report.partitions = partitions.ensure_ahead(self.engine, today)
+                self.months_made_on = today
+            except Exception:  # noqa: BLE001 - rows of a missing month wait in the default partition
+                log.exception("creating the next months' partitions failed")
         try:
             report.quality = run_due(self.engine, self.quality_at)
         except Exception:  # noqa: BLE001 - a failed analysis must not stop collection; it is due again next pass

@@ -7,9 +7,11 @@ from datetime import datetime
 from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Connection, Row, Select, Table, Text, any_, bindparam, cast, func, select, text
+from sqlalchemy import (JSON, ColumnElement, Connection, Engine, Row, Select, Table, Text, any_, bindparam, cast, func, select,
+                        text)
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import TextClause
 
@@ -169,13 +171,16 @@ def _sequence(conn: Connection, table: str) -> str:
     """The id sequence's name, looked up once per store: named as a constant, 1,000 ids cost
     0.4 ms; with ``pg_get_serial_sequence`` in the statement PostgreSQL ran it once per id
     (5,000 catalog buffers, 4–7 ms; EXPLAIN printed by benchmarks/scale.py)."""
-    key = (conn.engine.url.render_as_string(), table)
-    if key not in _SEQUENCES:
-        _SEQUENCES[key] = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one()
-    return _SEQUENCES[key]
+    known = _SEQUENCES.get(conn.engine)
+    if known is None:
+        known = _SEQUENCES[conn.engine] = {}
+    if table not in known:
+        known[table] = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one()
+    return known[table]
 
 
-_SEQUENCES: dict[tuple[str, str], str] = {}
+#: per engine (a store), forgotten with it
+_SEQUENCES: WeakKeyDictionary[Engine, dict[str, str]] = WeakKeyDictionary()
 
 
 @lru_cache(maxsize=32)
