@@ -64,6 +64,21 @@ class Prepared:
     source_ref: str | None
     index_base: int = 0  # the receipt's indices are the caller's (see prepare)
 
+    def reject(self, rejections: list[Rejection]) -> None:
+        """Count rejections in the receipt, their indices the caller's (``index_base``)."""
+        self.stored_rejections.extend(rejections)
+        self.receipt.rejected += len(rejections)
+        self.receipt.rejections += [Rejection(r.index + self.index_base, r.record_key, r.findings, r.keyed) for r in rejections]
+
+    def refuse(self, refused: list[Rejection]) -> None:
+        """Records the writer refused after validation (a change to an archived month): rejected
+        like the validator's rejections, no longer accepted or warned."""
+        gone = {r.index for r in refused}
+        self.good = [g for g in self.good if g.index not in gone]
+        self.warned[:] = [g for g in self.warned if g.index not in gone]
+        self.receipt.warnings = len(self.warned)
+        self.reject(refused)
+
 
 class Pipeline:
     """Validate → normalise → identify → upsert → count. Thread-safe; one per process is enough."""
@@ -189,12 +204,12 @@ class Pipeline:
         receipt = Receipt(batch_id or uuid.uuid4().hex, org_code, dataset.code, source, now, total=len(records))
         if validated is None:
             validated = validate_batch(self.standard, dataset, org_code, org_name, records, now)
-        good, stored_rejections = validated
+        good, rejections = validated
         warned = [g for g in good if g.warnings]
-        receipt.rejected = len(stored_rejections)
         receipt.warnings = len(warned)
-        receipt.rejections = [Rejection(r.index + index_base, r.record_key, r.findings, r.keyed) for r in stored_rejections]
-        return Prepared(dataset, records, receipt, good, warned, stored_rejections, source_ref, index_base)
+        prepared = Prepared(dataset, records, receipt, good, warned, [], source_ref, index_base)
+        prepared.reject(rejections)
+        return prepared
 
     def commit(self, prepared: Prepared) -> Receipt:
         """Step two, one transaction: resolve persons, upsert, count, store the receipt."""
@@ -213,17 +228,10 @@ class Pipeline:
                     good[index].warnings.extend(found)
                 refused = [r for round_ in rounds(good) for r in upsert(conn, org_code, dataset, round_, receipt,
                                                                           now, self.counters)]
-                if refused:  # changes to archived records: rejections, not accepted records
-                    gone = {r.index for r in refused}
-                    good = [g for g in good if g.index not in gone]
-                    prepared.warned[:] = [g for g in prepared.warned if g.index not in gone]
-                    prepared.stored_rejections.extend(refused)
-                    receipt.rejected += len(refused)
-                    receipt.warnings = len(prepared.warned)
-                    receipt.rejections += [Rejection(r.index + prepared.index_base, r.record_key, r.findings, r.keyed)
-                                           for r in refused]
+                if refused:  # changes to archived records
+                    prepared.refuse(refused)
             bookkeep(
-                conn, dataset, prepared.records, good, prepared.warned, receipt, prepared.stored_rejections, now,
+                conn, dataset, prepared.records, prepared.good, prepared.warned, receipt, prepared.stored_rejections, now,
                 prepared.source_ref,
             )
         return receipt
