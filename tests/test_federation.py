@@ -263,9 +263,10 @@ def test_province_500_timeouts_and_lost_receipts(city, province, orgs, tmp_path)
     p_engine, p_url, key = province
     two_hospitals_and_corrections(city, orgs)
     with province_serving(tmp_path, p_url) as base:
-        proxy = FaultyProxy(base, ["500", "ok", "lost", "500", "500", "slow", "ok", "lost"], delay=2.0)
+        # timeout 3 s: a loaded machine's first province batches took over 1 s and counted as failures
+        proxy = FaultyProxy(base, ["500", "ok", "lost", "500", "500", "slow", "ok", "lost"], delay=4.0)
         try:
-            result = forwarder(city.engine, proxy.url, key, batch_size=9, timeout=1).run(once=True, max_failures=6)
+            result = forwarder(city.engine, proxy.url, key, batch_size=9, timeout=3).run(once=True, max_failures=6)
         finally:
             proxy.close()
     assert result.failures == 6 and not result.gave_up
