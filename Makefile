@@ -19,11 +19,11 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	scripts/ensure-chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # the suite without the tests that run PHIP in processes of its own, kill them or drive Chromium
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/ingest_pipeline.py

@@ -550,3 +550,5 @@ def test_merge_notifications_reach_the_hospitals_of_the_patient_only(pipeline, e
     assert notice["id"] == undone and notice["action_label"] in reads.NOTICE_LABELS.values()
     assert client.get("/api/v1/empi/notifications").json()["error"]["code"] == "AUTH_REQUIRED"
     assert client.get("/api/v1/empi/notifications", params={"after": -1}, headers=keys[a]).status_code == 400
+    too_far = client.get("/api/v1/empi/notifications", params={"after": 2**63}, headers=keys[a])  # was a 500 (schemathesis)
+    assert too_far.status_code == 400 and too_far.json()["error"]["field"] == "after"

@@ -273,7 +273,7 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
 
     @router.get("/notifications", responses=responses(EXAMPLES["notifications"], 400, 401, 429))
     def notifications(org: Org, request: Request,
-                      after: int = Query(0, ge=0, description="上次返回的 next_after（首次为0）"),
+                      after: int = Query(0, ge=0, le=2**63 - 1, description="上次返回的 next_after（首次为0）"),
                       limit: int = Query(100, ge=1, le=500, description="每次最多返回的通知数")) -> dict:
         """个人信息合并通知（WS/T 448 个人注册服务；IHE ITI-10 的轮询形式）：主索引合并、拆分及其撤销中
         涉及本机构患者的事件，按发生顺序；每条给出事件后各居民主索引号下本机构的院内患者ID，
