@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
-from functools import cache, wraps
+from functools import cache, cached_property, wraps
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -184,10 +184,20 @@ class Standard(BaseModel):
     def dataset(self, ref: str | int) -> DataSet:
         """Find a data set by code (``outpatient_visit``), number (``3``) or Chinese name."""
         text = str(ref).strip()
-        for ds in self.datasets:
-            if text in (ds.code, ds.name, str(ds.number), f"{ds.number:02d}"):
-                return ds
-        raise KeyError(text)
+        try:
+            return self.dataset_index[text]
+        except KeyError:
+            raise KeyError(text) from None
+
+    @cached_property
+    def dataset_index(self) -> dict[str, DataSet]:
+        """Every spelling :meth:`dataset` takes, the first data set holding it winning. The
+        pipeline looks a data set up twice a batch: a scan of the ~80 formatting their numbers
+        cost 60 µs a time (the demo's 11,000 batches of three days: 1.4 s)."""
+        index: dict[str, DataSet] = {}
+        for ds in reversed(self.datasets):
+            index.update(dict.fromkeys((ds.code, ds.name, str(ds.number), f"{ds.number:02d}"), ds))
+        return index
 
     def domain(self, id: str) -> ValueDomain:
         return self.domains[id]
