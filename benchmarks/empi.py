@@ -601,9 +601,7 @@ def population_child(arg: str) -> None:
 def _write_population(path: Path, n: int, half: int) -> None:
     import pyarrow.parquet as pq
 
-    register = Register(29 + half)
-    if half:
-        register._seq = defaultdict(lambda: 50)  # numbers from 51: see backend_population
+    register = Register(29 + half, numbered_after=50 * half)  # the second numbers from 51: see backend_population
     chunk, written, writer = 500_000, 0, None
     offset = half * 10**9  # person and entity ids of the two halves never meet
     try:

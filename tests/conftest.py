@@ -20,14 +20,14 @@ from phip.orgs.service import seed_institutions
 from phip.store.db import create_database, make_engine, upgrade, wipe
 from phip.schema import Base
 
+PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # pytest -n N: gw0, gw1 …
 if _WORKER and not os.environ.get("PHIP_TEST_WORKER"):
     # each worker its own databases (the store's, every scratch and source database): the
     # names derive from these two, and the tests' own subprocesses inherit them
     os.environ["PHIP_TEST_WORKER"] = _WORKER
-    os.environ["PHIP_TEST_PG_URL"] = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test") + f"_{_WORKER}"
+    os.environ["PHIP_TEST_PG_URL"] = PG_URL = f"{PG_URL}_{_WORKER}"
     os.environ["PHIP_TEST_DB_SUFFIX"] = os.environ.get("PHIP_TEST_DB_SUFFIX", "") + f"_{_WORKER}"
-PG_URL = os.environ.get("PHIP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/phip_test")
 _engines: dict[str, Engine] = {}
 
 

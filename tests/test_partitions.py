@@ -5,6 +5,10 @@ month created late takes its rows out of the default partition."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -215,11 +219,6 @@ def _killed_while_blocked(args: list[str], url: str, data_dir, lock: str, engine
     """Run ``phip <args>`` while another session holds ``lock``; SIGKILL it once its
     transaction waits on that lock (its files written, its changes made but not committed),
     then release the lock and wait until its server session has rolled back and gone."""
-    import os
-    import signal
-    import subprocess
-    import time
-
     from .test_cli import PHIP
 
     env = {**os.environ, "PHIP_DATA_DIR": str(data_dir), "PHIP_DATABASE_URL": url}

@@ -28,6 +28,8 @@ CHUNK = 24
 #: chunks in the process at once: a batch of 1,000 records takes the writer about as long
 #: as the process needs to read this many, so it is not idle while this process writes
 AHEAD = 8
+#: a chunk in order: its documents, the process's future (None: read here), its outcomes once read here
+_Slot = tuple[list[bytes], Future | None, list[Mapped | DocumentRefused] | None]
 
 
 def read_many(bodies: Iterable[bytes]) -> Iterator[Mapped | DocumentRefused]:
@@ -38,7 +40,7 @@ def read_many(bodies: Iterable[bytes]) -> Iterator[Mapped | DocumentRefused]:
         for chunk in chunks:
             yield from _read_here(chunk)
         return
-    waiting: deque[tuple[list[bytes], Future | None, list[Mapped | DocumentRefused] | None]] = deque()
+    waiting: deque[_Slot] = deque()
     sent = 0  # chunks in the process
     exhausted = False
     while True:
@@ -72,7 +74,7 @@ def read_many(bodies: Iterable[bytes]) -> Iterator[Mapped | DocumentRefused]:
         yield from done
 
 
-def _take_back(waiting: deque[tuple[list[bytes], Future | None, list[Mapped | DocumentRefused] | None]]) -> bool:
+def _take_back(waiting: deque[_Slot]) -> bool:
     """Read here the last chunk the process has not started, if any: at the end of the input
     the two processes then meet in the middle of what is left instead of this one waiting for
     the whole queue (a file of documents per institution ends often)."""
@@ -96,7 +98,9 @@ def _read_here(chunk: list[bytes]) -> list[Mapped | DocumentRefused]:
 
 def read_remote(chunk: list[bytes]) -> list[tuple]:
     """A chunk read in the validation process, as plain tuples (a template does not cross the
-    process boundary, its code does): (code, document id, records) or (None, "", problems)."""
+    process boundary, its code does): (code, document id, records) or (None, "", problems).
+    Not preloaded there: most processes never read a document, and the ~0.2 s import on the
+    first chunk is overlapped by this process reading the next ones."""
     return [(m.template.code, m.document_id, m.records) if isinstance(m, Mapped)
             else (None, "", [(p.code, p.message, p.path) for p in m.problems]) for m in _read_here(chunk)]
 
@@ -106,5 +110,3 @@ def _outcomes(rows: list[tuple]) -> list[Mapped | DocumentRefused]:
     return [Mapped(by_code[code], doc_id, got) if code is not None else DocumentRefused([Problem(*p) for p in got])
             for code, doc_id, got in rows]
 
-
-workers.preload(read_remote)

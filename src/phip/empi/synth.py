@@ -53,7 +53,9 @@ class SynthRow:
 
 
 class Register:
-    def __init__(self, seed: int = 7):
+    def __init__(self, seed: int = 7, numbered_after: int = 0):
+        """``numbered_after``: persons of a division and birth date are numbered from this + 1,
+        so two registers numbering from far apart never give the same valid ID number."""
         self.rng = random.Random(seed)
         names = dict(PersonProvider.last_names)
         names.update(EXTRA_SURNAMES)
@@ -71,7 +73,7 @@ class Register:
         self.districts = list(AddressProvider.districts)
         self.streets = [self.rng.choice(GIVEN_CHARS) + self.rng.choice(GIVEN_CHARS) + self.rng.choice(("路", "街", "大街", "大道"))
                         for _ in range(400)]
-        self._seq: dict[str, int] = defaultdict(int)
+        self._seq: dict[str, int] = defaultdict(lambda: numbered_after)
 
     # -- entity attributes ---------------------------------------------------------------------------
 
