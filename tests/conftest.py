@@ -45,9 +45,16 @@ def pg_engine(url: str = PG_URL) -> Engine:
     return engine
 
 
-@pytest.fixture(scope="session")
-def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("audit") / "audit.key")
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One audit key for the run, set before any fixture runs: module- and session-scoped
+    fixtures that write audited events come before the per-test paths below, and otherwise
+    wrote the key and anchor into the checkout's data/."""
+    key = str(tmp_path_factory.mktemp("audit") / "audit.key")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHIP_AUDIT_KEY_FILE", key)
+        patch.setenv("PHIP_AUDIT_ANCHOR_FILE", str(tmp_path_factory.mktemp("anchor") / "audit.anchor"))
+        yield key
 
 
 @pytest.fixture(autouse=True)
