@@ -26,8 +26,8 @@ from phip.standard.validate import platform_now
 from phip.store.models import Institution
 
 from .conftest import empty_store
-from .test_regional_role import (DAY, MONTH, OTHER, OTHER_NET, OWN, OWN_NET, PASSWORD, REGION, _outside, assert_only_own,
-                                 load, login)
+from .regional_support import (DAY, MONTH, OTHER, OTHER_NET, OWN, OWN_NET, PASSWORD, REGION, assert_only_own, load, login,
+                               outside)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_onboarding_xlsx_holds_the_region_only(client, scope):
     r = client.get("/ops/onboarding.xlsx", params={"scope": scope})
     assert r.status_code == 200
     text = xlsx_text(r.content)
-    leaked = [(c, n) for c, n in _outside(REGION) if n in text]
+    leaked = [(c, n) for c, n in outside(REGION) if n in text]
     assert not leaked, leaked[:5]
     if scope == "all":
         assert OWN[1] in text and text.startswith("截至") and "长春市" in text.split("\n")[0]
