@@ -306,3 +306,77 @@ def test_archive_and_restore_refusals_and_a_kill_in_their_transaction(tmp_path, 
     restore_month(engine, date(2025, 8, 1))
     assert archived() == (True, 0, 0) and _state(engine) == before
     engine.dispose()
+
+
+def _august_store(tmp_path, orgs, name: str) -> tuple[Engine, list[dict]]:
+    """A partitioned store holding 12 visits of August 2025 (closed by NOW)."""
+    engine = scratch_store("postgresql", tmp_path, name)
+    upgrade(engine)
+    seed_before_0012(engine, tmp_path)
+    with engine.begin() as conn:
+        partitions.ensure_months(conn, [date(2025, 8, 1)])
+    august = datetime(2025, 8, 12, 9, 0, 0)
+    visits = [{**v, "visit_time": (august + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S")}
+              for i, v in enumerate(_visits(orgs, 12, 11, august.date()))]
+    assert build_pipeline(engine).ingest(orgs[0][0], "outpatient_visit", visits, now=NOW).accepted == 12
+    return engine, visits
+
+
+def test_a_write_after_the_export_refuses_the_month_and_a_rerun_keeps_it(tmp_path, orgs):
+    """A hospital's correction of an August visit lands between the export and the detach: the
+    month is refused (its files removed, nothing detached or marked) instead of dropping the
+    correction with the partition; the rerun archives it with the correction in the file."""
+    import pyarrow.parquet as pq
+
+    from phip.store.archive import ArchiveError, archive_month, detach_month, export_month
+
+    engine, visits = _august_store(tmp_path, orgs, "archive_late")
+    to = tmp_path / "arch"
+    parts = export_month(engine, date(2025, 8, 1), to, today=NOW.date())
+    assert {p.table: p.rows for p in parts}["records"] == 12
+    corrected = {**visits[3], "diagnosis_name": "更正后的诊断"}
+    assert build_pipeline(engine).ingest(orgs[0][0], "outpatient_visit", [corrected], now=NOW).updated == 1
+    before = _state(engine)
+    with pytest.raises(ArchiveError) as late:
+        detach_month(engine, date(2025, 8, 1), parts, now=NOW)
+    assert late.value.code == "ARCHIVE_ROWS_DIFFER" and "record_versions_p202508" in late.value.message
+    assert _state(engine) == before and not any(p.path.exists() for p in parts)
+    with engine.connect() as conn:
+        assert date(2025, 8, 1) in partitions.months_of(conn, "records")
+        assert conn.execute(text("SELECT count(*) FROM archived_months")).scalar() == 0
+        assert conn.execute(select(func.count()).where(m.RecordKey.archived)).scalar() == 0
+
+    done = {p.table: p for p in archive_month(engine, date(2025, 8, 1), to, today=NOW.date(), now=NOW)}
+    assert done["records"].rows == 12 and done["record_versions"].rows == 1
+    payloads = pq.read_table(done["records"].path, columns=["payload"]).column("payload").to_pylist()
+    assert sum("更正后的诊断" in p for p in payloads) == 1
+    engine.dispose()
+
+
+def test_a_correction_read_before_its_month_was_archived_is_refused_not_lost(tmp_path, orgs):
+    """A batch that read a head before the archive committed finds the row gone when it comes to
+    update it: that record is refused RECORD_ARCHIVED (as if read after), nothing is counted
+    or versioned, and the rest of the batch is stored."""
+    from phip.store.archive import archive_month
+
+    engine, visits = _august_store(tmp_path, orgs, "archive_stale")
+    archive_month(engine, date(2025, 8, 1), tmp_path / "arch", today=NOW.date(), now=NOW)
+    stale = visits[5]
+    with engine.begin() as conn:  # the directory as that batch read it, before the archive's commit
+        conn.execute(text("UPDATE record_keys SET archived = false WHERE record_key LIKE :k"),
+                     {"k": f"%{stale['visit_no']}%"})
+        keys = conn.execute(text("SELECT record_key, version, content_hash FROM record_keys ORDER BY record_key")).all()
+        counts = conn.execute(select(m.EventDaily.__table__).order_by(*m.EventDaily.__table__.primary_key)).all()
+    new = {**visits[0], "visit_no": "LATE-0001", "visit_time": "2026-11-21 10:00:00"}
+    receipt = build_pipeline(engine).ingest(orgs[0][0], "outpatient_visit",
+                                            [{**stale, "diagnosis_name": "归档后的更正"}, new], now=NOW)
+    assert (receipt.accepted, receipt.updated, receipt.rejected) == (1, 0, 1)
+    assert receipt.rejections[0].index == 0
+    assert [f.code for f in receipt.rejections[0].findings] == ["RECORD_ARCHIVED"]
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT record_key, version, content_hash FROM record_keys ORDER BY record_key")).all()
+        assert [k for k in after if "LATE-0001" not in k[0]] == keys  # the stale head not bumped
+        assert conn.execute(select(func.count()).select_from(m.RecordVersion)).scalar() == 0
+        moved = conn.execute(select(m.EventDaily.__table__).order_by(*m.EventDaily.__table__.primary_key)).all()
+    assert [r for r in moved if r.day != date(2026, 11, 21)] == [r for r in counts if r.day != date(2026, 11, 21)]
+    engine.dispose()

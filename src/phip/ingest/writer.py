@@ -83,6 +83,7 @@ def upsert(
     inserts: list[dict[str, Any]] = []
     inserted: list[dict[str, Any]] = []  # the records of `inserts`
     updates: list[dict[str, Any]] = []
+    updated: list[tuple[Good, datetime | None]] = []  # the records of `updates`, with their old event times
     day_delta: dict[date, int] = {}
     for g in items:
         head = heads.get(g.key)
@@ -108,15 +109,7 @@ def upsert(
                 "rid": id_, "key": g.key, "version": version + 1, "content_hash": g.hash, "person_id": g.person_id,
                 "event_time": g.event_time, "received_at": now, "batch_id": receipt.batch_id, "payload": g.record,
             })
-            old_day = old_event.date() if old_event else None
-            new_day = g.event_time.date() if g.event_time else None
-            if new_day is not None:
-                receipt.event_days.add(new_day)
-            if old_day != new_day:
-                if old_day is not None:
-                    day_delta[old_day] = day_delta.get(old_day, 0) - 1
-                if new_day is not None:
-                    day_delta[new_day] = day_delta.get(new_day, 0) + 1
+            updated.append((g, old_event))
     if inserts:
         for row, id_ in zip(inserts, allocate_ids(conn, records, len(inserts))):
             row["id"] = id_
@@ -128,6 +121,27 @@ def upsert(
     old_payloads: dict[int, dict[str, Any]] = {}
     if updates:
         old_payloads = _supersede(conn, [u["rid"] for u in updates], now)
+        if len(old_payloads) < len(updates):
+            # A head gone since it was read: its month was archived meanwhile (phip.store.archive
+            # is the only thing that removes records). Refused as if read after, not updated
+            # into nothing.
+            for u, (g, old_event) in zip(updates, updated, strict=True):
+                if u["rid"] not in old_payloads:
+                    month = f"{old_event:%Y-%m}" if old_event else "—"
+                    refused.append(Rejection(g.index, g.key, [finding("RECORD_ARCHIVED", None, month=month)], keyed=True))
+            kept = [i for i, u in enumerate(updates) if u["rid"] in old_payloads]
+            updates, updated = [updates[i] for i in kept], [updated[i] for i in kept]
+        for g, old_event in updated:
+            old_day = old_event.date() if old_event else None
+            new_day = g.event_time.date() if g.event_time else None
+            if new_day is not None:
+                receipt.event_days.add(new_day)
+            if old_day != new_day:
+                if old_day is not None:
+                    day_delta[old_day] = day_delta.get(old_day, 0) - 1
+                if new_day is not None:
+                    day_delta[new_day] = day_delta.get(new_day, 0) + 1
+    if updates:
         conn.execute(_UPDATE_HEAD, updates)
         conn.execute(_UPDATE_KEY, [{"k": u["key"], "ds": dataset.code, "org": org_code, "version": u["version"],
                                     "content_hash": u["content_hash"], "event_time": u["event_time"]} for u in updates])

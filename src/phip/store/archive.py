@@ -4,7 +4,8 @@ A province keeps years of records; the old months are read rarely (an audit, a r
 extract) and need not sit in the database's indexes and backups. ``archive_month`` writes the
 month's partition of each table in :data:`ARCHIVED` to ``<dir>/<table>_pYYYYMM.parquet``
 (pyarrow, zstd; JSON documents as their text), checks each file's row count against the
-table, and only then, in one transaction, detaches and drops the partitions, records the
+table, and only then, in one transaction (the partitions locked against writers and counted
+again: a record written since its export refuses the month), detaches and drops them, records the
 files with their SHA-256 in ``archived_months`` and marks the month's records archived in the
 key directory: a resend with the same content stays "unchanged", a changed one is refused
 (RECORD_ARCHIVED) instead of silently writing into a month that is not there. A crash before
@@ -55,21 +56,48 @@ class Part:
 def archive_month(engine: Engine, month: date, directory: Path, today: date, now: datetime | None = None) -> list[Part]:
     """Export, check, then detach ``month`` of every table in :data:`ARCHIVED`; ``now`` (the
     platform's clock, which this layer cannot import) stamps the register."""
+    return detach_month(engine, month, export_month(engine, month, directory, today), now)
+
+
+def export_month(engine: Engine, month: date, directory: Path, today: date) -> list[Part]:
+    """Step one: each table's partition of a closed ``month`` to its Parquet file, checked
+    against the table's row count at the time. Ingest goes on meanwhile."""
     month = partitions.month_start(month)
     _check_store(engine)
     if month >= partitions.add_months(partitions.month_start(today), -1):
         raise ArchiveError("ARCHIVE_OPEN_MONTH", f"{month:%Y-%m} 尚未结束或仍在补传期（本月与上月不能归档）")
     directory.mkdir(parents=True, exist_ok=True)
-    parts: list[Part] = []
     with engine.connect() as conn:
         held = {t for t in ARCHIVED if month in partitions.months_of(conn, t)}
     if "records" not in held:
         raise ArchiveError("NO_SUCH_PARTITION", f"{month:%Y-%m} 没有记录分区（已归档，或从未建立：phip db partitions 查看）")
-    for table in ARCHIVED:
-        if table in held:
-            parts.append(_export(engine, table, month, directory))
-    name = partitions.partition_name("records", month)
+    return [_export(engine, table, month, directory) for table in ARCHIVED if table in held]
+
+
+def detach_month(engine: Engine, month: date, parts: list[Part], now: datetime | None = None) -> list[Part]:
+    """Step two, one transaction: the exported partitions locked against writers, counted
+    again, then registered, marked archived in the key directory, detached and dropped.
+
+    A late record or a correction of the month written after its export (a hospital may send
+    one any time) would otherwise be dropped with the partition and be in no file: with the
+    partitions locked no write gets in, and one that got in since the export changes a count
+    (a correction adds a superseded version to the same month), so the month is refused
+    (ARCHIVE_ROWS_DIFFER, its files removed) and a rerun exports it again. A writer waiting on
+    the lock while holding its own may deadlock with the detach; PostgreSQL then aborts one
+    of the two transactions, which changes nothing that a retry does not mend."""
+    month = partitions.month_start(month)
     with engine.begin() as conn:
+        for p in parts:
+            conn.execute(text(f'LOCK TABLE "{partitions.partition_name(p.table, month)}" IN SHARE MODE'))
+        for p in parts:
+            part = partitions.partition_name(p.table, month)
+            rows = conn.execute(text(f'SELECT count(*) FROM "{part}"')).scalar_one()
+            if rows != p.rows:
+                for q in parts:
+                    q.path.unlink(missing_ok=True)
+                raise ArchiveError("ARCHIVE_ROWS_DIFFER", f"{part}：导出 {p.rows} 行后又有写入，现为 {rows} 行；"
+                                   "未归档，请重新执行")
+        name = partitions.partition_name("records", month)
         conn.execute(text(f'UPDATE record_keys SET archived = true WHERE record_id IN (SELECT id FROM "{name}")'))
         now = now or datetime.now()
         for p in parts:
