@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
@@ -39,6 +41,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 #: one test per operation, named by it: schema.parametrize() gives all of them one node id,
 #: and pytest -n (make test) schedules and reports by node id, so it ran only one of them.
 #: Valid and invalid requests both, as schemathesis' default generation modes are.
+#: examples per operation; PHIP_SCHEMATHESIS_EXAMPLES=500 for a deeper hunt than the suite's
+EXAMPLES = int(os.environ.get("PHIP_SCHEMATHESIS_EXAMPLES", "40"))
 OPERATIONS = {op.label: op for op in (r.ok() for r in schema.get_all_operations())}
 
 
@@ -47,7 +51,7 @@ def test_no_server_error(label):
     operation = OPERATIONS[label]
 
     @given(case=st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in GenerationMode)))
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     def no_server_error(case):  # noqa: ANN001
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {_state['key']}"}
         case.call_and_validate(checks=[not_a_server_error])
