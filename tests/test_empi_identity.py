@@ -513,6 +513,42 @@ def test_relink_respects_a_reviewers_rejection_and_a_pending_id_conflict(engine,
     assert summary.persons_merged == 0 and summary.blocked_by_id == 2
 
 
+def test_relink_leaves_out_persons_an_operator_merged_while_it_predicted(engine, orgs):
+    """The relink reads and scores the persons without the EMPI lock (minutes on a province):
+    an operator who merges one of a scored pair meanwhile is not overwritten. The pair is left
+    to the next run, no record is moved to a person merged away, and the operator's merge
+    stands; the other pair is merged as scored."""
+    born = date(1990, 4, 12)
+    addr = "吉林省长春市南关区人民大街1号"
+    people = {
+        "p1": {"name": "张伟", "sex": "1", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": addr},
+        "p2": {"name": "張偉", "sex": "1", "birth_date": born, "id_no": None, "phone": "13812345678", "address": addr},
+        "p3": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
+        "p4": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
+        "p5": {"name": "王芳", "sex": "2", "birth_date": date(1970, 6, 6), "id_no": None, "phone": "13900001111", "address": None},
+    }
+    _insert_people(engine, people)
+    with engine.begin() as conn:
+        conn.execute(m.Record.__table__.insert(), [
+            {"org_code": orgs[0][0], "dataset": "outpatient_registration", "record_key": f"K{i}", "version": 1,
+             "content_hash": "h", "person_id": pid, "event_time": datetime(2026, 11, 22), "received_at": datetime(2026, 11, 22),
+             "batch_id": "b", "payload": {}} for i, pid in enumerate(people)])
+    assert relink(engine, dry_run=True).persons_merged == 2  # p1+p2 and p3+p4
+
+    def operator_merges_p3(stage: str, done: int, total: int) -> None:
+        if stage == "predict":  # the pairs are scored; the relink has not written yet
+            edits.merge(engine, "p5", "p3", actor="op1", reason="人工核实为同一人")
+
+    summary = relink(engine, progress=operator_merges_p3)
+    assert summary.persons_merged == 1
+    with engine.connect() as conn:
+        status = dict(conn.execute(select(m.Person.id, m.Person.merged_into)).all())
+        active = set(conn.execute(select(m.Person.id).where(m.Person.status == "active")).scalars())
+        holders = set(conn.execute(select(m.Record.person_id)).scalars())
+    assert status["p3"] == "p5" and status["p2"] == "p1" and status["p4"] is None
+    assert active == {"p1", "p4", "p5"} and holders <= active
+
+
 def test_merge_notifications_reach_the_hospitals_of_the_patient_only(pipeline, engine, orgs):
     """个人信息合并通知: a merge of two persons is announced to each institution holding one of
     them, with its own patient IDs now under the survivor; an institution with no part in them

@@ -4,13 +4,15 @@
 2. predict scored pairs with the stored model (no training at relink time) down to the review
    threshold, on the Splink backend ``PHIP_EMPI_BACKEND`` names (DuckDB in process, or Spark:
    :mod:`.backends`; the only step that differs between them);
-3. cluster, in this process on the pair list (DuckDB sorts it, Python unions): pairs at or
-   above the link threshold, strongest first (ties in a fixed order), never joining two
-   different valid ID numbers (one person has one ID number; a chain through a record without
-   one must not weld two residents together);
-4. write back in one transaction under the EMPI lock, set-based: every cluster merges into one
-   survivor (the holder of the ID number, else the oldest id), records and identifiers follow,
-   each merge is an audited ``relink`` event that :func:`edits.undo` reverses; pairs between
+3. cluster, in this process on the pair list (Python unions): pairs at or above the link
+   threshold, strongest first (ties in a fixed order), never joining two different valid ID
+   numbers (one person has one ID number; a chain through a record without one must not weld
+   two residents together);
+4. write back. Steps 3 and 4 run in one transaction under the EMPI lock, from the store as it
+   is then: persons merged or split since the read are left to the next run, and reviews and
+   identifiers are read again. Set-based: every cluster merges into one survivor (the
+   holder of the ID number, else the oldest id), records and identifiers follow, each merge is
+   an audited ``relink`` event that :func:`edits.undo` reverses; pairs between
    the thresholds not seen before become review items.
 """
 
@@ -28,7 +30,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from phip.standard.validate import platform_now
 from phip.store.models import Person, PersonIdentifier, Record
-from phip.store.sql import bulk_insert, insert_ignoring_conflicts
+from phip.store.sql import bulk_insert, insert_ignoring_conflicts, select_in
 
 from . import golden, identity_guard, review_queue, trail
 from .backends import open_backend
@@ -102,8 +104,6 @@ def _cannot_link(conn: Connection, persons: set[str]) -> list[tuple[str, str, st
     """Pairs the relink must not join: rejected reviews (a reviewer said different persons) and
     pending ``id_conflict`` reviews (ingest kept the record apart because its name contradicts
     the number's holder; a strong score on phone and birth date must not decide it instead)."""
-    from phip.store.sql import select_in
-
     r = EmpiReview.__table__
     cols = (r.c.pair_key, r.c.kind, r.c.status, r.c.person_id, r.c.candidate_id)
     ids = sorted(persons)
@@ -134,8 +134,9 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
     summary.seconds["predict"] = round(time.perf_counter() - clock, 2)
     tick("predict", 1, 1)
 
-    clock = time.perf_counter()
-    merges, review_pairs = [], []
+    strong: list[tuple[str, str, float]] = []
+    weak: list[tuple[str, str, float, float]] = []
+    ids: dict[str, str] = {}
     if pairs is not None and pairs.num_rows:
         summary.candidate_pairs = pairs.num_rows
         con.register("scored", pairs)
@@ -143,46 +144,67 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
         strong = con.execute(
             "SELECT s.person_id_l, s.person_id_r, s.match_probability FROM scored s "
             f"WHERE s.match_probability >= {model.link_threshold} ORDER BY {STRONGEST_FIRST}").fetchall()
+        weak = con.execute("SELECT person_id_l, person_id_r, match_probability, match_weight FROM scored "
+                           f"WHERE match_probability < {model.link_threshold}").fetchall()
         ids = dict(con.execute("SELECT person_id, id_no FROM persons_in WHERE id_valid").fetchall())
-        with engine.connect() as conn:  # only persons a strong pair may join: their records are read
-            involved = {p for left, right, _ in strong for p in (left, right)}
-            holds = identity_guard.held(conn, involved)
-            for a, b, key in _cannot_link(conn, involved):
-                # a reviewer's "not the same person", or an ID-number conflict still waiting for
-                # one: kept apart as if they held two different numbers of a kind of their own
-                holds.setdefault(a, set()).add(("review", key, a))
-                holds.setdefault(b, set()).add(("review", key, b))
-        clusters = _Clusters(holds)
-        for left, right, _ in strong:
-            joined = clusters.union(left, right)
-            summary.blocked_by_id += joined is False
-        summary.linked_pairs = len(strong)
-        members: dict[str, list[str]] = {}
-        for pid in list(clusters.parent):
-            members.setdefault(clusters.find(pid), []).append(pid)
-        for root, group in members.items():
-            group = sorted(set(group) | {root})
-            holder = sorted(p for p in group if p in ids) or group
-            survivor = holder[0]
-            merges += [(survivor, p) for p in group if p != survivor]
-            summary.clusters_merged += 1
-        summary.persons_merged = len(merges)
-        review_pairs = [(l, r, p, w) for l, r, p, w in con.execute(
-            "SELECT person_id_l, person_id_r, match_probability, match_weight FROM scored "
-            f"WHERE match_probability < {model.link_threshold}").fetchall()
-            if clusters.find(l) != clusters.find(r)]
-    summary.seconds["cluster"] = round(time.perf_counter() - clock, 2)
-    tick("cluster", 1, 1)
     con.close()
+    if not strong and not weak:
+        tick("cluster", 1, 1)
+        tick("write", 1, 1)
+        return summary
 
-    clock = time.perf_counter()
-    if not dry_run and (merges or review_pairs):
-        with engine.begin() as conn:
+    # Clustered and written in one transaction under the EMPI lock, from the persons, reviews
+    # and identifiers as they are now: the read and the prediction took minutes without the
+    # lock, while operators merged, split or answered reviews and ingest attached new numbers.
+    with engine.begin() as conn:
+        if not dry_run:
             lock_exclusive(conn)
+        clock = time.perf_counter()
+        merges, review_pairs = _cluster(conn, summary, strong, weak, ids)
+        summary.seconds["cluster"] = round(time.perf_counter() - clock, 2)
+        tick("cluster", 1, 1)
+        clock = time.perf_counter()
+        if not dry_run and (merges or review_pairs):
             _write(conn, summary, merges, review_pairs, model, actor, platform_now(), tick)
-    summary.seconds["write"] = round(time.perf_counter() - clock, 2)
+        summary.seconds["write"] = round(time.perf_counter() - clock, 2)
     tick("write", 1, 1)
     return summary
+
+
+def _cluster(conn: Connection, summary: RelinkSummary, strong: list[tuple[str, str, float]],
+             weak: list[tuple[str, str, float, float]], ids: dict[str, str]) -> tuple[list[tuple[str, str]], list]:
+    """The merges (survivor, retired) and the review pairs of the scored pairs, among persons
+    still active: one merged or split away since the read is left to the next run, as are its
+    pairs (its survivor is scored then)."""
+    involved = {p for left, right, *_ in (*strong, *weak) for p in (left, right)}
+    active = {row[0] for row in select_in(conn, [Person.id, Person.status], Person.id, sorted(involved))
+              if row[1] == "active"}
+    strong = [pair for pair in strong if pair[0] in active and pair[1] in active]
+    weak = [pair for pair in weak if pair[0] in active and pair[1] in active]
+    linked = {p for left, right, _ in strong for p in (left, right)}  # only persons a strong pair may join
+    holds = identity_guard.held(conn, linked)
+    for a, b, key in _cannot_link(conn, linked):
+        # a reviewer's "not the same person", or an ID-number conflict still waiting for
+        # one: kept apart as if they held two different numbers of a kind of their own
+        holds.setdefault(a, set()).add(("review", key, a))
+        holds.setdefault(b, set()).add(("review", key, b))
+    clusters = _Clusters(holds)
+    for left, right, _ in strong:
+        joined = clusters.union(left, right)
+        summary.blocked_by_id += joined is False
+    summary.linked_pairs = len(strong)
+    members: dict[str, list[str]] = {}
+    for pid in list(clusters.parent):
+        members.setdefault(clusters.find(pid), []).append(pid)
+    merges: list[tuple[str, str]] = []
+    for root, group in members.items():
+        group = sorted(set(group) | {root})
+        holder = sorted(p for p in group if p in ids) or group
+        survivor = holder[0]
+        merges += [(survivor, p) for p in group if p != survivor]
+        summary.clusters_merged += 1
+    summary.persons_merged = len(merges)
+    return merges, [(left, right, p, w) for left, right, p, w in weak if clusters.find(left) != clusters.find(right)]
 
 
 def _stage_pairs(conn: Connection, merges: list[tuple[str, str]]) -> None:
