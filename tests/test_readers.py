@@ -13,6 +13,8 @@ from phip.ingest.readers import FileFormatError, Unreadable, read_records
 from phip.standard.catalog import load_standard
 from phip.synth.generator import Generator
 
+from .workbook_support import hostile_workbooks
+
 DATASET = load_standard().dataset("outpatient_visit")
 LABELS = {f.name: f.label for f in DATASET.fields}
 NOW = datetime(2026, 11, 22, 12, 0)
@@ -161,3 +163,35 @@ def test_a_json_array_broken_further_on_stops_at_that_record(tmp_path):
             got.append(record)
     assert [g["visit_no"] for g in got] == [r["visit_no"] for r in recs]
     assert exc.value.code == "BAD_JSON" and "第4条记录处" in exc.value.message
+
+
+# --- workbooks that break while being read (phip.standard.workbook) ----------------------------------
+
+
+def _books(tmp_path, recs) -> dict:
+    fields = sorted({k for r in recs for k in r})
+    return hostile_workbooks(tmp_path, [LABELS[c] for c in fields], [[r.get(c) for c in fields] for r in recs])
+
+
+@pytest.mark.parametrize("name", ["laughs", "truncated", "no_string"])
+def test_a_workbook_that_fails_while_being_read_is_a_bad_xlsx_naming_the_row(tmp_path, name):
+    recs = visits(3)
+    books = _books(tmp_path, recs)
+    assert [o["visit_no"] for o in read_records(books["good"], DATASET)] == [r["visit_no"] for r in recs]
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(books[name], DATASET))
+    assert exc.value.code == "BAD_XLSX" and "读到第" in exc.value.message, exc.value.message
+
+
+def test_a_workbook_that_unpacks_past_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from phip.ingest import readers
+
+    books = _books(tmp_path, visits(3))
+    monkeypatch.setattr(readers, "MAX_XLSX_UNPACKED", 64 * 2**20)  # the data import's own cap is 2 GB
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(books["bomb"], DATASET))
+    assert exc.value.code == "XLSX_TOO_LARGE" and "64 MB" in exc.value.message
+    (tmp_path / "cut.xlsx").write_bytes(books["good"].read_bytes()[:-200])  # the zip's directory is gone
+    with pytest.raises(FileFormatError) as cut:
+        list(read_records(tmp_path / "cut.xlsx", DATASET))
+    assert cut.value.code == "BAD_XLSX"

@@ -22,7 +22,7 @@ from phip.orgs.service import region_orgs
 from phip.orgs.tables import InstitutionChange
 from phip.standard.checks import uscc_check_char
 from phip.store.models import Institution
-from tests.test_regional_role import OTHER, OWN, PASSWORD, REGION, assert_only_own, login
+from tests.regional_support import OTHER, OWN, PASSWORD, REGION, assert_only_own, login
 
 NEW = "12220122MB0000001" + uscc_check_char("12220122MB0000001")
 PHONE = "13912345678"
@@ -292,3 +292,19 @@ def test_contact_phone_masked_for_the_regional_reader(ops, wjw, engine):
     assert f'id="reg-phone">{PHONE}<' in operator  # staff phones: operators call them, as on the onboarding page
     regional = wjw.get(f"/ops/register/{OWN[0]}").text
     assert 'id="reg-phone">139****5678<' in regional and PHONE not in regional
+
+
+def test_a_workbook_that_breaks_while_read_or_unpacks_too_far_is_refused(ops, engine, tmp_path):
+    """Workbooks that open and then fail rows later (a billion laughs, cut short, a missing
+    shared string) and one that unpacks to 65 MB: refused with the row or the size, 422 not
+    500, nothing imported."""
+    from .workbook_support import hostile_workbooks
+
+    before = state(engine)
+    books = hostile_workbooks(tmp_path, ["机构代码", "机构名称"], [["12220104MB0000001A", "甲医院"], ["12220104MB0000002B", "乙医院"],
+                                                                 ["12220104MB0000003C", "丙医院"]])
+    for name, says in (("laughs", "无法继续读取"), ("truncated", "无法继续读取"), ("no_string", "无法继续读取"),
+                       ("bomb", "超过 64 MB 上限")):
+        r = ops.post("/ops/register/import", data={"csrf_token": token(ops)}, files={"file": ("r.xlsx", books[name].read_bytes())})
+        assert r.status_code == 422 and says in r.text, (name, r.status_code)
+    assert state(engine) == before

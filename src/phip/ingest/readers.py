@@ -25,8 +25,12 @@ from phip.standard.catalog import DataSet
 from phip.standard.cells import BAD_ENCODING as _BAD_ENCODING
 from phip.standard.cells import ENCODINGS, decode_text
 from phip.standard.cells import cell_value as _cell
+from phip.standard.workbook import open_workbook, sheet_rows
 
 FORMATS = ("json", "ndjson", "csv", "xlsx")
+#: a workbook's size once inflated: Excel's 1,048,576 rows of a wide data set fit; a zip
+#: bomb of a few MB that unpacks past it is refused before it is read
+MAX_XLSX_UNPACKED = 2 * 2**30
 
 
 class FileFormatError(PhipError, ValueError):
@@ -227,12 +231,7 @@ def _sniff(path: Path) -> tuple[bytes, str | None]:
 
 
 def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several unrelated types for a bad file
-        raise FileFormatError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
+    wb = open_workbook(path, FileFormatError, MAX_XLSX_UNPACKED)
     try:
         headers, rows = _first_sheet_with_header(wb, dataset)
         for row in rows:
@@ -248,7 +247,7 @@ def _first_sheet_with_header(wb: Any, dataset: DataSet) -> tuple[list[str], Iter
     problems: list[FileFormatError] = []
     for sheet in wb.worksheets:
         try:
-            headers, _, rows = find_header(dataset, sheet.iter_rows(values_only=True), "Excel工作表为空")
+            headers, _, rows = find_header(dataset, sheet_rows(sheet, FileFormatError), "Excel工作表为空")
             return headers, rows
         except FileFormatError as exc:
             problems.append(exc)

@@ -14,6 +14,10 @@ from typing import Any
 
 from phip.errors import PhipError
 from phip.standard.cells import BAD_ENCODING, cell_value, decode_text
+from phip.standard.workbook import open_workbook, sheet_rows
+
+#: an operator's sheet (a register of 30,000 institutions is ~10 MB of sheet XML) is read whole
+MAX_SHEET_UNPACKED = 64 * 2**20
 
 
 class SheetError(PhipError, ValueError):
@@ -23,14 +27,9 @@ class SheetError(PhipError, ValueError):
 def raw_rows(path: Path) -> list[list[Any]]:
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
+        wb = open_workbook(path, SheetError, MAX_SHEET_UNPACKED)
         try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises several unrelated types for a bad file
-            raise SheetError("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
-        try:
-            return [[cell_value(c) for c in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
+            return [[cell_value(c) for c in row] for row in sheet_rows(wb.worksheets[0], SheetError)]
         finally:
             wb.close()
     if suffix in (".csv", ".txt"):

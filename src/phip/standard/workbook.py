@@ -1,0 +1,53 @@
+"""Opening an Excel workbook someone else made (a hospital's data file, an operator's register
+or reported figures) so that a broken or hostile one gets a clear refusal, not a traceback.
+
+openpyxl reads lazily in read-only mode: a workbook opens, then fails rows later, where its
+sheet XML is cut short, names a shared string that is not there, or declares entities
+(expat refuses a "billion laughs" sheet with a ``ParseError`` mid-iteration). Every such
+failure, at opening or while reading, becomes the caller's error with the code ``BAD_XLSX``
+and the row reached. A workbook is a zip: its declared uncompressed size is checked before
+anything is inflated, so a few megabytes that unpack to gigabytes are refused up front.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+#: (code, message) -> the caller's exception (FileFormatError, SheetError)
+Fail = Callable[[str, str], Exception]
+
+
+def open_workbook(path: Path, fail: Fail, max_unpacked: int) -> Any:
+    """A read-only workbook of ``path``, at most ``max_unpacked`` bytes once inflated."""
+    from openpyxl import load_workbook
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise fail("BAD_XLSX", f"无法读取Excel文件：不是有效的xlsx（zip）文件（{exc}）") from None
+    if unpacked > max_unpacked:
+        raise fail("XLSX_TOO_LARGE", f"Excel文件解压后为 {unpacked // 2**20} MB，超过 {max_unpacked // 2**20} MB 上限；"
+                   "请拆分文件或改用CSV") from None
+    try:
+        return load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several unrelated types for a bad file
+        raise fail("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
+
+
+def sheet_rows(sheet: Any, fail: Fail) -> Iterator[tuple[Any, ...]]:
+    """The sheet's rows as values; a failure while reading them names the row it came after."""
+    row = 0
+    rows = sheet.iter_rows(values_only=True)
+    while True:
+        try:
+            values = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - expat, zip, KeyError on a missing shared string …
+            raise fail("BAD_XLSX", f"Excel工作表“{sheet.title}”读到第{row + 1}行时无法继续读取：{exc}") from None
+        row += 1
+        yield values
