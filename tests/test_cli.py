@@ -140,6 +140,11 @@ def test_ingest_reports_rejections_and_bad_input(tmp_path):
     (tmp_path / "y.json").write_text("{not json")
     bad = run(["ingest", str(tmp_path / "y.json"), "--org", ORG, "--dataset", "3"], tmp_path, check=False)
     assert bad.returncode == 2 and "BAD_JSON" in bad.stderr
+    from .workbook_support import hostile_workbooks
+
+    books = hostile_workbooks(tmp_path, ["visit_no", "patient_id"], [["V1", "P1"], ["V2", "P2"], ["V3", "P3"]])
+    bad = run(["ingest", str(books["laughs"]), "--org", ORG, "--dataset", "3"], tmp_path, check=False)
+    assert bad.returncode == 2 and "BAD_XLSX" in bad.stderr and "Traceback" not in bad.stderr + bad.stdout
 
 
 def _store(data_dir: Path):
