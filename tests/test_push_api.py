@@ -3,10 +3,12 @@ cross-institution write, replay and correction, receipts and feedback."""
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -139,6 +141,19 @@ def test_bad_requests_store_nothing(api, engine, content, headers, status, code)
     r = client.post(URL, content=content, headers={**auth, **headers})
     assert (r.status_code, error(r)) == (status, code), r.text
     assert stored(engine) == 0
+
+
+@pytest.mark.parametrize("kind", ["application/json", "application/x-ndjson"])
+def test_a_leading_byte_order_mark_is_dropped(api, engine, orgs, kind):
+    """A .NET client's Encoding.UTF8 writes a BOM before the body: the batch is read as sent;
+    a byte that is no UTF-8 further on is still named at its place in the body as sent."""
+    client, _, auth, _ = api
+    recs = records(orgs, n=2)
+    body = b"\n".join(orjson.dumps(r) for r in recs) if kind.endswith("ndjson") else orjson.dumps(recs)
+    r = client.post(URL, content=codecs.BOM_UTF8 + body, headers={**auth, "Content-Type": kind})
+    assert r.status_code == 200 and r.json()["counts"]["accepted"] == 2, r.text
+    bad = client.post(URL, content=codecs.BOM_UTF8 + b'[{"a": "\xff"}]', headers={**auth, "Content-Type": "application/json"})
+    assert error(bad) == "BAD_ENCODING" and "第12字节" in bad.json()["error"]["message"]
 
 
 def test_limits_and_unknown_dataset(api, engine, orgs, monkeypatch):

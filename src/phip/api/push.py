@@ -10,8 +10,8 @@ A city platform's key (省市一体化, docs/federation.md) sends records of its
 institutions, each keeping its own ``org_code``; others are refused (``ORG_OUTSIDE_REGION``).
 """
 
-
 import asyncio
+import codecs
 import threading
 import time
 import zlib
@@ -228,10 +228,12 @@ def _city_versions(extras: dict[str, Any], count: int) -> list[tuple[str, int]] 
 
 
 def _parse(body: bytes, ndjson: bool, extras: dict[str, Any] | None = None) -> list[Any]:
+    # a leading byte order mark is dropped: .NET's Encoding.UTF8 and Windows tools write one
+    skip = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = body.decode("utf-8")
+        text = body[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, "BAD_ENCODING", f"请求体不是UTF-8编码（第{exc.start + 1}字节）") from None
+        raise ApiError(400, "BAD_ENCODING", f"请求体不是UTF-8编码（第{skip + exc.start + 1}字节）") from None
     if ndjson:
         records = []
         for number, line in enumerate(text.splitlines(), 1):
