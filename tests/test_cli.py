@@ -199,6 +199,62 @@ def test_sigkill_mid_import_then_resume_loses_and_duplicates_nothing(tmp_path, f
     assert len(_store(killed_dir)[0]) == len(records)
 
 
+def _kill_when_stored(proc: subprocess.Popen, db: Path, at_least: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db, timeout=1) as conn:
+                if conn.execute("SELECT count(*) FROM records").fetchone()[0] >= at_least:
+                    break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_document_import_then_resume_loses_and_duplicates_nothing(tmp_path):
+    """phip documents import of 2,500 visit documents (C0002, a batch per 1,000 records),
+    killed once a batch is stored: whole batches only, and the rerun of the same files stores
+    exactly the rest, the store equal to one clean run's."""
+    from phip.documents import load_templates, render
+    from phip.orgs.service import seed_institutions
+    from phip.runtime import build_pipeline
+    from phip.store.db import make_engine, upgrade
+
+    from .documents_support import generate, stored_documents
+
+    template = load_templates().by_code["C0002"]
+    scratch = make_engine(f"sqlite:///{tmp_path / 'scratch.db'}")  # the records the documents are rendered from
+    upgrade(scratch)
+    seed_institutions(scratch)
+    pipeline = build_pipeline(scratch)
+    for org, recs in generate(template, [(ORG, "长春中医药大学附院")], visits=2500, admissions=0):
+        assert pipeline.ingest(org, template.dataset.code, recs).rejected == 0
+    documents = tmp_path / "cda"
+    documents.mkdir()
+    files = []
+    for n, rows in enumerate(stored_documents(scratch, template).values()):
+        files.append(documents / f"{n:05}.xml")
+        files[-1].write_bytes(render(template, rows))
+    scratch.dispose()
+    assert len(files) == 2500
+    args = ["documents", "import", "--org", ORG, *map(str, files)]
+    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    run(args, clean_dir)
+    run(["db", "upgrade"], killed_dir)
+    proc = subprocess.Popen([*PHIP, *args], env={**os.environ, "PHIP_DATA_DIR": str(killed_dir)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when_stored(proc, killed_dir / "phip.db", 1000)
+    partial, _ = _store(killed_dir)
+    assert 0 < len(partial) < len(files), "the kill must land mid-import"
+    assert len(partial) % 1000 == 0, "only whole batches may be stored"
+    out = run(args, killed_dir).stdout
+    assert "文档 2500 份，拒收 0 份；记录接收 2500 条" in out
+    assert _store(killed_dir) == _store(clean_dir) and len(_store(killed_dir)[0]) == len(files)
+
+
 def test_api_keys_are_shown_once_and_revocable(tmp_path):
     out = run(["orgs", "key", "create", "长春市中心医院", "--label", "HIS接口"], tmp_path).stdout
     key = out.strip().splitlines()[-1]
