@@ -489,18 +489,22 @@ def test_placeholder_or_truncated_id_numbers_are_no_identity_key(pipeline, engin
     assert ("id_no", "000000000000000000") not in kinds and ("id_no", x[:17]) not in kinds
 
 
-def test_relink_respects_a_reviewers_rejection_and_a_pending_id_conflict(engine, orgs):
-    """Persons the model would merge stay apart when a reviewer rejected the pair, or when the
-    ingest kept them apart over an ID-number conflict that no reviewer has decided yet."""
+def _two_pairs() -> dict[str, dict]:
+    """Two pairs the model merges: p1 + p2 (one ID number between them), p3 + p4 (none)."""
     born = date(1990, 4, 12)
     addr = "吉林省长春市南关区人民大街1号"
-    people = {
+    return {
         "p1": {"name": "张伟", "sex": "1", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": addr},
         "p2": {"name": "張偉", "sex": "1", "birth_date": born, "id_no": None, "phone": "13812345678", "address": addr},
         "p3": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
         "p4": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
     }
-    _insert_people(engine, people)
+
+
+def test_relink_respects_a_reviewers_rejection_and_a_pending_id_conflict(engine, orgs):
+    """Persons the model would merge stay apart when a reviewer rejected the pair, or when the
+    ingest kept them apart over an ID-number conflict that no reviewer has decided yet."""
+    _insert_people(engine, _two_pairs())
     assert relink(engine, dry_run=True).persons_merged == 2  # the model joins both pairs
     now = datetime(2026, 11, 22, 12)
     with engine.begin() as conn:
@@ -518,15 +522,8 @@ def test_relink_leaves_out_persons_an_operator_merged_while_it_predicted(engine,
     an operator who merges one of a scored pair meanwhile is not overwritten. The pair is left
     to the next run, no record is moved to a person merged away, and the operator's merge
     stands; the other pair is merged as scored."""
-    born = date(1990, 4, 12)
-    addr = "吉林省长春市南关区人民大街1号"
-    people = {
-        "p1": {"name": "张伟", "sex": "1", "birth_date": born, "id_no": id_number(born, 12), "phone": "13812345678", "address": addr},
-        "p2": {"name": "張偉", "sex": "1", "birth_date": born, "id_no": None, "phone": "13812345678", "address": addr},
-        "p3": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
-        "p4": {"name": "李娜", "sex": "2", "birth_date": date(1985, 1, 1), "id_no": None, "phone": "13700000000", "address": addr},
-        "p5": {"name": "王芳", "sex": "2", "birth_date": date(1970, 6, 6), "id_no": None, "phone": "13900001111", "address": None},
-    }
+    people = {**_two_pairs(),
+              "p5": {"name": "王芳", "sex": "2", "birth_date": date(1970, 6, 6), "id_no": None, "phone": "13900001111", "address": None}}
     _insert_people(engine, people)
     with engine.begin() as conn:
         conn.execute(m.Record.__table__.insert(), [

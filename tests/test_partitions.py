@@ -256,15 +256,7 @@ def test_archive_and_restore_refusals_and_a_kill_in_their_transaction(tmp_path, 
     with pytest.raises(ArchiveError) as lite:
         archive_month(scratch_store("sqlite", tmp_path, "lite"), date(2025, 8, 1), tmp_path / "a", today=date(2026, 12, 6))
     assert lite.value.code == "NOT_PARTITIONED"
-    engine = scratch_store("postgresql", tmp_path, "archive_kill")
-    upgrade(engine)
-    seed_before_0012(engine, tmp_path)
-    with engine.begin() as conn:
-        partitions.ensure_months(conn, [date(2025, 8, 1)])
-    august = datetime(2025, 8, 12, 9, 0, 0)
-    visits = [{**v, "visit_time": (august + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S")}
-              for i, v in enumerate(_visits(orgs, 12, 11, august.date()))]
-    assert build_pipeline(engine).ingest(orgs[0][0], "outpatient_visit", visits, now=NOW).accepted == 12
+    engine, _ = _august_store(tmp_path, orgs, "archive_kill")
     before = _state(engine)
     with pytest.raises(ArchiveError) as absent:
         archive_month(engine, date(2025, 3, 1), tmp_path / "a", today=date(2026, 12, 6))
