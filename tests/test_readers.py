@@ -195,3 +195,34 @@ def test_a_workbook_that_unpacks_past_the_cap_is_refused_before_it_is_read(tmp_p
     with pytest.raises(FileFormatError) as cut:
         list(read_records(tmp_path / "cut.xlsx", DATASET))
     assert cut.value.code == "BAD_XLSX"
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_two_columns_of_one_field_refuse_the_file_naming_both(tmp_path, kind):
+    """A field's name and its Chinese label both in the header (or a column copied): which
+    column holds the data cannot be told, and taking either silently loses the other."""
+    recs = visits(2)
+    header = ["visit_no", "patient_id", LABELS["visit_no"]]
+    rows = [[r["visit_no"], r["patient_id"], r["visit_no"] + "X"] for r in recs]
+    path = tmp_path / f"t.{kind}"
+    if kind == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["门诊就诊记录导出"], header, *rows])
+    else:
+        wb = Workbook()
+        for row in [["门诊就诊记录导出"], header, *rows]:
+            wb.active.append(row)
+        wb.save(path)
+    with pytest.raises(FileFormatError) as exc:
+        list(read_records(path, DATASET))
+    assert (exc.value.code, exc.value.field) == ("DUPLICATE_COLUMN", "visit_no")
+    assert f"第2行表头的第1列“visit_no”与第3列“{LABELS['visit_no']}”是同一字段" in exc.value.message
+
+
+def test_a_csv_with_carriage_returns_alone_is_read(tmp_path):
+    """Excel's "CSV (Macintosh)" ends lines with CR alone; GBK, a quoted cell holding a CR."""
+    recs = visits(3)
+    text = "\r".join(["visit_no,patient_id,dept_name", *(f'{r["visit_no"]},{r["patient_id"]},"内科\r一病区"' for r in recs)])
+    (tmp_path / "mac.csv").write_bytes(text.encode("gb18030") + b"\r")
+    got = list(read_records(tmp_path / "mac.csv", DATASET))
+    assert [(g["visit_no"], g["dept_name"]) for g in got] == [(r["visit_no"], "内科\r一病区") for r in recs]

@@ -103,7 +103,17 @@ def find_header(dataset: DataSet, rows: Iterable[Any], empty: str) -> tuple[list
     best = max(range(len(head)), key=lambda i: (scores[i], -i))
     if scores[best] == 0:
         raise _no_header(dataset, f"前{len(head)}行中")
-    headers = header_map(dataset, [str(h) if h is not None else "" for h in head[best]])
+    labels = [str(h).strip() if h is not None else "" for h in head[best]]
+    headers = header_map(dataset, labels)
+    fields = {f.name for f in dataset.fields}
+    first: dict[str, int] = {}
+    for column, name in enumerate(headers):
+        if name in fields and first.setdefault(name, column) != column:
+            # two columns of one field (its name and its Chinese label, or a copied column):
+            # which one holds the data cannot be told, and taking either would lose the other
+            a = first[name]
+            raise FileFormatError("DUPLICATE_COLUMN", f"第{best + 1}行表头的第{a + 1}列“{labels[a]}”与第{column + 1}列"
+                                  f"“{labels[column]}”是同一字段 {name}，请删去其中一列", name)
     return headers, best + 1, chain(head[best + 1:], it)
 
 
@@ -177,7 +187,8 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                                                       "此前各批已保存，修正后重新导入即可续传") from None
 
     with path.open("rb") as f:
-        reader = csv.reader(lines(f))
+        # a file that ends its lines with CR alone (Excel's "CSV (Macintosh)"): split on CR
+        reader = csv.reader(lines(_cr_lines(f) if b"\r" in head and b"\n" not in head else f))
         try:
             headers, header_row, rows = find_header(dataset, reader, "CSV文件为空")
             for number, row in enumerate(rows, header_row + 1):
@@ -189,6 +200,18 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                 yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
         except csv.Error as exc:
             raise FileFormatError("BAD_CSV", f"第{reader.line_num}行不是有效的CSV：{exc}") from None
+
+
+def _cr_lines(f: Any, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary file whose lines end with CR alone, each with its CR."""
+    rest = b""
+    while block := f.read(chunk):
+        lines = (rest + block).split(b"\r")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\r"
+    if rest:
+        yield rest
 
 
 def _streamable_json_array(path: Path) -> bool:
