@@ -225,6 +225,31 @@ def test_dashboard_filters_and_xlsx_agree_and_feedback_carries_findings(engine, 
     assert len(got) == totals[org]  # the hospital reads its supervision findings like every finding
 
 
+def test_a_hospitals_values_reach_the_report_as_text_never_as_formulas(engine, pipeline):
+    """Record numbers that start like Excel formulas ("=YY00000018", as "=HYPERLINK(…)" would)
+    are sent by an internet hospital; the monthly report's examples carry them as the text they are, in no cell as a
+    formula (openpyxl stores a string starting with "=" as one)."""
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from phip.quality.supervision_report import monthly_xlsx
+    from phip.standard.catalog import load_standard
+
+    gen = InternetGenerator(HOSPITALS[:1], ENTITY, seed=5, violation_rate=1.0)
+    std = load_standard()
+    for batch in (gen.register(NOW - timedelta(days=3)), gen.day(DAY, NOW, 8)):
+        for org, ds, recs in batch.batches:
+            keys = [k for k in std.dataset(ds).natural_key if k.endswith("_no")]
+            hostile = [{**r, **{k: f"={r[k]}" for k in keys if isinstance(r.get(k), str)}} for r in recs]
+            assert pipeline.ingest(org, ds, hostile, now=NOW).rejected == 0
+    assert supervise(engine, HOSPITALS[0][0])
+    wb = load_workbook(BytesIO(monthly_xlsx(engine, DAY.replace(day=1), DAY)))
+    cells = [c for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert any(isinstance(c.value, str) and c.value.startswith("=") for row in wb["违规示例"].iter_rows() for c in row)
+
+
 def test_demo_has_two_internet_hospitals_with_planted_violations(engine, pipeline):
     from phip.demo import load_internet_demo
     from phip.ingest.receipt import Receipt

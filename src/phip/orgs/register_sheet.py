@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from phip.standard.sheet import SheetError, read_sheet
 from phip.standard.validate import platform_now
+from phip.standard.workbook import save_workbook
 from phip.store.models import Institution
 
 from .register import RegisterError, add_in, check, registered, shown, update_in
@@ -94,5 +95,5 @@ def export_register(engine: Engine, only: Collection[str] | None = None) -> byte
     for row in registered(engine, only):
         ws.append([shown(c, row[c]) or None for c in COLUMNS])
     buf = BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     return buf.getvalue()

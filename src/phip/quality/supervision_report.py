@@ -19,6 +19,7 @@ from openpyxl import Workbook
 from sqlalchemy import Engine, func, select, text
 
 from phip.privacy import mask_text
+from phip.standard.workbook import save_workbook
 from phip.store.models import Institution, Record
 
 from .checks import Sql
@@ -179,5 +180,5 @@ def monthly_xlsx(engine: Engine, start: date, end: date, org: str | None = None,
     for e in examples(engine, start, end, org=org, rule=rule, limit=500, role=role, within=within):
         detail.append([e["org_code"], e["dataset"], e["day"], e["record_key"], e["rule_id"], e["code"], e["message"]])
     buf = BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     return buf.getvalue()

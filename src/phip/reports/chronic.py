@@ -32,6 +32,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, case, func, literal, or_, select, union_all
 
 from phip.orgs.primary_care import PRIMARY_CARE_CATEGORIES
+from phip.standard.workbook import save_workbook
 from phip.store.models import EventDaily, Institution, Record
 
 from .period import Period
@@ -210,7 +211,7 @@ def to_xlsx(report: ChronicReport, path: Path | None = None) -> bytes:
     for k, note in enumerate(report.notes, start=4 + len(body) + 1):
         ws.cell(k, 1, note)
     buf = io.BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     if path is not None:
         path.write_bytes(buf.getvalue())
     return buf.getvalue()

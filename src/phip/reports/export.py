@@ -16,6 +16,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from phip.standard.workbook import csv_text, save_workbook
+
 from .recognition import COLUMNS as RECOGNITION_COLUMNS
 from .recognition import Report as RecognitionReport
 from .uploads import Report, Row
@@ -96,7 +98,7 @@ def _finish(wb: Workbook, first_row: int, n_rows: int, width: int, col_width: in
     for k, note in enumerate(notes):
         ws.cell(first_row + n_rows + 1 + k, 1, note)
     buf = io.BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     data = buf.getvalue()
     if path is not None:
         path.write_bytes(data)
@@ -114,7 +116,7 @@ def to_csv(report: Report, path: Path | None = None) -> str:
     w.writerow(header_labels(report))
     for row in [*report.rows, report.total]:
         values = cells(report, row)
-        w.writerow([row.name, *[f"{v * 100:.2f}%" if isinstance(v, float) else v for v in values]])
+        w.writerow([csv_text(row.name), *[f"{v * 100:.2f}%" if isinstance(v, float) else csv_text(v) for v in values]])
     text = "\ufeff" + buf.getvalue()
     if path is not None:
         path.write_text(text, encoding="utf-8", newline="")

@@ -12,6 +12,7 @@ from io import BytesIO
 from sqlalchemy import Engine
 
 from phip.standard.validate import platform_now
+from phip.standard.workbook import save_workbook
 
 from .onboarding import KIND_LABELS, PROVINCIAL, Status, onboarding_status
 
@@ -76,5 +77,5 @@ def to_xlsx(engine: Engine, scope: str = "all", as_of: date | None = None, *, wi
     for col, width in zip("ABCDE", (6, 36, 10, 24, 10), strict=True):
         ws.column_dimensions[col].width = width
     buf = BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     return buf.getvalue()

@@ -24,6 +24,7 @@ from phip.orgs.register import RegisterError, check, update_in
 from phip.standard.checks import normalize_phone
 from phip.standard.sheet import SheetError, norm, raw_rows
 from phip.standard.validate import platform_now
+from phip.standard.workbook import save_workbook
 from phip.store.models import Institution
 
 from .tables import RegionContact
@@ -216,5 +217,5 @@ def blank_form(rows_one: int = 1, rows_two: int = 8) -> bytes:
     for col, w in zip("ABCDEFG", (6, 28, 16, 12, 16, 12, 14), strict=True):
         ws.column_dimensions[col].width = w
     buf = BytesIO()
-    wb.save(buf)
+    save_workbook(wb, buf)
     return buf.getvalue()

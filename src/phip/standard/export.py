@@ -13,6 +13,7 @@ import orjson
 from phip.config import get_settings
 
 from .catalog import CATEGORY_LABELS, TYPE_LABELS, DataSet, FieldSpec, Standard
+from .workbook import save_workbook
 
 
 def schema_id(standard: Standard, ds: DataSet, base_url: str | None = None) -> str:
@@ -232,5 +233,5 @@ def export_xlsx(standard: Standard, out: Path) -> Path:
         for c in d.codes:
             ws.append([c.code, c.name])
     path = out / "phip-standard.xlsx"
-    wb.save(path)
+    save_workbook(wb, path)
     return path

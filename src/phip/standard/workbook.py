@@ -1,5 +1,7 @@
-"""Opening an Excel workbook someone else made (a hospital's data file, an operator's register
-or reported figures) so that a broken or hostile one gets a clear refusal, not a traceback.
+"""Excel workbooks in and out.
+
+In: opening one someone else made (a hospital's data file, an operator's register or reported
+figures) so that a broken or hostile one gets a clear refusal, not a traceback.
 
 openpyxl reads lazily in read-only mode: a workbook opens, then fails rows later, where its
 sheet XML is cut short, names a shared string that is not there, or declares entities
@@ -7,6 +9,11 @@ sheet XML is cut short, names a shared string that is not there, or declares ent
 failure, at opening or while reading, becomes the caller's error with the code ``BAD_XLSX``
 and the row reached. A workbook is a zip: its declared uncompressed size is checked before
 anything is inflated, so a few megabytes that unpack to gigabytes are refused up front.
+
+Out: every workbook PHIP writes goes through :func:`save_workbook`. openpyxl stores a string
+that starts with "=" as a formula, and PHIP's exports carry what hospitals sent (a record key
+in the supervision report's examples): "=HYPERLINK(…)" as a record number would run in the
+operator's Excel. PHIP writes no formulas, so every formula cell is turned back into its text.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 #: (code, message) -> the caller's exception (FileFormatError, SheetError)
 Fail = Callable[[str, str], Exception]
@@ -51,3 +58,23 @@ def sheet_rows(sheet: Any, fail: Fail) -> Iterator[tuple[Any, ...]]:
             raise fail("BAD_XLSX", f"Excel工作表“{sheet.title}”读到第{row + 1}行时无法继续读取：{exc}") from None
         row += 1
         yield values
+
+
+def save_workbook(wb: Any, target: str | Path | IO[bytes]) -> None:
+    """Save ``wb`` with every cell that openpyxl took for a formula kept as the text it is."""
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    cell.data_type = "s"
+    wb.save(target)
+
+
+#: what a spreadsheet takes for the start of a formula in a CSV cell (OWASP: CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: Any) -> Any:
+    """A CSV cell that Excel shows as the text it is: a string starting like a formula gets a
+    leading apostrophe; numbers and other strings are left alone."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
