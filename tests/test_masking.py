@@ -78,3 +78,86 @@ def test_findings_pages_mask_patient_names(engine, pipeline, orgs):
     names = {r["name"] for recs in batches.values() for r in recs if r.get("name") and len(r["name"]) >= 2}
     shown = re.findall(r'<span class="ex">姓名 ([^<]+)</span>', findings)
     assert shown and all("*" in s for s in shown) and not names & set(shown)
+
+
+def _identifiers(engine) -> set[str]:  # noqa: ANN001
+    """Every ID number, phone and health card the store holds whole: records, rejected records'
+    payloads (kept as sent) and persons' identifiers."""
+    from sqlalchemy import select
+
+    from phip.store import models as m
+
+    kinds = ("id_no", "phone", "health_card_no", "contact_phone", "guardian_id_no")
+    found: set[str] = set()
+    with engine.connect() as conn:
+        payloads = [*conn.execute(select(m.Record.payload)).scalars(),
+                    *conn.execute(select(m.RejectedRecord.payload)).scalars()]
+        found |= {v for (v,) in conn.execute(select(m.PersonIdentifier.value).where(
+            m.PersonIdentifier.kind.in_(["id_no", "health_card"])))}
+    for p in payloads:
+        if isinstance(p, dict):
+            found |= {str(p[k]) for k in kinds if p.get(k)}
+    return {v for v in found if len(v) >= 8}
+
+
+def test_no_page_or_export_an_operator_reaches_shows_an_identifier_whole(engine, pipeline, orgs):
+    """Crawl every /ops/ page an operator reaches by its links (findings, rejections with the
+    records as sent, institutions, supervision, the register) and every export they link to:
+    none shows an ID number, phone or health card that the store holds whole."""
+    from collections import deque
+    from io import BytesIO
+    from urllib.parse import urljoin, urlsplit
+
+    from openpyxl import load_workbook
+
+    from phip.quality.rules import load_supervision_rules
+    from phip.synth.internet import InternetGenerator
+
+    now = platform_now()
+    day = now.date() - timedelta(days=1)
+    gen = Generator(seed=33, error_rate=0.3)
+    for org, ds, recs in gen.day(orgs[:2], day, visits=10, admissions=3, now=now):
+        pipeline.ingest(org, ds, recs, now=now)
+    net = InternetGenerator([("12220102MB1C2400HU", "吉林大学中日联谊医院互联网医院")], orgs[0], seed=3, violation_rate=0.5)
+    for batch in (net.register(now - timedelta(days=3)), net.day(day, now, 6)):
+        for org, ds, recs in batch.batches:
+            pipeline.ingest(org, ds, recs, now=now)
+    for org in (orgs[0][0], orgs[1][0]):
+        analyse(engine, org, day - timedelta(days=1), day, as_of=now)
+    analyse(engine, "12220102MB1C2400HU", day - timedelta(days=1), day, as_of=now + timedelta(days=3),
+            rules=load_supervision_rules(), mark=False)
+    secrets = _identifiers(engine)
+    assert len(secrets) > 50  # the crawl below has something to find
+
+    create_user(engine, "ops", PASSWORD)
+    client = TestClient(create_app(engine))
+    login(client)
+    seen, queue, leaks, exports = set(), deque(["/ops/", "/ops/findings", "/ops/supervision/", "/ops/register"]), [], 0
+    per_path: dict[str, int] = {}
+    while queue and len(seen) < 400:
+        url = queue.popleft()
+        path = urlsplit(url).path
+        if url in seen or per_path.get(path, 0) >= 4:  # a few filters of each page, then the other pages
+            continue
+        seen.add(url)
+        per_path[path] = per_path.get(path, 0) + 1
+        r = client.get(url)
+        if r.status_code != 200:
+            continue
+        kind = r.headers.get("content-type", "")
+        if "spreadsheetml" in kind:
+            exports += 1
+            wb = load_workbook(BytesIO(r.content), read_only=True)
+            text = "\n".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row if v is not None)
+        else:
+            text = r.text
+            exports += "text/csv" in kind
+            for link in re.findall(r'href="([^"#]+)"', text):
+                target = urljoin(url, link.replace("&amp;", "&"))
+                if urlsplit(target).path.startswith("/ops/") and "logout" not in target and "/static/" not in target:
+                    queue.append(target)
+        leaks += [(url, s) for s in secrets if s in text]
+    paths = {urlsplit(u).path for u in seen}
+    assert {"/ops/supervision/report.xlsx", "/ops/register.xlsx", "/ops/uploads.xlsx"} <= paths, sorted(paths)
+    assert sum("/rejections/" in p for p in paths) >= 10, sorted(paths)  # records as sent, masked
+    assert not leaks, leaks[:5]
