@@ -4,17 +4,25 @@ SQLite is the embedded default: WAL journal (readers never block the writer), NO
 synchronous (durable at checkpoints, safe against application crashes), a busy timeout so
 that a second writer waits instead of failing, and ``BEGIN IMMEDIATE`` so a write
 transaction takes the write lock up front instead of failing on upgrade mid-batch.
+
+Writes are ``engine.begin()`` and reads ``engine.connect()`` throughout PHIP: only the first
+begin IMMEDIATE. A read begins deferred, on its own snapshot; begun IMMEDIATE too (as it
+was), every page, export and API read held the one write lock while it ran, so a report of
+a few seconds stopped ingest and every other reader for as long.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from .checkpoint import Checkpointer
@@ -55,7 +63,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITING.get() else "BEGIN")
+
+        engine.begin = _writing(engine.begin)  # type: ignore[method-assign]
 
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             checkpointer = Checkpointer(parsed.database)  # see phip.store.checkpoint
@@ -68,6 +78,27 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     return create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
                          pool_pre_ping=True, **kwargs)
+
+
+#: set while ``engine.begin()`` opens its transaction: the SQLite begin event then takes the write lock
+_WRITING: ContextVar[bool] = ContextVar("phip_sqlite_writing", default=False)
+
+
+def _writing(begin: Callable[[], AbstractContextManager[Connection]]) -> Callable[[], AbstractContextManager[Connection]]:
+    """``engine.begin`` that marks its transaction a write while it begins (reads inside it,
+    on other connections, begin deferred as usual)."""
+
+    @contextmanager
+    def write() -> Iterator[Connection]:
+        with ExitStack() as stack:
+            token = _WRITING.set(True)
+            try:
+                conn = stack.enter_context(begin())
+            finally:
+                _WRITING.reset(token)
+            yield conn
+
+    return write
 
 
 def create_database(url: str) -> None:

@@ -1,0 +1,73 @@
+"""The embedded store's locking (SQLite, WAL): a read runs beside the writer and other
+readers on its own snapshot; writes take the one write lock up front and follow each other."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, func, insert, select
+
+from phip.store.db import make_engine
+
+T = Table("t", MetaData(), Column("x", Integer))
+
+
+def _store(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.begin() as conn:
+        T.create(conn)
+    return engine
+
+
+def _in_thread(work) -> threading.Thread:  # noqa: ANN001
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_open_read_blocks_neither_the_writer_nor_another_reader(tmp_path: Path):
+    engine = _store(tmp_path)
+    done: list[str] = []
+    with engine.connect() as reader:  # a report page halfway through its queries
+        before = reader.execute(select(func.count()).select_from(T)).scalar_one()
+
+        def write() -> None:
+            with engine.begin() as conn:
+                conn.execute(insert(T), [{"x": 1}])
+            done.append("write")
+
+        def read() -> None:
+            with engine.connect() as conn:
+                conn.execute(select(func.count()).select_from(T)).scalar_one()
+            done.append("read")
+
+        threads = [_in_thread(write), _in_thread(read)]
+        for t in threads:
+            t.join(5)
+        assert sorted(done) == ["read", "write"]  # both within 5 s (begun IMMEDIATE, they waited for the reader)
+        # the open read still sees its snapshot
+        assert reader.execute(select(func.count()).select_from(T)).scalar_one() == before
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(T)).scalar_one() == before + 1
+    engine.dispose()
+
+
+def test_writes_take_the_lock_up_front_and_follow_each_other(tmp_path: Path):
+    engine = _store(tmp_path)
+    order: list[str] = []
+    with engine.begin() as first:  # holds the write lock from its BEGIN, before any statement
+        def second() -> None:
+            with engine.begin() as conn:
+                order.append("second begun")
+                conn.execute(insert(T), [{"x": 2}])
+
+        thread = _in_thread(second)
+        time.sleep(0.5)
+        assert order == []  # waiting for the first writer
+        first.execute(insert(T), [{"x": 1}])
+        order.append("first done")
+    thread.join(10)
+    assert order == ["first done", "second begun"]
+    engine.dispose()
