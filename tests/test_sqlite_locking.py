@@ -71,3 +71,16 @@ def test_writes_take_the_lock_up_front_and_follow_each_other(tmp_path: Path):
     thread.join(10)
     assert order == ["first done", "second begun"]
     engine.dispose()
+
+
+def test_processes_upgrading_one_new_store_at_once_all_succeed(tmp_path: Path):
+    """`phip serve`, `phip worker` and `phip demo` each bring the schema up at start: the
+    migration is one write transaction, so the others wait and find the schema current
+    (begun deferred, three of four failed with "database is locked")."""
+    import subprocess
+    import sys
+
+    code = f"from phip.store.db import make_engine, upgrade; upgrade(make_engine('sqlite:///{tmp_path / 'm.db'}'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [err[-300:] for p in procs for _, err in [p.communicate(timeout=120)] if p.returncode != 0]
+    assert not errors, errors

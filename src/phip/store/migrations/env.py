@@ -12,8 +12,9 @@ if engine is None:  # plain `alembic` command line: build from the environment
 
     engine = make_engine(get_settings().database_url)
 
-with engine.connect() as connection:
+# engine.begin(): one transaction, begun as a write (on SQLite IMMEDIATE: a second process
+# upgrading at the same moment waits, then finds the schema current); Alembic runs inside it
+with engine.begin() as connection:
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
-    connection.commit()
