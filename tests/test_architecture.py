@@ -43,3 +43,20 @@ def test_a_back_arrow_breaks_the_contracts(tmp_path: Path):
     assert "phip.store.back_arrow -> phip.empi.reads" in out.stdout
     assert "phip.empi.back_arrow -> phip.api.empi" in out.stdout
     assert "0 kept, 2 broken" in out.stdout  # the cycle empi -> api -> empi breaks the second one
+
+
+def test_writes_begin_on_the_engine_and_reads_never_commit():
+    """The SQLite store begins a write IMMEDIATE only through ``engine.begin()`` (phip.store.db):
+    a transaction begun on a connection (``conn.begin()``) or committed as it goes
+    (``conn.commit()``) would begin deferred and could fail "database is locked" mid-write."""
+    import re
+
+    begin = re.compile(r"\.begin\(\)")
+    on_engine = re.compile(r"\bengine\.begin\(\)")
+    found = []
+    for path in sorted((ROOT / "src" / "phip").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if ".commit()" in code or len(begin.findall(code)) > len(on_engine.findall(code)):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, found
