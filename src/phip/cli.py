@@ -457,7 +457,7 @@ def generate(
 
 @app.command()
 def demo(
-    # 30 days so every 30-day chart has a shape; 5 visits a day: `make run` loads ~7 min on 2 cores
+    # 30 days so every 30-day chart has a shape; 5 visits a day: `make run` loads in ~3.5 min on 2 cores
     days: int = typer.Option(30, "--days", min=1, help="生成最近几天的数据"),
     visits: int = typer.Option(5, "--visits", help="每家机构每天门诊人次"),
     seed: int = typer.Option(2026, "--seed"),
