@@ -174,6 +174,8 @@ def test_search_filters(world: World) -> None:
     assert november["total"] + october["total"] == 5 and november["total"] > 0
     assert all(e["resource"]["period"]["start"] >= "2026-11-01" for e in november["entry"])
     _refusal(_get(w, f"Encounter?patient={w.p}&date=xx2026", 400), "BAD_SEARCH_PARAM")
+    for edge in ("9999-12-31", "9999-12-31T23:59:59", "0001-01-01T00:00:00%2B14:00", "9999-12-31T23:59:59-12:00"):
+        _refusal(_get(w, f"Encounter?patient={w.p}&date={edge}", 400), "BAD_SEARCH_PARAM")  # were 500s
 
 
 def test_paging_returns_each_resource_once(world: World, engine, pipeline) -> None:

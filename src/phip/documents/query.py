@@ -95,6 +95,7 @@ def documents_of(engine: Engine, who: SessionInfo, person_id: str, ref: str | No
                  address: str | None = None) -> list[dict[str, Any]]:
     """The patient's documents the reader may retrieve, newest first, as the API lists them."""
     since = datetime.combine(day_from, time()) if day_from else None
-    until = datetime.combine(day_to + timedelta(days=1), time()) if day_to else None
+    # the day after day_to, exclusive; the calendar's last day has none: no upper bound then
+    until = datetime.combine(day_to + timedelta(days=1), time()) if day_to and day_to < date.max else None
     _, found = listed(engine, who, person_id, ref, since, until, address)
     return [d.as_dict(person_id) for d in found]

@@ -36,7 +36,9 @@ def _bad(name: str, message: str) -> FhirError:
 
 
 def _interval(text: str) -> tuple[datetime, datetime]:
-    """The [start, end) a FHIR date of any precision covers, as naive platform times."""
+    """The [start, end) a FHIR date of any precision covers, as naive platform times. A date
+    whose end or time zone falls outside the calendar (9999-12-31, 0001-01-01T00:00+14:00) is
+    refused like a malformed one (OverflowError: it was a server error)."""
     try:
         if len(text) == 4:
             y = int(text)
@@ -49,11 +51,11 @@ def _interval(text: str) -> tuple[datetime, datetime]:
             start = datetime(d.year, d.month, d.day)
             return start, start + timedelta(days=1)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _bad("date", "日期格式应为 YYYY、YYYY-MM、YYYY-MM-DD 或带时区的日期时间") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(PLATFORM_TZ).replace(tzinfo=None)
-    return moment, moment + timedelta(seconds=1)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(PLATFORM_TZ).replace(tzinfo=None)
+        return moment, moment + timedelta(seconds=1)
+    except (ValueError, OverflowError):
+        raise _bad("date", "日期格式应为 YYYY、YYYY-MM、YYYY-MM-DD 或带时区的日期时间（0001至9999年内）") from None
 
 
 def _dates(values: list[str], out: SearchParams) -> None:
