@@ -123,6 +123,9 @@ def test_cli_says_an_escaped_error_once_with_its_code(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize(("args", "said"), [
     (["standard", "show", "nosuch"], "错误 [UNKNOWN_DATASET] 数据集“nosuch”不存在；用 phip standard list 查看全部数据集"),
     (["quality", "run", "--dataset", "nosuch"], "错误 [UNKNOWN_DATASET] 数据集“nosuch”不存在"),
+    # the window's end overflowed the calendar: a traceback before
+    (["quality", "run", "--from", "9999-12-30", "--to", "9999-12-31"], "错误 [BAD_DATE] 日期“9999-12-30”的年份超出范围（1900–2999）"),
+    (["supervision", "run", "--from", "0001-01-01"], "错误 [BAD_DATE] 日期“0001-01-01”的年份超出范围（1900–2999）"),
 ])
 def test_a_refused_command_value_is_said_once_by_main(tmp_path, monkeypatch, capsys, args, said):
     """fail() in the commands raises CommandError; main prints it as the commands used to."""

@@ -25,10 +25,12 @@ def _day(text: str | None, default: date) -> date:
     if not text:
         return default
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         _fail(f"日期“{text}”无效，应为 YYYY-MM-DD", "BAD_DATE")
-        raise
+    if not 1900 <= day.year <= 2999:  # as the report periods; 9999-12-31 overflowed the window's end
+        _fail(f"日期“{text}”的年份超出范围（1900–2999）", "BAD_DATE")
+    return day
 
 
 @app.command("run")
