@@ -384,5 +384,6 @@ def test_cli_city_key_forward_and_status(tmp_path, monkeypatch):
     assert "待发 12 条" in status and "最近错误" in status and REGION in status and "状态：正常" in status
     purged = run(["federation", "purge", "--older-than", "30d"], city_dir).stdout
     assert "已删除 0 条" in purged and "待发 12 条" in run(["federation", "status"], city_dir).stdout
-    bad = run(["federation", "purge", "--older-than", "soon"], city_dir, check=False)
-    assert bad.returncode == 2 and "BAD_AGE" in bad.stdout + bad.stderr
+    for age in ("soon", "9999999d", "99999999999d"):  # the last two overflowed the calendar: tracebacks
+        bad = run(["federation", "purge", "--older-than", age], city_dir, check=False)
+        assert bad.returncode == 2 and "BAD_AGE" in bad.stdout + bad.stderr, age

@@ -141,7 +141,8 @@ def test_partitions_command_creates_months_and_refuses_bad_ones(tmp_path):
     assert "新建分区 21 个" in made.stdout and "records_p202112" in made.stdout
     with engine.connect() as conn:
         assert {date(2021, 11, 1), date(2021, 12, 1), date(2022, 1, 1)} <= set(partitions.months_of(conn, "records"))
-    for args, code in ((["--from", "2021-13"], "BAD_MONTH"), (["--from", "2022-02", "--to", "2021-01"], "BAD_MONTH_RANGE")):
+    for args, code in ((["--from", "2021-13"], "BAD_MONTH"), (["--from", "2022-02", "--to", "2021-01"], "BAD_MONTH_RANGE"),
+                       (["--from", "9999-11", "--to", "9999-12"], "BAD_MONTH"), (["--from", "0001-01"], "BAD_MONTH")):  # a traceback, a year-1 partition
         refused = run(["db", "partitions", *args], tmp_path, database_url=url, check=False)
         assert refused.returncode != 0 and code in refused.stderr + refused.stdout
     with engine.connect() as conn:

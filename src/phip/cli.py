@@ -372,9 +372,12 @@ def _month(value: str, option: str):  # noqa: ANN202 - a date
     from datetime import datetime as dt
 
     try:
-        return dt.strptime(value, "%Y-%m").date()
+        month = dt.strptime(value, "%Y-%m").date()
     except ValueError:
         fail(f"{option} 应为年月，如 2024-01（收到“{value}”）", "BAD_MONTH")
+    if not 1900 <= month.year <= 2999:  # as the report periods; 9999-12's next month was a traceback
+        fail(f"{option} 的年份超出范围（1900–2999）（收到“{value}”）", "BAD_MONTH")
+    return month
 
 
 # --- ingest -------------------------------------------------------------------------------------

@@ -113,12 +113,19 @@ def queue_history_cmd(dataset: str | None = typer.Option(None, "--dataset", help
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
+#: the longest age a purge takes: a century (more overflowed the calendar, a traceback)
+MAX_AGE = timedelta(days=36_500)
+
+
 def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, or a number of days; ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*([dhm]?)\s*", text.lower())
+    """``30d``, ``12h``, ``90m``, or a number of days, at most :data:`MAX_AGE`; ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([dhm]?)\s*", text.lower())
     if not match:
         raise ValueError(text)
-    return timedelta(**{_UNITS[match[2] or "d"]: int(match[1])})
+    age = timedelta(**{_UNITS[match[2] or "d"]: int(match[1])})
+    if age > MAX_AGE:
+        raise ValueError(text)
+    return age
 
 
 @app.command("purge")
@@ -129,7 +136,7 @@ def purge_cmd(older_than: str = typer.Option(..., "--older-than", help="删除�
     try:
         age = parse_age(older_than)
     except ValueError:
-        _fail(f"--older-than 参数“{older_than}”无效，应为天数或如 30d、12h、90m 的时长", "BAD_AGE")
+        _fail(f"--older-than 参数“{older_than}”无效，应为不超过100年的天数或如 30d、12h、90m 的时长", "BAD_AGE")
     n = purge(runtime.engine(), age)
     console.print(f"已删除 {n} 条省平台已接收且发送已超过 {older_than.strip()} 的记录；"
                   "未发送和被拒收的记录均保留。已删除的记录不能再用 resend 重发，需要时用 queue-history 重新排队当前版本")
