@@ -268,6 +268,8 @@ def test_api_keys_are_shown_once_and_revocable(tmp_path):
 
 
 USAGE_CASES = [  # (arguments, code, what the Chinese message must say)
+    (["demo", "--days", "99999999"], "CLI_BAD_VALUE", "--days 的值无效：“99999999”应不大于 3650"),  # was a traceback
+    (["generate", "--org", ORG, "--dataset", "3", "--visits", "-3"], "CLI_BAD_VALUE", "--visits 的值无效：“-3”应不小于 1"),
     (["ingest", "{dir}/nope.json", "--org", ORG, "--dataset", "3"], "CLI_BAD_VALUE", "FILE 的值无效：文件“{dir}/nope.json”不存在"),
     (["ingest", "{dir}", "--org", ORG, "--dataset", "3"], "CLI_BAD_VALUE", "FILE 的值无效：“{dir}”是目录，应为文件"),
     (["ingest", "{dir}/a.csv", "--dataset", "3"], "CLI_MISSING", "缺少必填选项 --org"),

@@ -380,6 +380,11 @@ def _month(value: str, option: str):  # noqa: ANN202 - a date
     return month
 
 
+#: bounds of the synthetic-data commands (generate, demo, simulate push): ten years of days, a
+#: big hospital's visits; beyond them dates overflowed the calendar (a traceback)
+MAX_DAYS, MAX_VISITS = 3650, 100_000
+
+
 # --- ingest -------------------------------------------------------------------------------------
 
 
@@ -443,8 +448,8 @@ def generate(
     out: Path = typer.Option(..., "--out", help="输出文件（.ndjson / .json / .csv）"),
     dataset: str = typer.Option("outpatient_visit", "--dataset"),
     org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
-    days: int = typer.Option(1, "--days", min=1),
-    visits: int = typer.Option(100, "--visits", help="每天门诊人次"),
+    days: int = typer.Option(1, "--days", min=1, max=MAX_DAYS),
+    visits: int = typer.Option(100, "--visits", min=1, max=MAX_VISITS, help="每天门诊人次"),
     seed: int = typer.Option(1, "--seed"),
     error_rate: float = typer.Option(0.0, "--error-rate", min=0.0, max=1.0, help="植入错误的比例"),
 ) -> None:
@@ -461,8 +466,8 @@ def generate(
 @app.command()
 def demo(
     # 30 days so every 30-day chart has a shape; 5 visits a day: `make run` loads in ~3.5 min on 2 cores
-    days: int = typer.Option(30, "--days", min=1, help="生成最近几天的数据"),
-    visits: int = typer.Option(5, "--visits", help="每家机构每天门诊人次"),
+    days: int = typer.Option(30, "--days", min=1, max=MAX_DAYS, help="生成最近几天的数据"),
+    visits: int = typer.Option(5, "--visits", min=1, max=MAX_VISITS, help="每家机构每天门诊人次"),
     seed: int = typer.Option(2026, "--seed"),
     if_empty: bool = typer.Option(False, "--if-empty", help="库中已有数据时跳过"),
 ) -> None:
@@ -493,8 +498,8 @@ app.add_typer(simulate_app, name="simulate")
 @simulate_app.command("push")
 def simulate_push(
     org: str = typer.Option(..., "--org", help="医疗机构代码或名称"),
-    days: int = typer.Option(1, "--days", min=1),
-    visits: int = typer.Option(50, "--visits", help="每天门诊人次"),
+    days: int = typer.Option(1, "--days", min=1, max=MAX_DAYS),
+    visits: int = typer.Option(50, "--visits", min=1, max=MAX_VISITS, help="每天门诊人次"),
     url: str = typer.Option("http://127.0.0.1:8000", "--url", help="平台地址"),
     key: str | None = typer.Option(None, "--key", envvar="PHIP_API_KEY", help="接口密钥（默认在本地平台新建一个）"),
     seed: int = typer.Option(7, "--seed"),
