@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from phip.accounts import create_user
+from phip.accounts.sessions import login
 from phip.api.app import create_app
 from phip.orgs.keys import create_key
 from phip.orgs.service import seed_institutions
@@ -37,6 +38,10 @@ def _app():
     # authentication (their parameters are parsed) instead of refusing every request
     create_user(engine, "doc_fuzz", "correct horse battery", "clinician", "张医生", org_code="12220104412001376B",
                 department="内科")
+    # and an operator's session (cookie and CSRF token): the EMPI operator API answers past login
+    create_user(engine, "ops_fuzz", "correct horse battery", "operator", "值班员")
+    _state["session"], info = login(engine, "ops_fuzz", "correct horse battery")
+    _state["csrf"] = info.csrf_token
     from phip.api.limits import RateLimiter
 
     return create_app(engine, limiter=RateLimiter(per_minute=0))
@@ -58,7 +63,9 @@ def test_no_server_error(label):
     @given(case=st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in GenerationMode)))
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     def no_server_error(case):  # noqa: ANN001
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {_state['key']}", "X-Clinician-Id": "doc_fuzz"}
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {_state['key']}", "X-Clinician-Id": "doc_fuzz",
+                        "X-CSRF-Token": _state["csrf"]}
+        case.cookies = {**(case.cookies or {}), "phip_session": _state["session"]}
         case.call_and_validate(checks=[not_a_server_error])
 
     no_server_error()
