@@ -156,7 +156,7 @@ def relink(engine: Engine, actor: str = "relink", progress: Progress | None = No
     # Clustered and written in one transaction under the EMPI lock, from the persons, reviews
     # and identifiers as they are now: the read and the prediction took minutes without the
     # lock, while operators merged, split or answered reviews and ingest attached new numbers.
-    with engine.begin() as conn:
+    with engine.connect() if dry_run else engine.begin() as conn:  # a dry run writes nothing, locks nothing
         if not dry_run:
             lock_exclusive(conn)
         clock = time.perf_counter()
