@@ -295,3 +295,17 @@ def test_document_references_point_at_the_cda_and_page_once(world: World) -> Non
     assert sorted(seen) == sorted(d["id"] for d in docs) and len(seen) == len(set(seen))
     _get(w, "DocumentReference/999999999-c0004", 404)
     _refusal(_get(w, f"DocumentReference?patient=Patient/{w.p}&code=C0004", 400), "UNSUPPORTED_SEARCH_PARAM")
+
+
+def test_search_parameters_in_openapi_are_the_parsed_ones(world: World) -> None:
+    """The search parameters are read from the raw query string, so the OpenAPI document lists
+    them by hand: it must name each one the parser takes (clients and the property test read
+    it) and none it refuses."""
+    from phip.fhir.params import KNOWN
+
+    op = world.client.get("/openapi.json").json()["paths"]["/fhir/R4/{resource_type}"]["get"]
+    documented = {p["name"] for p in op["parameters"] if p["in"] == "query"}
+    assert documented == KNOWN
+    _refusal(_get(world, f"Observation?patient={world.p}&_count=101", 400), "BAD_SEARCH_PARAM")
+    _refusal(_get(world, f"Observation?patient={world.p}&_format=xml", 406), "UNSUPPORTED_FORMAT")
+    _get(world, f"Observation?patient={world.p}&_format=application/fhir%2Bjson", 403)  # json: on to the policy

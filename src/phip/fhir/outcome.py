@@ -8,7 +8,7 @@ from typing import Any
 from phip.errors import PhipError
 
 #: the IssueType (http://hl7.org/fhir/issue-type) of each HTTP status a refusal answers
-ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 406: "not-supported",
               409: "conflict", 410: "deleted", 429: "throttled", 503: "transient"}
 CODE_SYSTEM = "https://phip.local/fhir/CodeSystem/error-code"
 

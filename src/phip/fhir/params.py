@@ -17,6 +17,9 @@ from .outcome import FhirError
 
 DEFAULT_COUNT, MAX_COUNT = 20, 100
 KNOWN = {"patient", "subject", "date", "category", "code", "_count", "_cursor", "_id", "_format"}
+#: the _format values meaning the only one PHIP answers; asking for XML is refused (406)
+#: rather than answered in JSON
+JSON_FORMATS = {"json", "application/json", "application/fhir+json"}
 
 
 @dataclass
@@ -110,6 +113,9 @@ def parse(items: list[tuple[str, str]]) -> SearchParams:
             raise _bad("_count", "应为整数") from None
         if not 0 <= out.count <= MAX_COUNT:
             raise _bad("_count", f"应在 0 至 {MAX_COUNT} 之间")
+    for value in grouped.get("_format", []):
+        if value.split(";")[0].strip().lower() not in JSON_FORMATS:
+            raise FhirError("UNSUPPORTED_FORMAT", f"不支持的格式 _format={value[:40]}（仅支持 json）", 406, "_format")
     if "_cursor" in grouped:
         out.cursor = parse_cursor(grouped["_cursor"][-1])
     return out
