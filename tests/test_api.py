@@ -37,7 +37,7 @@ def test_health_standard_and_home(client):
                                                    "/fhir/R4/metadata"))
     from phip import runtime
     from phip.accounts import create_user
-    from tests.test_dashboard import PASSWORD, login
+    from tests.web_support import PASSWORD, login
 
     create_user(runtime.engine(), "ops", PASSWORD)
     login(client)

@@ -60,3 +60,20 @@ def test_writes_begin_on_the_engine_and_reads_never_commit():
             if ".commit()" in code or len(begin.findall(code)) > len(on_engine.findall(code)):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, found
+
+
+def test_test_modules_share_helpers_through_support_modules():
+    """A test module imports helpers from ``tests/*_support.py``, never from another test
+    module: importing one ran its module code and bound its fixtures into the importer, and a
+    helper's home moved whenever the test it lived beside did."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2].startswith("test_"):
+                found.append(f"tests/{path.name}:{node.lineno}: from {'.' * node.level}{node.module} import …")
+            elif isinstance(node, ast.Import):
+                found += [f"tests/{path.name}:{node.lineno}: import {a.name}" for a in node.names
+                          if a.name.rpartition(".")[2].startswith("test_")]
+    assert not found, found

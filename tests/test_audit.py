@@ -200,7 +200,7 @@ def test_review_queue_and_a_residents_access_log(engine):
 
 def test_cli_verify_names_the_row_and_list_masks(engine, tmp_path):
     """``phip audit verify`` / ``list`` in processes of their own, as an operator runs them."""
-    from tests.test_cli import run
+    from tests.cli_support import run
 
     url = engine.url.render_as_string(hide_password=False)
     _events(engine, 3)

@@ -18,7 +18,7 @@ from phip.empi.relink import relink
 from phip.empi.tables import EmpiEvent
 from phip.empi.trail import COLUMNS, TARGET, verify
 from phip.store.db import alembic_config, upgrade
-from tests.test_empi import _insert_people, id_number
+from tests.empi_support import _insert_people, id_number
 
 
 @pytest.fixture()
@@ -106,7 +106,7 @@ def test_a_trail_recomputed_with_plain_sha256_is_found(engine, history):
 
 
 def test_phip_empi_verify_exit_codes(engine, history, tmp_path):
-    from tests.test_cli import run
+    from tests.cli_support import run
 
     url = engine.url.render_as_string(hide_password=False)
     ok = run(["empi", "verify"], tmp_path, database_url=url)

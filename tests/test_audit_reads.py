@@ -17,8 +17,8 @@ from phip.quality.run import analyse
 from phip.standard.validate import platform_now
 from phip.synth.generator import Generator
 from phip.accounts import create_user
-from tests.test_dashboard import PASSWORD, login
-from tests.test_empi import id_number, ingest, person_of, registration
+from tests.web_support import PASSWORD, login
+from tests.empi_support import id_number, ingest, person_of, registration
 
 
 def _operator_client(engine) -> TestClient:
@@ -80,7 +80,7 @@ def test_xref_by_an_institution_key_names_the_key_and_the_institution(pipeline, 
 
 
 def test_push_feedback_read_names_the_institution_and_the_persons_of_warned_records(engine, orgs):
-    from tests.test_push_api import URL, records
+    from tests.records_support import URL, records
 
     org = orgs[0][0]
     _, key = create_key(engine, org)

@@ -19,7 +19,7 @@ from phip.standard.validate import platform_now
 from phip.store import models as m
 from phip.store.dayranges import merge, pack, to_ranges, unpack
 from tests.collect_support import demo_mapping, source_url
-from tests.test_pipeline import visits
+from tests.records_support import visits
 
 MIDNIGHT = time(0, 0)
 
@@ -124,7 +124,7 @@ def test_first_run_and_backfill_flag_load_history(engine, tmp_path):
 
 
 def test_cli_backfill_says_what_history_arrived_and_analyses_it(tmp_path):
-    from tests.test_cli import run
+    from tests.cli_support import run
 
     url = source_url("sqlite", "backfill_cli", tmp_path)
     data = his_synth.build(url, seed=6, days=2, visits=4, admissions=1)

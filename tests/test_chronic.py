@@ -133,8 +133,7 @@ def test_xlsx_and_cli(engine, planted, tmp_path):
     assert [ws.cell(row, c).value for c in range(2, 6)] == [4, 11, 2, 0.5]
     assert ws.cell(row, 5).number_format == "0.00%"
 
-    from tests.test_rejections_cli import _url
-    from tests.test_cli import run
+    from tests.cli_support import run, url_of as _url
 
     out = tmp_path / "chronic.xlsx"
     said = run(["reports", "chronic", "--period", "2026-01..2026-11", "--out", str(out)], tmp_path, database_url=_url(engine)).stdout

@@ -17,22 +17,9 @@ import pytest
 from openpyxl import Workbook
 
 from phip.standard.catalog import load_standard
+from tests.cli_support import ORG, PHIP, run
 
 pytestmark = pytest.mark.slow  # every test here runs phip in its own process
-
-PHIP = [sys.executable, "-m", "phip.cli"]
-ORG = "12220104412001376B"
-
-
-def run(args, data_dir: Path, check=True, database_url: str | None = None, **kw):
-    env = {**os.environ, "PHIP_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    env.pop("PHIP_DATABASE_URL", None)
-    if database_url:
-        env["PHIP_DATABASE_URL"] = database_url
-    proc = subprocess.run([*PHIP, *args], env=env, capture_output=True, text=True, timeout=300, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def receipt_numbers(out: str) -> list[int]:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from phip.api.app import create_app
 from phip.accounts import create_user
-from tests.test_dashboard import PASSWORD, login
+from tests.web_support import PASSWORD, login
 
 HOST = "http://testserver"
 

@@ -21,16 +21,7 @@ from phip.store.models import Institution
 from phip.synth.generator import Generator
 from phip.accounts import AuthError, create_user
 from phip.accounts.tables import User, WebSession
-
-PASSWORD = "correct horse battery"
-SCRIPT = '<script>alert("x")</script>'
-
-
-def login(client: TestClient, password: str = PASSWORD):  # noqa: ANN201
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-    return client.post("/login", data={"username": "ops", "password": password, "csrf_token": token, "next": "/ops/uploads"},
-                       follow_redirects=False)
+from tests.web_support import PASSWORD, SCRIPT, login
 
 
 @pytest.fixture()

@@ -24,7 +24,7 @@ from phip.store.db import make_engine
 from phip.store.models import Institution
 from phip.synth.generator import Generator
 from phip.accounts import create_user
-from tests.test_serve import serving
+from tests.serve_support import serving
 
 pytestmark = pytest.mark.slow  # headless Chromium
 

@@ -14,7 +14,7 @@ from phip.empi.errors import EmpiError
 from phip.empi.relink import relink
 from phip.empi.tables import EmpiEvent, EmpiReview
 from phip.store import models as m
-from tests.test_empi import _insert_people, count, id_number, ingest, person_of, registration, two_orgs  # noqa: F401 (fixture)
+from tests.empi_support import _insert_people, count, id_number, ingest, person_of, registration, two_orgs  # noqa: F401 (fixtures)
 
 
 def _violations(engine) -> dict[str, list[str]]:

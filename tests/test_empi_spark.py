@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import empty_store
-from tests.test_empi import _insert_people
+from tests.empi_support import _insert_people
 from phip.empi.backends import DuckDBBackend, SparkBackend, backend_named, spark_model
 from phip.empi.errors import EmpiError
 from phip.empi.model import DEFAULT_MODEL

@@ -26,9 +26,7 @@ from phip.runtime import build_pipeline, prepare
 from phip.standard.validate import platform_now
 from phip.store.db import make_engine
 from phip.store import models as m
-from tests.test_federation import (
-    REGION, URL_DATASET, city, forwarder, province, province_serving, region_orgs, state, visits,  # noqa: F401
-)
+from tests.federation_support import REGION, URL_DATASET, city, forwarder, province, province_serving, region_orgs, state, visits  # noqa: F401 (fixtures)
 
 PASSWORD = "correct horse battery"
 CITY_PLATFORM = "12220104412001376B"  # the province fixture's city key holder

@@ -16,8 +16,8 @@ from phip.standard.validate import platform_now
 from phip.store.models import Institution
 from phip.synth.generator import Generator
 from phip.accounts import create_user
-from tests.test_dashboard import PASSWORD, login
-from tests.test_empi import id_number, ingest, person_of, registration
+from tests.web_support import PASSWORD, login
+from tests.empi_support import id_number, ingest, person_of, registration
 
 
 def test_one_rule_per_kind():

@@ -132,7 +132,7 @@ def test_partitions_command_creates_months_and_refuses_bad_ones(tmp_path):
     """``phip db partitions`` on PostgreSQL: --from/--to create the months (listed after), a bad
     month or range is refused with its code and creates nothing; on SQLite it says why not."""
     from .conftest import PG_URL
-    from .test_cli import run
+    from tests.cli_support import run
 
     engine = scratch_store("postgresql", tmp_path, "partitions_cli")
     upgrade(engine)
@@ -220,7 +220,7 @@ def _killed_while_blocked(args: list[str], url: str, data_dir, lock: str, engine
     """Run ``phip <args>`` while another session holds ``lock``; SIGKILL it once its
     transaction waits on that lock (its files written, its changes made but not committed),
     then release the lock and wait until its server session has rolled back and gone."""
-    from .test_cli import PHIP
+    from tests.cli_support import PHIP
 
     env = {**os.environ, "PHIP_DATA_DIR": str(data_dir), "PHIP_DATABASE_URL": url}
     with engine.connect() as holder:

@@ -3,7 +3,7 @@ per-record rejection, counters, and a database failure in the middle of a batch.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -12,18 +12,7 @@ from phip.ingest.errors import UnknownDataset, UnknownInstitution
 from phip.store import models as m
 from phip.synth.generator import Generator
 from tests.conftest import empty_store
-
-NOW = datetime(2026, 11, 22, 12, 0, 0)
-DAY = date(2026, 11, 21)
-
-
-def visits(orgs, n=20, seed=1, day=DAY):
-    gen = Generator(seed=seed)
-    org = orgs[0]
-    records = []
-    for _, code, recs in gen.day([org], day, visits=n, admissions=1, datasets=["outpatient_visit"], now=NOW):
-        records += recs
-    return org[0], records
+from tests.records_support import DAY, NOW, visits
 
 
 def count(engine, table, *where):

@@ -15,8 +15,9 @@ import pytest
 from phip.accounts import create_user
 from phip.runtime import build_pipeline, prepare
 from phip.store.db import make_engine
-from tests.test_portal_pages import PASSWORD, seed
-from tests.test_serve import serving
+from tests.web_support import PASSWORD
+from tests.share_support import seed
+from tests.serve_support import serving
 
 pytestmark = pytest.mark.slow  # headless Chromium
 

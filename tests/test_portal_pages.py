@@ -7,7 +7,6 @@ every role checked on every area, CSRF on every form, no full ID number on any p
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,30 +15,9 @@ from sqlalchemy import select
 from phip.accounts import create_user
 from phip.accounts.notify import FileNotifier
 from phip.api.app import create_app
-from phip.standard.validate import platform_now
 from phip.store.models import Record
-from phip.synth.generator import Generator, Patient
-
-PASSWORD = "correct horse battery"
-
-
-def seed(pipeline, orgs: list[tuple[str, str]], seed_no: int) -> tuple[Patient, str]:  # noqa: ANN001
-    """A generated patient with a visit, a lab report and an exam report at each institution,
-    in the last days (inside the recognition windows)."""
-    gen = Generator(seed=seed_no)
-    now = platform_now()
-    patient = gen.patient(orgs[0][0])
-    patient.patient_id = patient.fields["patient_id"] = f"S{seed_no}-{patient.patient_id}"  # generators count alike
-    for n, org in enumerate(orgs):
-        local = Patient(**{**patient.__dict__, "org_code": org[0], "fields": dict(patient.fields)})
-        e = gen.encounter(local, "out", (now - timedelta(days=n + 1)).date(), now)
-        for dataset, items in (("outpatient_visit", 1), ("lab_report", 3), ("exam_report", 1)):
-            records = gen.records(pipeline.standard.dataset(dataset), org, gen._ctx(e), items)
-            assert pipeline.ingest(org[0], dataset, records, now=now).rejected == 0
-    with pipeline.engine.connect() as conn:
-        pid = conn.execute(select(Record.person_id).where(Record.payload["patient_id"].as_string() == patient.patient_id)
-                           .limit(1)).scalar_one()
-    return patient, pid
+from tests.share_support import seed
+from tests.web_support import PASSWORD
 
 
 @pytest.fixture()

@@ -18,10 +18,7 @@ from phip.api.app import create_app
 from phip.orgs.keys import create_key, revoke_key
 from phip.store import models as m
 from phip.store.db import make_engine
-from phip.synth.generator import Generator
-from tests.test_pipeline import DAY, NOW
-
-URL = "/api/v1/datasets/outpatient_visit/records"
+from tests.records_support import URL, records
 
 
 @pytest.fixture()
@@ -31,14 +28,6 @@ def api(engine, orgs):
     _, key = create_key(engine, org)
     _, other_key = create_key(engine, other)
     return client, org, {"Authorization": f"Bearer {key}"}, {"X-API-Key": other_key}
-
-
-def records(orgs, n=5, seed=1):
-    gen = Generator(seed=seed)
-    out = []
-    for _, _, recs in gen.day([orgs[0]], DAY, visits=n, admissions=1, datasets=["outpatient_visit"], now=NOW):
-        out += recs
-    return out
 
 
 def stored(engine):
@@ -280,7 +269,7 @@ def test_nul_characters_get_a_clear_400_never_a_retry(api, engine, orgs):
     that record alone (NUL_CHARACTER on its field) and the feedback lists it; in an
     address or parameter it is a 400 before any route runs; a value the database refuses
     anyway is a 400 BAD_DATA, never the 503 that tells the sender to retry the same thing."""
-    from tests.test_dashboard import PASSWORD, login
+    from tests.web_support import PASSWORD, login
     from phip.accounts import create_user
 
     client, org, auth, _ = api

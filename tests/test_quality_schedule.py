@@ -13,7 +13,7 @@ from phip.collect.scheduler import Worker
 from phip.quality.schedule import ScheduleError, due_institutions, quality_time, run_due
 from phip.quality.tables import QualityFinding, QualityRun
 from phip.standard.validate import platform_now
-from tests.test_pipeline import visits
+from tests.records_support import visits
 
 MIDNIGHT = time(0, 0)
 

@@ -21,7 +21,7 @@ from phip.orgs.tables import InstitutionChange
 from phip.standard.checks import uscc_check_char
 from phip.standard.sheet import SheetError
 from phip.store.models import Institution
-from tests.test_cli import run
+from tests.cli_support import run
 
 
 def uscc(first17: str) -> str:

@@ -269,7 +269,7 @@ def test_upload_report_counts_each_rejected_row_once(pipeline, engine, orgs):
 
 def test_dashboard_page_lists_open_rejections_masked(pipeline, engine, orgs):
     """TestClient on both back ends (tests/test_dashboard_browser.py opens it in Chromium)."""
-    from tests.test_dashboard import PASSWORD, SCRIPT, login
+    from tests.web_support import PASSWORD, SCRIPT, login
 
     from phip.accounts import create_user
 

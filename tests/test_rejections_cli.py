@@ -13,16 +13,13 @@ from datetime import timedelta
 
 from phip.standard.validate import platform_now
 from phip.synth.generator import Generator
-from tests.test_cli import run
+from tests.cli_support import run
+from tests.cli_support import url_of as _url
 
 pytestmark = pytest.mark.slow  # every test here runs phip in its own process
 
 ORG = "12220104412001376B"
 DS = "outpatient_visit"
-
-
-def _url(engine) -> str:  # noqa: ANN001
-    return engine.url.render_as_string(hide_password=False)
 
 
 def _spoilt(orgs):

@@ -5,53 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 
-from tests.test_cli import ORG, run
+from tests.cli_support import ORG, run
+from tests.serve_support import serving
 
 pytestmark = pytest.mark.slow  # every test here runs phip in its own process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(data_dir, database_url: str | None = None, log=subprocess.DEVNULL) -> Iterator[str]:  # noqa: ANN001
-    """`phip serve` on a free port over ``data_dir`` (or ``database_url``); yields its base URL
-    once /healthz answers."""
-    port = free_port()
-    env = {**os.environ, "PHIP_DATA_DIR": str(data_dir)}
-    env.pop("PHIP_DATABASE_URL", None)
-    if database_url:
-        env["PHIP_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "phip.cli", "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("server did not start")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_push_to_a_real_uvicorn_process(tmp_path):
@@ -78,7 +39,7 @@ def test_uvicorn_on_each_store_replays_and_keeps_institutions_apart(engine, orgs
 
     from phip.orgs.keys import create_key
     from phip.store.models import Record
-    from tests.test_push_api import records
+    from tests.records_support import records
 
     batch = records(orgs, n=12)
     _, key = create_key(engine, orgs[0][0])

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serve import free_port
+from tests.serve_support import free_port
 
 pytestmark = pytest.mark.slow
 

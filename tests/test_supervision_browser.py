@@ -17,7 +17,7 @@ from phip.standard.validate import platform_now
 from phip.store.db import make_engine
 from phip.synth.internet import KINDS, InternetGenerator
 from phip.accounts import create_user
-from tests.test_serve import serving
+from tests.serve_support import serving
 
 pytestmark = pytest.mark.slow  # headless Chromium
 
