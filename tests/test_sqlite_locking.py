@@ -84,3 +84,36 @@ def test_processes_upgrading_one_new_store_at_once_all_succeed(tmp_path: Path):
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [err[-300:] for p in procs for _, err in [p.communicate(timeout=120)] if p.returncode != 0]
     assert not errors, errors
+
+
+def test_the_wal_shrinks_back_after_a_long_read(tmp_path: Path, monkeypatch):
+    """An open read pins its snapshot, so writes meanwhile grow the WAL past any checkpoint;
+    once the read ends and the log starts over, the file is cut back to WAL_SIZE_LIMIT rather
+    than kept at its high-water mark for the life of the server."""
+    import os
+
+    from sqlalchemy import LargeBinary
+
+    from phip.store import db
+
+    monkeypatch.setattr(db, "WAL_SIZE_LIMIT", 4 << 20)
+    blobs = Table("blobs", MetaData(), Column("id", Integer, primary_key=True), Column("b", LargeBinary))
+    engine = _store(tmp_path)
+    with engine.begin() as conn:
+        blobs.create(conn)
+    wal = tmp_path / "s.db-wal"
+    with engine.connect() as reader:  # an export halfway through
+        reader.execute(select(func.count()).select_from(T)).scalar_one()
+        for _ in range(24):
+            with engine.begin() as conn:
+                conn.execute(insert(blobs), [{"b": os.urandom(1 << 20)}])
+        assert wal.stat().st_size > 20 << 20
+    deadline = time.monotonic() + 10
+    while wal.stat().st_size > 4 << 20 and time.monotonic() < deadline:
+        with engine.begin() as conn:  # the writer starts the log over once it is all copied
+            conn.execute(insert(T), [{"x": 1}])
+        time.sleep(0.05)
+    assert wal.stat().st_size <= 4 << 20
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(blobs)).scalar_one() == 24
+    engine.dispose()

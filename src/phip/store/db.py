@@ -28,6 +28,8 @@ from sqlalchemy.engine import make_url
 from .checkpoint import Checkpointer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: bytes the SQLite WAL file is cut back to when the log starts over (PRAGMA journal_size_limit)
+WAL_SIZE_LIMIT = 64 << 20
 
 
 def _json_dumps(value: object) -> str:
@@ -59,6 +61,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur.execute("PRAGMA cache_size=-16384")
             cur.execute("PRAGMA mmap_size=268435456")
             cur.execute("PRAGMA wal_autocheckpoint=10000")
+            # A long read (an export) pins its snapshot, so the WAL grows with every write
+            # meanwhile; SQLite then reuses the file at that size for good. Cut back to 64 MiB
+            # (above the 40 MiB a checkpoint lets it reach) when the log starts over.
+            cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             cur.close()
 
         @event.listens_for(engine, "begin")
