@@ -309,3 +309,6 @@ def test_search_parameters_in_openapi_are_the_parsed_ones(world: World) -> None:
     _refusal(_get(world, f"Observation?patient={world.p}&_count=101", 400), "BAD_SEARCH_PARAM")
     _refusal(_get(world, f"Observation?patient={world.p}&_format=xml", 406), "UNSUPPORTED_FORMAT")
     _get(world, f"Observation?patient={world.p}&_format=application/fhir%2Bjson", 403)  # json: on to the policy
+    _refusal(_get(world, f"Patient/{world.p}?_format=xml", 406), "UNSUPPORTED_FORMAT")
+    _refusal(_get(world, "metadata?_format=application/fhir%2Bxml", 406), "UNSUPPORTED_FORMAT")
+    assert _get(world, "metadata?_format=json")["resourceType"] == "CapabilityStatement"

@@ -66,6 +66,7 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
 
     @router.get("/metadata", summary="CapabilityStatement（无需认证，不含个人数据）")
     def metadata(request: Request) -> Any:
+        fhir.check_format(list(request.query_params.multi_items()))
         return FhirResponse(fhir.capability_statement(_base(request)))
 
     @router.get("/{resource_type}", summary="检索（须指定 patient；返回 searchset Bundle）",
@@ -79,6 +80,7 @@ def build_router(engine: Engine, limiter: RateLimiter | None = None) -> APIRoute
                 responses={401: _OUTCOME, 403: _OUTCOME, 404: _OUTCOME})
     def read(request: Request, who: Clinician, resource_type: TypeName,
              resource_id: Annotated[str, Path(max_length=64, pattern="^[A-Za-z0-9.-]+$")]) -> Any:
+        fhir.check_format(list(request.query_params.multi_items()))
         return FhirResponse(fhir.read(engine, who, resource_type, resource_id, address=_address(request),
                                       base=_base(request)))
 

@@ -5,6 +5,7 @@ validated by ``fhir.resources.R4B`` before it leaves (docs/interop.md, "FHIR R4"
 
 from .capability import capability_statement
 from .outcome import FhirError, operation_outcome
+from .params import check_format
 from .service import read, search
 
-__all__ = ["FhirError", "capability_statement", "operation_outcome", "read", "search"]
+__all__ = ["FhirError", "capability_statement", "check_format", "operation_outcome", "read", "search"]

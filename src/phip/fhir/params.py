@@ -87,6 +87,14 @@ def _tokens(name: str, values: list[str]) -> list[tuple[str | None, str]]:
     return out
 
 
+def check_format(items: list[tuple[str, str]]) -> None:
+    """Refuse a ``_format`` PHIP does not answer (406) rather than answer it in JSON: a read,
+    a search and the CapabilityStatement alike."""
+    for name, value in items:
+        if name == "_format" and value.split(";")[0].strip().lower() not in JSON_FORMATS:
+            raise FhirError("UNSUPPORTED_FORMAT", f"不支持的格式 _format={value[:40]}（仅支持 json）", 406, "_format")
+
+
 def parse(items: list[tuple[str, str]]) -> SearchParams:
     """Parse a query string's (name, value) pairs, repeats kept (``date=ge…&date=le…``)."""
     grouped: dict[str, list[str]] = {}
@@ -113,9 +121,7 @@ def parse(items: list[tuple[str, str]]) -> SearchParams:
             raise _bad("_count", "应为整数") from None
         if not 0 <= out.count <= MAX_COUNT:
             raise _bad("_count", f"应在 0 至 {MAX_COUNT} 之间")
-    for value in grouped.get("_format", []):
-        if value.split(";")[0].strip().lower() not in JSON_FORMATS:
-            raise FhirError("UNSUPPORTED_FORMAT", f"不支持的格式 _format={value[:40]}（仅支持 json）", 406, "_format")
+    check_format(items)
     if "_cursor" in grouped:
         out.cursor = parse_cursor(grouped["_cursor"][-1])
     return out
