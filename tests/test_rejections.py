@@ -365,3 +365,28 @@ def test_a_failure_after_the_rejections_are_written_leaves_none(pipeline, engine
     kept = current(engine)
     assert len(kept) == 5 and kept[bad[3]["visit_no"]].resolved_at == NOW + timedelta(hours=1)
     assert kept[bad[5]["visit_no"]].times_seen == 2
+
+
+def test_a_record_that_is_a_bare_number_is_listed_not_a_500(pipeline, engine, orgs):
+    """A record sent as ``7`` or ``1.5`` is rejected NOT_AN_OBJECT and kept as sent. SQLite
+    gives a JSON column numeric affinity, so the kept payload came back as a number the JSON
+    decoder refused: the institution's rejections page, the CLI and the API answered 500
+    while the row stayed open."""
+    from phip.accounts import create_user
+    from phip.quality.rejections import find
+    from tests.web_support import PASSWORD, login
+
+    org = orgs[0][0]
+    receipt = pipeline.ingest(org, DS, [7, 1.5, 12345678901234567, -0.25, True, "文本"], now=NOW)
+    assert receipt.rejected == 6 and {f.code for r in receipt.rejections for f in r.findings} == {"NOT_AN_OBJECT"}
+    views, total = find(engine, org, DS)
+    assert total == 6
+    assert sorted(v.example["原文"] for v in views) == sorted(["7", "1.5", "12345678901234567", "-0.25", "true", "文本"])
+    create_user(engine, "ops", PASSWORD, display_name="值班员")
+    client = TestClient(create_app(engine))
+    login(client)
+    page = client.get(f"/ops/institutions/{org}/rejections/{DS}")
+    assert page.status_code == 200 and "12345678901234567" in page.text
+    _, key = create_key(engine, org)
+    feedback = client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"})
+    assert feedback.status_code == 200 and len(feedback.json()["items"]) == 6, feedback.text

@@ -36,12 +36,19 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: str | bytes | int | float) -> object:
+    """A JSON column's value: SQLite gives a column declared JSON numeric affinity, so a
+    document that is a bare number (a rejected record sent as ``7``) comes back as a number,
+    not as its text."""
+    return value if isinstance(value, int | float) else orjson.loads(value)
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+        engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=_json_loads,
                                connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -82,7 +89,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
-    return create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+    return create_engine(url, json_serializer=_json_dumps, json_deserializer=_json_loads,
                          pool_pre_ping=True, **kwargs)
 
 
