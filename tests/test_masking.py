@@ -30,6 +30,36 @@ def test_one_rule_per_kind():
     assert mask_name("张三丰", role="no-such-role") == "张*丰"
 
 
+def test_identifiers_inside_text_are_masked_however_written():
+    """Values of unknown meaning (a rejected record as sent) and the access log: an ID number or
+    phone written in groups, in full-width digits, or percent-encoded in an address is masked
+    like a plain one; other numbers and the rest of the text stay as they are."""
+    from phip.api.access_log import ScrubIdentifiers, scrub
+    from phip.privacy import mask_text
+
+    assert mask_text("电话 139 1234 5678，身份证 220102-19620314-0422") == "电话 139******5678，身份证 220102**********0422"
+    assert mask_text("身份证２２０１０２１９６２０３１４０４２２") == "身份证220102********0422"
+    kept = "门诊号 MZ202611210002，2026-11-21 12:00:00，金额 1234.50，订单 2026112100012345"
+    assert mask_text(kept) == kept
+    wide = "%ef%bc%92" * 2 + "%ef%bc%90%ef%bc%91%ef%bc%90%ef%bc%92%ef%bc%91%ef%bc%99%ef%bc%96%ef%bc%92%ef%bc%90%ef%bc%93%ef%bc%91%ef%bc%94%ef%bc%90%ef%bc%94%ef%bc%92%ef%bc%92"
+    for address in ("/api/v1/empi/persons?id_no=" + "".join(f"%{ord(c):02X}" for c in "220102196203140422"),
+                    "/api/v1/empi/persons?id_no=2201021962031404%32%32", "/share/patients/22010219620314042%32",
+                    "/api/v1/empi/persons?id_no=" + wide, "/x?q=220102+19620314+0422"):
+        assert scrub(address).endswith("220102********0422") or "**********0422" in scrub(address), scrub(address)
+    assert scrub("/api/v1/empi/persons?phone=%31%35%39%36%30%37%39%31%38%34%30").endswith("phone=159****1840")
+    assert scrub("/api/v1/empi/persons?name=%E7%8E%8B&phone=159-6079-1840").endswith("name=%E7%8E%8B&phone=159******1840")
+    # nothing personal: logged as uvicorn wrote it; decoded only to look, and written back
+    # encoded, so a %0A cannot split the line
+    assert scrub("/ops/findings?q=%E7%8E%8B%0Afake") == "/ops/findings?q=%E7%8E%8B%0Afake"
+    assert "\n" not in scrub("/x?q=%0A220102196203140422") and "%0A" in scrub("/x?q=%0A220102196203140422")
+    import logging
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', (
+        "127.0.0.1:5000", "GET", "/api/v1/empi/persons?phone=%31%35%39%36%30%37%39%31%38%34%30", "1.1", 400), None)
+    ScrubIdentifiers().filter(record)
+    assert "15960791840" not in record.getMessage() and "159****1840" in record.getMessage()
+
+
 def test_empi_answers_mask_cards_insurance_and_names(pipeline, engine, orgs):
     org = orgs[0][0]
     born = date(1985, 3, 9)

@@ -100,7 +100,11 @@ def test_the_server_log_carries_no_full_identifier(tmp_path):
             for params in ({"id_no": some["id_no"]}, {"phone": some.get("phone") or "13804311234"}):
                 assert client.get("/api/v1/empi/persons", params=params).status_code == 400
             client.get(f"/ops/findings?q={some['id_no']}")
+            encoded = "".join(f"%{ord(c):02X}" for c in some["id_no"])  # an address written to slip by
+            client.get(f"/api/v1/empi/persons?id_no={encoded}")
+            client.get(f"/share/patients/{some['id_no'][:-2]}%{ord(some['id_no'][-2]):02X}{some['id_no'][-1]}")
     text = log_path.read_text(encoding="utf-8", errors="replace")
     assert "/api/v1/empi/persons?id_no=" in text  # the request was logged, and masked
-    leaked = sorted(s for s in secrets if s in text)
+    leaked = sorted(s for s in secrets if s in text or "".join(f"%{ord(c):02X}" for c in s) in text)
+    assert "/share/patients/" in text
     assert not leaked, leaked[:3]

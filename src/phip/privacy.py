@@ -14,6 +14,7 @@ in exports, in EMPI answers and in logs. Whole values stay in the database, for 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 UNMASKED_ROLES: frozenset[str] = frozenset()
 
@@ -101,8 +102,9 @@ def mask_kind(kind: str, value: str | None, role: str = "operator") -> str | Non
 
 #: An ID number (18 or 15 digits) or a mobile number inside any text: masked wherever it stands,
 #: for values of unknown meaning (a rejected record's fields as sent, an unreadable line).
-_ID_IN_TEXT = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
-_PHONE_IN_TEXT = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+#: Written in groups too (220102 19620314 0422, 139-1234-5678), as people write them.
+_ID_IN_TEXT = re.compile(r"(?<![0-9])(?:[0-9]{6}[ -]?[0-9]{8}[ -]?[0-9]{3}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9])1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])")
 
 
 def mask_text(value: object, role: str = "operator") -> str:
@@ -112,5 +114,13 @@ def mask_text(value: object, role: str = "operator") -> str:
     text = "" if value is None else str(value)
     if role in UNMASKED_ROLES or not text:
         return text
+    masked = _mask_runs(text, role)
+    # full-width digits (２２０１…) make an ID number too: if any is left, the text is shown
+    # in its NFKC form, masked
+    wide = unicodedata.normalize("NFKC", masked)
+    return masked if _mask_runs(wide, role) == wide else _mask_runs(unicodedata.normalize("NFKC", text), role)
+
+
+def _mask_runs(text: str, role: str) -> str:
     text = _ID_IN_TEXT.sub(lambda m: mask_id(m.group(0), role), text)
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0), role), text)

@@ -6,16 +6,33 @@ written, whatever the route; identifiers belong in request bodies, which are nev
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote, unquote_plus
 
 from phip.privacy import mask_text
+
+#: what stays unescaped when a masked address is written back (as uvicorn logs it: no control
+#: character or space, so a line cannot be split or forged)
+_SAFE = "/?&=:;,+@!$'()*~-._#[]"
+
+
+def scrub(text: str) -> str:
+    """``text`` with every identifier masked, also one percent-encoded (%32%32…) or written in
+    parts: the address is decoded to look, and only when that finds something is it written
+    decoded, masked and encoded again."""
+    plain = mask_text(text)
+    decoded = unquote_plus(text)
+    masked = mask_text(decoded)
+    if masked == decoded:
+        return plain
+    return quote(masked, safe=_SAFE)
 
 
 class ScrubIdentifiers(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
-            record.msg = mask_text(record.msg)
+            record.msg = scrub(record.msg)
         return True
 
 
