@@ -171,3 +171,35 @@ def test_every_area_checks_the_role_and_the_form(site):
     assert ok.status_code == 303 and 'id="timeline"' in doctor.get(f"/share/patients/{pid}").text
     assert doctor.get(f"/share/patients/{pid}/documents/{foreign}").status_code == 404
     assert 'data-code="NO_AUTHORIZATION"' in doctor.get(f"/share/patients/{other_pid}").text
+
+
+def test_row_ids_beyond_64_bits_are_a_page_not_a_500(site):
+    """An authorization or audit event id longer than the database's integers (a hand-edited
+    address) was handed to the SQLite driver, which raised OverflowError: a 500. Now a 400
+    page in Chinese, and an id in range that is not the reader's stays a refusal."""
+    me, auditor = resident(site), staff(site["engine"], "aud")
+    token = token_of(me.get("/me/consents").text)
+    for big in ("99999999999999999999999", "9223372036854775808", "-9223372036854775809", "0"):
+        r = me.post(f"/me/consents/{big}/revoke", data={"csrf_token": token})
+        assert r.status_code == 400 and "请求参数错误" in r.text and "authorization_id" in r.text, (big, r.text[:300])
+        page = auditor.get("/audit/")
+        r = auditor.post(f"/audit/review/{big}", data={"csrf_token": token_of(page.text), "verdict": "ok"})
+        assert r.status_code == 400 and "请求参数错误" in r.text, (big, r.text[:300])
+    assert me.post("/me/consents/9223372036854775807/revoke", data={"csrf_token": token}).status_code == 404
+    # and where an address's number reaches SQLite unbounded, its driver's OverflowError is
+    # the 400 PostgreSQL's DataError gets, not a 500
+    from sqlalchemy import Integer, bindparam
+
+    engine = site["engine"]
+    app = create_app(engine)
+
+    @app.get("/api/v1/overflow-probe")
+    def probe(n: int) -> dict:
+        with engine.connect() as conn:
+            return {"n": conn.execute(select(bindparam("n", n, Integer))).scalar_one()}
+
+    probe_client = TestClient(app, raise_server_exceptions=False)
+    assert probe_client.get("/api/v1/overflow-probe", params={"n": 5}).json() == {"n": 5}
+    if engine.dialect.name == "sqlite":
+        r = probe_client.get("/api/v1/overflow-probe", params={"n": 2**70})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_DATA", r.text

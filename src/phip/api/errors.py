@@ -132,9 +132,12 @@ def install(app: FastAPI) -> None:
         message = f"请求参数错误：【{field or '请求体'}】{said}" if said else f"请求参数错误：{first.get('msg', '')}"
         return answer(request, 400, "BAD_REQUEST", message, field)
 
+    @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
-    async def _refused_value(request: Request, exc: DataError) -> Response:
-        log.warning("value refused by the database: %s", type(exc.orig).__name__)
+    async def _refused_value(request: Request, exc: DataError | OverflowError) -> Response:
+        # SQLite's driver refuses an integer beyond 64 bits in Python (OverflowError) where
+        # PostgreSQL answers DataError: the same 400 on both
+        log.warning("value refused by the database: %s", type(getattr(exc, "orig", exc)).__name__)
         return answer(request, 400, "BAD_DATA", "请求中的值无法被数据库接受（如含空字符U+0000或数值超出范围），"
                                                          "本次请求未保存，请修正后重试")
 

@@ -18,7 +18,7 @@ from phip.accounts.residents import person_of_id_no
 from phip.store.models import Institution
 
 from .me_pages import ACTIONS
-from .pages import check_csrf, client, page, signed_in
+from .pages import RowId, check_csrf, client, page, signed_in
 
 PREFIX = "/audit"
 NAV = [(f"{PREFIX}/", "待审核的紧急调阅", "queue"), (f"{PREFIX}/search", "审计日志查询", "search")]
@@ -50,7 +50,7 @@ def build_router(engine: Engine) -> APIRouter:
         return queue(auditor(request))
 
     @router.post(PREFIX + "/review/{seq}")
-    def review(request: Request, seq: int, csrf_token: Annotated[str, Form()] = "",
+    def review(request: Request, seq: RowId, csrf_token: Annotated[str, Form()] = "",
                verdict: Annotated[str, Form(max_length=20)] = "", note: Annotated[str, Form(max_length=500)] = "") -> Response:
         me = auditor(request)
         check_csrf(me, csrf_token)

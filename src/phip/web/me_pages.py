@@ -24,7 +24,7 @@ from phip.share.policy import ShareError, golden_id
 from phip.share.tables import ShareAuthorization
 from phip.store.models import Institution
 
-from .pages import LOGIN_CSRF, check_csrf, client, landing, login_token, page, set_session, signed_in
+from .pages import LOGIN_CSRF, RowId, check_csrf, client, landing, login_token, page, set_session, signed_in
 
 PREFIX = "/me"
 NAV = [(f"{PREFIX}/", "我的健康档案", "timeline"), (f"{PREFIX}/consents", "授权管理", "consents"),
@@ -195,7 +195,7 @@ def build_router(engine: Engine) -> APIRouter:
         return RedirectResponse(f"{PREFIX}/consents", status_code=303)
 
     @router.post(PREFIX + "/consents/{authorization_id}/revoke")
-    def revoke(request: Request, authorization_id: int, csrf_token: Annotated[str, Form()] = "") -> Response:
+    def revoke(request: Request, authorization_id: RowId, csrf_token: Annotated[str, Form()] = "") -> Response:
         me = resident(request)
         check_csrf(me, csrf_token)
         try:

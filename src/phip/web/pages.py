@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
+from fastapi import Path as PathParam
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -26,6 +27,9 @@ LOGIN_CSRF = "phip_login_csrf"
 HOME = {"operator": "/ops/", "regional": "/ops/", "clinician": "/share/", "auditor": "/audit/", "resident": "/me/"}
 RESIDENT_LOGIN = "/me/login"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: a row id in a page's address (an authorization, an audit event): bounded to the database's
+#: 64-bit integers, so a longer one is a 400 page rather than a driver's overflow
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}
