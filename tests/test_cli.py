@@ -338,3 +338,47 @@ def test_demo_run_has_every_role_and_says_no_identifier_in_full(tmp_path):
     assert roles >= {"operator", "clinician", "resident", "auditor", "regional"} and flagged >= 2
     for secret in secrets:
         assert secret not in proc.stdout + proc.stderr and secret not in shown
+
+
+REFUSED_CASES = [  # (arguments, code, what the Chinese message must say): each was a traceback or a silent rc 0
+    (["orgs", "export", "--out", "{dir}"], "IS_A_DIRECTORY", "“{dir}”是目录，应为文件"),
+    (["supervision", "report", "--out", "{dir}"], "IS_A_DIRECTORY", "是目录"),
+    (["documents", "validate", "{dir}/nope.xml"], "FILE_NOT_FOUND", "“{dir}/nope.xml”不存在"),
+    (["empi", "reviews", "--limit", "99999999999999999999999"], "CLI_BAD_VALUE", "--limit"),
+    (["audit", "list", "--limit", "-1"], "CLI_BAD_VALUE", "--limit"),
+    (["empi", "undo", "99999999999999999999999", "--operator", "ops"], "CLI_BAD_VALUE", "EVENT_ID"),
+    (["empi", "train", "--max-pairs", "-1"], "CLI_BAD_VALUE", "--max-pairs"),
+    (["empi", "reviews", "--status", "bogus"], "BAD_STATUS", "审核状态“bogus”无效"),
+    (["serve", "--port", "99999999999999999999999"], "CLI_BAD_VALUE", "--port"),
+    (["serve", "--host", "bogus\u202e"], "BAD_HOST", "监听地址"),
+    (["simulate", "push", "--org", ORG, "--url", "http://127.0.0.1:9", "--key", "k"], "PLATFORM_UNREACHABLE", "无法连接平台"),
+    (["simulate", "push", "--org", ORG, "--url", "", "--key", "k"], "BAD_URL", "平台地址"),
+    (["simulate", "push", "--org", ORG, "--key", "\U0001f600"], "BAD_KEY", "接口密钥"),
+    (["federation", "queue-history", "--dataset", ""], "UNKNOWN_DATASET", "数据集“”不存在"),
+    (["orgs", "close", "大学附院"], "NAME_NOT_WHOLE", "完整名称"),
+    (["supervision", "run", "--org", "NOPE"], "UNKNOWN_ORG", "“NOPE”未登记"),
+    (["reports", "upload", "--period", "2026-11", "--region", "bogus"], "UNKNOWN_REGION", "地区“bogus”"),
+    (["collect", "status", "nosuch"], "UNKNOWN_SOURCE", "没有数据源“nosuch”"),
+]
+
+
+def test_refusals_after_typer_are_said_not_raised(tmp_path):
+    """Values Typer accepts but PHIP cannot use (a directory for a file, a number past the
+    database's integers, an unreachable platform, a name given in part to a command that
+    changes an institution) end with a code, a Chinese message and exit 2, never a traceback
+    or a silent success; the store is left as it was (found by exploratory testing)."""
+    from sqlalchemy import select
+
+    from phip.store.db import make_engine
+    from phip.store.models import Institution
+
+    run(["orgs", "list"], tmp_path)  # the store, with the register
+    for args, code, said in REFUSED_CASES:
+        out = run([a.format(dir=tmp_path) for a in args], tmp_path, check=False)
+        stderr = "".join(out.stderr.split("\n"))
+        assert out.returncode == 2 and f"[{code}]" in stderr and said.format(dir=tmp_path) in stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+    engine = make_engine(f"sqlite:///{tmp_path / 'phip.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(select(Institution.status).where(Institution.code == ORG)).scalar_one() == "active"
+    engine.dispose()

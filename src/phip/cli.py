@@ -6,6 +6,8 @@ because every write goes through the pipeline's per-batch transactions.
 
 from __future__ import annotations
 
+import errno
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -521,13 +523,19 @@ def simulate_push(
     console.print("上传完成：" + "，".join(f"{k} {v}" for k, v in totals.items()))
 
 
+#: an IPv4/IPv6 address or a host name (letters, digits, dots, hyphens): what uvicorn can bind
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    workers: int = typer.Option(1, "--workers", min=1, max=64),
 ) -> None:
     """启动平台服务 (run the HTTP service)."""
+    if not _HOST.fullmatch(host) or any(len(label) > 63 for label in host.split(".")):
+        fail(f"监听地址“{host}”无效，应为 IP 地址或主机名，如 127.0.0.1、0.0.0.0", "BAD_HOST")
     from phip.api.app import serve as run_service
 
     console.print(f"PHIP 已启动：http://{host}:{port}/")
@@ -568,7 +576,25 @@ def main(args: list[str] | None = None) -> None:
             raise
         err.print(f"[bold red]错误[/] [{exc.code}] {exc.message}", highlight=False)
         sys.exit(status)
+    except OSError as exc:  # a path given that is not there, a directory, not ours; a full disk
+        code_, message, status = file_error(exc)
+        err.print(f"[bold red]错误[/] [{code_}] {message}", highlight=False)
+        sys.exit(status)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+#: errno → (code, what is wrong with the path, exit status: 2 for a path the operator gave)
+_FILE_ERRORS = {errno.ENOENT: ("FILE_NOT_FOUND", "不存在", 2), errno.EISDIR: ("IS_A_DIRECTORY", "是目录，应为文件", 2),
+                errno.ENOTDIR: ("NOT_A_DIRECTORY", "的上级路径不是目录", 2),
+                errno.EACCES: ("PERMISSION_DENIED", "没有读写权限", 2), errno.EPERM: ("PERMISSION_DENIED", "没有读写权限", 2),
+                errno.EROFS: ("READ_ONLY", "位于只读文件系统", 2), errno.ENOSPC: ("DISK_FULL", "所在磁盘空间不足", 1)}
+
+
+def file_error(exc: OSError) -> tuple[str, str, int]:
+    """An OSError a command let escape, said in Chinese with a stable code (no traceback)."""
+    code_, what, status = _FILE_ERRORS.get(exc.errno or 0, ("IO_ERROR", f"读写失败（{exc.strerror or type(exc).__name__}）", 1))
+    where = f"“{exc.filename}”" if exc.filename is not None else "文件"
+    return code_, f"{where}{what}", status
 
 
 if __name__ == "__main__":

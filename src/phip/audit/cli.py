@@ -57,7 +57,7 @@ def list_(person: str | None = typer.Option(None, "--person", help="居民 ID"),
           action: str | None = typer.Option(None, "--action", help="操作代码前缀，如 share. 或 empi."),
           flagged: bool | None = typer.Option(None, "--flagged/--not-flagged", help="只看需审核（紧急调阅等）的记录"),
           since: str | None = typer.Option(None, "--since"), until: str | None = typer.Option(None, "--until"),
-          limit: int = typer.Option(50, "--limit")) -> None:
+          limit: int = typer.Option(50, "--limit", min=1, max=10000)) -> None:
     """列出审计记录，最新在前 (list events, newest first; identifiers masked)."""
     from .queries import search
 

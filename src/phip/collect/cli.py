@@ -202,6 +202,8 @@ def status(source: str | None = typer.Argument(None, help="数据源名称（默
     from .state import status as collect_status
 
     rows = collect_status(runtime.engine(), source)
+    if source is not None and not rows:
+        _fail(f"没有数据源“{source}”的采集记录（数据源名称为映射文件的 source.name；不带参数列出全部）", "UNKNOWN_SOURCE")
     table = Table(title="数据采集状态")
     for col in ("数据源", "数据集", "方式", "游标", "最近采集", "状态", "读取", "新增", "更新", "拒收", "错误", "下次采集"):
         table.add_column(col)

@@ -10,6 +10,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import edits, reads
+from phip.errors import CommandError
+
 from .errors import EmpiError
 
 app = typer.Typer(help="患者主索引 EMPI (master patient index)", no_args_is_help=True)
@@ -58,7 +60,7 @@ def relink(dry_run: bool = typer.Option(False, "--dry-run", help="只计算，�
 @app.command()
 def train(
     synthetic: int = typer.Option(0, "--synthetic", help="改用 N 行合成登记数据训练（平台数据不足时）"),
-    max_pairs: float = typer.Option(5e6, "--max-pairs", help="估计 u 概率的随机对数"),
+    max_pairs: float = typer.Option(5e6, "--max-pairs", min=1000, max=1e9, help="估计 u 概率的随机对数"),
 ) -> None:
     """用平台自己的居民数据 EM 训练模型并启用 (train the model on the store and make it active)."""
     from .training import train_on_store
@@ -82,8 +84,10 @@ def _shown(value: object) -> str:
 
 @app.command()
 def reviews(status: str = typer.Option("pending", help="pending | linked | rejected | merged"),
-            limit: int = typer.Option(20)) -> None:
+            limit: int = typer.Option(20, min=1, max=10000)) -> None:
     """审核队列 (the review queue): per field both values (masked), the comparison level and the weight."""
+    if status not in REVIEW_STATUSES:
+        raise CommandError("BAD_STATUS", f"审核状态“{status}”无效，可选 {'、'.join(REVIEW_STATUSES)}")
     engine = _engine()
     items = reads.reviews(engine, status, limit)
     total = reads.review_count(engine, status)
@@ -120,7 +124,7 @@ def merge(survivor: str, retired: str, operator: str = typer.Option(..., "--oper
 
 
 @app.command()
-def undo(event_id: int, operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
+def undo(event_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="操作记录号"), operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
     """撤销一次合并/关联/拆分 (undo a merge, link, relink merge or split)."""
     console.print(f"已撤销，操作记录 {edits.undo(_engine(), event_id, operator, reason)}")
 

@@ -105,7 +105,13 @@ def resend_cmd(
 def queue_history_cmd(dataset: str | None = typer.Option(None, "--dataset", help="只排队一个数据集")) -> None:
     """接入省平台前已保存的记录（当前版本）排队发送，分块进行，不占大量内存 (queue the history)."""
     from phip import runtime
+    from phip.standard.catalog import load_standard
 
+    if dataset is not None:
+        try:
+            dataset = load_standard().dataset(dataset).code
+        except KeyError:
+            _fail(f"数据集“{dataset}”不存在；phip standard list 列出全部数据集", "UNKNOWN_DATASET")
     n = queue_history(runtime.engine(), dataset=dataset)
     console.print(f"已排队 {n} 条历史记录，运行 phip federation forward 发送")
 

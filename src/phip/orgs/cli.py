@@ -35,12 +35,16 @@ def _who(by: str | None) -> str:
     return by or f"cli:{getpass.getuser()}"
 
 
-def _code(ref: str) -> str:
+def _code(ref: str, *, partial: bool = True) -> str:
+    """The code of the institution ``ref`` names; a command that changes it (``partial=False``)
+    takes its code or whole name only, never a part that happens to be unique."""
     from phip import runtime
     from phip.orgs.service import find_institution
 
-    inst = find_institution(runtime.engine(), ref)
+    inst = find_institution(runtime.engine(), ref, partial=partial)
     if inst is None:
+        if not partial and find_institution(runtime.engine(), ref) is not None:
+            raise CommandError("NAME_NOT_WHOLE", f"“{ref}”只是机构名称的一部分；修改、关停或重新启用须给出机构代码或完整名称")
         raise CommandError("UNKNOWN_ORG", f"医疗机构“{ref}”未登记或名称不唯一；用 phip orgs list 查看")
     return inst.code
 
@@ -101,7 +105,7 @@ def update(
     values = {k: v for k, v in locals().items() if k not in ("org", "by", "runtime", "update_institution") and v is not None}
     if not values:
         raise CommandError("NOTHING_TO_CHANGE", "没有给出要修改的字段，如 --level 三级甲等")
-    code = _code(org)
+    code = _code(org, partial=False)
     _say(update_institution(runtime.engine(), code, values, _who(by)))
 
 
@@ -112,7 +116,7 @@ def close(org: str = typer.Argument(..., help="机构代码或名称"), by: str 
 
     from .register import set_status
 
-    set_status(runtime.engine(), _code(org), "closed", _who(by))
+    set_status(runtime.engine(), _code(org, partial=False), "closed", _who(by))
     console.print(f"{org}：已关停")
 
 
@@ -123,7 +127,7 @@ def reopen(org: str = typer.Argument(..., help="机构代码或名称"), by: str
 
     from .register import set_status
 
-    set_status(runtime.engine(), _code(org), "active", _who(by))
+    set_status(runtime.engine(), _code(org, partial=False), "active", _who(by))
     console.print(f"{org}：已重新启用")
 
 

@@ -80,13 +80,16 @@ def list_institutions(engine: Engine) -> list[InstitutionRow]:
     return [InstitutionRow(*r) for r in rows]
 
 
-def find_institution(engine: Engine, ref: str) -> InstitutionRow | None:
-    """Find by code or by (unique part of) name, as operators type either."""
+def find_institution(engine: Engine, ref: str, *, partial: bool = True) -> InstitutionRow | None:
+    """Find by code or by (unique part of) name, as operators type either; ``partial=False``
+    for a command that changes the institution: its code or whole name only."""
     ref = ref.strip()
+    if not ref:
+        return None
     with engine.connect() as conn:
         exact = conn.execute(_ROW.where(or_(Institution.code == ref.upper(), Institution.name == ref))).first()
-        if exact is not None:
-            return InstitutionRow(*exact)
+        if exact is not None or not partial:
+            return None if exact is None else InstitutionRow(*exact)
         matches = conn.execute(_ROW.where(Institution.name.contains(ref, autoescape=True)).limit(2)).all()
     return InstitutionRow(*matches[0]) if len(matches) == 1 else None
 

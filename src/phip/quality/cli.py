@@ -21,6 +21,15 @@ def _fail(message: str, code: str) -> NoReturn:
     raise CommandError(code, message)  # said by phip.cli.main
 
 
+def _org_code(engine, ref: str) -> str:  # noqa: ANN001 - an Engine
+    from phip.orgs.service import find_institution
+
+    inst = find_institution(engine, ref)
+    if inst is None:
+        _fail(f"医疗机构“{ref}”未登记或名称不唯一；用 phip orgs list 查看", "UNKNOWN_ORG")
+    return inst.code
+
+
 def _day(text: str | None, default: date) -> date:
     if not text:
         return default
@@ -194,7 +203,7 @@ def supervision_run(
     today = platform_now().date()
     end = _day(day_to, today)
     start = _day(day_from, end - timedelta(days=6))
-    codes = org or [c for c, _ in internet_hospitals(engine)]
+    codes = [_org_code(engine, ref) for ref in org] if org else [c for c, _ in internet_hospitals(engine)]
     for code in codes:
         result = analyse(engine, code, start, end, rules=load_supervision_rules(), mark=False)
         console.print(f"{code}: {result.records} 条记录，{result.findings} 条监管发现 "
@@ -220,6 +229,7 @@ def supervision_report(
     except PeriodError as exc:
         _fail(exc.message, exc.code)
     engine = runtime.engine()
+    org = _org_code(engine, org) if org is not None else None
     Path(out).write_bytes(monthly_xlsx(engine, period.start, period.end, org))
     s = summary(engine, period.start, period.end, org)
     table = Table("互联网医院", "预约", "问诊", "处方", "审核率(%)", "违规")

@@ -19,6 +19,19 @@ def _fail(message: str, code: str) -> NoReturn:
     raise CommandError(code, message)  # said by phip.cli.main
 
 
+def _region(text: str | None) -> str | None:
+    """A region's code (GB/T 2260, as in orgs/data/regions.csv) from its code or name (长春市);
+    an unknown one is refused rather than answered with an empty report."""
+    from phip.orgs.codes import region_by_name, regions
+
+    if text is None:
+        return None
+    found = regions().get(text.strip()) or region_by_name(text)
+    if found is None or found.level == "province":
+        _fail(f"地区“{text}”不在区划表中；应为市或区县的区划代码（如 220100）或名称（如 长春市）", "UNKNOWN_REGION")
+    return found.code
+
+
 @app.command("upload")
 def upload(
     period: str = typer.Option(..., "--period", help="统计期：2021-03、2021-03..2021-04 或 2021-03-01..2021-04-30"),
@@ -41,7 +54,7 @@ def upload(
     if sort and sort not in SORT_KEYS:
         _fail(f"排序列“{sort}”无效，可选 {'、'.join(sorted(SORT_KEYS))}", "BAD_SORT")
     p = parse_period(period)  # a PeriodError is said by phip.cli.main
-    report = upload_report(runtime.read_engine(), p, level, region_code=region, sort=sort, extras=extras)
+    report = upload_report(runtime.read_engine(), p, level, region_code=_region(region), sort=sort, extras=extras)
     if out is not None:
         if out.suffix.lower() == ".xlsx":
             export.to_xlsx(report, out)
@@ -76,7 +89,7 @@ def chronic(
         _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
     if out is not None and out.suffix.lower() != ".xlsx":
         _fail("导出文件应为 .xlsx", "BAD_FORMAT")
-    report = chronic_report(runtime.engine(), parse_period(period), level, region_code=region)  # type: ignore[arg-type]
+    report = chronic_report(runtime.engine(), parse_period(period), level, region_code=_region(region))  # type: ignore[arg-type]
     if out is not None:
         to_xlsx(report, out)
         console.print(f"已导出 {report.title}：{len(report.rows)} 行 → {out}")
@@ -120,7 +133,7 @@ def recognition(
         _fail(f"统计口径“{level}”无效，可选 region、institution", "BAD_LEVEL")
     if out is not None and out.suffix.lower() != ".xlsx":
         _fail("导出文件应为 .xlsx", "BAD_FORMAT")
-    report = recognition_report(runtime.engine(), parse_period(period), level, region_code=region)  # type: ignore[arg-type]
+    report = recognition_report(runtime.engine(), parse_period(period), level, region_code=_region(region))  # type: ignore[arg-type]
     if out is not None:
         export.recognition_xlsx(report, out)
         console.print(f"已导出 {report.title}：{len(report.rows)} 行 → {out}")

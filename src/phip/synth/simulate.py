@@ -23,12 +23,13 @@ COUNTED = ("accepted", "updated", "unchanged", "rejected")
 
 
 class PushFailed(PhipError):
-    """The platform refused a simulated batch (an answer other than 200 after the retries)."""
+    """The platform refused a simulated batch (an answer other than 200 after the retries), or
+    could not be reached."""
 
     code = "PUSH_FAILED"
 
-    def __init__(self, message: str):
-        super().__init__(None, message)
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(code, message)
 
 
 def simulated_batches(org: tuple[str, str], *, days: int, visits: int, seed: int,
@@ -49,6 +50,20 @@ def push_batches(url: str, key: str, batches: list[tuple[str, list[dict[str, Any
     """Push every batch in requests of at most :data:`CHUNK` records; the summed counts of
     their receipts. Raises :class:`PushFailed` on the first request the platform refuses."""
     totals = dict.fromkeys(COUNTED, 0)
+    if not key.isascii() or not key.isprintable():
+        raise PushFailed("接口密钥只能由可见的ASCII字符组成", "BAD_KEY")
+    if not url.startswith(("http://", "https://")):
+        raise PushFailed(f"平台地址“{url}”无效，应以 http:// 或 https:// 开头", "BAD_URL")
+    try:
+        _push(url, key, batches, totals, on_pushed, sleep)
+    except httpx.HTTPError as exc:  # refused connection, time-out, a name that does not resolve
+        raise PushFailed(f"无法连接平台 {url}（{type(exc).__name__}）；平台是否已启动（phip serve）？",
+                         "PLATFORM_UNREACHABLE") from None
+    return totals
+
+
+def _push(url: str, key: str, batches: list[tuple[str, list[dict[str, Any]]]], totals: dict[str, int],
+          on_pushed: Callable[[int], None] | None, sleep: Callable[[float], None]) -> None:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
         for dataset, records in batches:
             for start in range(0, len(records), CHUNK):
@@ -65,4 +80,3 @@ def push_batches(url: str, key: str, batches: list[tuple[str, list[dict[str, Any
                         totals[name] += value
                 if on_pushed is not None:
                     on_pushed(len(chunk))
-    return totals
