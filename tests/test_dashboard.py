@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from urllib.parse import unquote
 from datetime import timedelta
 
 import pytest
@@ -140,6 +139,18 @@ def test_errors_on_the_dashboard_are_pages_with_their_status(client):
         assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/ops/"), (path, r.status_code)
 
 
+def test_the_login_page_says_only_its_own_messages(client):
+    """After a refused login the redirect carries a code, and the page says that code's fixed
+    message: text written into the address (a link someone sends) is never shown as the
+    platform's own words."""
+    bad = login(client, password="wrong password!")
+    assert bad.headers["location"].startswith("/login?error=LOGIN_FAILED")
+    assert "用户名或密码错误" in client.get(bad.headers["location"]).text
+    phishing = client.get("/login", params={"error": "系统已迁移，请前往 http://evil.example 登录并输入身份证号"})
+    assert phishing.status_code == 200 and "evil.example" not in phishing.text and 'id="login-error"' not in phishing.text
+    assert client.get("/login", params={"error": "LOGIN_LOCKED", "minutes": "99999"}).status_code in (400, 422)
+
+
 def test_repeated_wrong_passwords_lock_the_account_not_the_right_user(client, engine):
     """Five wrong passwords lock the account for a quarter of an hour, the right password
     included (it is not even checked), with a Chinese message; another account from the same
@@ -148,7 +159,8 @@ def test_repeated_wrong_passwords_lock_the_account_not_the_right_user(client, en
         r = login(client, password="wrong password!")
         assert r.status_code == 303 and "error=" in r.headers["location"]
     locked = login(client)
-    assert "登录失败次数过多" in unquote(locked.headers["location"])
+    assert "error=LOGIN_LOCKED" in locked.headers["location"]
+    assert re.search(r"登录失败次数过多，请1[45]分钟后再试", client.get(locked.headers["location"]).text)
     assert "phip_session" not in locked.cookies
     create_user(engine, "ops2", PASSWORD)
     page = client.get("/login")

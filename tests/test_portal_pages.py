@@ -203,3 +203,24 @@ def test_row_ids_beyond_64_bits_are_a_page_not_a_500(site):
     if engine.dialect.name == "sqlite":
         r = probe_client.get("/api/v1/overflow-probe", params={"n": 2**70})
         assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_DATA", r.text
+
+
+def test_a_stale_logout_says_so_and_a_residents_error_is_headed_as_theirs(site):
+    """退出 with a token that is not the session's (a page left open across a re-login) ended
+    nothing while sending the login page, so the person believed they were out: now a page
+    says the logout did not happen, with a working 退出 in its header. Error pages carry the
+    area's own header (a resident's is not the 运维看板's)."""
+    me = resident(site)
+    stale = me.post("/logout", data={"csrf_token": "stale"}, follow_redirects=False)
+    assert stale.status_code == 403 and "退出未完成" in stale.text and "居民" in stale.text
+    assert "/ops/uploads" not in stale.text  # no operator menu for a resident
+    assert me.get("/me/consents", follow_redirects=False).status_code == 200  # still in, as the page says
+    out = me.post("/logout", data={"csrf_token": token_of(stale.text)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/me/login"
+    assert me.get("/me/consents", follow_redirects=False).status_code == 303
+    me = resident(site)
+    bad = me.get("/me/consents", params={"days": "9" * 500})
+    if bad.status_code >= 400:
+        assert "居民健康档案" in bad.text and "运维看板" not in bad.text, bad.text[:400]
+    refused = me.post("/me/consents/0/revoke", data={"csrf_token": token_of(me.get("/me/consents").text)})
+    assert refused.status_code == 400 and "居民健康档案" in refused.text and "运维看板" not in refused.text

@@ -14,7 +14,6 @@ import math
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -45,6 +44,10 @@ from .pages import COOKIE, HERE, LOGIN_CSRF, Forbidden, LoginRequired, landing, 
 from .scope import READERS, WRITERS, Viewer, viewer_of
 
 PREFIX = "/ops"
+#: what the login page says after a refused login, by the code the redirect carries: never
+#: text from the address, which anyone could write into a link (系统已迁移，请前往…)
+LOGIN_ERRORS = {"EXPIRED": "页面已过期，请重新登录", "LOGIN_FAILED": "用户名或密码错误",
+                "LOGIN_LOCKED": "登录失败次数过多，请{minutes}分钟后再试"}
 
 
 def _page(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
@@ -84,9 +87,11 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
     # --- login ------------------------------------------------------------------------
 
     @router.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, next: str | None = None, error: str | None = None) -> HTMLResponse:
+    def login_form(request: Request, next: str | None = None, error: str | None = None,
+                   minutes: int = Query(15, ge=1, le=60)) -> HTMLResponse:
         token = secrets.token_urlsafe(24)
-        resp = _page("login.html", csrf=token, next=_safe_next(next), error=error)
+        said = LOGIN_ERRORS.get(error or "")
+        resp = _page("login.html", csrf=token, next=_safe_next(next), error=said.format(minutes=minutes) if said else None)
         resp.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/login")
         return resp
 
@@ -98,17 +103,18 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
     def login_submit(request: Request, username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
                      csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "") -> Response:
         if not auth.csrf_ok(request.cookies.get(LOGIN_CSRF, ""), csrf_token):
-            return RedirectResponse(f"/login?error={quote('页面已过期，请重新登录')}", status_code=303)
+            return RedirectResponse("/login?error=EXPIRED", status_code=303)
         account, address = f"user:{username.strip()}", f"addr:{request.client.host if request.client else '-'}"
         if wait := max(by_account.wait(account), by_address.wait(address)):  # before the password is checked
-            message = f"登录失败次数过多，请{math.ceil(wait / 60)}分钟后再试"
-            return RedirectResponse(f"/login?error={quote(message)}&next={quote(_safe_next(next))}", status_code=303)
+            minutes = min(60, math.ceil(wait / 60))
+            return RedirectResponse(f"/login?error=LOGIN_LOCKED&minutes={minutes}&next={quote(_safe_next(next))}",
+                                    status_code=303)
         try:
             token, info = auth.login(engine, username.strip(), password)
         except auth.AuthError as exc:
             by_account.failed(account)
             by_address.failed(address)
-            return RedirectResponse(f"/login?error={quote(exc.message)}&next={quote(_safe_next(next))}", status_code=303)
+            return RedirectResponse(f"/login?error={exc.code}&next={quote(_safe_next(next))}", status_code=303)
         by_account.succeeded(account)
         if info.role == "resident":  # residents log in with their ID number at /me/login
             auth.logout(engine, token)
@@ -121,7 +127,12 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
     @router.post("/logout")
     def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
         info = auth.session(engine, request.cookies.get(COOKIE))
-        if info is not None and auth.csrf_ok(info.csrf_token, csrf_token):
+        if info is not None and not auth.csrf_ok(info.csrf_token, csrf_token):
+            # the session goes on: say so, on a page whose header carries a fresh 退出 form
+            # (it used to drop the cookie and send the login page, the session still valid)
+            return _page("error.html", 403, me=info, message="退出未完成：页面已过期，请点击右上角“退出”再试一次",
+                         role_label=auth.ROLES.get(info.role))
+        if info is not None:
             auth.logout(engine, request.cookies.get(COOKIE))
         resp = RedirectResponse("/me/login" if info is not None and info.role == "resident" else "/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
@@ -315,7 +326,8 @@ def install(app: FastAPI, engine: Engine, reads: Engine | None = None) -> dict[s
         if anonymous:
             target = path + (f"?{request.url.query}" if request.url.query and "%00" not in request.url.query else "")
             return RedirectResponse(f"{LoginRequired(target).login_url}?next={quote(target)}", status_code=303)
-        return _page("error.html", status, me=None, message=message)
+        brand = next((title for prefix, title in portal.TITLES.items() if path == prefix or path.startswith(prefix + "/")), None)
+        return _page("error.html", status, me=None, message=message, brand=brand)
 
 
     @app.exception_handler(LoginRequired)

@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 from . import audit_pages, me_pages, share_pages
 
 PREFIXES = (share_pages.PREFIX, me_pages.PREFIX, audit_pages.PREFIX)
+#: each area's title, for its error pages' header (a resident's error is not the 运维看板's)
+TITLES = {m.PREFIX: m.AREA["area_title"] for m in (share_pages, me_pages, audit_pages)}
 
 
 def install(app: FastAPI, engine: Engine) -> tuple[str, ...]:
