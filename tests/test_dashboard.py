@@ -128,9 +128,10 @@ def test_errors_on_the_dashboard_are_pages_with_their_status(client):
         r = client.get(path)
         assert r.status_code == status and r.headers["content-type"].startswith("text/html"), (path, r.text[:200])
         assert said in r.text and "<title>提示" in r.text, (path, r.text)
-    # a period the dashboard cannot read shows the current month, as any unreadable period does
-    # (year 0 used to escape as a ValueError: a 500)
-    assert client.get("/ops/uploads?period=0000-01").status_code == 200
+    # a period the dashboard cannot read is said, as any unreadable period is (year 0 used to
+    # escape as a ValueError: a 500)
+    year_zero = client.get("/ops/uploads?period=0000-01")
+    assert year_zero.status_code == 400 and "0000-01" in year_zero.text
     api = client.get("/api/v1/feedback?limit=0")
     assert api.headers["content-type"].startswith("application/json")
     client.cookies.clear()  # not logged in: to the login first, whatever is wrong with the address
@@ -203,3 +204,17 @@ def test_statistics_read_from_the_replica_sign_in_from_the_primary(engine, orgs,
     assert visits_of(create_app(engine, reads=replica)) == "7"
     assert visits_of(create_app(engine)) == "0"
     replica.dispose()
+
+
+def test_report_filters_that_cannot_be_read_are_said_not_replaced(client):
+    """/ops/uploads?period=2026-02-30 answered 200 with this month's figures under the filter
+    the reader had typed; the page and its exports now say what is wrong instead."""
+    login(client)
+    for params, said in (({"period": "2026-02-30"}, "“2026-02-30”不是有效日期"),
+                         ({"period": "2026-12..2026-01"}, "结束早于开始"), ({"period": "abc"}, "无法识别的统计期“abc”"),
+                         ({"level": "bogus"}, "统计口径“bogus”无效"), ({"sort": "nope"}, "排序列“nope”无效")):
+        for path in ("/ops/uploads", "/ops/uploads.xlsx", "/ops/uploads.csv"):
+            r = client.get(path, params=params)
+            assert r.status_code == 400 and said in r.text and "统计期的写法" in r.text, (path, params, r.text[:300])
+    assert client.get("/ops/uploads", params={"period": "2026-11", "level": "region"}).status_code == 200  # the old name
+    assert client.get("/ops/uploads").status_code == 200

@@ -77,12 +77,8 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
         return audit.Actor(me.username, me.role, address=request.client.host if request.client else None)
 
     def period_of(text: str | None) -> Period:
-        if not text:
-            return month_of(platform_now().date())
-        try:
-            return parse_period(text)
-        except PeriodError:
-            return month_of(platform_now().date())
+        """The month so far when none is asked; one that cannot be read is a PeriodError."""
+        return parse_period(text) if text else month_of(platform_now().date())
 
     # --- login ------------------------------------------------------------------------
 
@@ -166,18 +162,31 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
     def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
                 extras: bool = True):
         p = period_of(period)
-        lvl = LEVEL_ALIASES.get(level, level) if LEVEL_ALIASES.get(level, level) in LEVELS else "institution"
-        key = sort if sort in SORT_KEYS else None
+        lvl = LEVEL_ALIASES.get(level, level)
+        if lvl not in LEVELS:
+            raise PeriodError(f"统计口径“{level[:40]}”无效，可选 {'、'.join(LEVELS)}")
+        if sort and sort not in SORT_KEYS:
+            raise PeriodError(f"排序列“{sort[:40]}”无效，可选 {'、'.join(sorted(SORT_KEYS))}")
+        key = sort or None
         region = None if v.regional else region  # a regional reader's region is forced by ``within``
         rep = upload_report(reads, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
                             within=v.within)
         return rep, key
 
+    def _bad_filter(v: Viewer, exc: PeriodError) -> HTMLResponse:
+        # the filters of a report page or its export, refused as typed (they fell back to this
+        # month and the first level before, and the page showed figures nobody had asked for)
+        return _page("error.html", 400, me=v.me, area=v.area, message=f"{exc.message}。统计期的写法如 2026-11、"
+                     "2026-10..2026-11 或 2026-11-01..2026-11-15；不给即本月。")
+
     @router.get(f"{PREFIX}/uploads", response_class=HTMLResponse)
     def uploads_page(request: Request, period: str | None = None, level: str = "institution", region: str | None = None,
                      sort: str | None = None, order: str = "desc") -> HTMLResponse:
         v = view(request)
-        rep, key = _report(v, period, level, region, sort, order)
+        try:
+            rep, key = _report(v, period, level, region, sort, order)
+        except PeriodError as exc:
+            return _bad_filter(v, exc)
         region_options = [] if v.regional else overview_regions(engine)  # the reader's own area only
         query = {"period": str(rep.period), "level": rep.level, "region": "" if v.regional else region or ""}
         return _page("uploads.html", me=v.me, area=v.area, active="uploads", report=rep, columns=rep.columns, sort=key,
@@ -191,7 +200,11 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
     @router.get(PREFIX + "/uploads.{fmt}")
     def uploads_file(request: Request, fmt: Literal["xlsx", "csv"], period: str | None = None, level: str = "institution",
                      region: str | None = None, sort: str | None = None, order: str = "desc", extras: bool = False) -> Response:
-        rep, _ = _report(view(request), period, level, region, sort, order, extras)
+        v = view(request)
+        try:
+            rep, _ = _report(v, period, level, region, sort, order, extras)
+        except PeriodError as exc:
+            return _bad_filter(v, exc)
         render_file, media_type = exports[fmt]
         name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.{fmt}"
         return Response(render_file(rep), media_type=media_type,
