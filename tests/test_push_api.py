@@ -377,3 +377,24 @@ def test_an_exhausted_connection_pool_answers_503_not_500(tmp_path, orgs):
         held.close()
     assert client.get("/api/v1/feedback", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     engine.dispose()
+
+
+def test_unreadable_bodies_are_said_in_chinese(api, engine):
+    """The JSON decoder's English reason (Input is a zero-length, empty document; depth limit
+    exceeded; no low surrogate) was put inside the Chinese message; now the reason and the
+    place are said in Chinese. An encoding the API does not read is 415, not BAD_JSON."""
+    client, _, auth, _ = api
+    json_body = {**auth, "Content-Type": "application/json"}
+    for body, said in ((b"", "内容为空"), (b"[" * 2000 + b"]" * 2000, "嵌套层数过多"),
+                       (b'["\\ud800"]', "不成对"), (b"[1e999]", "数值超出范围"), (b"[1,]", "第1行第3列：多余的逗号")):
+        r = client.post(URL, content=body, headers=json_body)
+        message = r.json()["error"]["message"]
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_JSON" and said in message, (body[:20], message)
+        assert not any("a" <= ch.lower() <= "z" for ch in message.replace("JSON", "")), message
+    r = client.post(URL, content=b'{"a":1}\n[1,]\n', headers={**auth, "Content-Type": "application/x-ndjson"})
+    assert "第2行不是有效的JSON（第3列：多余的逗号）" in r.json()["error"]["message"]
+    for encoding in ("deflate", "br", "gzip, gzip"):
+        r = client.post(URL, content=b"[]", headers={**json_body, "Content-Encoding": encoding})
+        assert r.status_code == 415 and r.json()["error"]["code"] == "UNSUPPORTED_ENCODING", (encoding, r.text)
+    assert client.post(URL, content=b"[]", headers={**json_body, "Content-Encoding": "identity"}).status_code != 415
+    assert stored(engine) == 0

@@ -292,6 +292,9 @@ def test_share_api_needs_key_clinician_and_authorization(engine, world):
     me = {"Authorization": f"Bearer {key_c}", "X-Clinician-Id": "doc_c"}
     r = client.get(url, headers=me)
     assert r.status_code == 403 and r.json()["error"]["code"] == "NO_AUTHORIZATION" and "授权" in r.json()["error"]["message"]
+    broken = client.post("/api/v1/share/patients/search", content=b"{", headers={**me, "Content-Type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["error"] == {  # it named the offset as the field "1"
+        "code": "BAD_JSON", "message": "请求体不是有效的JSON（第2个字符附近）", "field": None}
     found = client.post("/api/v1/share/patients/search", json={"id_no": w.p_id_no}, headers=me).json()["patients"]
     assert found[0]["person_id"] == w.p and found[0]["counts"]
     r = client.post(f"/api/v1/share/patients/{w.p}/break-glass", headers=me,

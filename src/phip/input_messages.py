@@ -56,3 +56,33 @@ def pydantic_error_zh(error: dict[str, Any]) -> str | None:
         return template.format(**ctx)
     except (KeyError, IndexError, ValueError):
         return None
+
+
+#: orjson's reasons (stable texts of its decoder) in Chinese; one not listed is said as 格式错误
+_JSON_REASONS: list[tuple[str, str]] = [
+    ("zero-length, empty document", "内容为空"),
+    ("unexpected end of data", "内容不完整（提前结束）"),
+    ("EOF while parsing", "内容不完整（提前结束）"),
+    ("depth limit exceeded", "嵌套层数过多"),
+    ("recursion limit", "嵌套层数过多"),
+    ("infinity", "数值超出范围"),
+    ("surrogate", "字符串含不成对的代理字符"),
+    ("trailing comma", "多余的逗号"),
+    ("control character", "字符串含未转义的控制字符"),
+    ("expected ':'", "键之后缺少冒号"),
+    ("invalid literal", "无效的字面量（应为 true、false 或 null）"),
+    ("unexpected character", "出现意外的字符"),
+    ("str is not valid UTF-8", "不是UTF-8编码"),
+]
+
+
+def json_reason(exc: Exception) -> str:
+    """What is wrong with a JSON text orjson refused, in Chinese (多余的逗号)."""
+    reason = str(getattr(exc, "msg", exc))
+    return next((zh for key, zh in _JSON_REASONS if key in reason), "格式错误")
+
+
+def json_problem(exc: Exception) -> str:
+    """Where and what: 第1行第3列：多余的逗号."""
+    line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    return f"第{line}行第{column}列：{json_reason(exc)}" if line and column else json_reason(exc)

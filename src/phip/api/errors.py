@@ -127,6 +127,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # its loc is ("body", offset): no field to name
+            offset = next((p for p in first.get("loc", ())[1:] if isinstance(p, int)), None)
+            where = f"（第{offset + 1}个字符附近）" if offset is not None else ""
+            return answer(request, 400, "BAD_JSON", f"请求体不是有效的JSON{where}")
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         said = pydantic_error_zh(first)  # the value is not echoed: it may be an ID number
         message = f"请求参数错误：【{field or '请求体'}】{said}" if said else f"请求参数错误：{first.get('msg', '')}"

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from phip import audit
 from phip.config import get_settings
+from phip.input_messages import json_problem, json_reason
 from phip.federation import metrics as outbox_metrics
 from phip.federation.province import ingest_for_region
 from phip.ingest.pipeline import Pipeline
@@ -179,8 +180,11 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
             raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
-    if request.headers.get("content-encoding", "").lower() == "gzip":
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding == "gzip":
         body = gunzip(body, limit)
+    elif encoding not in ("", "identity"):  # deflate, br, "gzip, gzip": not read, so not guessed at
+        raise ApiError(415, "UNSUPPORTED_ENCODING", f"不支持的内容编码“{encoding[:40]}”：请用 gzip 压缩或不压缩")
     return body
 
 
@@ -242,14 +246,14 @@ def _parse(body: bytes, ndjson: bool, extras: dict[str, Any] | None = None) -> l
             try:
                 records.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise ApiError(400, "BAD_JSON", f"第{number}行不是有效的JSON：{exc}；本批未保存") from None
+                raise ApiError(400, "BAD_JSON", f"第{number}行不是有效的JSON（第{exc.colno}列：{json_reason(exc)}）；本批未保存") from None
             if len(records) > MAX_RECORDS:
                 raise ApiError(413, "TOO_MANY_RECORDS", f"每批最多{MAX_RECORDS}条记录，请分批上传")
     else:
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "BAD_JSON", f"请求体不是有效的JSON：{exc}") from None
+            raise ApiError(400, "BAD_JSON", f"请求体不是有效的JSON（{json_problem(exc)}）") from None
         if isinstance(data, dict) and isinstance(data.get("records"), list):
             if extras is not None:  # a city platform's batch: keys and versions (see _city_versions)
                 extras.update((k, data[k]) for k in ("keys", "versions") if k in data)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from phip.errors import PhipError
+from phip.input_messages import json_problem, json_reason
 from phip.standard.catalog import DataSet
 from phip.standard.cells import BAD_ENCODING as _BAD_ENCODING
 from phip.standard.cells import ENCODINGS, decode_text
@@ -137,7 +138,8 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
                 try:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    yield Unreadable(f"第{number}行不是有效的JSON：{exc}", line[:200].decode("utf-8", "replace"))
+                    yield Unreadable(f"第{number}行不是有效的JSON（第{exc.colno}列：{json_reason(exc)}）",
+                                     line[:200].decode("utf-8", "replace"))
         return
     if kind == "csv":
         yield from _read_csv(path, dataset)
@@ -150,7 +152,7 @@ def read_records(path: Path, dataset: DataSet, fmt: str | None = None) -> Iterat
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON：{exc}") from None
+            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON（{json_problem(exc)}）") from None
         if isinstance(data, dict) and isinstance(data.get("records"), list):
             data = data["records"]
         if not isinstance(data, list):

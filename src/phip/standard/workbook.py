@@ -34,15 +34,16 @@ def open_workbook(path: Path, fail: Fail, max_unpacked: int) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise fail("BAD_XLSX", f"无法读取Excel文件：不是有效的xlsx（zip）文件（{exc}）") from None
+    except (zipfile.BadZipFile, OSError):
+        # the library's English reason (File is not a zip file) helps nobody reading this
+        raise fail("BAD_XLSX", "无法读取Excel文件：不是有效的xlsx文件（xlsx是zip压缩包；.xls等旧格式请另存为.xlsx或CSV）") from None
     if unpacked > max_unpacked:
         raise fail("XLSX_TOO_LARGE", f"Excel文件解压后为 {unpacked // 2**20} MB，超过 {max_unpacked // 2**20} MB 上限；"
                    "请拆分文件或改用CSV") from None
     try:
         return load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises several unrelated types for a bad file
-        raise fail("BAD_XLSX", f"无法读取Excel文件：{exc}") from None
+        raise fail("BAD_XLSX", f"无法读取Excel文件：文件内容已损坏或不是Excel生成的工作簿（{type(exc).__name__}）") from None
 
 
 def sheet_rows(sheet: Any, fail: Fail) -> Iterator[tuple[Any, ...]]:
@@ -55,7 +56,8 @@ def sheet_rows(sheet: Any, fail: Fail) -> Iterator[tuple[Any, ...]]:
         except StopIteration:
             return
         except Exception as exc:  # noqa: BLE001 - expat, zip, KeyError on a missing shared string …
-            raise fail("BAD_XLSX", f"Excel工作表“{sheet.title}”读到第{row + 1}行时无法继续读取：{exc}") from None
+            raise fail("BAD_XLSX", f"Excel工作表“{sheet.title}”读到第{row + 1}行时无法继续读取：文件内容已损坏"
+                       f"（{type(exc).__name__}）") from None
         row += 1
         yield values
 
