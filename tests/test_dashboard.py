@@ -78,6 +78,11 @@ def test_forms_need_the_session_csrf_token(client, engine, orgs):
     assert network() == "connected"
     r = client.post(f"/ops/onboarding/{code}/network", data={"status": "pending", "csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303 and network() == "pending"
+    # what cannot be saved is said (it redirected as if saved)
+    bogus = client.post(f"/ops/onboarding/{code}/network", data={"status": "bogus", "csrf_token": token})
+    assert bogus.status_code == 400 and "网络状态“bogus”无效" in bogus.text and network() == "pending"
+    nope = client.post("/ops/onboarding/NOPE/network", data={"status": "connected", "csrf_token": token})
+    assert nope.status_code == 404 and "“NOPE”不存在" in nope.text
 
 
 def test_names_are_text_and_identifiers_masked(client, engine, pipeline, orgs):

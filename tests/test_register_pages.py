@@ -130,6 +130,8 @@ def test_add_registers_the_institution_with_its_history(ops, engine):
 
 def test_change_close_and_reopen_keep_history(ops, engine):
     code = OWN[0]
+    forged = ops.get(f"/ops/register/{code}?done=close").text  # a link that says what did not happen
+    assert "已关停：不再计入统计" not in forged and 'id="close-submit"' in forged
     page = ops.get(f"/ops/register/{code}").text
     assert page.count('name="confirm"') == 5  # a placeholder field of the form can be confirmed as it is
     sent = {**form_of(page, "edit-form"), "level": "三级乙等", "confirm": ["affiliation"]}

@@ -298,8 +298,11 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
         me = writer(request)
         if not auth.csrf_ok(me.csrf_token, csrf_token):
             return _page("error.html", 403, me=me, message="表单已过期或来源不明（CSRF校验失败），请刷新页面后重试")
-        if status in onboarding.NETWORK:
-            onboarding.set_network(engine, code, status)
+        if status not in onboarding.NETWORK:  # it redirected as if saved
+            choices = "、".join(f"{k}（{label}）" for k, label in onboarding.NETWORK.items())
+            return _page("error.html", 400, me=me, message=f"网络状态“{status[:40]}”无效，可选 {choices}；未保存")
+        if not onboarding.set_network(engine, code, status):
+            return _missing(viewer_of(engine, me), code)
         return RedirectResponse(f"{PREFIX}/onboarding", status_code=303)
 
     def _missing(v: Viewer, code: str) -> HTMLResponse:

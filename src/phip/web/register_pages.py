@@ -247,7 +247,13 @@ def build_router(engine: Engine, view: Callable[[Request], Viewer], writer: Call
     def org(request: Request, code: str, done: str = "") -> HTMLResponse:
         v = view(request)
         row = registered_row(v, code)
-        return missing(v, code) if row is None else org_page(v, row, notice=notice(done))
+        if row is None:
+            return missing(v, code)
+        # a confirmation the register contradicts (?done=close on an active institution, a
+        # forged or stale link) is not shown
+        closed = row.get("status") == "closed"
+        said = "" if (done == "close" and not closed) or (done == "reopen" and closed) else notice(done)
+        return org_page(v, row, notice=said)
 
     @router.post(PREFIX + "/{code}")
     def change(request: Request, code: str, form: Annotated[RegisterForm, Form()]) -> Response:
