@@ -97,7 +97,7 @@ def test_api_key_requests_are_exempt(client, engine, orgs):
     assert r.status_code == 200, r.text
 
 
-def test_metrics_need_an_operator_or_the_metrics_token(client, monkeypatch):
+def test_metrics_need_an_operator_or_the_metrics_token(client, engine, monkeypatch):
     monkeypatch.delenv("PHIP_METRICS_TOKEN", raising=False)
     anonymous = client.get("/metrics")
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "METRICS_AUTH_REQUIRED"
@@ -107,6 +107,13 @@ def test_metrics_need_an_operator_or_the_metrics_token(client, monkeypatch):
     scraped = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
     assert scraped.status_code == 200 and "phip_http_requests_total" in scraped.text
     monkeypatch.delenv("PHIP_METRICS_TOKEN")
+    create_user(engine, "aud_m", PASSWORD, "auditor", "审计员")
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+    client.post("/login", data={"username": "aud_m", "password": PASSWORD, "csrf_token": token})
+    other_role = client.get("/metrics")  # signed in, but not as an operator: forbidden, not "log in"
+    assert other_role.status_code == 403 and other_role.json()["error"]["code"] == "ROLE_FORBIDDEN"
+    client.cookies.clear()
     login(client)
     assert client.get("/metrics").status_code == 200
 

@@ -162,6 +162,9 @@ def test_one_time_code_works_once_expires_and_is_rate_limited(engine, world):
         conn.execute(update(ShareCode).where(ShareCode.used_at.is_(None)).values(expires_at=platform_now()))
     _refused(lambda: share.redeem_code(engine, w.doctor, w.p, late["code"], limits=limits), "BAD_CODE", 403)
     fresh = share.issue_code(engine, w.resident_p)
+    # a slip of typing (nothing, letters, five digits) is said, and spends none of the attempts
+    for slip in ("", "  ", "12345", "12345a", "１２３４５６"):
+        _refused(lambda: share.redeem_code(engine, w.doctor, w.p, slip, limits=limits), "BAD_ONE_TIME_CODE", 400)
     wrong = f"{(int(fresh['code']) + 1) % 1_000_000:06d}"
     _refused(lambda: share.redeem_code(engine, w.doctor, w.p, wrong, limits=limits), "BAD_CODE", 403)  # the third
     # locked now: even the right code is refused until the window passes

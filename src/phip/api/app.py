@@ -84,9 +84,12 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None,
                                    swagger_css_url="/static/swagger/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
+    def signed_in(request: Request) -> auth.SessionInfo | None:
+        return auth.session(engine, request.cookies.get(dashboard.COOKIE))
+
     def operator(request: Request) -> auth.SessionInfo | None:
         """The operator's session, or None: a clinician's or resident's session opens no figures."""
-        info = auth.session(engine, request.cookies.get(dashboard.COOKIE))
+        info = signed_in(request)
         return info if info is not None and info.role == "operator" else None
 
     @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
@@ -95,8 +98,12 @@ def create_app(engine: Engine | None = None, limiter: RateLimiter | None = None,
         token, given = get_settings().metrics_token, request.headers.get("authorization", "")
         scraper = bool(token) and given.lower().startswith("bearer ") and secrets.compare_digest(
             given[7:].strip().encode(), token.encode())  # type: ignore[union-attr]
-        if not scraper and operator(request) is None:
-            raise ApiError(401, *_METRICS_REFUSED, headers={"WWW-Authenticate": "Bearer"})
+        if not scraper:
+            info = signed_in(request)
+            if info is None:
+                raise ApiError(401, *_METRICS_REFUSED, headers={"WWW-Authenticate": "Bearer"})
+            if info.role != "operator":  # a clinician's or resident's session opens no figures
+                raise ApiError(403, "ROLE_FORBIDDEN", "监控指标仅限运维人员读取")
         return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_class=PlainTextResponse, summary="健康检查", tags=["运维 operations"],

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from phip.accounts import SessionInfo, require_role
-from phip.accounts.onetime import code_matches, hash_code, new_code
+from phip.accounts.onetime import DIGITS, code_matches, hash_code, new_code
 from phip.accounts.trail import audit
 from phip.privacy import mask_text
 from phip.standard.validate import platform_now
@@ -156,6 +156,9 @@ def redeem_code(engine: Engine, who: SessionInfo, person_id: str, code: str, *, 
     institution for the day, within the scope the resident chose. Wrong codes are limited per
     clinician and per patient; every try is audited."""
     require_role(who, "clinician")
+    code = (code or "").strip()
+    if len(code) != DIGITS or not code.isascii() or not code.isdigit():  # a typing slip, not a guess: no attempt spent
+        raise ShareError("BAD_ONE_TIME_CODE", f"授权码应为{DIGITS}位数字", "code", 400)
     user_key, person_key = f"user:{who.username}", f"person:{person_id}"
     if wait := max(limits.by_user.wait(user_key), limits.by_person.wait(person_key)):
         raise ShareError("CODE_LOCKED", f"授权码错误次数过多，请{math.ceil(wait / 60)}分钟后再试", "code", 429)
@@ -166,7 +169,7 @@ def redeem_code(engine: Engine, who: SessionInfo, person_id: str, code: str, *, 
         rows = conn.execute(select(c.id, c.code_hash, c.source_orgs, c.categories).where(
             c.person_id.in_(person_ids(conn, pid)), c.used_at.is_(None), c.expires_at > now,
             c.failures < WRONG_CODES).order_by(c.id.desc())).all()
-        match = next((r for r in rows if code_matches(r.code_hash, code or "")), None)
+        match = next((r for r in rows if code_matches(r.code_hash, code)), None)
         if match is None:  # every live code of the patient takes the miss: five spend it, in every process
             if rows:
                 conn.execute(update(c).where(c.id.in_([r.id for r in rows])).values(failures=c.failures + 1))
