@@ -45,6 +45,18 @@ def pg_engine(url: str = PG_URL) -> Engine:
     return engine
 
 
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001
+    """The audit key and anchor outside the checkout from the start: a test module that builds
+    its app at import (test_schemathesis) runs during collection, before any fixture, and
+    wrote them into the working directory's data/."""
+    import tempfile
+
+    if "PHIP_AUDIT_KEY_FILE" not in os.environ:
+        where = Path(tempfile.mkdtemp(prefix="phip-test-audit-"))
+        os.environ["PHIP_AUDIT_KEY_FILE"] = str(where / "audit.key")
+        os.environ["PHIP_AUDIT_ANCHOR_FILE"] = str(where / "audit.anchor")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One audit key for the run, set before any fixture runs: module- and session-scoped
