@@ -165,6 +165,39 @@ def test_a_json_array_broken_further_on_stops_at_that_record(tmp_path):
     assert exc.value.code == "BAD_JSON" and "第4条记录处" in exc.value.message
 
 
+def test_a_hostile_json_array_is_refused_in_chinese_without_the_memory(tmp_path):
+    """100,000 levels of brackets (200 KB) took ijson.items 22 GB and the OOM killer (a prefix
+    string per level); the depth is now counted while reading, and the stream parser's English
+    reasons are said in Chinese. Records before the bad one are read."""
+    import resource
+
+    import orjson
+
+    recs = visits(2)
+    head = orjson.dumps(recs)[:-1]
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(head + b"," + b"[" * 100_000 + b"]" * 100_000 + b"]")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got = []
+    with pytest.raises(FileFormatError) as exc:
+        for record in read_records(deep, DATASET):
+            got.append(record)
+    assert len(got) == 2 and exc.value.code == "TOO_DEEP" and "第3条记录嵌套超过64层" in exc.value.message
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: well under 200 MB
+    nested = tmp_path / "nested.json"  # deep enough for real data, still read as it was
+    nested.write_bytes(b'[{"visit_no": "MZ1", "x": ' + b"[" * 60 + b"1" + b"]" * 60 + b"}, 7]")
+    assert [r if isinstance(r, int) else r["visit_no"] for r in read_records(nested, DATASET)] == ["MZ1", 7]
+    for tail, said in ((b'{"total_fee": 1e309}]', "数值超出范围"), (b'{"total_fee": NaN}]', "NaN"),
+                       (b'{"visit_no": "MZ9"', "内容不完整"), (b'{"a" 1}]', "缺少冒号")):
+        path = tmp_path / "bad.json"
+        path.write_bytes(head + b"," + tail)
+        with pytest.raises(FileFormatError) as exc:
+            list(read_records(path, DATASET))
+        message = exc.value.message
+        assert exc.value.code == "BAD_JSON" and said in message and "第3条记录处" in message, message
+        assert "parse error" not in message and "lexical" not in message, message
+
+
 # --- workbooks that break while being read (phip.standard.workbook) ----------------------------------
 
 

@@ -73,6 +73,15 @@ _JSON_REASONS: list[tuple[str, str]] = [
     ("invalid literal", "无效的字面量（应为 true、false 或 null）"),
     ("unexpected character", "出现意外的字符"),
     ("str is not valid UTF-8", "不是UTF-8编码"),
+    # ijson (yajl) wording, for files read as a stream
+    ("numeric (floating point) overflow", "数值超出范围"),
+    ("integer overflow", "数值超出范围"),
+    ("premature EOF", "内容不完整（提前结束）"),
+    ("trailing garbage", "数组结束后还有多余的内容"),
+    ("separated by a colon", "键之后缺少冒号"),
+    ("invalid bytes in UTF8", "不是UTF-8编码"),
+    ("unallowed token", "此处不应出现该符号（如多余的逗号）"),
+    ("invalid char in json text", "出现意外的字符（JSON不支持 NaN、Infinity 等）"),
 ]
 
 
