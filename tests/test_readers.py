@@ -201,6 +201,19 @@ def test_a_hostile_json_array_is_refused_in_chinese_without_the_memory(tmp_path)
 # --- workbooks that break while being read (phip.standard.workbook) ----------------------------------
 
 
+def test_a_stray_value_in_the_last_cell_does_not_stall_the_read(tmp_path):
+    """A 6.8 KB workbook with one value at XFD1048576 hung phip ingest (openpyxl padded a
+    million rows to 16,384 columns from the declared size); it is read in a moment now, with
+    every record."""
+    import time
+
+    recs = visits(3)
+    start = time.monotonic()
+    got = list(read_records(_books(tmp_path, recs)["corner"], DATASET))
+    assert time.monotonic() - start < 30
+    assert [g["visit_no"] for g in got] == [r["visit_no"] for r in recs]
+
+
 def _books(tmp_path, recs) -> dict:
     fields = sorted({k for r in recs for k in r})
     return hostile_workbooks(tmp_path, [LABELS[c] for c in fields], [[r.get(c) for c in fields] for r in recs])

@@ -24,7 +24,9 @@ def _rewritten(source: Path, target: Path, sheet_xml: Callable[[str], str]) -> N
 def hostile_workbooks(tmp_path: Path, header: list, rows: list[list]) -> dict[str, Path]:
     """A good workbook of ``header`` and ``rows`` (at least two), and three made from it that
     open and then fail rows later: entities expanding a billion times (expat refuses), the
-    sheet cut off mid-row, a shared string that is not there; and one that unpacks to 65 MB."""
+    sheet cut off mid-row, a shared string that is not there; one that unpacks to 65 MB; and
+    one with a stray value in the sheet's last cell (corner), whose declared size is the whole
+    sheet."""
     wb = Workbook()
     wb.active.append(header)
     for row in rows:
@@ -50,4 +52,7 @@ def hostile_workbooks(tmp_path: Path, header: list, rows: list[list]) -> dict[st
                 z.writestr(item, g.read(item.filename))
         z.writestr("xl/media/padding.bin", bytes(65 * 2**20))  # 65 MB of zeros: ~65 KB packed
     out["bomb"] = tmp_path / "bomb.xlsx"
+    wb.active.cell(row=1_048_576, column=16_384, value="x")  # the last cell of the sheet: 6.8 KB,
+    wb.save(tmp_path / "corner.xlsx")  # a declared size of 1,048,576 x 16,384
+    out["corner"] = tmp_path / "corner.xlsx"
     return out

@@ -300,7 +300,8 @@ def _read_xlsx(path: Path, dataset: DataSet) -> Iterator[Any]:
     try:
         headers, rows = _first_sheet_with_header(wb, dataset)
         for row in rows:
-            if row is None or all(c is None or str(c).strip() == "" for c in row):
+            # empty under the header's columns: a value in a column without a header is no field
+            if row is None or all(c is None or str(c).strip() == "" for c in row[:len(headers)]):
                 continue
             yield {h: _cell(v) for h, v in zip(headers, row, strict=False) if v is not None and h}
     finally:

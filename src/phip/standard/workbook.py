@@ -49,6 +49,11 @@ def open_workbook(path: Path, fail: Fail, max_unpacked: int) -> Any:
 def sheet_rows(sheet: Any, fail: Fail) -> Iterator[tuple[Any, ...]]:
     """The sheet's rows as values; a failure while reading them names the row it came after."""
     row = 0
+    # the sheet's declared size is not trusted: one stray cell at XFD1048576 made openpyxl pad
+    # a million empty rows to 16,384 columns each (a 6.8 KB file, a hung import); without it
+    # each row is as long as its own cells and missing rows are empty
+    if hasattr(sheet, "reset_dimensions"):
+        sheet.reset_dimensions()
     rows = sheet.iter_rows(values_only=True)
     while True:
         try:
