@@ -272,3 +272,22 @@ def test_a_csv_with_carriage_returns_alone_is_read(tmp_path):
     (tmp_path / "mac.csv").write_bytes(text.encode("gb18030") + b"\r")
     got = list(read_records(tmp_path / "mac.csv", DATASET))
     assert [(g["visit_no"], g["dept_name"]) for g in got] == [(r["visit_no"], "内科\r一病区") for r in recs]
+
+
+def test_a_quote_left_open_stops_the_csv_at_its_line(tmp_path):
+    """A cell whose quote never closes took every line after it (299 rows of a 1,500-row
+    file) into one cell, with no word of it; a lone CR inside a line gave the csv module's
+    English. Both stop the file at their line now, in Chinese, the rows before it read."""
+    header = ",".join(LABELS[c] for c in ("visit_no", "patient_id", "name"))
+    rows = [f"MZ{i},P{i},张{i}" for i in range(1, 41)]  # past the rows the header is looked for in
+    for bad, line, said in (('"MZ6,P6,张6', 42, "引号直到文件末尾都没有闭合"), ("MZ6,P6\r,张6", 42, "单独的回车符"),
+                            ('"MZ6"x,P6,张6', 42, "引号括起的内容之后应为逗号")):
+        path = tmp_path / "f.csv"
+        path.write_text("\n".join([header, *rows, bad, *rows]) + "\n", encoding="utf-8")
+        got = []
+        with pytest.raises(FileFormatError) as exc:
+            for record in read_records(path, DATASET):
+                got.append(record)
+        assert len(got) == 40 and exc.value.code == "BAD_CSV", got
+        assert f"文件第{line}行" in exc.value.message and said in exc.value.message and "此前各批已保存" in exc.value.message
+        assert not any("a" <= ch <= "z" for ch in exc.value.message.replace("CSV", "").replace("CR", "")), exc.value.message

@@ -189,10 +189,23 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                                                       "此前各批已保存，修正后重新导入即可续传") from None
 
     with path.open("rb") as f:
-        # a file that ends its lines with CR alone (Excel's "CSV (Macintosh)"): split on CR
-        reader = csv.reader(lines(_cr_lines(f) if b"\r" in head and b"\n" not in head else f))
+        # a file that ends its lines with CR alone (Excel's "CSV (Macintosh)"): split on CR.
+        # strict: a quote left open took every line after it into one cell, silently (299 rows
+        # of a 1,500-row file); it is now an error at the line the cell began on
+        reader = csv.reader(lines(_cr_lines(f) if b"\r" in head and b"\n" not in head else f), strict=True)
+        began = 1  # the line the row being read began on (a quote left open is said there)
+
+        def tracked() -> Iterator[list[str]]:
+            nonlocal began
+            while True:
+                began = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return
+                yield row
+
         try:
-            headers, header_row, rows = find_header(dataset, reader, "CSV文件为空")
+            headers, header_row, rows = find_header(dataset, tracked(), "CSV文件为空")
             for number, row in enumerate(rows, header_row + 1):
                 if not any(cell.strip() for cell in row):
                     continue
@@ -201,7 +214,20 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                     continue
                 yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
         except csv.Error as exc:
-            raise FileFormatError("BAD_CSV", f"第{reader.line_num}行不是有效的CSV：{exc}") from None
+            reason, line = _csv_reason(str(exc)), began if "end of data" in str(exc) else reader.line_num
+            raise FileFormatError("BAD_CSV", f"文件第{line}行不是有效的CSV：{reason}；此前各批已保存，修正后重新导入即可续传") from None
+
+
+#: the csv module's reasons in Chinese
+_CSV_REASONS = (("unexpected end of data", "这里开始的引号直到文件末尾都没有闭合"),
+                ("expected after '\"'", "引号括起的内容之后应为逗号（内容中的引号应写成两个：\"\"）"),
+                ("new-line character seen in unquoted field", "未加引号的内容中有单独的回车符（CR），文件可能混用了换行方式"),
+                ("field larger than field limit", "单元格过长"),
+                ("line contains NUL", "含空字符（NUL）"))
+
+
+def _csv_reason(text: str) -> str:
+    return next((zh for key, zh in _CSV_REASONS if key in text), "格式错误")
 
 
 def _cr_lines(f: Any, chunk: int = 1 << 20) -> Iterator[bytes]:
