@@ -81,6 +81,8 @@ def test_what_cannot_be_stored_is_rejected(overrides, code, field):
         ({"birth_date": "1985-13-02"}, "BAD_DATE", "birth_date", None),
         ({"birth_date": "1899-12-31"}, "DATE_BEFORE_1900", "birth_date", None),
         ({"name": ["张三"]}, "BAD_VALUE_TYPE", "name", None),
+        ({"name": True}, "BAD_VALUE_TYPE", "name", None),  # it was stored as the name "1"
+        ({"dept_name": False}, "BAD_VALUE_TYPE", "dept_name", None),
         ({"sex_code": None}, "REQUIRED", "sex_code", None),
         # a value of the right type that breaks a rule is kept as sent
         ({"diagnosis_code": "高血压"}, "BAD_CODE_FORMAT", "diagnosis_code", "高血压"),
@@ -194,6 +196,9 @@ def test_phone_is_normalised_or_warned():
 def test_not_an_object():
     out = check(["a", "b"])
     assert not out.accepted and out.findings[0].code == "NOT_AN_OBJECT"
+    # said in the words of JSON, not Python's type names (int, str, NoneType)
+    assert [check(v).findings[0].message for v in (7, "x", None, ["a"], True)] == [
+        f"记录必须是JSON对象（键值对），实际为{kind}" for kind in ("数值", "文本", "null", "数组", "true/false")]
 
 
 def test_every_message_template_is_chinese():

@@ -81,6 +81,8 @@ def compile_field(spec: FieldSpec, standard: Standard) -> Converter:
         def convert(value: Any) -> Any:
             if type(value) is str:
                 text = value.strip() if value.isascii() else normalize_text(value)
+            elif isinstance(value, bool):  # a name or department sent as true was stored as "1"
+                raise BadValue("BAD_VALUE_TYPE")
             else:
                 text = as_text(value)
             if length and len(text) > length:

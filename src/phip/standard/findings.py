@@ -17,7 +17,7 @@ MESSAGES: dict[str, tuple[Severity, str]] = {
     "RECORD_ARCHIVED": ("error", "该记录（业务月份{month}）所在月份已归档，不再接收修改；如确需更正，请联系省平台先恢复该月数据"),
     "NOT_AN_OBJECT": ("error", "记录必须是JSON对象（键值对），实际为{kind}"),
     "REQUIRED": ("warning", "【{label}】为必填项，不能为空"),
-    "BAD_VALUE_TYPE": ("warning", "【{label}】应为单个值，不能是数组或对象"),
+    "BAD_VALUE_TYPE": ("warning", "【{label}】应为文本或数值，不能是数组、对象或 true/false"),
     "NUL_CHARACTER": ("error", "【{label}】含有空字符（U+0000），无法保存，请删除后重传"),
     "NUMBER_PRECISION_LOST": ("warning", "【{label}】以数值形式提供且超过15位有效数字（如Excel中的身份证号码），"
                                        "精度已丢失；请将该列设为文本格式后重新导出"),

@@ -78,6 +78,10 @@ _EPOCH_FLOOR = date(1900, 1, 1)
 _FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
+#: what a record that is no object was, in the words of JSON (not Python's type names)
+_JSON_KINDS = {bool: "true/false", int: "数值", float: "数值", str: "文本", list: "数组", type(None): "null"}
+
+
 class RecordValidator:
     """Validates and normalises records of one data set. Build once, call per record."""
 
@@ -102,7 +106,7 @@ class RecordValidator:
 
     def validate(self, raw: Any, now: datetime | None = None) -> Outcome:
         if not isinstance(raw, dict):
-            kind = type(raw).__name__
+            kind = _JSON_KINDS.get(type(raw), type(raw).__name__)
             return Outcome(None, [finding("NOT_AN_OBJECT", None, kind=kind)])
         findings: list[Finding] = []
         record: dict[str, Any] = {}
