@@ -145,6 +145,14 @@ def test_empty_truncated_and_oversized(good):
     refused(b"", "EMPTY_DOCUMENT")
     refused(b"  \n\t ", "EMPTY_DOCUMENT")
     refused(good[: len(good) // 2], "MALFORMED_XML")
+    # libxml2's English reason was the message; now Chinese, with the line and column
+    for broken, said in ((good.replace("</title>", "</titel>", 1), "开始标签与结束标签不匹配"),
+                         (good + "<extra/>", "根元素结束后还有多余的内容"),
+                         (good.replace("<title>", "<title>R&D", 1), "“&”之后应为实体名称和分号"),
+                         (good.replace("<title>", "<title>&#0;", 1), "不是有效的XML字符")):
+        message = refused(broken, "MALFORMED_XML").problems[0].message
+        assert said in message and "行第" in message, message
+        assert not any("a" <= ch.lower() <= "z" for ch in message.replace("XML", "").replace("amp", "")), message
     refused(good.replace("<title>", "<!--" + "x" * (MAX_BYTES + 10) + "--><title>", 1), "DOCUMENT_TOO_LARGE")
 
 
@@ -220,6 +228,16 @@ def test_repeated_single_entry(good):
         section.append(etree.fromstring(etree.tostring(entry)))
 
     refused(_mutate(good, twice), "ENTRY_REPEATED")
+
+
+def test_repeated_single_section(good):
+    """A second 诊断 section (another value) was accepted and its value silently dropped."""
+    def again(root):  # noqa: ANN001
+        section = _find(root, SECTION_DIAG)
+        section.getparent().getparent().append(etree.fromstring(etree.tostring(section.getparent())))
+
+    exc = refused(_mutate(good, again), "SECTION_REPEATED")
+    assert "出现多次" in exc.problems[0].message
 
 
 def test_all_problems_are_listed_at_once(good):

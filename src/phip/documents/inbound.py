@@ -196,15 +196,22 @@ class _Reader:
         if body is None:
             self.problem("SECTION_MISSING", "缺少文档体 component/structuredBody", "/ClinicalDocument/component/structuredBody")
             return {}, []
+        repeated: set[tuple[str, str]] = set()
         for section in body.iterfind(_SECTIONS):
             code = section.find(_CODE)
             if code is not None:
-                found.setdefault((code.get("codeSystem", ""), code.get("code", "")), section)
+                key = (code.get("codeSystem", ""), code.get("code", ""))
+                if key in found:
+                    repeated.add(key)  # the second's values were silently dropped
+                found.setdefault(key, section)
         values: dict[str, Any] = {}
         items: list[dict[str, Any]] = []
         for sp in plan.sections:
             spec = sp.spec
             el = found.get((spec.code_system, spec.code))
+            if (spec.code_system, spec.code) in repeated and not spec.repeat:
+                self.problem("SECTION_REPEATED", f"章节“{spec.title}”（{spec.code}）出现多次", body,
+                             f"/component/section[code/@code='{spec.code}'][2]")
             if el is None:
                 if spec.required:
                     self.problem("SECTION_MISSING", f"缺少必备章节“{spec.title}”（{spec.code}）",

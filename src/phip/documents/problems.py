@@ -32,6 +32,7 @@ CODES: dict[str, str] = {
     "SECTION_MISSING": "缺少必备章节",
     "ENTRY_MISSING": "缺少必填条目",
     "ENTRY_REPEATED": "不可重复的条目出现多次",
+    "SECTION_REPEATED": "不可重复的章节出现多次",
     "WRONG_CODE_SYSTEM": "编码的代码系统OID与值域不符",
     "CODE_OUT_OF_DOMAIN": "代码不在值域内",
     "BAD_DATE": "日期或日期时间无效",

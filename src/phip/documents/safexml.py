@@ -63,6 +63,36 @@ def check_bytes(body: bytes) -> None:
         raise refuse("DOCTYPE_FORBIDDEN", "文档不得包含DOCTYPE或实体声明（ENTITY）")
 
 
+#: libxml2's reasons in Chinese (its English went into the message whole); the first match wins
+_XML_REASONS = (
+    ("Opening and ending tag mismatch", "开始标签与结束标签不匹配"),
+    ("Premature end of data", "文档不完整（提前结束）"),
+    ("EndTag: '</' not found", "文档不完整（缺少结束标签）"),
+    ("Extra content at the end of the document", "根元素结束后还有多余的内容"),
+    ("Start tag expected", "应以元素开始标签开头"),
+    ("Document is empty", "文档为空"),
+    ("StartTag: invalid element name", "元素名称无效"),
+    ("not defined", "使用了未声明的实体或命名空间前缀"),
+    ("xmlParseCharRef: invalid xmlChar value", "字符引用（&#…;）不是有效的XML字符"),
+    ("invalid xmlChar value", "字符引用（&#…;）不是有效的XML字符"),
+    ("Char 0x", "含XML不允许的字符"),
+    ("PCDATA invalid Char value", "含XML不允许的字符"),
+    ("AttValue", "属性值缺少引号或未闭合"),
+    ("attributes construct error", "属性写法错误"),
+    ("Attribute", "属性重复或写法错误"),
+    ("Couldn't find end of Start Tag", "开始标签没有闭合"),
+    ("EntityRef", "“&”之后应为实体名称和分号（文本中的“&”应写成 &amp;）"),
+    ("xmlns", "命名空间声明无效"),
+    ("Comment not terminated", "注释没有闭合"),
+    ("CData section not finished", "CDATA 段没有闭合"),
+    ("Unescaped '<' not allowed", "属性值中不能出现未转义的“<”"),
+)
+
+
+def _xml_reason(text: str) -> str:
+    return next((zh for key, zh in _XML_REASONS if key in text), "格式错误")
+
+
 def parse(body: bytes) -> etree._Element:
     """The root element of a hostile-safe parse of ``body``; DocumentRefused otherwise."""
     check_bytes(body)
@@ -73,8 +103,10 @@ def parse(body: bytes) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         if "depth" in str(exc.msg).lower():  # libxml2 stops at 256 levels on its own
             raise refuse("TOO_DEEP", f"元素嵌套超过{MAX_DEPTH}层") from None
-        line = f"第{exc.lineno}行：" if getattr(exc, "lineno", None) else ""
-        raise refuse("MALFORMED_XML", f"不是格式正确的XML：{line}{exc.msg}") from None
+        where = f"第{exc.lineno}行" if getattr(exc, "lineno", None) else ""
+        if where and getattr(exc, "offset", None):
+            where += f"第{exc.offset}列"
+        raise refuse("MALFORMED_XML", f"不是格式正确的XML：{where}{'：' if where else ''}{_xml_reason(str(exc.msg))}") from None
     if root is None:
         raise refuse("MALFORMED_XML", "不是格式正确的XML：没有根元素")
     _check_tree(body, root)
