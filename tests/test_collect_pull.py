@@ -270,3 +270,22 @@ def test_a_query_ending_in_a_line_comment_runs(engine, tmp_path):
 
     result = _by_job(Collector(engine, build_pipeline(engine)).run(load_mapping(path), ["outpatient_visit"]))["outpatient_visit"]
     assert result.status == "ok" and result.accepted == len(data.truth["outpatient_visit"]), result
+
+
+def test_a_sqlite_source_row_that_is_no_utf8_is_read_not_a_dead_source(engine, tmp_path):
+    """One name stored as bytes that are no UTF-8 made the sqlite3 module raise while the
+    rows were fetched: the whole job failed as SOURCE_DOWN after three retries, 0 rows read.
+    The row is read now, the bad bytes as U+FFFD, every other row as it was."""
+    import sqlite3
+
+    url = source_url("sqlite", "badutf8", tmp_path)
+    data = his_synth.build(url, seed=3, days=1, visits=6, admissions=1)
+    path = url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        victim = conn.execute("SELECT BRID FROM BR_JBXX ORDER BY BRID LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE BR_JBXX SET BRXM = CAST(X'C0FFEE' AS TEXT) WHERE BRID = ?", (victim,))
+    result = Collector(engine, build_pipeline(engine)).run(demo_mapping(url, tmp_path), ["patient_info"])[0]
+    assert result.status == "ok", result.error
+    assert result.rows_read == len(data.truth["patient_info"])
+    names = {key: payload.get("name") for key, payload in stored(engine, "patient_info").items()}
+    assert "\ufffd" in "".join(n or "" for n in names.values())

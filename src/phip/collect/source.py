@@ -97,6 +97,10 @@ def open_source(mapping: Mapping) -> Engine:
         @event.listens_for(engine, "connect")
         def _query_only(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             dbapi_conn.execute("PRAGMA query_only = ON")
+            # one row's bytes that are no UTF-8 failed the whole read as "source down" (the
+            # sqlite3 module raises while fetching); the bad bytes read as U+FFFD, as a MySQL
+            # source's undecodable legacy bytes do
+            dbapi_conn.text_factory = _sqlite_text
 
     elif backend in ("mysql", "mariadb"):
 
@@ -112,6 +116,10 @@ def open_source(mapping: Mapping) -> Engine:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     return engine
+
+
+def _sqlite_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _mysql_converters(legacy_encoding: str | None) -> dict[Any, Any]:
