@@ -317,3 +317,11 @@ def test_a_record_carrying_a_whole_foreign_row_gets_eleven_warnings_not_three_hu
     assert len(unknown) == 11 and unknown[10].code == "UNKNOWN_FIELDS_MORE" and unknown[10].field is None
     assert "另有290个字段" in unknown[10].message and "HIS_COL_010" in unknown[10].message
     assert len(check(visit(**dict(list(extra.items())[:10]))).findings) == 10  # ten are still named one by one
+
+
+def test_a_message_quotes_at_most_200_characters_of_a_value():
+    """A cell that swallowed the rest of a file was quoted whole in its finding (99,718
+    characters served in every feedback answer); the quote is cut, its length said."""
+    out = check(visit(sex_code="男" + "x" * 5000))
+    message = next(f.message for f in out.findings if f.code == "NOT_IN_DOMAIN")
+    assert len(message) < 400 and "（共5001字）" in message, message

@@ -69,9 +69,21 @@ class Finding:
         return {"severity": self.severity, "code": self.code, "field": self.field, "message": self.message}
 
 
+#: characters of a value a message quotes: a cell that swallowed a file (a quote left open)
+#: was quoted whole, 99,718 characters in every feedback answer
+QUOTED_CHARS = 200
+
+
+def _quoted(value: Any) -> Any:
+    text = value if isinstance(value, str) else None
+    if text is None or len(text) <= QUOTED_CHARS:
+        return value
+    return f"{text[:QUOTED_CHARS]}…（共{len(text)}字）"
+
+
 def finding(code: str, field_name: str | None, severity: Severity | None = None, **params: Any) -> Finding:
     default, template = MESSAGES[code]
-    message = template.format(**params)
+    message = template.format(**{k: _quoted(v) for k, v in params.items()})
     if "\x00" in message:  # a value echoed from the input (see checks.replace_nul)
         message = replace_nul(message)
     return Finding(severity or default, code, field_name, message)
