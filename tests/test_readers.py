@@ -291,3 +291,15 @@ def test_a_quote_left_open_stops_the_csv_at_its_line(tmp_path):
         assert len(got) == 40 and exc.value.code == "BAD_CSV", got
         assert f"文件第{line}行" in exc.value.message and said in exc.value.message and "此前各批已保存" in exc.value.message
         assert not any("a" <= ch <= "z" for ch in exc.value.message.replace("CSV", "").replace("CR", "")), exc.value.message
+
+
+def test_an_ndjson_line_of_bytes_that_are_no_utf8_says_so():
+    """orjson names bad bytes "not valid UTF-8: surrogates not allowed"; the line was said to
+    hold an unpaired surrogate, which sent the reader looking for a \\u escape."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "bad.ndjson"
+    path.write_bytes(b'{"visit_no": "MZ1"}\n{"visit_no": "\xc0\xff"}\n')
+    got = list(read_records(path, DATASET))
+    assert isinstance(got[1], Unreadable) and "不是UTF-8编码" in got[1].reason, got[1]

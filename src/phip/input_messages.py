@@ -60,6 +60,7 @@ def pydantic_error_zh(error: dict[str, Any]) -> str | None:
 
 #: orjson's reasons (stable texts of its decoder) in Chinese; one not listed is said as 格式错误
 _JSON_REASONS: list[tuple[str, str]] = [
+    ("str is not valid UTF-8", "不是UTF-8编码"),  # before "surrogate": orjson names both for bad bytes
     ("zero-length, empty document", "内容为空"),
     ("unexpected end of data", "内容不完整（提前结束）"),
     ("EOF while parsing", "内容不完整（提前结束）"),
@@ -72,7 +73,6 @@ _JSON_REASONS: list[tuple[str, str]] = [
     ("expected ':'", "键之后缺少冒号"),
     ("invalid literal", "无效的字面量（应为 true、false 或 null）"),
     ("unexpected character", "出现意外的字符"),
-    ("str is not valid UTF-8", "不是UTF-8编码"),
     # ijson (yajl) wording, for files read as a stream
     ("numeric (floating point) overflow", "数值超出范围"),
     ("integer overflow", "数值超出范围"),
