@@ -161,6 +161,20 @@ def test_mapping_errors_are_precise(edit, code):
     assert exc.value.code == code
 
 
+@pytest.mark.parametrize(("edit", "said"), [
+    (("source:\n", "source: [\n"), "方括号没有闭合"),
+    (("source:\n", "source:\n\t"), "制表符"),
+    ((EXAMPLE.read_text(encoding="utf-8"), "tag: !!python/object:os.system x\n"), "不允许的YAML标签"),
+])
+def test_a_mapping_that_is_no_yaml_is_said_in_chinese_with_its_place(edit, said):
+    """PyYAML's English (expected ',' or ']', but got '<stream end>') was the whole message."""
+    with pytest.raises(MappingError) as exc:
+        load_mapping(EXAMPLE.read_text(encoding="utf-8").replace(*edit, 1))
+    message = exc.value.message
+    assert exc.value.code == "MAPPING_YAML" and said in message and "行第" in message, message
+    assert not any("a" <= ch.lower() <= "z" for ch in message.replace("YAML", "").replace("Tab", "").replace("python", "")), message
+
+
 def test_secrets_from_environment_then_file_never_shown(tmp_path, monkeypatch):
     mapping = load_mapping(EXAMPLE.read_text(encoding="utf-8").replace(
         '"${HIS_DEMO_URL}"', '"mysql+pymysql://phip_ro:${HIS_PW}@10.0.0.5:3306/his"'))

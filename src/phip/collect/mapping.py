@@ -379,6 +379,25 @@ def check_mapping(mapping: Mapping, standard: Standard | None = None) -> Mapping
     return mapping
 
 
+#: PyYAML's reasons in Chinese (its English was the message); the first match wins
+_YAML_REASONS = (("constructor for the tag", "含不允许的YAML标签（如 !!python/…），映射文件只能是普通的键值"),
+                 ("'\\t'", "含制表符（Tab），YAML 缩进只能用空格"),
+                 ("mapping values are not allowed", "冒号位置不对（键值中的冒号之后应有空格，或值应加引号）"),
+                 ("undefined alias", "引用了未定义的锚点（*别名）"),
+                 ("end of stream", "文件意外结束（引号或括号没有闭合）"),
+                 ("expected ',' or ']'", "方括号没有闭合或元素之间缺少逗号"),
+                 ("expected ',' or '}'", "花括号没有闭合或元素之间缺少逗号"),
+                 ("expected <block end>", "缩进不一致"),
+                 ("while scanning a quoted scalar", "引号没有闭合"))
+
+
+def _yaml_problem(exc: Exception) -> str:
+    text = f"{getattr(exc, 'problem', '') or ''} {getattr(exc, 'context', '') or ''} {exc}"
+    reason = next((zh for key, zh in _YAML_REASONS if key in text), "格式错误")
+    mark = getattr(exc, "problem_mark", None)
+    return f"第{mark.line + 1}行第{mark.column + 1}列：{reason}" if mark is not None else reason
+
+
 def load_mapping(source: str | Path, standard: Standard | None = None) -> Mapping:
     """Load and check a mapping file (a path) or YAML text."""
     path = Path(source) if not isinstance(source, str) or "\n" not in source else None
@@ -389,7 +408,7 @@ def load_mapping(source: str | Path, standard: Standard | None = None) -> Mappin
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MappingError("MAPPING_YAML", f"映射文件不是有效的YAML：{exc}") from None
+        raise MappingError("MAPPING_YAML", f"映射文件不是有效的YAML：{_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise MappingError("MAPPING_YAML", "映射文件应为包含 source、datasets 的YAML对象")
     try:
