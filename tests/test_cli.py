@@ -105,7 +105,13 @@ def test_ingest_every_format(tmp_path):
         assert numbers[1] == accepted and numbers[4] == rejected, (name, out)
     # replay of the CSV: all unchanged
     out = run(["ingest", str(tmp_path / "c.csv"), "--org", ORG, "--dataset", "outpatient_visit"], tmp_path).stdout
-    assert receipt_numbers(out)[:4] == [3, 0, 0, 3]
+    assert receipt_numbers(out)[:4] == [3, 0, 0, 3] and "没有记录" not in out
+    # a file of no records (a header alone, an empty NDJSON) is no error, but it is said
+    (tmp_path / "header.csv").write_bytes((tmp_path / "c.csv").read_bytes().splitlines()[0] + b"\n")
+    (tmp_path / "empty.ndjson").write_text("", encoding="utf-8")
+    for name in ("header.csv", "empty.ndjson"):
+        out = run(["ingest", str(tmp_path / name), "--org", ORG, "--dataset", "3"], tmp_path).stdout
+        assert f"注意：{name} 中没有记录" in "".join(out.split("\n")), out
 
 
 def test_ingest_reports_rejections_and_bad_input(tmp_path):

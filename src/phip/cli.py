@@ -423,6 +423,8 @@ def ingest(
                               on_batch=lambda r: progress.advance(task, r.total), keep_rejections=max(show, 0))
         progress.update(task, total=progress.tasks[0].completed)
     _print_receipt(receipt, show)
+    if receipt.total == 0:  # a day without records is possible; a wrong file is likelier: say it
+        console.print(f"注意：{file.name} 中没有记录（文件为空或只有表头），未导入任何数据", highlight=False)
 
 
 def _print_receipt(receipt, show: int) -> None:  # noqa: ANN001
