@@ -58,6 +58,12 @@ def pydantic_error_zh(error: dict[str, Any]) -> str | None:
         return None
 
 
+def first_reason(table: tuple[tuple[str, str], ...] | list[tuple[str, str]], text: str) -> str:
+    """The Chinese of the first (English key, Chinese) pair whose key ``text`` contains: a
+    parser's reason (orjson, ijson, csv, libxml2, PyYAML) said to the reader; 格式错误 if none."""
+    return next((zh for key, zh in table if key in text), "格式错误")
+
+
 #: orjson's reasons (stable texts of its decoder) in Chinese; one not listed is said as 格式错误
 _JSON_REASONS: list[tuple[str, str]] = [
     ("str is not valid UTF-8", "不是UTF-8编码"),  # before "surrogate": orjson names both for bad bytes
@@ -87,8 +93,7 @@ _JSON_REASONS: list[tuple[str, str]] = [
 
 def json_reason(exc: Exception) -> str:
     """What is wrong with a JSON text orjson refused, in Chinese (多余的逗号)."""
-    reason = str(getattr(exc, "msg", exc))
-    return next((zh for key, zh in _JSON_REASONS if key in reason), "格式错误")
+    return first_reason(_JSON_REASONS, str(getattr(exc, "msg", exc)))
 
 
 def json_problem(exc: Exception) -> str:

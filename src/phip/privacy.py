@@ -115,6 +115,8 @@ def mask_text(value: object, role: str = "operator") -> str:
     if role in UNMASKED_ROLES or not text:
         return text
     masked = _mask_runs(text, role)
+    if masked.isascii():  # NFKC changes nothing in ASCII
+        return masked
     # full-width digits (２２０１…) make an ID number too: if any is left, the text is shown
     # in its NFKC form, masked
     wide = unicodedata.normalize("NFKC", masked)

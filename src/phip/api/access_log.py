@@ -20,6 +20,8 @@ def scrub(text: str) -> str:
     parts: the address is decoded to look, and only when that finds something is it written
     decoded, masked and encoded again."""
     plain = mask_text(text)
+    if "%" not in text and "+" not in text:  # nothing encoded: decoding changes nothing
+        return plain
     decoded = unquote_plus(text)
     masked = mask_text(decoded)
     if masked == decoded:

@@ -25,9 +25,9 @@ from phip.api.errors import ApiError
 from phip.api.examples import responses
 from phip import accounts as auth
 from phip.privacy import mask_kind
+from phip.store.sql import MAX_ROW_ID
 
 COOKIE = "phip_session"  # the dashboard's session cookie (phip.web.dashboard)
-MAX_ID = 2**63 - 1
 _LOGIN = (401, "请先以操作员身份登录运维看板（/login）", None)
 _PERSON = {"person_id": "9f1c2b7e4d3a4c58b0e6a1d2c3b4a596", "name": "张*", "sex": "1", "birth_date": "1990-04-12",
            "id_no": "220102********0614", "phone": "135****5678", "address": "吉林省长春市南关区人民大街1号"}
@@ -78,7 +78,7 @@ class MergeRequest(Operator):
 
 
 class SplitRequest(Operator):
-    record_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1)
+    record_ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(min_length=1)
 
 
 class XrefQuery(BaseModel):
@@ -132,7 +132,7 @@ def build_router(engine: Engine) -> APIRouter:
         return audit_actor.operator(request, username)
 
     Reader = Annotated[audit.Actor, Depends(reader)]
-    EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+    EventId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
     errors = {401: ("LOGIN_REQUIRED", *_LOGIN[1:]), 403: (*csrf.CSRF_FAILED, csrf.HEADER)}
     not_found = {**errors, 404: ("PERSON_NOT_FOUND", "居民“9f1c2b7e”不存在", "person_id")}
 
@@ -273,7 +273,7 @@ def build_xref_router(engine: Engine, limiter: object | None = None) -> APIRoute
 
     @router.get("/notifications", responses=responses(EXAMPLES["notifications"], 400, 401, 429))
     def notifications(org: Org, request: Request,
-                      after: int = Query(0, ge=0, le=2**63 - 1, description="上次返回的 next_after（首次为0）"),
+                      after: int = Query(0, ge=0, le=MAX_ROW_ID, description="上次返回的 next_after（首次为0）"),
                       limit: int = Query(100, ge=1, le=500, description="每次最多返回的通知数")) -> dict:
         """个人信息合并通知（WS/T 448 个人注册服务；IHE ITI-10 的轮询形式）：主索引合并、拆分及其撤销中
         涉及本机构患者的事件，按发生顺序；每条给出事件后各居民主索引号下本机构的院内患者ID，

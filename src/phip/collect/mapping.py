@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phip.config import get_settings
+from phip.input_messages import first_reason
 from phip.standard.catalog import Standard, load_standard
 
 from .guard import DIALECTS, MappingProblem, ReadOnlyViolation, check_query
@@ -393,7 +394,7 @@ _YAML_REASONS = (("constructor for the tag", "含不允许的YAML标签（如 !!
 
 def _yaml_problem(exc: Exception) -> str:
     text = f"{getattr(exc, 'problem', '') or ''} {getattr(exc, 'context', '') or ''} {exc}"
-    reason = next((zh for key, zh in _YAML_REASONS if key in text), "格式错误")
+    reason = first_reason(_YAML_REASONS, text)
     mark = getattr(exc, "problem_mark", None)
     return f"第{mark.line + 1}行第{mark.column + 1}列：{reason}" if mark is not None else reason
 

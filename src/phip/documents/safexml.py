@@ -15,6 +15,8 @@ import threading
 
 from lxml import etree
 
+from phip.input_messages import first_reason
+
 from .problems import refuse
 
 MAX_BYTES = 2 * 1024 * 1024  # a WS/T 500 document is a few tens of KB; a 4,000-character note fits many times
@@ -89,10 +91,6 @@ _XML_REASONS = (
 )
 
 
-def _xml_reason(text: str) -> str:
-    return next((zh for key, zh in _XML_REASONS if key in text), "格式错误")
-
-
 def parse(body: bytes) -> etree._Element:
     """The root element of a hostile-safe parse of ``body``; DocumentRefused otherwise."""
     check_bytes(body)
@@ -106,7 +104,7 @@ def parse(body: bytes) -> etree._Element:
         where = f"第{exc.lineno}行" if getattr(exc, "lineno", None) else ""
         if where and getattr(exc, "offset", None):
             where += f"第{exc.offset}列"
-        raise refuse("MALFORMED_XML", f"不是格式正确的XML：{where}{'：' if where else ''}{_xml_reason(str(exc.msg))}") from None
+        raise refuse("MALFORMED_XML", f"不是格式正确的XML：{where}{'：' if where else ''}{first_reason(_XML_REASONS, str(exc.msg))}") from None
     if root is None:
         raise refuse("MALFORMED_XML", "不是格式正确的XML：没有根元素")
     _check_tree(body, root)

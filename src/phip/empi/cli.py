@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import edits, reads
 from phip.errors import CommandError
+from phip.store.sql import MAX_ROW_ID
 
+from . import edits, reads
 from .errors import EmpiError
 
 app = typer.Typer(help="患者主索引 EMPI (master patient index)", no_args_is_help=True)
@@ -124,7 +125,7 @@ def merge(survivor: str, retired: str, operator: str = typer.Option(..., "--oper
 
 
 @app.command()
-def undo(event_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="操作记录号"), operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
+def undo(event_id: int = typer.Argument(..., min=1, max=MAX_ROW_ID, help="操作记录号"), operator: str = typer.Option(..., "--operator"), reason: str | None = typer.Option(None)) -> None:
     """撤销一次合并/关联/拆分 (undo a merge, link, relink merge or split)."""
     console.print(f"已撤销，操作记录 {edits.undo(_engine(), event_id, operator, reason)}")
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from phip.errors import PhipError
-from phip.input_messages import json_problem, json_reason
+from phip.input_messages import first_reason, json_problem, json_reason
 from phip.standard.catalog import DataSet
 from phip.standard.cells import BAD_ENCODING as _BAD_ENCODING
 from phip.standard.cells import ENCODINGS, decode_text
@@ -79,6 +79,9 @@ def header_map(dataset: DataSet, headers: list[str]) -> list[str]:
 
 #: How far down a sheet the header row is looked for (titles and notes above it are skipped).
 HEADER_SEARCH_ROWS = 10
+#: what a file stopped part-way says: its batches before the stop are stored, and importing
+#: the mended file again resumes (what was stored reads as unchanged)
+_RESUME = "此前各批已保存，修正后重新导入即可续传"
 
 
 def find_header(dataset: DataSet, rows: Iterable[Any], empty: str) -> tuple[list[str], int, Iterator[Any]]:
@@ -185,8 +188,7 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                 yield decode(raw)[0]
             except UnicodeDecodeError:
                 name = "UTF-8" if encoding.startswith("utf") else "GBK"
-                raise FileFormatError("BAD_ENCODING", f"第{number}行不是{name}编码（文件可能混用了编码）；"
-                                                      "此前各批已保存，修正后重新导入即可续传") from None
+                raise FileFormatError("BAD_ENCODING", f"第{number}行不是{name}编码（文件可能混用了编码）；{_RESUME}") from None
 
     with path.open("rb") as f:
         # a file that ends its lines with CR alone (Excel's "CSV (Macintosh)"): split on CR.
@@ -214,8 +216,8 @@ def _read_csv(path: Path, dataset: DataSet) -> Iterator[Any]:
                     continue
                 yield {h: v for h, v in zip(headers, row, strict=False) if v != ""}
         except csv.Error as exc:
-            reason, line = _csv_reason(str(exc)), began if "end of data" in str(exc) else reader.line_num
-            raise FileFormatError("BAD_CSV", f"文件第{line}行不是有效的CSV：{reason}；此前各批已保存，修正后重新导入即可续传") from None
+            reason, line = first_reason(_CSV_REASONS, str(exc)), began if "end of data" in str(exc) else reader.line_num
+            raise FileFormatError("BAD_CSV", f"文件第{line}行不是有效的CSV：{reason}；{_RESUME}") from None
 
 
 #: the csv module's reasons in Chinese
@@ -224,10 +226,6 @@ _CSV_REASONS = (("unexpected end of data", "这里开始的引号直到文件末
                 ("new-line character seen in unquoted field", "未加引号的内容中有单独的回车符（CR），文件可能混用了换行方式"),
                 ("field larger than field limit", "单元格过长"),
                 ("line contains NUL", "含空字符（NUL）"))
-
-
-def _csv_reason(text: str) -> str:
-    return next((zh for key, zh in _CSV_REASONS if key in text), "格式错误")
 
 
 def _cr_lines(f: Any, chunk: int = 1 << 20) -> Iterator[bytes]:
@@ -263,11 +261,9 @@ def _read_json_array(path: Path) -> Iterator[Any]:
                 count += 1
                 yield record
         except ijson.JSONError as exc:
-            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON（第{count + 1}条记录处：{json_reason(exc)}）；"
-                                              "此前各批已保存，修正后重新导入即可续传") from None
+            raise FileFormatError("BAD_JSON", f"文件不是有效的JSON（第{count + 1}条记录处：{json_reason(exc)}）；{_RESUME}") from None
         except _TooDeep:
-            raise FileFormatError("TOO_DEEP", f"第{count + 1}条记录嵌套超过{MAX_JSON_DEPTH}层，不是数据集的记录；"
-                                              "此前各批已保存，修正后重新导入即可续传") from None
+            raise FileFormatError("TOO_DEEP", f"第{count + 1}条记录嵌套超过{MAX_JSON_DEPTH}层，不是数据集的记录；{_RESUME}") from None
 
 
 #: nesting a record of the standard never needs; deeper is refused while reading (ijson.items

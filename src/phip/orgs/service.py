@@ -88,8 +88,10 @@ def find_institution(engine: Engine, ref: str, *, partial: bool = True) -> Insti
         return None
     with engine.connect() as conn:
         exact = conn.execute(_ROW.where(or_(Institution.code == ref.upper(), Institution.name == ref))).first()
-        if exact is not None or not partial:
-            return None if exact is None else InstitutionRow(*exact)
+        if exact is not None:
+            return InstitutionRow(*exact)
+        if not partial:
+            return None
         matches = conn.execute(_ROW.where(Institution.name.contains(ref, autoescape=True)).limit(2)).all()
     return InstitutionRow(*matches[0]) if len(matches) == 1 else None
 

@@ -21,13 +21,18 @@ def _fail(message: str, code: str) -> NoReturn:
     raise CommandError(code, message)  # said by phip.cli.main
 
 
-def _org_code(engine, ref: str) -> str:  # noqa: ANN001 - an Engine
+def _institution(engine, ref: str):  # noqa: ANN001, ANN202 - an Engine; an InstitutionRow
+    """The institution an --org names (code, name or a unique part of it); UNKNOWN_ORG else."""
     from phip.orgs.service import find_institution
 
     inst = find_institution(engine, ref)
     if inst is None:
-        _fail(f"医疗机构“{ref}”未登记或名称不唯一；用 phip orgs list 查看", "UNKNOWN_ORG")
-    return inst.code
+        _fail(f"医疗机构“{ref}”未登记或名称不唯一", "UNKNOWN_ORG")
+    return inst
+
+
+def _org_code(engine, ref: str) -> str:  # noqa: ANN001 - an Engine
+    return _institution(engine, ref).code
 
 
 def _day(text: str | None, default: date) -> date:
@@ -54,7 +59,7 @@ def run(
     Without --from/--to: the last seven event days plus every event day that received records
     since the institution's last analysis (a back-fill is analysed on the days it happened)."""
     from phip import runtime
-    from phip.orgs.service import find_institution, list_institutions
+    from phip.orgs.service import list_institutions
     from phip.quality.run import analyse
     from phip.quality.window import analyse_windows
     from phip.standard.catalog import load_standard
@@ -72,12 +77,7 @@ def run(
         except KeyError:
             _fail(f"数据集“{dataset}”不存在", "UNKNOWN_DATASET")
     if org:
-        codes = []
-        for ref in org:
-            inst = find_institution(engine, ref)
-            if inst is None:
-                _fail(f"医疗机构“{ref}”未登记或名称不唯一", "UNKNOWN_ORG")
-            codes.append(inst.code)
+        codes = [_org_code(engine, ref) for ref in org]
     else:
         codes = [r.code for r in list_institutions(engine) if r.first_upload_at]
     table = Table(title=f"质控分析 {start} ~ {end}" if explicit else "质控分析（近7天及新收到数据的业务日）")
@@ -105,13 +105,10 @@ def findings(
 ) -> None:
     """列出机构的质控问题（证件号、电话已脱敏）(list findings, masked)."""
     from phip import runtime
-    from phip.orgs.service import find_institution
     from phip.quality.service import find
 
     engine = runtime.engine()
-    inst = find_institution(engine, org)
-    if inst is None:
-        _fail(f"医疗机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
+    inst = _institution(engine, org)
     items, total = find(engine, org_code=inst.code, dimension=dimension, size=limit)
     audit.log_reads(engine, audit.local_operator(), "export.download",
                     audit.persons_of_records(engine, ((f.org_code, f.dataset, f.record_key) for f in items)),
@@ -137,17 +134,11 @@ def rejections(
     import orjson
 
     from phip import runtime
-    from phip.orgs.service import find_institution
     from phip.quality import rejections as service
     from phip.standard.catalog import load_standard
 
     engine = runtime.engine()
-    org_code = None
-    if org:
-        inst = find_institution(engine, org)
-        if inst is None:
-            _fail(f"医疗机构“{org}”未登记或名称不唯一", "UNKNOWN_ORG")
-        org_code = inst.code
+    org_code = _org_code(engine, org) if org else None
     if dataset:
         try:
             dataset = load_standard().dataset(dataset).code

@@ -22,11 +22,11 @@ def _fail(message: str, code: str) -> NoReturn:
 def _region(text: str | None) -> str | None:
     """A region's code (GB/T 2260, as in orgs/data/regions.csv) from its code or name (长春市);
     an unknown one is refused rather than answered with an empty report."""
-    from phip.orgs.codes import region_by_name, regions
+    from phip.orgs.codes import region_by_name
 
     if text is None:
         return None
-    found = regions().get(text.strip()) or region_by_name(text)
+    found = region_by_name(text)
     if found is None or found.level == "province":
         _fail(f"地区“{text}”不在区划表中；应为市或区县的区划代码（如 220100）或名称（如 长春市）", "UNKNOWN_REGION")
     return found.code

@@ -103,6 +103,9 @@ def select_in(conn: Connection, columns: Sequence[ColumnElement[Any]], key: Colu
 
 
 #: Values per statement of :func:`select_in`, by dialect ("" for the others).
+#: the largest row id the store holds (a signed 64-bit integer on every back end): an id in an
+#: address or a command line beyond it is refused as a bad value, not sent to the driver
+MAX_ROW_ID = 2**63 - 1
 IN_CHUNK = {"postgresql": 10_000, "sqlite": 10_000, "": 500}
 
 

@@ -50,6 +50,10 @@ LOGIN_ERRORS = {"EXPIRED": "页面已过期，请重新登录", "LOGIN_FAILED": 
                 "LOGIN_LOCKED": "登录失败次数过多，请{minutes}分钟后再试"}
 
 
+class _BadFilter(ValueError):
+    """A report filter that cannot be read; its text is the Chinese message."""
+
+
 def _page(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     return page(name, status_code, prefix=PREFIX, **ctx)
 
@@ -159,24 +163,28 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
                      rate_bands=overview.RATE_BANDS,
                      cities=[] if v.regional else city_activity(engine))
 
-    def _report(v: Viewer, period: str | None, level: str, region: str | None, sort: str | None, order: str,
-                extras: bool = True):
-        p = period_of(period)
+    def _filters(period: str | None, level: str, sort: str | None) -> tuple[Period, str, str | None]:
+        """A report's period, level and sort key as typed, or _BadFilter saying which is wrong
+        (they fell back to this month and the first level, and the page showed figures nobody
+        had asked for under the filter the reader had typed)."""
+        try:
+            p = period_of(period)
+        except PeriodError as exc:
+            raise _BadFilter(exc.message) from None
         lvl = LEVEL_ALIASES.get(level, level)
         if lvl not in LEVELS:
-            raise PeriodError(f"统计口径“{level[:40]}”无效，可选 {'、'.join(LEVELS)}")
+            raise _BadFilter(f"统计口径“{level[:40]}”无效，可选 {'、'.join(LEVELS)}")
         if sort and sort not in SORT_KEYS:
-            raise PeriodError(f"排序列“{sort[:40]}”无效，可选 {'、'.join(sorted(SORT_KEYS))}")
-        key = sort or None
-        region = None if v.regional else region  # a regional reader's region is forced by ``within``
-        rep = upload_report(reads, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
-                            within=v.within)
-        return rep, key
+            raise _BadFilter(f"排序列“{sort[:40]}”无效，可选 {'、'.join(sorted(SORT_KEYS))}")
+        return p, lvl, sort or None
 
-    def _bad_filter(v: Viewer, exc: PeriodError) -> HTMLResponse:
-        # the filters of a report page or its export, refused as typed (they fell back to this
-        # month and the first level before, and the page showed figures nobody had asked for)
-        return _page("error.html", 400, me=v.me, area=v.area, message=f"{exc.message}。统计期的写法如 2026-11、"
+    def _report(v: Viewer, p: Period, lvl: str, region: str | None, key: str | None, order: str, extras: bool = True):
+        region = None if v.regional else region  # a regional reader's region is forced by ``within``
+        return upload_report(reads, p, lvl, region_code=region or None, sort=key, descending=order != "asc", extras=extras,
+                             within=v.within)
+
+    def _bad_filter(v: Viewer, exc: _BadFilter) -> HTMLResponse:
+        return _page("error.html", 400, me=v.me, area=v.area, message=f"{exc}。统计期的写法如 2026-11、"
                      "2026-10..2026-11 或 2026-11-01..2026-11-15；不给即本月。")
 
     @router.get(f"{PREFIX}/uploads", response_class=HTMLResponse)
@@ -184,9 +192,10 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
                      sort: str | None = None, order: str = "desc") -> HTMLResponse:
         v = view(request)
         try:
-            rep, key = _report(v, period, level, region, sort, order)
-        except PeriodError as exc:
+            p, lvl, key = _filters(period, level, sort)
+        except _BadFilter as exc:
             return _bad_filter(v, exc)
+        rep = _report(v, p, lvl, region, key, order)
         region_options = [] if v.regional else overview_regions(engine)  # the reader's own area only
         query = {"period": str(rep.period), "level": rep.level, "region": "" if v.regional else region or ""}
         return _page("uploads.html", me=v.me, area=v.area, active="uploads", report=rep, columns=rep.columns, sort=key,
@@ -202,9 +211,10 @@ def build_router(engine: Engine, reads: Engine | None = None) -> APIRouter:
                      region: str | None = None, sort: str | None = None, order: str = "desc", extras: bool = False) -> Response:
         v = view(request)
         try:
-            rep, _ = _report(v, period, level, region, sort, order, extras)
-        except PeriodError as exc:
+            p, lvl, key = _filters(period, level, sort)
+        except _BadFilter as exc:
             return _bad_filter(v, exc)
+        rep = _report(v, p, lvl, region, key, order, extras)
         render_file, media_type = exports[fmt]
         name = f"upload-{rep.level}-{rep.period.start}-{rep.period.end}.{fmt}"
         return Response(render_file(rep), media_type=media_type,

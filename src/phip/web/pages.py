@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
 from phip import accounts
+from phip.store.sql import MAX_ROW_ID
 from phip.privacy import mask_phone
 
 HERE = Path(__file__).parent
@@ -29,7 +30,7 @@ RESIDENT_LOGIN = "/me/login"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: a row id in a page's address (an authorization, an audit event): bounded to the database's
 #: 64-bit integers, so a longer one is a 400 page rather than a driver's overflow
-RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}
